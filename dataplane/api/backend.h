@@ -1,0 +1,96 @@
+// What the dataplane's gRPC server needs from the running dataplane.
+//
+// Implemented by the dataplane process (dataplane/api/table_manager.*) over the real tables,
+// ports and counters. Called from gRPC threads only, never from a worker lcore; every method
+// is thread-safe. Methods that change state either apply everything or nothing.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/drop_reason.h"
+#include "table/table_spec.h"
+
+namespace kdp::api {
+
+struct NodeInfo {
+    std::string node_name;
+    Ip4 node_ip;
+    Mac node_mac;
+    Prefix4 pod_cidr;
+    Ip4 gateway_ip;
+    Mac gateway_mac;
+    std::string vxlan_mode;  // "standard" | "flannel"
+    uint16_t vxlan_port = 0;
+    uint32_t vni = 0;
+    Mac vtep_mac;
+    uint16_t mtu = 0;
+    uint16_t pod_mtu = 0;
+    uint32_t workers = 0;
+    uint64_t generation = 0;  // generation of the tables in force (0: none applied yet)
+    uint64_t started_unix_ns = 0;
+};
+
+struct PortInfo {
+    std::string name;     // "uplink" or the pod's "namespace/pod"
+    std::string kind;     // "uplink" | "tap" | "vhostuser" | "devargs"
+    std::string devargs;
+    uint16_t port_id = 0;
+    Mac mac;              // the port's own MAC
+    Mac peer_mac;         // the pod's MAC as learned (zero until seen)
+    uint16_t rx_queues = 0;
+    uint16_t tx_queues = 0;
+    bool link_up = false;
+};
+
+/// Counters of one port or one worker; drops indexed by DropReason.
+struct CounterSet {
+    uint64_t rx_packets = 0;
+    uint64_t rx_bytes = 0;
+    uint64_t tx_packets = 0;
+    uint64_t tx_bytes = 0;
+    uint64_t drops[dataplane::kDropReasonCount] = {};
+};
+
+struct WorkerStats {
+    uint32_t worker = 0;
+    uint32_t lcore = 0;
+    CounterSet counters;
+    uint64_t busy_cycles = 0;   // TSC cycles spent in iterations that received packets
+    uint64_t total_cycles = 0;  // TSC cycles since the worker started
+    uint64_t tsc_hz = 0;
+};
+
+struct PortStats {
+    std::string name;
+    uint16_t port_id = 0;
+    CounterSet counters;  // summed over workers
+};
+
+struct StatsSnapshot {
+    uint64_t taken_unix_ns = 0;
+    std::vector<WorkerStats> workers;
+    std::vector<PortStats> ports;
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+
+    virtual NodeInfo node_info() const = 0;
+
+    /// Validates `spec` whole, builds new tables and publishes them to every worker at once.
+    /// Returns an error message and changes nothing if any entry is invalid or if
+    /// spec.generation is not greater than the generation in force.
+    virtual std::optional<std::string> apply_tables(const table::TableSpec& spec) = 0;
+
+    /// The spec of the tables in force (generation 0 and empty before the first apply).
+    virtual table::TableSpec tables() const = 0;
+
+    virtual std::vector<PortInfo> ports() const = 0;
+    virtual StatsSnapshot stats() const = 0;
+};
+
+}  // namespace kdp::api
