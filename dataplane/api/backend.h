@@ -34,12 +34,12 @@ struct NodeInfo {
 };
 
 struct PortInfo {
-    std::string name;     // "uplink" or the pod's "namespace/pod"
-    std::string kind;     // "uplink" | "tap" | "vhostuser" | "devargs"
+    std::string name;  // "uplink" or the pod's "namespace/pod"
+    std::string kind;  // "uplink" | "tap" | "vhostuser" | "devargs"
     std::string devargs;
     uint16_t port_id = 0;
-    Mac mac;              // the port's own MAC
-    Mac peer_mac;         // the pod's MAC as learned (zero until seen)
+    Mac mac;       // the port's own MAC
+    Mac peer_mac;  // the pod's MAC as learned (zero until seen)
     uint16_t rx_queues = 0;
     uint16_t tx_queues = 0;
     bool link_up = false;

@@ -34,74 +34,74 @@ enum class PortType : uint8_t {
 
 /// A pod port declared statically in the config (run-time ports come over gRPC later).
 struct PodPortConfig {
-    std::string name;          // "namespace/pod", unique
-    Ip4 ip;                    // inside the node's pod_cidr, not the gateway
+    std::string name;  // "namespace/pod", unique
+    Ip4 ip;            // inside the node's pod_cidr, not the gateway
     PortType type = PortType::kTap;
-    std::string iface;         // kTap: kernel netdev name (<= 15 chars); default "kdp" + index
-    std::string socket;        // kVhostUser: socket path
-    std::string devargs;       // kDevargs: verbatim devargs
-    std::optional<Mac> mac;    // the pod's MAC if known; otherwise learned from its traffic
-    std::string netns;         // kTap: optional netns name (under /run/netns) to move it into
+    std::string iface;       // kTap: kernel netdev name (<= 15 chars); default "kdp" + index
+    std::string socket;      // kVhostUser: socket path
+    std::string devargs;     // kDevargs: verbatim devargs
+    std::optional<Mac> mac;  // the pod's MAC if known; otherwise learned from its traffic
+    std::string netns;       // kTap: optional netns name (under /run/netns) to move it into
 };
 
 /// A remote node reachable over the overlay (static until the control plane fills the table).
 struct RemoteNodeConfig {
     std::string name;
-    Ip4 ip;                  // underlay address, the VTEP
+    Ip4 ip;  // underlay address, the VTEP
     Prefix4 pod_cidr;
     std::optional<Mac> vtep_mac;  // inner destination MAC; default Mac::from_ip(ip)
 };
 
 struct UplinkConfig {
-    std::string devargs;          // required, e.g. "net_af_packet0,iface=veth0"
-    uint16_t rx_queues = 1;       // RSS spreads flows across them when > 1
-    std::optional<Ip4> gateway;   // underlay next hop for VTEPs off the node's subnet
-    uint8_t prefix_len = 24;      // node IP's subnet on the underlay (on-link VTEPs)
+    std::string devargs;         // required, e.g. "net_af_packet0,iface=veth0"
+    uint16_t rx_queues = 1;      // RSS spreads flows across them when > 1
+    std::optional<Ip4> gateway;  // underlay next hop for VTEPs off the node's subnet
+    uint8_t prefix_len = 24;     // node IP's subnet on the underlay (on-link VTEPs)
 };
 
 struct IdleConfig {
-    uint32_t spin_polls = 256;    // empty polls before a worker starts sleeping
-    uint32_t sleep_us = 50;       // sleep per idle round once spinning gave nothing
-    uint32_t max_sleep_us = 1000; // the sleep doubles up to this while idle
+    uint32_t spin_polls = 256;     // empty polls before a worker starts sleeping
+    uint32_t sleep_us = 50;        // sleep per idle round once spinning gave nothing
+    uint32_t max_sleep_us = 1000;  // the sleep doubles up to this while idle
 };
 
 /// Table and pool sizes; memory is sized from these up front and reported at start.
 struct LimitsConfig {
-    uint32_t mbufs = 16383;         // per mempool (one per NUMA socket in use)
-    uint32_t max_pods = 1024;       // local pods
-    uint32_t max_routes = 4096;     // remote pod CIDRs (LPM rules)
-    uint32_t arp_pending = 64;      // per worker: packets held while a next hop resolves
-    uint32_t arp_timeout_ms = 1000; // a pending packet older than this is dropped
-    uint32_t arp_reachable_s = 300; // a resolved neighbour is refreshed after this
+    uint32_t mbufs = 16383;          // per mempool (one per NUMA socket in use)
+    uint32_t max_pods = 1024;        // local pods
+    uint32_t max_routes = 4096;      // remote pod CIDRs (LPM rules)
+    uint32_t arp_pending = 64;       // per worker: packets held while a next hop resolves
+    uint32_t arp_timeout_ms = 1000;  // a pending packet older than this is dropped
+    uint32_t arp_reachable_s = 300;  // a resolved neighbour is refreshed after this
 };
 
 struct NodeConfig {
-    std::string node_name;                 // node.name, required
-    Ip4 node_ip;                           // node.ip, required: underlay address
-    std::optional<Mac> node_mac;           // node.mac; default: the uplink port's MAC
-    Prefix4 pod_cidr;                      // node.pod_cidr, required
-    Ip4 gateway_ip;                        // node.gateway; default: first host of pod_cidr
-    Mac gateway_mac;                       // node.gateway_mac; default Mac::from_ip(gateway_ip)
-    std::optional<Prefix4> cluster_cidr;   // node.cluster_cidr; contains every pod CIDR
-    uint16_t mtu = 1500;                   // node.mtu: uplink MTU; pods get mtu - 50
+    std::string node_name;                // node.name, required
+    Ip4 node_ip;                          // node.ip, required: underlay address
+    std::optional<Mac> node_mac;          // node.mac; default: the uplink port's MAC
+    Prefix4 pod_cidr;                     // node.pod_cidr, required
+    Ip4 gateway_ip;                       // node.gateway; default: first host of pod_cidr
+    Mac gateway_mac;                      // node.gateway_mac; default Mac::from_ip(gateway_ip)
+    std::optional<Prefix4> cluster_cidr;  // node.cluster_cidr; contains every pod CIDR
+    uint16_t mtu = 1500;                  // node.mtu: uplink MTU; pods get mtu - 50
 
     VxlanMode vxlan_mode = VxlanMode::kStandard;  // vxlan.mode: standard|flannel
-    uint16_t vxlan_port = 4789;            // vxlan.port; flannel mode default 8472
-    uint32_t vni = 1;                      // vxlan.vni (24 bits); flannel mode requires 1
-    Mac vtep_mac;                          // vxlan.vtep_mac; default Mac::from_ip(node_ip)
+    uint16_t vxlan_port = 4789;                   // vxlan.port; flannel mode default 8472
+    uint32_t vni = 1;                             // vxlan.vni (24 bits); flannel mode requires 1
+    Mac vtep_mac;                                 // vxlan.vtep_mac; default Mac::from_ip(node_ip)
 
-    std::string file_prefix;               // dpdk.file_prefix; default "kdp-" + node_name
-    std::vector<std::string> eal_args;     // dpdk.eal_args: extra EAL arguments, verbatim
-    std::string lcores;                    // dpdk.lcores: EAL --lcores string, e.g. "(0,1)@0"
-    std::vector<unsigned> worker_lcores;   // workers.lcores: one worker per lcore id, >= 1
-    IdleConfig idle;                       // workers.idle
+    std::string file_prefix;              // dpdk.file_prefix; default "kdp-" + node_name
+    std::vector<std::string> eal_args;    // dpdk.eal_args: extra EAL arguments, verbatim
+    std::string lcores;                   // dpdk.lcores: EAL --lcores string, e.g. "(0,1)@0"
+    std::vector<unsigned> worker_lcores;  // workers.lcores: one worker per lcore id, >= 1
+    IdleConfig idle;                      // workers.idle
 
-    UplinkConfig uplink;                   // uplink
-    std::vector<PodPortConfig> pods;       // pods
+    UplinkConfig uplink;                         // uplink
+    std::vector<PodPortConfig> pods;             // pods
     std::vector<RemoteNodeConfig> remote_nodes;  // remote_nodes
 
     std::string api_socket = "/run/kdp/dataplane.sock";  // api.socket
-    LimitsConfig limits;                   // limits
+    LimitsConfig limits;                                 // limits
 
     /// Overlay MTU offered to pods: mtu - 50 (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
     uint16_t pod_mtu() const noexcept { return static_cast<uint16_t>(mtu - 50); }

@@ -19,12 +19,24 @@
 namespace kdp {
 
 /// Host <-> network byte order for the few places that need it outside DPDK code.
-constexpr uint16_t bswap16(uint16_t v) noexcept { return static_cast<uint16_t>((v << 8) | (v >> 8)); }
-constexpr uint32_t bswap32(uint32_t v) noexcept { return __builtin_bswap32(v); }
-constexpr uint16_t to_be16(uint16_t v) noexcept { return bswap16(v); }
-constexpr uint32_t to_be32(uint32_t v) noexcept { return bswap32(v); }
-constexpr uint16_t from_be16(uint16_t v) noexcept { return bswap16(v); }
-constexpr uint32_t from_be32(uint32_t v) noexcept { return bswap32(v); }
+constexpr uint16_t bswap16(uint16_t v) noexcept {
+    return static_cast<uint16_t>((v << 8) | (v >> 8));
+}
+constexpr uint32_t bswap32(uint32_t v) noexcept {
+    return __builtin_bswap32(v);
+}
+constexpr uint16_t to_be16(uint16_t v) noexcept {
+    return bswap16(v);
+}
+constexpr uint32_t to_be32(uint32_t v) noexcept {
+    return bswap32(v);
+}
+constexpr uint16_t from_be16(uint16_t v) noexcept {
+    return bswap16(v);
+}
+constexpr uint32_t from_be32(uint32_t v) noexcept {
+    return bswap32(v);
+}
 
 /// An IPv4 address in network byte order.
 struct Ip4 {

@@ -1,0 +1,253 @@
+#include "api/table_manager.h"
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+
+namespace kdp::api {
+
+namespace {
+
+uint64_t now_unix_ns() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+}
+
+}  // namespace
+
+void add_counters(const dataplane::PortCounters& from, CounterSet& to) {
+    constexpr auto r = std::memory_order_relaxed;
+    to.rx_packets += from.rx_packets.load(r);
+    to.rx_bytes += from.rx_bytes.load(r);
+    to.tx_packets += from.tx_packets.load(r);
+    to.tx_bytes += from.tx_bytes.load(r);
+    for (size_t i = 0; i < dataplane::kDropReasonCount; ++i) {
+        to.drops[i] += from.drops[i].load(r);
+    }
+}
+
+TableManager::TableManager(NodeInfo info,
+                           dataplane::NodeContext& node,
+                           table::TableRef& ref,
+                           rte_rcu_qsbr* qsbr,
+                           std::vector<dataplane::Worker*> workers,
+                           std::vector<PortEntry> ports)
+    : info_(std::move(info)),
+      node_(node),
+      ref_(ref),
+      qsbr_(qsbr),
+      workers_(std::move(workers)),
+      ports_(std::move(ports)) {
+    info_.started_unix_ns = now_unix_ns();
+}
+
+TableManager::~TableManager() {
+    ref_.current.store(nullptr, std::memory_order_release);
+}
+
+NodeInfo TableManager::node_info() const {
+    std::lock_guard lock(mu_);
+    NodeInfo i = info_;
+    i.generation = current_ ? current_->generation : 0;
+    return i;
+}
+
+table::TableSpec TableManager::tables() const {
+    std::lock_guard lock(mu_);
+    return current_ ? current_->spec : table::TableSpec{};
+}
+
+std::optional<std::string> TableManager::validate(const table::TableSpec& spec) const {
+    const uint64_t in_force = current_ ? current_->generation : 0;
+    if (spec.generation <= in_force) {
+        return fmt::format("generation {} is not newer than the generation in force ({})",
+                           spec.generation, in_force);
+    }
+    const Prefix4 own = node_.pod_cidr;
+    std::set<std::string> names;
+    std::vector<Prefix4> cidrs;
+    for (size_t i = 0; i < spec.routes.size(); ++i) {
+        const table::RouteSpec& r = spec.routes[i];
+        const std::string at = fmt::format("routes[{}] ({})", i, r.node_name);
+        if (r.node_name.empty()) {
+            return fmt::format("routes[{}]: node_name is empty", i);
+        }
+        if (!names.insert(r.node_name).second) {
+            return fmt::format("{}: duplicate node name", at);
+        }
+        if (r.node_ip.is_zero() || r.node_ip == node_.node_ip) {
+            return fmt::format("{}: node_ip {} is not a remote VTEP", at, r.node_ip.str());
+        }
+        if (r.pod_cidr.overlaps(own)) {
+            return fmt::format("{}: pod_cidr {} overlaps this node's pod CIDR {}", at,
+                               r.pod_cidr.str(), own.str());
+        }
+        for (const Prefix4& c : cidrs) {
+            if (c.overlaps(r.pod_cidr)) {
+                return fmt::format("{}: pod_cidr {} overlaps {}", at, r.pod_cidr.str(), c.str());
+            }
+        }
+        cidrs.push_back(r.pod_cidr);
+        if (r.vtep_mac.is_zero() || r.vtep_mac.is_multicast()) {
+            return fmt::format("{}: vtep_mac {} is not a unicast MAC", at, r.vtep_mac.str());
+        }
+        if (!node_.underlay_subnet.contains(r.node_ip) &&
+            node_.underlay_gateway_slot == table::kNoSlot) {
+            return fmt::format(
+                "{}: node_ip {} is outside the uplink subnet {} and no "
+                "uplink.gateway is configured",
+                at, r.node_ip.str(), node_.underlay_subnet.str());
+        }
+    }
+    std::set<std::string> pod_names;
+    std::set<uint32_t> ips;
+    std::set<std::string> pod_ports;
+    const uint32_t net = own.addr.host();
+    const uint32_t bcast = net + static_cast<uint32_t>(own.size() - 1);
+    for (size_t i = 0; i < spec.pods.size(); ++i) {
+        const table::PodSpec& p = spec.pods[i];
+        const std::string at = fmt::format("pods[{}] ({})", i, p.name);
+        if (p.name.empty()) {
+            return fmt::format("pods[{}]: name is empty", i);
+        }
+        if (!pod_names.insert(p.name).second) {
+            return fmt::format("{}: duplicate pod name", at);
+        }
+        if (!own.contains(p.ip)) {
+            return fmt::format("{}: ip {} is outside this node's pod CIDR {}", at, p.ip.str(),
+                               own.str());
+        }
+        if (p.ip == node_.gateway_ip || p.ip.host() == net || p.ip.host() == bcast) {
+            return fmt::format("{}: ip {} is the gateway, network or broadcast address", at,
+                               p.ip.str());
+        }
+        if (!ips.insert(p.ip.be).second) {
+            return fmt::format("{}: ip {} is used by another pod", at, p.ip.str());
+        }
+        if (!p.port_name.empty() && !pod_ports.insert(p.port_name).second) {
+            return fmt::format("{}: port {} is bound to another pod", at, p.port_name);
+        }
+    }
+    return std::nullopt;
+}
+
+std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spec,
+                                                     std::string& err) {
+    auto t = std::make_unique<table::TableSet>();
+    t->generation = spec.generation;
+    t->spec = spec;
+    std::vector<std::pair<Prefix4, table::Route>> routes;
+    for (size_t i = 0; i < spec.routes.size(); ++i) {
+        const table::RouteSpec& r = spec.routes[i];
+        const bool on_link = node_.underlay_subnet.contains(r.node_ip);
+        const uint32_t slot =
+            on_link ? node_.neighbors->slot_for(r.node_ip) : node_.underlay_gateway_slot;
+        if (slot == table::kNoSlot) {
+            err = fmt::format("routes[{}] ({}): the neighbour table is full (limits.max_routes)", i,
+                              r.node_name);
+            return nullptr;
+        }
+        routes.push_back(
+            {r.pod_cidr, table::Route{r.node_ip, r.vtep_mac, slot, static_cast<uint32_t>(i)}});
+    }
+    t->routes = table::PrefixTable<table::Route>(routes);
+    std::unordered_map<std::string, uint16_t> port_ids;
+    for (const PortEntry& p : ports_) {
+        port_ids.emplace(p.name, p.port_id);
+    }
+    std::vector<std::pair<uint64_t, table::LocalPod>> pods;
+    for (size_t i = 0; i < spec.pods.size(); ++i) {
+        const table::PodSpec& p = spec.pods[i];
+        const auto it = port_ids.find(p.port_name);
+        const uint16_t port = it == port_ids.end() ? table::kNoPort : it->second;
+        pods.push_back({p.ip.be, table::LocalPod{p.ip, port, static_cast<uint32_t>(i)}});
+        if (port != table::kNoPort) {
+            t->port_pod_ip[port] = p.ip;
+        }
+    }
+    t->pods = table::FlatMap<table::LocalPod>(pods);
+    return t;
+}
+
+std::optional<std::string> TableManager::apply_tables(const table::TableSpec& spec) {
+    std::lock_guard lock(mu_);
+    if (auto err = validate(spec)) {
+        return err;
+    }
+    std::string err;
+    std::unique_ptr<table::TableSet> next = build(spec, err);
+    if (!next) {
+        return err;
+    }
+    ref_.current.store(next.get(), std::memory_order_release);
+    if (qsbr_ != nullptr) {
+        // Every worker passes a quiescent point (or is offline) before the old version goes.
+        rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
+    }
+    current_ = std::move(next);
+    return std::nullopt;
+}
+
+std::vector<PortInfo> TableManager::ports() const {
+    std::lock_guard lock(mu_);
+    std::vector<PortInfo> out;
+    for (const PortEntry& e : ports_) {
+        PortInfo p;
+        p.name = e.name;
+        p.kind = e.kind;
+        p.devargs = e.devargs;
+        p.port_id = e.port_id;
+        rte_ether_addr a{};
+        if (rte_eth_macaddr_get(e.port_id, &a) == 0) {
+            std::copy(std::begin(a.addr_bytes), std::end(a.addr_bytes), p.mac.b.begin());
+        }
+        const dataplane::PortRuntime& rt = node_.ports->port[e.port_id];
+        p.peer_mac = Mac::unpack(rt.peer_mac.load(std::memory_order_relaxed));
+        p.rx_queues = rt.nb_rxq;
+        p.tx_queues = rt.nb_txq;
+        rte_eth_link link{};
+        if (rte_eth_link_get_nowait(e.port_id, &link) == 0) {
+            p.link_up = link.link_status == RTE_ETH_LINK_UP;
+        }
+        out.push_back(std::move(p));
+    }
+    return out;
+}
+
+StatsSnapshot TableManager::stats() const {
+    std::lock_guard lock(mu_);
+    StatsSnapshot s;
+    s.taken_unix_ns = now_unix_ns();
+    constexpr auto r = std::memory_order_relaxed;
+    for (const dataplane::Worker* w : workers_) {
+        WorkerStats ws;
+        ws.worker = w->index;
+        ws.lcore = w->lcore;
+        for (const dataplane::PortCounters& pc : w->counters.port) {
+            add_counters(pc, ws.counters);
+        }
+        ws.busy_cycles = w->counters.busy_cycles.load(r);
+        ws.total_cycles = w->counters.total_cycles.load(r);
+        ws.tsc_hz = rte_get_tsc_hz();
+        s.workers.push_back(ws);
+    }
+    for (const PortEntry& e : ports_) {
+        PortStats ps;
+        ps.name = e.name;
+        ps.port_id = e.port_id;
+        for (const dataplane::Worker* w : workers_) {
+            add_counters(w->counters.port[e.port_id], ps.counters);
+        }
+        s.ports.push_back(std::move(ps));
+    }
+    return s;
+}
+
+}  // namespace kdp::api

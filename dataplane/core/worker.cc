@@ -1,0 +1,268 @@
+#include "core/worker.h"
+
+#include <algorithm>
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+
+#include "stage/overlay.h"
+
+namespace kdp::dataplane {
+
+namespace {
+
+// Transmits one port's buffer on this worker's TX queue; what the port does not take is
+// counted as kTxFull and freed.
+void flush_port(Worker& w, uint16_t port) noexcept {
+    TxBuffer& b = w.tx[port];
+    PortRuntime& pr = w.node->ports->port[port];
+    const uint16_t q = static_cast<uint16_t>(w.index % pr.nb_txq);
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < b.count; ++i) {
+        bytes += b.pkts[i]->pkt_len;
+    }
+    if (pr.txq_shared) {
+        rte_spinlock_lock(&pr.tx_lock);
+    }
+    const uint16_t sent = rte_eth_tx_burst(port, q, b.pkts, b.count);
+    if (pr.txq_shared) {
+        rte_spinlock_unlock(&pr.tx_lock);
+    }
+    for (uint16_t i = sent; i < b.count; ++i) {
+        bytes -= b.pkts[i]->pkt_len;
+    }
+    PortCounters& c = w.port_counters(port);
+    bump(c.tx_packets, sent);
+    bump(c.tx_bytes, bytes);
+    if (sent < b.count) [[unlikely]] {
+        bump(c.drops[static_cast<size_t>(DropReason::kTxFull)], b.count - sent);
+        rte_pktmbuf_free_bulk(b.pkts + sent, b.count - sent);
+    }
+    b.count = 0;
+}
+
+}  // namespace
+
+namespace stage {
+
+void tx_enqueue(Worker& w, uint16_t port, rte_mbuf* m) noexcept {
+    TxBuffer& b = w.tx[port];
+    b.pkts[b.count++] = m;
+    if (b.count == kBurstSize) {
+        flush_port(w, port);  // keeps the buffer bounded; the loop flushes the rest
+    }
+}
+
+void send_arp_request(Worker& w, Ip4 target) noexcept {
+    const NodeContext& n = *w.node;
+    rte_mbuf* m = rte_pktmbuf_alloc(w.pool);
+    if (m == nullptr) [[unlikely]] {
+        return;  // pool exhausted: the next claim after the retry interval tries again
+    }
+    constexpr uint16_t kLen = pkt::kEtherHdrLen + pkt::kArpLen;
+    auto* d = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, kLen));
+    if (d == nullptr) [[unlikely]] {
+        rte_pktmbuf_free(m);
+        return;
+    }
+    pkt::write_eth(d, Mac{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}, n.node_mac, pkt::kEtherTypeArp);
+    pkt::ArpView{d + pkt::kEtherHdrLen}.set(pkt::kArpOpRequest, n.node_mac, n.node_ip, Mac{},
+                                            target);
+    tx_enqueue(w, n.uplink_port, m);
+}
+
+}  // namespace stage
+
+namespace {
+
+void count_drop(Worker& w, const PacketMeta& p) noexcept {
+    bump(w.port_counters(p.in_port).drops[static_cast<size_t>(p.reason)]);
+}
+
+}  // namespace
+
+void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b, uint64_t now) {
+    const NodeContext& n = *w.node;
+    const PortKind kind = n.ports->port[port].kind;
+    PortCounters& rxc = w.port_counters(port);
+    uint64_t rx_bytes = 0;
+
+    // Parse every packet first: the headers of the whole burst are then warm for the stages.
+    for (uint16_t i = 0; i < b.count; ++i) {
+        if (i + 1 < b.count) {
+            rte_prefetch0(rte_pktmbuf_mtod(b.pkts[i + 1], void*));
+        }
+        rte_mbuf* m = b.pkts[i];
+        PacketMeta& p = b.meta[i];
+        p = PacketMeta{};
+        p.in_port = port;
+        rx_bytes += m->pkt_len;
+        if (m->nb_segs != 1) [[unlikely]] {
+            p.drop(DropReason::kMultiSegment);
+            continue;
+        }
+        const uint64_t ck = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+        if (ck == RTE_MBUF_F_RX_IP_CKSUM_BAD) [[unlikely]] {
+            p.drop(DropReason::kIpChecksum);
+            continue;
+        }
+        const pkt::ParseOptions opt{ck != RTE_MBUF_F_RX_IP_CKSUM_GOOD};
+        const DropReason r =
+            pkt::parse_frame(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, p, opt);
+        if (r != DropReason::kNone) [[unlikely]] {
+            p.drop(r);
+            continue;
+        }
+        if (t == nullptr) [[unlikely]] {
+            p.drop(DropReason::kNotReady);
+            continue;
+        }
+        if (p.ether_type == pkt::kEtherTypeIpv4) {
+            stage::trim_to_l3(m, p);
+        }
+    }
+    bump(rxc.rx_packets, b.count);
+    bump(rxc.rx_bytes, rx_bytes);
+
+    // Stages: the burst comes from one port, so the port kind picks the path once per burst.
+    if (kind == PortKind::kUplink) {
+        for (uint16_t i = 0; i < b.count; ++i) {
+            PacketMeta& p = b.meta[i];
+            if (!p.pending()) {
+                continue;
+            }
+            if (p.ether_type == pkt::kEtherTypeArp) {
+                stage::arp_from_uplink(n, b.pkts[i], p, now);
+            } else {
+                stage::uplink_ipv4(w, *t, b.pkts[i], p);
+            }
+        }
+    } else {
+        for (uint16_t i = 0; i < b.count; ++i) {
+            PacketMeta& p = b.meta[i];
+            if (!p.pending()) {
+                continue;
+            }
+            if (p.ether_type == pkt::kEtherTypeArp) {
+                stage::arp_from_pod(n, *t, b.pkts[i], p);
+            } else {
+                stage::pod_ipv4(w, *t, b.pkts[i], p, now);
+            }
+        }
+    }
+
+    // Dispatch once: TX buffers for the forwarded, one bulk free for the rest.
+    rte_mbuf* to_free[kBurstSize];
+    uint16_t nb_free = 0;
+    for (uint16_t i = 0; i < b.count; ++i) {
+        PacketMeta& p = b.meta[i];
+        switch (p.action) {
+            case Action::kTx:
+                stage::tx_enqueue(w, p.out_port, b.pkts[i]);
+                break;
+            case Action::kHeld:
+                break;
+            case Action::kPending:
+                p.drop(DropReason::kNoRoute);  // no stage decided: never forward by default
+                [[fallthrough]];
+            case Action::kDrop:
+                count_drop(w, p);
+                [[fallthrough]];
+            case Action::kConsumed:
+                to_free[nb_free++] = b.pkts[i];
+                break;
+        }
+    }
+    if (nb_free != 0) {
+        rte_pktmbuf_free_bulk(to_free, nb_free);
+    }
+}
+
+void service_held(Worker& w, uint64_t now) {
+    const NodeContext& n = *w.node;
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < w.held_count; ++i) {
+        HeldPacket h = w.held[i];
+        const uint64_t st = n.neighbors->mac_state(h.slot);
+        if (st & table::NeighborTable::kValid) {
+            pkt::write_eth(rte_pktmbuf_mtod(h.m, uint8_t*), Mac::unpack(st), n.node_mac,
+                           pkt::kEtherTypeIpv4);
+            stage::tx_enqueue(w, n.uplink_port, h.m);
+        } else if (now - h.since_tsc > n.arp_timeout_tsc) {
+            bump(w.port_counters(h.in_port)
+                     .drops[static_cast<size_t>(DropReason::kNeighborTimeout)]);
+            rte_pktmbuf_free(h.m);
+        } else {
+            if (n.neighbors->claim_request(h.slot, now, n.arp_retry_tsc, n.arp_stale_tsc)) {
+                stage::send_arp_request(w, n.neighbors->ip(h.slot));
+            }
+            w.held[keep++] = h;
+        }
+    }
+    w.held_count = keep;
+}
+
+void flush_tx(Worker& w) {
+    for (uint16_t port = 0; port < RTE_MAX_ETHPORTS; ++port) {
+        if (w.tx[port].count != 0) {
+            flush_port(w, port);
+        }
+    }
+}
+
+int worker_main(void* arg) {
+    Worker& w = *static_cast<Worker*>(arg);
+    const NodeContext& n = *w.node;
+    rte_rcu_qsbr_thread_register(w.qsbr, w.index);
+    rte_rcu_qsbr_thread_online(w.qsbr, w.index);
+    const uint64_t start = rte_rdtsc();
+    uint32_t idle_polls = 0;
+    uint32_t sleep_us = w.idle.sleep_us;
+    while (!w.stop->load(std::memory_order_relaxed)) {
+        const uint64_t t0 = rte_rdtsc();
+        const table::TableSet* t = n.tables->current.load(std::memory_order_acquire);
+        uint32_t got = 0;
+        for (const RxQueue& rq : w.rxqs) {
+            const uint16_t nb = rte_eth_rx_burst(rq.port, rq.queue, w.burst.pkts, kBurstSize);
+            if (nb == 0) {
+                continue;
+            }
+            got += nb;
+            w.burst.count = nb;
+            process_burst(w, t, rq.port, w.burst, t0);
+        }
+        if (w.held_count != 0) {
+            service_held(w, t0);
+        }
+        flush_tx(w);
+        rte_rcu_qsbr_quiescent(w.qsbr, w.index);
+        const uint64_t t1 = rte_rdtsc();
+        bump(w.counters.loops);
+        w.counters.total_cycles.store(t1 - start, std::memory_order_relaxed);
+        if (got != 0) {
+            bump(w.counters.busy_cycles, t1 - t0);
+            idle_polls = 0;
+            sleep_us = w.idle.sleep_us;
+        } else if (++idle_polls > w.idle.spin_polls && w.held_count == 0 && sleep_us != 0) {
+            // Idle: let a neighbour on a shared CPU run. Offline first, so that a table update
+            // does not wait for this sleep.
+            rte_rcu_qsbr_thread_offline(w.qsbr, w.index);
+            rte_delay_us_sleep(sleep_us);
+            rte_rcu_qsbr_thread_online(w.qsbr, w.index);
+            sleep_us = std::min(sleep_us * 2, w.idle.max_sleep_us);
+        }
+    }
+    // Give back everything this worker holds.
+    for (uint32_t i = 0; i < w.held_count; ++i) {
+        rte_pktmbuf_free(w.held[i].m);
+    }
+    w.held_count = 0;
+    flush_tx(w);
+    rte_rcu_qsbr_thread_offline(w.qsbr, w.index);
+    rte_rcu_qsbr_thread_unregister(w.qsbr, w.index);
+    return 0;
+}
+
+}  // namespace kdp::dataplane

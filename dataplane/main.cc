@@ -1,0 +1,366 @@
+// kdp-dataplane: one process per node. Loads and validates the node config before the EAL
+// starts, sets up the ports, publishes the first tables, launches one poll-mode worker per
+// configured lcore, serves statistics through DPDK telemetry, and shuts down cleanly on
+// SIGINT/SIGTERM (workers stop, ports close, the EAL releases its hugepages).
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_telemetry.h>
+
+#include "api/table_manager.h"
+#include "config/node_config.h"
+#include "core/worker.h"
+#include "port/ethdev.h"
+
+namespace kdp::dataplane {
+namespace {
+
+std::atomic<bool> g_stop{false};
+api::TableManager* g_manager = nullptr;  // for the telemetry callbacks (main thread owns it)
+
+void on_signal(int) {
+    g_stop.store(true);
+}
+
+[[noreturn]] void die(const std::string& msg) {
+    std::fprintf(stderr, "kdp-dataplane: %s\n", msg.c_str());
+    std::exit(1);
+}
+
+void usage(FILE* to) {
+    std::fprintf(to,
+                 "usage: kdp-dataplane --config FILE\n"
+                 "  Runs the kdp node dataplane described by the YAML node config FILE\n"
+                 "  (see the README's configuration reference).\n");
+}
+
+std::vector<std::string> eal_argv(const config::NodeConfig& c) {
+    std::vector<std::string> a{"kdp-dataplane", "--file-prefix", c.file_prefix};
+    if (!c.lcores.empty()) {
+        a.insert(a.end(), {"--lcores", c.lcores});
+    } else {
+        std::string l = "0";
+        for (unsigned lc : c.worker_lcores) {
+            l += "," + std::to_string(lc);
+        }
+        a.insert(a.end(), {"-l", l});
+    }
+    const auto has = [&](const char* opt) {
+        return std::find(c.eal_args.begin(), c.eal_args.end(), opt) != c.eal_args.end();
+    };
+    // Unlink hugepage files as soon as they are mapped: nothing is left behind even if the
+    // process is killed.
+    if (!has("--no-huge") && !has("--in-memory") && !has("--huge-unlink")) {
+        a.push_back("--huge-unlink");
+    }
+    a.insert(a.end(), c.eal_args.begin(), c.eal_args.end());
+    return a;
+}
+
+std::string tap_devargs(const config::PodPortConfig& p, size_t index) {
+    return fmt::format("net_tap_kdp{},iface={}", index, p.iface);
+}
+
+int telemetry_stats(const char*, const char*, rte_tel_data* d) {
+    if (g_manager == nullptr) {
+        return -1;
+    }
+    const api::StatsSnapshot s = g_manager->stats();
+    rte_tel_data_start_dict(d);
+    for (const api::PortStats& p : s.ports) {
+        rte_tel_data* c = rte_tel_data_alloc();
+        if (c == nullptr) {
+            return -1;
+        }
+        rte_tel_data_start_dict(c);
+        rte_tel_data_add_dict_u64(c, "rx_packets", p.counters.rx_packets);
+        rte_tel_data_add_dict_u64(c, "rx_bytes", p.counters.rx_bytes);
+        rte_tel_data_add_dict_u64(c, "tx_packets", p.counters.tx_packets);
+        rte_tel_data_add_dict_u64(c, "tx_bytes", p.counters.tx_bytes);
+        for (size_t i = 1; i < kDropReasonCount; ++i) {
+            if (p.counters.drops[i] != 0) {
+                const std::string k = fmt::format("drop_{}", kDropReasonInfo[i].label);
+                rte_tel_data_add_dict_u64(c, k.c_str(), p.counters.drops[i]);
+            }
+        }
+        rte_tel_data_add_dict_container(d, p.name.c_str(), c, 0);
+    }
+    return 0;
+}
+
+void print_stats(const api::StatsSnapshot& s) {
+    for (const api::PortStats& p : s.ports) {
+        std::string drops;
+        for (size_t i = 1; i < kDropReasonCount; ++i) {
+            if (p.counters.drops[i] != 0) {
+                drops += fmt::format(" {}={}", kDropReasonInfo[i].label, p.counters.drops[i]);
+            }
+        }
+        std::printf("  port %-20s rx %llu pkts %llu B, tx %llu pkts %llu B%s%s\n", p.name.c_str(),
+                    static_cast<unsigned long long>(p.counters.rx_packets),
+                    static_cast<unsigned long long>(p.counters.rx_bytes),
+                    static_cast<unsigned long long>(p.counters.tx_packets),
+                    static_cast<unsigned long long>(p.counters.tx_bytes),
+                    drops.empty() ? "" : ", drops:", drops.c_str());
+    }
+}
+
+int run(int argc, char** argv) {
+    std::string config_path;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if ((a == "--config" || a == "-c") && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (a.rfind("--config=", 0) == 0) {
+            config_path = a.substr(9);
+        } else if (a == "--help" || a == "-h") {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (config_path.empty()) {
+        usage(stderr);
+        return 2;
+    }
+    config::NodeConfig cfg;
+    try {
+        cfg = config::load_node_config(config_path);
+    } catch (const config::ConfigError& e) {
+        std::fprintf(stderr, "kdp-dataplane: %s\n", e.what());
+        return 2;
+    }
+
+    // EAL.
+    std::vector<std::string> args = eal_argv(cfg);
+    std::vector<char*> cargs;
+    for (std::string& s : args) {
+        cargs.push_back(s.data());
+    }
+    if (rte_eal_init(static_cast<int>(cargs.size()), cargs.data()) < 0) {
+        die(fmt::format("EAL init failed: {}", rte_strerror(rte_errno)));
+    }
+    const unsigned main_lcore = rte_get_main_lcore();
+    for (size_t i = 0; i < cfg.worker_lcores.size(); ++i) {
+        const unsigned lc = cfg.worker_lcores[i];
+        if (lc == main_lcore || !rte_lcore_is_enabled(lc)) {
+            die(
+                fmt::format("workers.lcores[{}]: lcore {} is {} (EAL lcores: add it to "
+                            "dpdk.lcores)",
+                            i, lc, lc == main_lcore ? "the main lcore" : "not enabled"));
+        }
+    }
+    const auto nb_workers = static_cast<uint16_t>(cfg.worker_lcores.size());
+
+    // Packet memory, sized up front from the config.
+    const uint16_t data_room = static_cast<uint16_t>(
+        std::max<uint32_t>(RTE_MBUF_DEFAULT_DATAROOM, cfg.mtu + 14u + 4u + 64u) +
+        RTE_PKTMBUF_HEADROOM);
+    rte_mempool* pool = rte_pktmbuf_pool_create("kdp_mbufs", cfg.limits.mbufs, 256, 0, data_room,
+                                                static_cast<int>(rte_socket_id()));
+    if (pool == nullptr) {
+        die(fmt::format("mbuf pool of {} x {} B: {}", cfg.limits.mbufs, data_room,
+                        rte_strerror(rte_errno)));
+    }
+
+    // Ports.
+    static PortTable ports;
+    std::vector<api::PortEntry> entries;
+    std::string err;
+    PortSetup up;
+    up.devargs = cfg.uplink.devargs;
+    up.kind = PortKind::kUplink;
+    up.rx_queues = cfg.uplink.rx_queues;
+    up.workers = nb_workers;
+    up.mtu = cfg.mtu;
+    up.pool = pool;
+    const auto uplink = setup_port(up, ports, err);
+    if (!uplink) {
+        die("uplink: " + err);
+    }
+    const Mac node_mac = cfg.node_mac.value_or(port_mac(*uplink));
+    if (cfg.node_mac && *cfg.node_mac != port_mac(*uplink)) {
+        rte_eth_promiscuous_enable(*uplink);
+    }
+    entries.push_back({"uplink", "uplink", cfg.uplink.devargs, *uplink});
+    for (size_t i = 0; i < cfg.pods.size(); ++i) {
+        const config::PodPortConfig& p = cfg.pods[i];
+        PortSetup s;
+        s.kind = PortKind::kPod;
+        s.workers = nb_workers;
+        s.mtu = cfg.pod_mtu();
+        s.pool = pool;
+        s.peer_mac = p.mac;
+        std::string kind;
+        switch (p.type) {
+            case config::PortType::kTap:
+                s.devargs = tap_devargs(p, i);
+                kind = "tap";
+                break;
+            case config::PortType::kVhostUser:
+                s.devargs = fmt::format("net_vhost_kdp{},iface={},queues=1", i, p.socket);
+                kind = "vhostuser";
+                break;
+            case config::PortType::kDevargs:
+                s.devargs = p.devargs;
+                kind = "devargs";
+                break;
+        }
+        const auto pid = setup_port(s, ports, err);
+        if (!pid) {
+            die(fmt::format("pods[{}] ({}): {}", i, p.name, err));
+        }
+        entries.push_back({p.name, kind, s.devargs, *pid});
+    }
+
+    // Node context and tables.
+    static table::TableRef tables;
+    static table::NeighborTable neighbors(cfg.limits.max_routes + 8);
+    static NodeContext node;
+    node.node_ip = cfg.node_ip;
+    node.node_mac = node_mac;
+    node.underlay_subnet = *Prefix4::parse(
+        fmt::format("{}/{}", cfg.node_ip.str(), cfg.uplink.prefix_len), /*strict=*/false);
+    node.gateway_ip = cfg.gateway_ip;
+    node.gateway_mac = cfg.gateway_mac;
+    node.pod_cidr = cfg.pod_cidr;
+    node.vtep_mac = cfg.vtep_mac;
+    node.vxlan_port_be = to_be16(cfg.vxlan_port);
+    node.vni = cfg.vni;
+    node.mtu = cfg.mtu;
+    node.uplink_port = *uplink;
+    node.tsc_hz = rte_get_tsc_hz();
+    node.arp_retry_tsc = node.tsc_hz / 10;  // 100 ms between requests for one address
+    node.arp_timeout_tsc = node.tsc_hz * cfg.limits.arp_timeout_ms / 1000;
+    node.arp_stale_tsc = node.tsc_hz * cfg.limits.arp_reachable_s;
+    node.neighbors = &neighbors;
+    node.ports = &ports;
+    node.tables = &tables;
+    if (cfg.uplink.gateway) {
+        node.underlay_gateway_slot = neighbors.slot_for(*cfg.uplink.gateway);
+    }
+
+    const size_t qs_size = rte_rcu_qsbr_get_memsize(nb_workers);
+    auto* qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("kdp_qsbr", qs_size, RTE_CACHE_LINE_SIZE));
+    if (qsbr == nullptr || rte_rcu_qsbr_init(qsbr, nb_workers) != 0) {
+        die("RCU QSBR init failed");
+    }
+
+    std::vector<std::unique_ptr<Worker>> workers;
+    std::vector<Worker*> worker_ptrs;
+    for (uint16_t i = 0; i < nb_workers; ++i) {
+        auto w = std::make_unique<Worker>();
+        w->index = i;
+        w->lcore = cfg.worker_lcores[i];
+        w->pool = pool;
+        w->node = &node;
+        w->qsbr = qsbr;
+        w->idle = IdlePolicy{cfg.idle.spin_polls, cfg.idle.sleep_us, cfg.idle.max_sleep_us};
+        w->stop = &g_stop;
+        w->held.resize(cfg.limits.arp_pending);
+        worker_ptrs.push_back(w.get());
+        workers.push_back(std::move(w));
+    }
+    // Spread every (port, rx queue) over the workers round-robin.
+    size_t next = 0;
+    for (const api::PortEntry& e : entries) {
+        for (uint16_t q = 0; q < ports.port[e.port_id].nb_rxq; ++q) {
+            workers[next++ % nb_workers]->rxqs.push_back(RxQueue{e.port_id, q});
+        }
+    }
+
+    api::NodeInfo info;
+    info.node_name = cfg.node_name;
+    info.node_ip = cfg.node_ip;
+    info.node_mac = node_mac;
+    info.pod_cidr = cfg.pod_cidr;
+    info.gateway_ip = cfg.gateway_ip;
+    info.gateway_mac = cfg.gateway_mac;
+    info.vxlan_mode = cfg.vxlan_mode == config::VxlanMode::kFlannel ? "flannel" : "standard";
+    info.vxlan_port = cfg.vxlan_port;
+    info.vni = cfg.vni;
+    info.vtep_mac = cfg.vtep_mac;
+    info.mtu = cfg.mtu;
+    info.pod_mtu = cfg.pod_mtu();
+    info.workers = nb_workers;
+    auto manager =
+        std::make_unique<api::TableManager>(info, node, tables, qsbr, worker_ptrs, entries);
+    g_manager = manager.get();
+
+    // The static tables from the config: generation 1. The control plane replaces them.
+    table::TableSpec initial;
+    initial.generation = 1;
+    for (const config::RemoteNodeConfig& r : cfg.remote_nodes) {
+        initial.routes.push_back(
+            table::RouteSpec{r.name, r.ip, r.pod_cidr, r.vtep_mac.value_or(Mac::from_ip(r.ip))});
+    }
+    for (const config::PodPortConfig& p : cfg.pods) {
+        initial.pods.push_back(table::PodSpec{p.name, p.ip, p.name});
+    }
+    if (auto e = manager->apply_tables(initial)) {
+        die("tables from the config: " + *e);
+    }
+
+    rte_telemetry_register_cmd("/kdp/stats", telemetry_stats,
+                               "Per-port packets, bytes and drops by reason. No parameters.");
+
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    for (Worker* w : worker_ptrs) {
+        if (rte_eal_remote_launch(worker_main, w, w->lcore) != 0) {
+            die(fmt::format("cannot launch worker on lcore {}", w->lcore));
+        }
+    }
+    std::printf(
+        "kdp-dataplane: node %s ready: ip %s mac %s pod_cidr %s gateway %s, %u worker(s), "
+        "%zu port(s), vxlan %s port %u vni %u, pod mtu %u\n",
+        cfg.node_name.c_str(), cfg.node_ip.str().c_str(), node_mac.str().c_str(),
+        cfg.pod_cidr.str().c_str(), cfg.gateway_ip.str().c_str(), nb_workers, entries.size(),
+        info.vxlan_mode.c_str(), cfg.vxlan_port, cfg.vni, cfg.pod_mtu());
+    for (const api::PortEntry& e : entries) {
+        std::printf("  port %u %-20s %s\n", e.port_id, e.name.c_str(), e.devargs.c_str());
+    }
+    std::fflush(stdout);
+
+    while (!g_stop.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+
+    std::printf("kdp-dataplane: node %s stopping\n", cfg.node_name.c_str());
+    rte_eal_mp_wait_lcore();
+    print_stats(manager->stats());
+    g_manager = nullptr;
+    manager.reset();
+    for (const api::PortEntry& e : entries) {
+        teardown_port(e.port_id);
+    }
+    rte_free(qsbr);
+    rte_mempool_free(pool);
+    rte_eal_cleanup();
+    std::fflush(stdout);
+    return 0;
+}
+
+}  // namespace
+}  // namespace kdp::dataplane
+
+int main(int argc, char** argv) {
+    return kdp::dataplane::run(argc, argv);
+}

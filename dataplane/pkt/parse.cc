@@ -1,0 +1,190 @@
+#include "pkt/parse.h"
+
+#include <cstring>
+
+#include "pkt/checksum.h"
+
+namespace kdp::pkt {
+
+using dataplane::DropReason;
+using dataplane::PacketMeta;
+namespace flag = dataplane::pkt_flag;
+
+namespace {
+
+inline uint16_t load_be16(const uint8_t* p) noexcept {
+    return static_cast<uint16_t>(p[0] << 8 | p[1]);
+}
+
+inline uint16_t load_raw16(const uint8_t* p) noexcept {
+    uint16_t v;
+    std::memcpy(&v, p, 2);
+    return v;
+}
+
+inline uint32_t load_raw32(const uint8_t* p) noexcept {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// True for sources no host may send from: 0.0.0.0/8, 127/8, multicast, 240/4 and broadcast.
+inline bool bad_source(uint32_t host) noexcept {
+    const uint32_t top = host >> 24;
+    return top == 0 || top == 127 || top >= 224;
+}
+
+// Parses the L4 header at `l4` with `avail` bytes of IP payload.
+DropReason parse_l4(const uint8_t* l4, uint32_t avail, PacketMeta& m) noexcept {
+    switch (m.tuple.proto) {
+        case kProtoTcp: {
+            if (avail < kTcpHdrLen) [[unlikely]] {
+                return DropReason::kL4Truncated;
+            }
+            const uint32_t doff = (l4[12] >> 4) * 4u;
+            if (doff < kTcpHdrLen || doff > avail) [[unlikely]] {
+                return DropReason::kTcpDataOffset;
+            }
+            m.tuple.sport = load_raw16(l4);
+            m.tuple.dport = load_raw16(l4 + 2);
+            m.tcp_flags = l4[13];
+            break;
+        }
+        case kProtoUdp: {
+            if (avail < kUdpHdrLen) [[unlikely]] {
+                return DropReason::kL4Truncated;
+            }
+            const uint16_t ulen = load_be16(l4 + 4);
+            // A fragment's UDP length covers the whole datagram, not this piece.
+            if (ulen < kUdpHdrLen || ((m.flags & flag::kFragment) == 0 && uint32_t{ulen} != avail))
+                [[unlikely]] {
+                return DropReason::kUdpLength;
+            }
+            m.tuple.sport = load_raw16(l4);
+            m.tuple.dport = load_raw16(l4 + 2);
+            break;
+        }
+        case kProtoSctp: {
+            if (avail < kSctpHdrLen) [[unlikely]] {
+                return DropReason::kL4Truncated;
+            }
+            m.tuple.sport = load_raw16(l4);
+            m.tuple.dport = load_raw16(l4 + 2);
+            break;
+        }
+        case kProtoIcmp: {
+            if (avail < kIcmpHdrLen) [[unlikely]] {
+                return DropReason::kL4Truncated;
+            }
+            m.icmp_type = l4[0];
+            m.icmp_code = l4[1];
+            // Echo request/reply identify their flow by the identifier, as conntrack does.
+            if (m.icmp_type == 8 || m.icmp_type == 0) {
+                m.tuple.sport = load_raw16(l4 + 4);
+            }
+            break;
+        }
+        default:
+            return DropReason::kNone;  // other protocols are routed on addresses alone
+    }
+    m.flags |= flag::kL4;
+    return DropReason::kNone;
+}
+
+}  // namespace
+
+DropReason parse_frame(const uint8_t* data,
+                       uint32_t len,
+                       PacketMeta& m,
+                       const ParseOptions& opt) noexcept {
+    if (len < kEtherHdrLen) [[unlikely]] {
+        return DropReason::kTruncated;
+    }
+    uint16_t off = kEtherHdrLen;
+    uint16_t type = load_be16(data + 12);
+    if (type == kEtherTypeVlan || type == kEtherTypeQinQ) {
+        if (len < uint32_t{kEtherHdrLen} + kVlanHdrLen) [[unlikely]] {
+            return DropReason::kTruncated;
+        }
+        m.flags |= flag::kVlan;
+        m.vlan_tci = load_be16(data + 14);
+        type = load_be16(data + 16);
+        off += kVlanHdrLen;
+        if (type == kEtherTypeVlan || type == kEtherTypeQinQ) [[unlikely]] {
+            return DropReason::kStackedVlan;
+        }
+    }
+    m.ether_type = type;
+    m.l3_off = off;
+
+    if (type == kEtherTypeArp) {
+        if (len < uint32_t{off} + kArpLen) [[unlikely]] {
+            return DropReason::kArpMalformed;
+        }
+        return DropReason::kNone;  // the ARP stage checks the fields it relies on
+    }
+    if (type != kEtherTypeIpv4) [[unlikely]] {
+        return DropReason::kUnknownEthertype;
+    }
+
+    const uint8_t* ip = data + off;
+    const uint32_t avail = len - off;
+    if (avail < kIpv4HdrLen) [[unlikely]] {
+        return DropReason::kTruncated;
+    }
+    if ((ip[0] >> 4) != 4) [[unlikely]] {
+        return DropReason::kIpVersion;
+    }
+    const uint32_t ihl = (ip[0] & 0x0f) * 4u;
+    if (ihl < kIpv4HdrLen || ihl > avail) [[unlikely]] {
+        return DropReason::kIpHeaderLength;
+    }
+    const uint16_t total = load_be16(ip + 2);
+    if (total < ihl || total > avail) [[unlikely]] {
+        return DropReason::kIpTotalLength;
+    }
+    if (opt.verify_ip_checksum && !csum_ok(ip, ihl)) [[unlikely]] {
+        return DropReason::kIpChecksum;
+    }
+    const uint32_t src = load_raw32(ip + 12);
+    if (bad_source(from_be32(src))) [[unlikely]] {
+        return DropReason::kIpSourceInvalid;
+    }
+    m.l3_len = total;
+    m.ttl = ip[8];
+    m.tuple.proto = ip[9];
+    m.tuple.src = Ip4{src};
+    m.tuple.dst = Ip4{load_raw32(ip + 16)};
+    if (ihl > kIpv4HdrLen) {
+        m.flags |= flag::kIpOptions;
+    }
+    const uint16_t frag = load_be16(ip + 6);
+    if (frag & 0x4000) {
+        m.flags |= flag::kDontFragment;
+    }
+    if (frag & 0x3fff) {
+        m.flags |= flag::kFragment;
+        if (frag & 0x1fff) {
+            m.flags |= flag::kLaterFragment;
+            return DropReason::kNone;  // no L4 header in this piece
+        }
+    }
+    m.l4_off = static_cast<uint16_t>(off + ihl);
+    return parse_l4(ip + ihl, total - ihl, m);
+}
+
+uint32_t tuple_hash(const dataplane::Tuple4& t) noexcept {
+    // Order-independent mix of both endpoints so that a flow and its reply hash alike;
+    // then a 32-bit finaliser (murmur3's) to spread the bits.
+    uint32_t a = t.src.be ^ (uint32_t{t.sport} << 16);
+    uint32_t b = t.dst.be ^ (uint32_t{t.dport} << 16);
+    uint32_t h = (a + b) ^ (a * b) ^ (uint32_t{t.proto} * 0x9e3779b9u);
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+}  // namespace kdp::pkt

@@ -1,0 +1,72 @@
+// ARP stage. Pod ports: proxy ARP — every request from the pod for any address but its own is
+// answered with the gateway MAC, so pods route everything through the node whether their
+// prefix is /32 or the node's /24 (Calico's approach). Uplink: answer for the node IP, and
+// learn the MAC of every underlay neighbour the tables need (remote VTEPs, the gateway).
+// Worker-only; replies are built in place in the received mbuf.
+#pragma once
+
+#include "core/node_context.h"
+#include "stage/l2.h"
+
+namespace kdp::dataplane::stage {
+
+inline void arp_from_pod(const NodeContext& n,
+                         const table::TableSet& t,
+                         rte_mbuf* m,
+                         PacketMeta& p) noexcept {
+    uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
+    pkt::ArpView a{d + p.l3_off};
+    if (!a.is_eth_ipv4()) [[unlikely]] {
+        p.drop(DropReason::kArpMalformed);
+        return;
+    }
+    const Ip4 pod_ip = t.port_pod_ip[p.in_port];
+    const Ip4 spa = a.spa();
+    const Ip4 tpa = a.tpa();
+    if (a.op() != pkt::kArpOpRequest || pod_ip.is_zero() || spa != pod_ip || tpa == spa ||
+        tpa.is_zero()) {
+        p.drop(DropReason::kArpIgnored);
+        return;
+    }
+    const Mac sha = a.sha();
+    n.ports->port[p.in_port].peer_mac.store(sha.pack(), std::memory_order_relaxed);
+    a.set(pkt::kArpOpReply, n.gateway_mac, tpa, sha, spa);
+    rewrite_l2(m, p, sha, n.gateway_mac, pkt::kEtherTypeArp);
+    p.tx(p.in_port);
+}
+
+inline void arp_from_uplink(const NodeContext& n,
+                            rte_mbuf* m,
+                            PacketMeta& p,
+                            uint64_t now) noexcept {
+    uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
+    pkt::ArpView a{d + p.l3_off};
+    if (!a.is_eth_ipv4()) [[unlikely]] {
+        p.drop(DropReason::kArpMalformed);
+        return;
+    }
+    const Mac sha = a.sha();
+    const Ip4 spa = a.spa();
+    const uint32_t slot = n.neighbors->find(spa);
+    if (slot != table::kNoSlot && !sha.is_multicast() && !sha.is_zero()) {
+        n.neighbors->learn(slot, sha, now);
+    }
+    if (a.op() == pkt::kArpOpRequest && a.tpa() == n.node_ip) {
+        a.set(pkt::kArpOpReply, n.node_mac, n.node_ip, sha, spa);
+        pkt::write_eth(d, sha, n.node_mac, pkt::kEtherTypeArp);
+        if (p.flags & pkt_flag::kVlan) {
+            // Keep the tag: the reply goes back on the VLAN the request came from.
+            d[12] = 0x81;
+            d[13] = 0x00;
+        }
+        p.tx(p.in_port);
+        return;
+    }
+    if (slot != table::kNoSlot) {
+        p.action = Action::kConsumed;
+    } else {
+        p.drop(DropReason::kArpIgnored);
+    }
+}
+
+}  // namespace kdp::dataplane::stage

@@ -1,0 +1,95 @@
+// ICMP the node originates: echo replies from the pod gateway address, and "fragmentation
+// needed" (RFC 792, RFC 1191) when a DF packet does not fit the overlay. Both are built in
+// place in the received mbuf and sent back out of the port it came in on. Worker-only.
+#pragma once
+
+#include <algorithm>
+
+#include "core/node_context.h"
+#include "stage/l2.h"
+
+namespace kdp::dataplane::stage {
+
+inline constexpr uint8_t kIcmpEchoReply = 0;
+inline constexpr uint8_t kIcmpUnreachable = 3;
+inline constexpr uint8_t kIcmpCodeFragNeeded = 4;
+inline constexpr uint8_t kIcmpEchoRequest = 8;
+
+/// ICMP errors are never sent about ICMP errors (RFC 1122 §3.2.2).
+inline bool is_icmp_error(const PacketMeta& p) noexcept {
+    return p.tuple.proto == pkt::kProtoIcmp && p.icmp_type != kIcmpEchoRequest &&
+           p.icmp_type != kIcmpEchoReply;
+}
+
+inline void icmp_echo_reply(const NodeContext& n, rte_mbuf* m, PacketMeta& p) noexcept {
+    if (p.tuple.proto != pkt::kProtoIcmp || p.icmp_type != kIcmpEchoRequest ||
+        (p.flags & pkt_flag::kFragment)) {
+        p.drop(p.tuple.proto == pkt::kProtoIcmp ? DropReason::kIcmpUnhandled
+                                                : DropReason::kHostPath);
+        return;
+    }
+    uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
+    const Mac peer = pkt::read_mac(d + 6);
+    uint8_t* ip = d + p.l3_off;
+    uint8_t* icmp = d + p.l4_off;
+    const uint16_t ihl = static_cast<uint16_t>(p.l4_off - p.l3_off);
+    std::memcpy(ip + 16, &p.tuple.src.be, 4);
+    std::memcpy(ip + 12, &n.gateway_ip.be, 4);
+    ip[8] = 64;
+    ip[10] = ip[11] = 0;
+    const uint16_t ipc = pkt::csum(ip, ihl);
+    std::memcpy(ip + 10, &ipc, 2);
+    uint16_t before;
+    std::memcpy(&before, icmp, 2);
+    icmp[0] = kIcmpEchoReply;
+    uint16_t after;
+    std::memcpy(&after, icmp, 2);
+    uint16_t c;
+    std::memcpy(&c, icmp + 2, 2);
+    c = pkt::csum_replace16(c, before, after);
+    std::memcpy(icmp + 2, &c, 2);
+    rewrite_l2(m, p, peer, n.gateway_mac);
+    p.tx(p.in_port);
+}
+
+/// Turns `m` into ICMP "fragmentation needed, next-hop MTU `mtu`" to the packet's sender,
+/// quoting as much of the original as keeps the reply within 576 bytes (RFC 1812 §4.3.2.3).
+inline void icmp_frag_needed(const NodeContext& n,
+                             rte_mbuf* m,
+                             PacketMeta& p,
+                             uint16_t mtu) noexcept {
+    if (is_icmp_error(p)) {
+        p.drop(DropReason::kTooBig);
+        return;
+    }
+    constexpr uint16_t kMaxQuote = 576 - pkt::kIpv4HdrLen - pkt::kIcmpHdrLen;
+    constexpr uint16_t kHeaders = pkt::kEtherHdrLen + pkt::kIpv4HdrLen + pkt::kIcmpHdrLen;
+    const Mac peer = pkt::read_mac(rte_pktmbuf_mtod(m, uint8_t*) + 6);
+    const Ip4 to = p.tuple.src;
+    const uint16_t quote = std::min(p.l3_len, kMaxQuote);
+    adj_parsed(m, p.l3_off);
+    rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - quote));
+    auto* h = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kHeaders));
+    if (h == nullptr) [[unlikely]] {
+        p.drop(DropReason::kNoHeadroom);
+        return;
+    }
+    uint8_t* icmp = h + pkt::kEtherHdrLen + pkt::kIpv4HdrLen;
+    icmp[0] = kIcmpUnreachable;
+    icmp[1] = kIcmpCodeFragNeeded;
+    icmp[2] = icmp[3] = icmp[4] = icmp[5] = 0;
+    icmp[6] = static_cast<uint8_t>(mtu >> 8);
+    icmp[7] = static_cast<uint8_t>(mtu);
+    const uint16_t c = pkt::csum(icmp, pkt::kIcmpHdrLen + quote);
+    std::memcpy(icmp + 2, &c, 2);
+    // Precedence "internetwork control" (0xc0), as routers send ICMP errors.
+    pkt::write_ipv4(h + pkt::kEtherHdrLen,
+                    static_cast<uint16_t>(pkt::kIpv4HdrLen + pkt::kIcmpHdrLen + quote), 0xc0, false,
+                    64, pkt::kProtoIcmp, n.gateway_ip, to);
+    pkt::write_eth(h, peer, n.gateway_mac, pkt::kEtherTypeIpv4);
+    p.l3_off = pkt::kEtherHdrLen;
+    p.flags = 0;
+    p.tx(p.in_port);
+}
+
+}  // namespace kdp::dataplane::stage

@@ -1,0 +1,202 @@
+// Routing and the VXLAN overlay (RFC 7348): local delivery, encapsulation toward a remote
+// node's VTEP, and decapsulation of what remote nodes send us. Worker-only.
+//
+// Packet path:
+//   pod port  -> [proxy ARP | echo to gateway | local pod | remote pod CIDR -> encap] -> port
+//   uplink    -> [ARP | VXLAN to node IP:port/VNI -> decap -> local pod]              -> port
+#pragma once
+
+#include "core/worker.h"
+#include "pkt/parse.h"
+#include "stage/arp.h"
+#include "stage/icmp.h"
+#include "stage/l2.h"
+
+namespace kdp::dataplane::stage {
+
+/// Sends an ARP request for `target` out of the uplink from the worker's own pool. Called only
+/// by the one worker that won NeighborTable::claim_request, so at most one request per
+/// address per retry interval leaves the node.
+void send_arp_request(Worker& w, Ip4 target) noexcept;
+
+/// Queues `m` for transmission on `port` in the worker's TX buffer (flushed when full and at
+/// the end of every loop iteration).
+void tx_enqueue(Worker& w, uint16_t port, rte_mbuf* m) noexcept;
+
+inline bool is_multicast_or_broadcast(Ip4 ip) noexcept {
+    const uint32_t h = ip.host();
+    return (h >> 28) == 0xe || h == 0xffffffffu;
+}
+
+/// Routes to a pod on this node: MAC rewrite (gateway -> pod), TTL decrement.
+inline void deliver_local(const NodeContext& n,
+                          rte_mbuf* m,
+                          PacketMeta& p,
+                          const table::LocalPod& pod) noexcept {
+    if (pod.port_id == table::kNoPort) [[unlikely]] {
+        p.drop(DropReason::kNoPortForPod);
+        return;
+    }
+    if (p.ttl <= 1) [[unlikely]] {
+        p.drop(DropReason::kTtlExpired);
+        return;
+    }
+    const uint64_t packed = n.ports->port[pod.port_id].peer_mac.load(std::memory_order_relaxed);
+    // Until the pod has been heard from, broadcast: the kernel accepts IPv4 in a broadcast
+    // frame, and a TAP or vhost port has exactly one peer.
+    const Mac dst = packed != 0 ? Mac::unpack(packed) : Mac{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+    uint8_t* d = rewrite_l2(m, p, dst, n.gateway_mac);
+    pkt::dec_ttl(d + pkt::kEtherHdrLen);
+    p.tx(pod.port_id);
+}
+
+/// Encapsulates toward a remote node. Holds the packet when the underlay next hop is not yet
+/// resolved.
+inline void encap_to_node(
+    Worker& w, rte_mbuf* m, PacketMeta& p, const table::Route& r, uint64_t now) noexcept {
+    const NodeContext& n = *w.node;
+    if (p.ttl <= 1) [[unlikely]] {
+        p.drop(DropReason::kTtlExpired);
+        return;
+    }
+    if (p.l3_len > n.pod_mtu()) [[unlikely]] {
+        if (p.flags & pkt_flag::kDontFragment) {
+            icmp_frag_needed(n, m, p, n.pod_mtu());
+        } else {
+            p.drop(DropReason::kTooBig);
+        }
+        return;
+    }
+    uint8_t* inner = rewrite_l2(m, p, r.vtep_mac, n.vtep_mac);
+    pkt::dec_ttl(inner + pkt::kEtherHdrLen);
+    const auto inner_len = static_cast<uint16_t>(pkt::kEtherHdrLen + p.l3_len);
+    auto* o = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, pkt::kVxlanOverhead));
+    if (o == nullptr) [[unlikely]] {
+        p.drop(DropReason::kNoHeadroom);
+        return;
+    }
+    pkt::write_vxlan_headers(o + pkt::kEtherHdrLen, inner_len, n.node_ip, r.vtep_ip,
+                             pkt::vxlan_source_port(pkt::tuple_hash(p.tuple)), n.vxlan_port_be,
+                             n.vni);
+    table::NeighborTable& nt = *n.neighbors;
+    if (nt.claim_request(r.neigh_slot, now, n.arp_retry_tsc, n.arp_stale_tsc)) [[unlikely]] {
+        send_arp_request(w, nt.ip(r.neigh_slot));
+    }
+    const uint64_t st = nt.mac_state(r.neigh_slot);
+    if (st & table::NeighborTable::kValid) [[likely]] {
+        pkt::write_eth(o, Mac::unpack(st), n.node_mac, pkt::kEtherTypeIpv4);
+        p.tx(n.uplink_port);
+        return;
+    }
+    if (w.held_count == w.held.size()) {
+        p.drop(DropReason::kNeighborQueueFull);
+        return;
+    }
+    pkt::write_eth(o, Mac{}, n.node_mac, pkt::kEtherTypeIpv4);
+    w.held[w.held_count++] = HeldPacket{m, now, r.neigh_slot, p.in_port};
+    p.action = Action::kHeld;
+}
+
+/// IPv4 from a pod port.
+inline void pod_ipv4(
+    Worker& w, const table::TableSet& t, rte_mbuf* m, PacketMeta& p, uint64_t now) noexcept {
+    const NodeContext& n = *w.node;
+    const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+    const Mac dst_mac = pkt::read_mac(d);
+    if (dst_mac != n.gateway_mac) [[unlikely]] {
+        p.drop(dst_mac.is_multicast() ? DropReason::kMulticast : DropReason::kNotForUs);
+        return;
+    }
+    if (p.tuple.src != t.port_pod_ip[p.in_port]) [[unlikely]] {
+        p.drop(DropReason::kSourceMismatch);
+        return;
+    }
+    const Mac src_mac = pkt::read_mac(d + 6);
+    std::atomic<uint64_t>& peer = n.ports->port[p.in_port].peer_mac;
+    if (peer.load(std::memory_order_relaxed) != src_mac.pack()) [[unlikely]] {
+        peer.store(src_mac.pack(), std::memory_order_relaxed);
+    }
+    const Ip4 dst = p.tuple.dst;
+    if (const table::LocalPod* pod = t.find_pod(dst)) {
+        deliver_local(n, m, p, *pod);
+        return;
+    }
+    if (dst == n.gateway_ip) {
+        icmp_echo_reply(n, m, p);
+        return;
+    }
+    if (is_multicast_or_broadcast(dst)) [[unlikely]] {
+        p.drop(DropReason::kMulticast);
+        return;
+    }
+    if (n.pod_cidr.contains(dst)) {
+        p.drop(DropReason::kNoPod);
+        return;
+    }
+    if (const table::Route* r = t.find_route(dst)) {
+        encap_to_node(w, m, p, *r, now);
+        return;
+    }
+    p.drop(DropReason::kNoRoute);
+}
+
+/// IPv4 from the uplink: VXLAN for this node is decapsulated and delivered to a local pod.
+inline void uplink_ipv4(Worker& w, const table::TableSet& t, rte_mbuf* m, PacketMeta& p) noexcept {
+    const NodeContext& n = *w.node;
+    const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+    const Mac dst_mac = pkt::read_mac(d);
+    if (dst_mac != n.node_mac) [[unlikely]] {
+        p.drop(dst_mac.is_multicast() ? DropReason::kMulticast : DropReason::kNotForUs);
+        return;
+    }
+    if (p.tuple.dst != n.node_ip) [[unlikely]] {
+        p.drop(is_multicast_or_broadcast(p.tuple.dst) ? DropReason::kMulticast
+                                                      : DropReason::kNotForUs);
+        return;
+    }
+    if (p.tuple.proto != pkt::kProtoUdp || p.tuple.dport != n.vxlan_port_be) {
+        p.drop(DropReason::kHostPath);
+        return;
+    }
+    if (p.flags & pkt_flag::kFragment) [[unlikely]] {
+        p.drop(DropReason::kOuterFragment);
+        return;
+    }
+    const uint32_t inner_off = uint32_t{p.l4_off} + pkt::kUdpHdrLen + pkt::kVxlanHdrLen;
+    if (uint32_t{p.l3_off} + p.l3_len < inner_off + pkt::kEtherHdrLen) [[unlikely]] {
+        p.drop(DropReason::kVxlanHeader);
+        return;
+    }
+    const uint8_t* vx = d + p.l4_off + pkt::kUdpHdrLen;
+    if ((vx[0] & pkt::kVxlanFlagI) == 0) [[unlikely]] {
+        p.drop(DropReason::kVxlanHeader);
+        return;
+    }
+    const uint32_t vni = uint32_t{vx[4]} << 16 | uint32_t{vx[5]} << 8 | vx[6];
+    if (vni != n.vni) [[unlikely]] {
+        p.drop(DropReason::kVxlanVni);
+        return;
+    }
+    const uint16_t in_port = p.in_port;
+    adj_parsed(m, static_cast<uint16_t>(inner_off));
+    p = PacketMeta{};
+    p.in_port = in_port;
+    const DropReason r =
+        pkt::parse_frame(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, p, pkt::ParseOptions{});
+    if (r != DropReason::kNone) [[unlikely]] {
+        p.drop(r);
+        return;
+    }
+    if (p.ether_type != pkt::kEtherTypeIpv4) [[unlikely]] {
+        p.drop(DropReason::kInnerNotIpv4);
+        return;
+    }
+    trim_to_l3(m, p);
+    if (const table::LocalPod* pod = t.find_pod(p.tuple.dst)) {
+        deliver_local(n, m, p, *pod);
+        return;
+    }
+    p.drop(n.pod_cidr.contains(p.tuple.dst) ? DropReason::kNoPod : DropReason::kNoRoute);
+}
+
+}  // namespace kdp::dataplane::stage

@@ -1,0 +1,58 @@
+// TableSet: one immutable version of a node's forwarding tables, as the workers read them.
+//
+// Who writes: TableManager (dataplane/api) builds a TableSet from a validated TableSpec off
+// the workers and publishes it with one release store of the pointer in TableRef.
+// Who reads: every worker acquire-loads the pointer once per loop iteration and uses it until
+// it reports quiescent (rte_rcu_qsbr_quiescent) at the end of the iteration.
+// When memory is freed: the publisher frees the previous version only after an RCU grace
+// period (rte_rcu_qsbr_synchronize), so a worker never sees a freed table.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include <rte_build_config.h>
+
+#include "common/net.h"
+#include "table/flat_map.h"
+#include "table/neighbor.h"
+#include "table/prefix_table.h"
+#include "table/table_spec.h"
+
+namespace kdp::table {
+
+inline constexpr uint16_t kNoPort = 0xffff;
+
+struct LocalPod {
+    Ip4 ip;
+    uint16_t port_id = kNoPort;  // kNoPort: the pod's port is not up (packets dropped, counted)
+    uint32_t spec_index = 0;     // index into TableSet::spec.pods
+};
+
+struct Route {
+    Ip4 vtep_ip;          // remote node's underlay address
+    Mac vtep_mac;         // inner destination MAC
+    uint32_t neigh_slot;  // NeighborTable slot of the underlay next hop (VTEP or gateway)
+    uint32_t spec_index;  // index into TableSet::spec.routes
+};
+
+struct TableSet {
+    uint64_t generation = 0;
+    FlatMap<LocalPod> pods;  // key: pod IPv4, network order
+    PrefixTable<Route> routes;
+    /// The pod address bound to each port (zero: none): the anti-spoofing check.
+    std::array<Ip4, RTE_MAX_ETHPORTS> port_pod_ip{};
+    TableSpec spec;  // what this version was built from, for reading back
+
+    const LocalPod* find_pod(Ip4 ip) const noexcept { return pods.find(ip.be); }
+    const Route* find_route(Ip4 ip) const noexcept { return routes.lookup(ip); }
+};
+
+/// The published pointer. One per dataplane; see TableSet for the rules.
+struct TableRef {
+    std::atomic<const TableSet*> current{nullptr};
+};
+
+}  // namespace kdp::table
