@@ -48,15 +48,24 @@ std::optional<uint16_t> setup_port(const PortSetup& s, PortTable& table, std::st
         err = "probe " + s.devargs + ": no ethdev named " + name + " appeared";
         return std::nullopt;
     }
-    if (pid >= RTE_MAX_ETHPORTS) {
-        err = "port id out of range";
+    if (!configure_port(pid, s, table, err)) {
         return std::nullopt;
     }
+    return pid;
+}
+
+bool configure_port(uint16_t pid, const PortSetup& s, PortTable& table, std::string& err) {
+    const std::string name =
+        s.devargs.empty() ? "port " + std::to_string(pid) : dev_name_of(s.devargs);
+    if (pid >= RTE_MAX_ETHPORTS) {
+        err = "port id out of range";
+        return false;
+    }
     rte_eth_dev_info info{};
-    rc = rte_eth_dev_info_get(pid, &info);
+    int rc = rte_eth_dev_info_get(pid, &info);
     if (rc != 0) {
         err = name + ": device info: " + errstr(rc);
-        return std::nullopt;
+        return false;
     }
     const uint16_t nb_rxq = std::max<uint16_t>(1, std::min(s.rx_queues, info.max_rx_queues));
     const uint16_t nb_txq = std::max<uint16_t>(1, std::min(s.workers, info.max_tx_queues));
@@ -73,7 +82,7 @@ std::optional<uint16_t> setup_port(const PortSetup& s, PortTable& table, std::st
     if (rc != 0) {
         err = name + ": configure " + std::to_string(nb_rxq) + " rx / " + std::to_string(nb_txq) +
               " tx queues: " + errstr(rc);
-        return std::nullopt;
+        return false;
     }
     uint16_t nb_rxd = kRxDesc;
     uint16_t nb_txd = kTxDesc;
@@ -83,25 +92,25 @@ std::optional<uint16_t> setup_port(const PortSetup& s, PortTable& table, std::st
         rc = rte_eth_rx_queue_setup(pid, q, nb_rxd, static_cast<unsigned>(socket), nullptr, s.pool);
         if (rc != 0) {
             err = name + ": rx queue " + std::to_string(q) + ": " + errstr(rc);
-            return std::nullopt;
+            return false;
         }
     }
     for (uint16_t q = 0; q < nb_txq; ++q) {
         rc = rte_eth_tx_queue_setup(pid, q, nb_txd, static_cast<unsigned>(socket), nullptr);
         if (rc != 0) {
             err = name + ": tx queue " + std::to_string(q) + ": " + errstr(rc);
-            return std::nullopt;
+            return false;
         }
     }
     rc = rte_eth_dev_set_mtu(pid, s.mtu);
     if (rc != 0 && rc != -ENOTSUP) {
         err = name + ": set MTU " + std::to_string(s.mtu) + ": " + errstr(rc);
-        return std::nullopt;
+        return false;
     }
     rc = rte_eth_dev_start(pid);
     if (rc != 0) {
         err = name + ": start: " + errstr(rc);
-        return std::nullopt;
+        return false;
     }
     if (s.promiscuous) {
         rte_eth_promiscuous_enable(pid);
@@ -118,7 +127,7 @@ std::optional<uint16_t> setup_port(const PortSetup& s, PortTable& table, std::st
     } else if (s.kind == PortKind::kPod && name.rfind("net_tap", 0) == 0) {
         rt.peer_mac.store(port_mac(pid).pack(), std::memory_order_relaxed);
     }
-    return pid;
+    return true;
 }
 
 void teardown_port(uint16_t port_id) {

@@ -28,6 +28,10 @@ struct PortSetup {
 /// error message.
 std::optional<uint16_t> setup_port(const PortSetup& s, PortTable& table, std::string& err);
 
+/// Configures and starts an existing port `pid` as `s` says (s.devargs is only used for the
+/// names in error messages); fills table.port[pid].
+bool configure_port(uint16_t pid, const PortSetup& s, PortTable& table, std::string& err);
+
 /// Stops and closes a port, removing its device (TAP netdevs disappear with it).
 void teardown_port(uint16_t port_id);
 

@@ -201,3 +201,12 @@ inline Mac mac(const char* s) {
 }
 
 }  // namespace kdp::test
+
+namespace kdp::test {
+inline Mac read_mac_at(const Bytes& b, size_t off) {
+    Mac m;
+    std::copy(b.begin() + static_cast<long>(off), b.begin() + static_cast<long>(off) + 6,
+              m.b.begin());
+    return m;
+}
+}  // namespace kdp::test

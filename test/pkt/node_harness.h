@@ -1,0 +1,250 @@
+// A single node's real pipeline on virtual ports, for packet-level tests and benchmarks.
+//
+//            +------------------- NodeHarness -------------------+
+//   inject ->| ring port "uplink" --\                            |
+//   inject ->| ring port "pod a"  ---+-> process_burst -> flush ->|-> collect
+//   inject ->| ring port "pod b"  --/   (the worker's own code)   |
+//            +----------------------------------------------------+
+//
+// Ports are net_ring ethdevs configured by the production port code; tables are built and
+// published by the production TableManager; packets go through the same process_burst,
+// service_held and flush_tx the worker loop calls. Only the loop itself is not running: the
+// test thread plays the worker, so every step is deterministic.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <rte_eal.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "api/table_manager.h"
+#include "common/pkt_builder.h"
+#include "core/worker.h"
+#include "port/ethdev.h"
+
+namespace kdp::test {
+
+/// Starts the EAL once per test process, without hugepages or shared files.
+inline void ensure_eal() {
+    static bool done = false;
+    if (done) {
+        return;
+    }
+    std::string prefix = "kdp-test-" + std::to_string(getpid());
+    std::vector<std::string> args = {
+        "kdp-test", "--no-huge", "--no-pci",      "--no-shconf", "-m",          "512",
+        "-l",       "0",         "--file-prefix", prefix,        "--log-level", "*:error"};
+    std::vector<char*> argv;
+    for (auto& a : args) {
+        argv.push_back(a.data());
+    }
+    if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0) {
+        std::fprintf(stderr, "EAL init failed\n");
+        std::abort();
+    }
+    done = true;
+}
+
+struct NodeParams {
+    std::string name = "node1";
+    Ip4 node_ip = ip("198.51.100.1");
+    Mac node_mac = mac("02:00:00:00:01:01");
+    Prefix4 pod_cidr = *Prefix4::parse("10.244.1.0/24");
+    Ip4 gateway = ip("10.244.1.1");
+    Mac gateway_mac = Mac::from_ip(ip("10.244.1.1"));
+    Mac vtep_mac = Mac::from_ip(ip("198.51.100.1"));
+    uint16_t vxlan_port = 4789;
+    uint32_t vni = 1;
+    uint16_t mtu = 1500;
+    std::vector<std::string> pod_ports = {"default/a", "default/b"};
+    uint32_t held = 8;
+};
+
+class NodeHarness {
+public:
+    explicit NodeHarness(NodeParams p = {}) : params_(std::move(p)) {
+        ensure_eal();
+        static int instance = 0;
+        const int id = instance++;
+        pool_ = rte_pktmbuf_pool_create(("pool" + std::to_string(id)).c_str(), 4095, 0, 0,
+                                        RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+        if (pool_ == nullptr) {
+            std::abort();
+        }
+        std::vector<std::string> names = {"uplink"};
+        names.insert(names.end(), params_.pod_ports.begin(), params_.pod_ports.end());
+        for (size_t i = 0; i < names.size(); ++i) {
+            add_ring_port(names[i],
+                          i == 0 ? dataplane::PortKind::kUplink : dataplane::PortKind::kPod, id);
+        }
+        node_.node_ip = params_.node_ip;
+        node_.node_mac = params_.node_mac;
+        node_.underlay_subnet = *Prefix4::parse(params_.node_ip.str() + "/24", false);
+        node_.gateway_ip = params_.gateway;
+        node_.gateway_mac = params_.gateway_mac;
+        node_.pod_cidr = params_.pod_cidr;
+        node_.vtep_mac = params_.vtep_mac;
+        node_.vxlan_port_be = to_be16(params_.vxlan_port);
+        node_.vni = params_.vni;
+        node_.mtu = params_.mtu;
+        node_.uplink_port = port("uplink");
+        node_.tsc_hz = 1000000;  // the tests drive time: 1 "tsc" = 1 us
+        node_.arp_retry_tsc = 100000;
+        node_.arp_timeout_tsc = 1000000;
+        node_.arp_stale_tsc = 300000000;
+        node_.neighbors = &neighbors_;
+        node_.ports = &ports_;
+        node_.tables = &ref_;
+        worker_.node = &node_;
+        worker_.pool = pool_;
+        worker_.held.resize(params_.held);
+        api::NodeInfo info;
+        info.node_name = params_.name;
+        manager_ = std::make_unique<api::TableManager>(
+            info, node_, ref_, nullptr, std::vector<dataplane::Worker*>{&worker_}, entries_);
+    }
+
+    ~NodeHarness() {
+        for (auto& [name, pid] : port_ids_) {
+            rte_eth_dev_stop(pid);
+            rte_eth_dev_close(pid);
+        }
+        for (rte_ring* r : rings_) {
+            rte_ring_free(r);
+        }
+        manager_.reset();
+        rte_mempool_free(pool_);
+    }
+
+    uint16_t port(const std::string& name) const { return port_ids_.at(name); }
+    api::TableManager& manager() { return *manager_; }
+    dataplane::Worker& worker() { return worker_; }
+    const dataplane::NodeContext& node() const { return node_; }
+    table::NeighborTable& neighbors() { return neighbors_; }
+
+    /// Puts frames on a port's receive side and runs one worker iteration at time `now`.
+    void inject(const std::string& port_name, const std::vector<Bytes>& frames, uint64_t now = 1) {
+        const uint16_t pid = port(port_name);
+        rte_ring* rx = rx_rings_.at(pid);
+        for (const Bytes& f : frames) {
+            rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+            char* d = rte_pktmbuf_append(m, static_cast<uint16_t>(f.size()));
+            std::memcpy(d, f.data(), f.size());
+            rte_ring_enqueue(rx, m);
+        }
+        run(now);
+    }
+    void inject(const std::string& port_name, const Bytes& frame, uint64_t now = 1) {
+        inject(port_name, std::vector<Bytes>{frame}, now);
+    }
+
+    /// One iteration of the worker loop body (rx every port, stages, held packets, flush).
+    void run(uint64_t now) {
+        const table::TableSet* t = ref_.current.load(std::memory_order_acquire);
+        for (auto& [name, pid] : port_ids_) {
+            dataplane::Burst& b = worker_.burst;
+            const uint16_t n = rte_eth_rx_burst(pid, 0, b.pkts, dataplane::kBurstSize);
+            if (n != 0) {
+                b.count = n;
+                dataplane::process_burst(worker_, t, pid, b, now);
+            }
+        }
+        if (worker_.held_count != 0) {
+            dataplane::service_held(worker_, now);
+        }
+        dataplane::flush_tx(worker_);
+    }
+
+    /// Everything transmitted on a port since the last collect.
+    std::vector<Bytes> collect(const std::string& port_name) {
+        std::vector<Bytes> out;
+        rte_ring* tx = tx_rings_.at(port(port_name));
+        void* obj = nullptr;
+        while (rte_ring_dequeue(tx, &obj) == 0) {
+            auto* m = static_cast<rte_mbuf*>(obj);
+            const auto* d = rte_pktmbuf_mtod(m, const uint8_t*);
+            out.emplace_back(d, d + m->data_len);
+            rte_pktmbuf_free(m);
+        }
+        return out;
+    }
+
+    uint64_t drops(const std::string& port_name, dataplane::DropReason r) const {
+        return worker_.counters.port[port(port_name)].drops[static_cast<size_t>(r)].load(
+            std::memory_order_relaxed);
+    }
+    uint64_t total_drops(const std::string& port_name) const {
+        uint64_t n = 0;
+        for (const auto& c : worker_.counters.port[port(port_name)].drops) {
+            n += c.load(std::memory_order_relaxed);
+        }
+        return n;
+    }
+    /// Drop reasons with a non-zero count on a port, for failure messages.
+    std::string drop_summary(const std::string& port_name) const {
+        std::string s;
+        const auto& d = worker_.counters.port[port(port_name)].drops;
+        for (size_t i = 0; i < dataplane::kDropReasonCount; ++i) {
+            if (d[i].load() != 0) {
+                s += std::string(dataplane::kDropReasonInfo[i].label) + "=" +
+                     std::to_string(d[i].load()) + " ";
+            }
+        }
+        return s.empty() ? "none" : s;
+    }
+
+    const NodeParams& params() const { return params_; }
+
+private:
+    void add_ring_port(const std::string& name, dataplane::PortKind kind, int id) {
+        const std::string base = "h" + std::to_string(id) + "_" + std::to_string(rings_.size());
+        rte_ring* rx =
+            rte_ring_create((base + "rx").c_str(), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        rte_ring* tx =
+            rte_ring_create((base + "tx").c_str(), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        rings_.push_back(rx);
+        rings_.push_back(tx);
+        const int pid = rte_eth_from_rings((base + "eth").c_str(), &rx, 1, &tx, 1, 0);
+        if (pid < 0) {
+            std::abort();
+        }
+        dataplane::PortSetup s;
+        s.kind = kind;
+        s.pool = pool_;
+        std::string err;
+        if (!dataplane::configure_port(static_cast<uint16_t>(pid), s, ports_, err)) {
+            std::fprintf(stderr, "%s\n", err.c_str());
+            std::abort();
+        }
+        const auto p = static_cast<uint16_t>(pid);
+        port_ids_[name] = p;
+        rx_rings_[p] = rx;
+        tx_rings_[p] = tx;
+        entries_.push_back({name, kind == dataplane::PortKind::kUplink ? "uplink" : "ring", "", p});
+    }
+
+    NodeParams params_;
+    rte_mempool* pool_ = nullptr;
+    std::vector<rte_ring*> rings_;
+    std::map<std::string, uint16_t> port_ids_;
+    std::map<uint16_t, rte_ring*> rx_rings_;
+    std::map<uint16_t, rte_ring*> tx_rings_;
+    std::vector<api::PortEntry> entries_;
+    dataplane::PortTable ports_;
+    table::NeighborTable neighbors_{64};
+    table::TableRef ref_;
+    dataplane::NodeContext node_;
+    dataplane::Worker worker_;
+    std::unique_ptr<api::TableManager> manager_;
+};
+
+}  // namespace kdp::test
