@@ -203,6 +203,7 @@ public:
     }
 
     const NodeParams& params() const { return params_; }
+    unsigned pool_available() const { return rte_mempool_avail_count(pool_); }
 
 private:
     void add_ring_port(const std::string& name, dataplane::PortKind kind, int id) {
