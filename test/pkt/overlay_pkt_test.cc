@@ -161,10 +161,11 @@ TEST_F(Overlay, RemotePodWaitsForArpThenLeavesEncapsulated) {
     EXPECT_EQ(h.worker().held_count, 0u);
 
     // The same flow again leaves at once and keeps its source port.
+    const uint16_t first_sport = get16(u);
     h.inject("default/a", in, 30);
-    up = h.collect("uplink");
-    ASSERT_EQ(up.size(), 1u);
-    EXPECT_EQ(get16(&up[0][34]), get16(u));
+    const auto again = h.collect("uplink");
+    ASSERT_EQ(again.size(), 1u);
+    EXPECT_EQ(get16(&again[0][34]), first_sport);
 }
 
 TEST_F(Overlay, UnansweredArpTimesOutAndRetries) {
