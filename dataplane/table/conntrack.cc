@@ -1,0 +1,227 @@
+#include "table/conntrack.h"
+
+#include <utility>
+
+#include <rte_prefetch.h>
+
+namespace kdp::table {
+
+Conntrack::Conntrack(uint32_t capacity, uint32_t workers, CtTimeouts timeouts)
+    : capacity_(capacity), timeouts_(timeouts) {
+    // Two slots per connection at most half full: 8-slot buckets, bucket count a power of two
+    // with at least 4 slots per connection (a load of 50% keeps two-choice inserts from
+    // failing before the entry array is exhausted).
+    uint32_t buckets = 1;
+    while (uint64_t{buckets} * kSlots < uint64_t{capacity} * 4) {
+        buckets <<= 1;
+    }
+    mask_ = buckets - 1;
+    buckets_ = std::make_unique<Bucket[]>(buckets);
+    for (uint32_t b = 0; b < buckets; ++b) {
+        for (auto& s : buckets_[b].slot) {
+            s.store(0, std::memory_order_relaxed);
+        }
+    }
+    entries_ = std::make_unique<CtEntry[]>(capacity);
+    live_ = std::make_unique<bool[]>(capacity);
+    count_ = std::make_unique<PaddedCount[]>(workers);
+    ranges_.resize(workers);
+    const uint32_t per = workers == 0 ? 0 : capacity / workers;
+    for (uint32_t w = 0; w < workers; ++w) {
+        Range& r = ranges_[w];
+        r.begin = w * per;
+        r.end = w + 1 == workers ? capacity : (w + 1) * per;
+        r.scan = r.begin;
+        const uint32_t n = r.end - r.begin;
+        r.free = std::make_unique<uint32_t[]>(n);
+        r.deferred = std::make_unique<Deferred[]>(n);
+        // Hand out low indexes first (a stack, popped from the end).
+        for (uint32_t i = 0; i < n; ++i) {
+            r.free[i] = r.end - 1 - i;
+        }
+        r.free_count = n;
+    }
+}
+
+void Conntrack::prefetch(uint64_t hash) const noexcept {
+    rte_prefetch0(&buckets_[bucket1(hash)]);
+    rte_prefetch0(&buckets_[bucket2(hash)]);
+}
+
+CtHit Conntrack::lookup(const CtKey& key, uint64_t hash) const noexcept {
+    const uint64_t sig = (hash >> 48) << 48;
+    for (const uint32_t b : {bucket1(hash), bucket2(hash)}) {
+        const Bucket& bk = buckets_[b];
+        for (uint32_t i = 0; i < kSlots; ++i) {
+            const uint64_t v = bk.slot[i].load(std::memory_order_acquire);
+            if (v == 0 || (v & 0xffff000000000000ull) != sig) {
+                continue;
+            }
+            const uint32_t idx = static_cast<uint32_t>(v & 0xffffffffu) - 1;
+            const auto dir = static_cast<CtDir>((v >> 32) & 1);
+            const CtEntry& e = entries_[idx];
+            if ((dir == CtDir::kOrig ? e.orig : e.reply) == key) {
+                return CtHit{idx, dir};
+            }
+        }
+    }
+    return CtHit{kCtNone, CtDir::kOrig};
+}
+
+bool Conntrack::publish(const CtKey& k, uint32_t idx, CtDir dir) noexcept {
+    const uint64_t h = k.hash();
+    const uint64_t v = slot_value(h, idx, dir);
+    // Power of two choices: try the emptier bucket first, which keeps the fullest bucket near
+    // log log n (greedy first-bucket filling overflowed at 30% load in the unit test).
+    uint32_t b[2] = {bucket1(h), bucket2(h)};
+    auto used = [&](uint32_t bi) {
+        uint32_t n = 0;
+        for (const auto& s : buckets_[bi].slot) {
+            n += s.load(std::memory_order_relaxed) != 0;
+        }
+        return n;
+    };
+    if (used(b[1]) < used(b[0])) {
+        std::swap(b[0], b[1]);
+    }
+    for (const uint32_t bi : b) {
+        for (auto& s : buckets_[bi].slot) {
+            uint64_t expected = 0;
+            if (s.load(std::memory_order_relaxed) == 0 &&
+                s.compare_exchange_strong(expected, v, std::memory_order_release,
+                                          std::memory_order_relaxed)) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+void Conntrack::unpublish(const CtKey& k, uint32_t idx, CtDir dir) noexcept {
+    const uint64_t h = k.hash();
+    const uint64_t v = slot_value(h, idx, dir);
+    for (const uint32_t b : {bucket1(h), bucket2(h)}) {
+        for (auto& s : buckets_[b].slot) {
+            uint64_t expected = v;
+            if (s.compare_exchange_strong(expected, 0, std::memory_order_release,
+                                          std::memory_order_relaxed)) {
+                return;
+            }
+        }
+    }
+}
+
+uint32_t Conntrack::alloc(uint32_t worker) noexcept {
+    Range& r = ranges_[worker];
+    if (r.free_count == 0) {
+        return kCtNone;
+    }
+    const uint32_t idx = r.free[--r.free_count];
+    live_[idx] = true;
+    return idx;
+}
+
+void Conntrack::free_now(uint32_t worker, uint32_t idx) noexcept {
+    live_[idx] = false;
+    Range& r = ranges_[worker];
+    r.free[r.free_count++] = idx;
+}
+
+void Conntrack::defer_free(uint32_t worker, uint32_t idx, uint64_t token) noexcept {
+    live_[idx] = false;
+    Range& r = ranges_[worker];
+    r.deferred[r.deferred_count++] = Deferred{idx, token};
+}
+
+void Conntrack::remove(uint32_t worker, uint32_t idx, uint64_t token) noexcept {
+    CtEntry& e = entries_[idx];
+    unpublish(e.orig, idx, CtDir::kOrig);
+    if (!(e.reply == e.orig)) {
+        unpublish(e.reply, idx, CtDir::kReply);
+    }
+    defer_free(worker, idx, token);
+    count_[worker].v.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Conntrack::touch(uint32_t idx, CtDir dir, uint8_t tcp_flags, uint32_t now) noexcept {
+    CtEntry& e = entries_[idx];
+    if (e.last_seen.load(std::memory_order_relaxed) != now) {
+        e.last_seen.store(now, std::memory_order_relaxed);
+    }
+    uint8_t flags = e.flags.load(std::memory_order_relaxed);
+    uint8_t want = flags;
+    if (dir == CtDir::kReply) {
+        want |= CtEntry::kFlagReplySeen;
+    }
+    auto state = static_cast<CtState>(e.state.load(std::memory_order_relaxed));
+    CtState next = state;
+    if (e.orig.proto == 6) {
+        constexpr uint8_t kFin = 0x01;
+        constexpr uint8_t kSyn = 0x02;
+        constexpr uint8_t kRst = 0x04;
+        if (tcp_flags & kRst) {
+            next = CtState::kClosed;
+        } else if (tcp_flags & kFin) {
+            want |= dir == CtDir::kOrig ? CtEntry::kFlagFinOrig : CtEntry::kFlagFinReply;
+            const bool both = (want & (CtEntry::kFlagFinOrig | CtEntry::kFlagFinReply)) ==
+                              (CtEntry::kFlagFinOrig | CtEntry::kFlagFinReply);
+            next = both ? CtState::kClosed : CtState::kClosing;
+        } else if (state == CtState::kNew && dir == CtDir::kReply) {
+            next = CtState::kEstablished;
+        } else if (state == CtState::kClosed && (tcp_flags & kSyn) && dir == CtDir::kOrig) {
+            // A new SYN on a closed tuple (port reuse): start over.
+            next = CtState::kNew;
+            want &= static_cast<uint8_t>(
+                ~(CtEntry::kFlagFinOrig | CtEntry::kFlagFinReply | CtEntry::kFlagReplySeen));
+        }
+    } else if (state == CtState::kNew && dir == CtDir::kReply) {
+        next = CtState::kEstablished;
+    }
+    if (want != flags) {
+        e.flags.store(want, std::memory_order_relaxed);
+    }
+    if (next != state) {
+        e.state.store(static_cast<uint8_t>(next), std::memory_order_relaxed);
+    }
+}
+
+uint32_t Conntrack::timeout_of(const CtEntry& e) const noexcept {
+    const auto state = static_cast<CtState>(e.state.load(std::memory_order_relaxed));
+    switch (e.orig.proto) {
+        case 6:
+            switch (state) {
+                case CtState::kNew:
+                    return timeouts_.tcp_syn;
+                case CtState::kEstablished:
+                    return timeouts_.tcp_established;
+                case CtState::kClosing:
+                    return timeouts_.tcp_closing;
+                case CtState::kClosed:
+                    return timeouts_.tcp_closed;
+            }
+            return timeouts_.tcp_closed;
+        case 17:
+            return state == CtState::kNew ? timeouts_.udp : timeouts_.udp_stream;
+        case 132:
+            return timeouts_.sctp;
+        case 1:
+            return timeouts_.icmp;
+        default:
+            return timeouts_.other;
+    }
+}
+
+uint32_t Conntrack::size() const noexcept {
+    uint32_t n = 0;
+    for (size_t w = 0; w < ranges_.size(); ++w) {
+        n += count_[w].v.load(std::memory_order_relaxed);
+    }
+    return n;
+}
+
+size_t Conntrack::memory_bytes() const noexcept {
+    return (size_t{mask_} + 1) * sizeof(Bucket) + size_t{capacity_} * (sizeof(CtEntry) + 1) +
+           size_t{capacity_} * (sizeof(uint32_t) + sizeof(Deferred));
+}
+
+}  // namespace kdp::table

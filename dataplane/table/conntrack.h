@@ -1,0 +1,265 @@
+// Conntrack: the shared connection table, one per node, used by every worker.
+//
+// Layout (after OVS lib/cmap.h and DPDK's cuckoo hash): an array of 64-byte buckets of eight
+// 64-bit slots. A slot holds a 16-bit signature of the key, the direction, and the index of an
+// entry in a preallocated entry array; every key has two candidate buckets. A connection
+// occupies two slots, one per direction, pointing at one entry.
+//
+// Concurrency, all lock-free:
+// - Lookup (any worker): loads slots with acquire, compares signature then the full key in
+//   the entry. Never blocks, never writes.
+// - Insert (any worker): takes an entry index from the worker's own range (no sharing),
+//   fills the entry, then publishes each direction's slot with a CAS from empty. Two workers
+//   racing to insert the same new connection may both succeed; lookups then find the first,
+//   and the other expires unused. Bounded: no free entry or no free slot fails the insert.
+// - Touch (any worker): relaxed store of the last-seen time and state bits on the entry.
+// - Expire/delete (the owning worker only: the one whose range holds the entry): CAS each
+//   slot back to empty, then the entry index waits in the owner's deferred list until an RCU
+//   grace period (rte_rcu_qsbr token) has passed before it is reused, so a concurrent lookup
+//   never sees an entry change under it.
+// Memory: buckets and entries sized from the config at start, never grown.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/net.h"
+#include "table/flat_map.h"
+
+namespace kdp::table {
+
+/// A directional connection key. 16 bytes, compared as two 64-bit words.
+struct CtKey {
+    uint32_t src = 0;  // network order
+    uint32_t dst = 0;
+    uint16_t sport = 0;
+    uint16_t dport = 0;
+    uint8_t proto = 0;
+    uint8_t pad = 0;
+    uint16_t zone = 0;  // separates overlapping address spaces
+    friend bool operator==(const CtKey&, const CtKey&) = default;
+
+    CtKey reversed() const noexcept { return CtKey{dst, src, dport, sport, proto, 0, zone}; }
+    uint64_t hash() const noexcept {
+        uint64_t a;
+        uint64_t b;
+        static_assert(sizeof(CtKey) == 16);
+        __builtin_memcpy(&a, this, 8);
+        __builtin_memcpy(&b, reinterpret_cast<const char*>(this) + 8, 8);
+        return mix64(a ^ mix64(b));
+    }
+};
+
+/// Connection states kept by the light TCP tracker; other protocols use kNew/kEstablished.
+enum class CtState : uint8_t {
+    kNew = 0,      // only the original direction seen
+    kEstablished,  // both directions seen
+    kClosing,      // FIN seen
+    kClosed,       // RST seen, or both FINs
+};
+
+/// Per-connection data. Written whole by the inserting worker before publication; afterwards
+/// only `last_seen`, `state` and `flags` change (relaxed atomics, any worker).
+struct alignas(64) CtEntry {
+    CtKey orig;                          // as first seen
+    CtKey reply;                         // what the reply looks like (after NAT, if any)
+    std::atomic<uint32_t> last_seen{0};  // coarse seconds, see Conntrack::now
+    std::atomic<uint8_t> state{0};
+    std::atomic<uint8_t> flags{0};  // kFlag* bits
+    uint8_t owner = 0;              // the worker whose range holds the entry
+    uint8_t nat = 0;                // NatKind
+    uint32_t service = 0;           // service index + 1 (0: none)
+    uint32_t backend = 0;           // backend index + 1 within the service (0: none)
+    uint32_t policy = 0;            // cached policy verdict bits (0: not checked)
+    uint32_t pad = 0;
+    static constexpr uint8_t kFlagReplySeen = 1;
+    static constexpr uint8_t kFlagFinOrig = 2;
+    static constexpr uint8_t kFlagFinReply = 4;
+};
+
+enum class CtDir : uint8_t { kOrig = 0, kReply = 1 };
+
+struct CtHit {
+    uint32_t index = 0;  // entry index
+    CtDir dir = CtDir::kOrig;
+};
+
+inline constexpr uint32_t kCtNone = ~uint32_t{0};
+
+struct CtTimeouts {
+    uint32_t tcp_syn = 120;            // s: SYN sent, no reply yet (kernel nf_conntrack: 120)
+    uint32_t tcp_established = 86400;  // s: kernel's default is 5 days; a day is plenty here
+    uint32_t tcp_closing = 120;        // s: FIN seen (kernel FIN_WAIT/TIME_WAIT: 120)
+    uint32_t tcp_closed = 10;          // s: RST seen (kernel CLOSE: 10)
+    uint32_t udp = 30;                 // s: one direction only (kernel: 30)
+    uint32_t udp_stream = 120;         // s: replied (kernel: 120)
+    uint32_t sctp = 210;               // s
+    uint32_t icmp = 30;                // s
+    uint32_t other = 600;              // s
+};
+
+class Conntrack {
+public:
+    /// `capacity` connections in all, split evenly over `workers` ranges.
+    Conntrack(uint32_t capacity, uint32_t workers, CtTimeouts timeouts = {});
+
+    /// The entry and direction for `key`, or index kCtNone. Any thread; lock-free.
+    CtHit lookup(const CtKey& key, uint64_t hash) const noexcept;
+    CtHit lookup(const CtKey& key) const noexcept { return lookup(key, key.hash()); }
+    /// Warms both candidate buckets of `hash` (pass 1 of a burst).
+    void prefetch(uint64_t hash) const noexcept;
+
+    /// Inserts a connection seen first as `orig`, whose replies look like `reply`. Fills the
+    /// entry with `init` applied. Returns the entry index or kCtNone when the worker's range
+    /// or the buckets are full. Worker `worker` only (it becomes the owner).
+    template <class Init>
+    uint32_t insert(uint32_t worker,
+                    const CtKey& orig,
+                    const CtKey& reply,
+                    uint32_t now,
+                    Init&& init) noexcept {
+        const uint32_t idx = alloc(worker);
+        if (idx == kCtNone) {
+            return kCtNone;
+        }
+        CtEntry& e = entries_[idx];
+        e.orig = orig;
+        e.reply = reply;
+        e.last_seen.store(now, std::memory_order_relaxed);
+        e.state.store(static_cast<uint8_t>(CtState::kNew), std::memory_order_relaxed);
+        e.flags.store(0, std::memory_order_relaxed);
+        e.owner = static_cast<uint8_t>(worker);
+        e.nat = 0;
+        e.service = e.backend = e.policy = 0;
+        init(e);
+        if (!publish(orig, idx, CtDir::kOrig)) {
+            free_now(worker, idx);
+            return kCtNone;
+        }
+        if (!(reply == orig) && !publish(reply, idx, CtDir::kReply)) {
+            unpublish(orig, idx, CtDir::kOrig);
+            defer_free(worker, idx, 0);
+            return kCtNone;
+        }
+        count_[worker].v.fetch_add(1, std::memory_order_relaxed);
+        return idx;
+    }
+
+    CtEntry& entry(uint32_t idx) noexcept { return entries_[idx]; }
+    const CtEntry& entry(uint32_t idx) const noexcept { return entries_[idx]; }
+
+    /// Updates state and last-seen for a packet in direction `dir` with TCP flags `tcp_flags`.
+    void touch(uint32_t idx, CtDir dir, uint8_t tcp_flags, uint32_t now) noexcept;
+
+    /// Seconds an entry in its current state may stay idle.
+    uint32_t timeout_of(const CtEntry& e) const noexcept;
+
+    /// Owner only: unlinks entry `idx` now; the index is reused after a grace period that
+    /// starts at `token` (an rte_rcu_qsbr_start() token; 0 without RCU).
+    void remove(uint32_t worker, uint32_t idx, uint64_t token) noexcept;
+
+    /// Owner only: examines up to `budget` of its entries from where it stopped last time and
+    /// removes those idle past their timeout (and those `kill` says must go: a backend gone).
+    /// Returns how many were removed. Bounded work, so expiry never stalls a worker.
+    template <class Kill>
+    uint32_t expire(
+        uint32_t worker, uint32_t now, uint32_t budget, uint64_t token, Kill&& kill) noexcept {
+        Range& r = ranges_[worker];
+        uint32_t removed = 0;
+        for (uint32_t n = 0; n < budget && r.end > r.begin; ++n) {
+            const uint32_t idx = r.scan;
+            r.scan = r.scan + 1 == r.end ? r.begin : r.scan + 1;
+            if (!live_[idx]) {
+                continue;
+            }
+            const CtEntry& e = entries_[idx];
+            const uint32_t idle = now - e.last_seen.load(std::memory_order_relaxed);
+            if (idle > timeout_of(e) || kill(e)) {
+                remove(worker, idx, token);
+                ++removed;
+            }
+        }
+        return removed;
+    }
+
+    /// Owner only: returns deferred indexes whose grace period has passed to the free list.
+    /// `done(token)` says whether a grace period that started at token is over.
+    template <class Done>
+    void reclaim(uint32_t worker, Done&& done) noexcept {
+        Range& r = ranges_[worker];
+        uint32_t keep = 0;
+        for (uint32_t i = 0; i < r.deferred_count; ++i) {
+            const Deferred d = r.deferred[i];
+            if (d.token == 0 || done(d.token)) {
+                r.free[r.free_count++] = d.idx;
+            } else {
+                r.deferred[keep++] = d;
+            }
+        }
+        r.deferred_count = keep;
+    }
+
+    uint32_t size() const noexcept;  // live connections (approximate while workers run)
+    uint32_t capacity() const noexcept { return capacity_; }
+    uint32_t free_in_range(uint32_t worker) const noexcept { return ranges_[worker].free_count; }
+    size_t memory_bytes() const noexcept;
+
+    /// Calls f(idx, entry) for every live entry. Control thread; a snapshot, racy by nature
+    /// (entries may come and go meanwhile), for `kdpctl get conntrack`.
+    template <class F>
+    void for_each(F&& f) const {
+        for (uint32_t i = 0; i < capacity_; ++i) {
+            if (live_[i]) {
+                f(i, entries_[i]);
+            }
+        }
+    }
+
+private:
+    static constexpr uint32_t kSlots = 8;
+    struct alignas(64) Bucket {
+        std::atomic<uint64_t> slot[kSlots];
+    };
+    struct Deferred {
+        uint32_t idx;
+        uint64_t token;
+    };
+    struct Range {
+        uint32_t begin = 0;
+        uint32_t end = 0;
+        uint32_t scan = 0;
+        std::unique_ptr<uint32_t[]> free;
+        uint32_t free_count = 0;
+        std::unique_ptr<Deferred[]> deferred;
+        uint32_t deferred_count = 0;
+    };
+    struct alignas(64) PaddedCount {
+        std::atomic<uint32_t> v{0};
+    };
+
+    static uint64_t slot_value(uint64_t hash, uint32_t idx, CtDir dir) noexcept {
+        return (hash >> 48) << 48 | uint64_t{static_cast<uint8_t>(dir)} << 32 | (idx + 1u);
+    }
+    uint32_t bucket1(uint64_t h) const noexcept { return static_cast<uint32_t>(h) & mask_; }
+    uint32_t bucket2(uint64_t h) const noexcept {
+        return static_cast<uint32_t>((h >> 24) ^ (h >> 48) * 0x5bd1e995u) & mask_;
+    }
+    uint32_t alloc(uint32_t worker) noexcept;
+    void free_now(uint32_t worker, uint32_t idx) noexcept;
+    void defer_free(uint32_t worker, uint32_t idx, uint64_t token) noexcept;
+    bool publish(const CtKey& k, uint32_t idx, CtDir dir) noexcept;
+    void unpublish(const CtKey& k, uint32_t idx, CtDir dir) noexcept;
+
+    uint32_t capacity_;
+    uint32_t mask_;
+    CtTimeouts timeouts_;
+    std::unique_ptr<Bucket[]> buckets_;
+    std::unique_ptr<CtEntry[]> entries_;
+    std::unique_ptr<bool[]> live_;  // owner-written; readers use only for_each (racy, benign)
+    std::vector<Range> ranges_;
+    std::unique_ptr<PaddedCount[]> count_;
+};
+
+}  // namespace kdp::table

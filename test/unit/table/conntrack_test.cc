@@ -1,0 +1,171 @@
+#include "table/conntrack.h"
+
+#include <atomic>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace kdp::table {
+namespace {
+
+CtKey key(uint32_t i, uint8_t proto = 6) {
+    return CtKey{to_be32(0x0af40100 + (i & 0xff)),
+                 to_be32(0x0a600000 + (i >> 8)),
+                 to_be16(static_cast<uint16_t>(10000 + i % 50000)),
+                 to_be16(80),
+                 proto,
+                 0,
+                 0};
+}
+auto none = [](CtEntry&) {};
+auto keep_all = [](const CtEntry&) { return false; };
+
+TEST(Conntrack, FindsBothDirections) {
+    Conntrack ct(1024, 1);
+    const CtKey orig = key(1);
+    CtKey reply = orig.reversed();
+    reply.src = to_be32(0x0af40263);  // DNATed backend answers
+    const uint32_t idx = ct.insert(0, orig, reply, 100, [](CtEntry& e) { e.service = 7; });
+    ASSERT_NE(idx, kCtNone);
+    const CtHit f = ct.lookup(orig);
+    EXPECT_EQ(f.index, idx);
+    EXPECT_EQ(f.dir, CtDir::kOrig);
+    const CtHit r = ct.lookup(reply);
+    EXPECT_EQ(r.index, idx);
+    EXPECT_EQ(r.dir, CtDir::kReply);
+    EXPECT_EQ(ct.entry(idx).service, 7u);
+    EXPECT_EQ(ct.lookup(orig.reversed()).index, kCtNone) << "the un-NATed reverse is not a key";
+    EXPECT_EQ(ct.size(), 1u);
+}
+
+TEST(Conntrack, ZoneSeparatesOverlappingAddresses) {
+    Conntrack ct(64, 1);
+    CtKey a = key(5);
+    CtKey b = a;
+    b.zone = 1;
+    ASSERT_NE(ct.insert(0, a, a.reversed(), 1, none), kCtNone);
+    EXPECT_EQ(ct.lookup(b).index, kCtNone);
+}
+
+TEST(Conntrack, FullRangeRefusesAndNeverCorrupts) {
+    Conntrack ct(100, 2);  // 50 per worker
+    uint32_t ok = 0;
+    for (uint32_t i = 0; i < 80; ++i) {
+        if (ct.insert(0, key(i), key(i).reversed(), 1, none) != kCtNone) {
+            ++ok;
+        }
+    }
+    EXPECT_EQ(ok, 50u);
+    EXPECT_EQ(ct.free_in_range(0), 0u);
+    EXPECT_EQ(ct.free_in_range(1), 50u) << "the other worker's range is untouched";
+    for (uint32_t i = 0; i < 50; ++i) {
+        EXPECT_NE(ct.lookup(key(i)).index, kCtNone);
+    }
+}
+
+TEST(Conntrack, TcpStatesFollowTheFlags) {
+    Conntrack ct(64, 1);
+    const uint32_t i = ct.insert(0, key(1), key(1).reversed(), 0, none);
+    auto st = [&] { return static_cast<CtState>(ct.entry(i).state.load()); };
+    EXPECT_EQ(st(), CtState::kNew);
+    EXPECT_EQ(ct.timeout_of(ct.entry(i)), 120u);
+    ct.touch(i, CtDir::kReply, 0x12, 1);  // SYN-ACK
+    EXPECT_EQ(st(), CtState::kEstablished);
+    EXPECT_EQ(ct.timeout_of(ct.entry(i)), 86400u);
+    ct.touch(i, CtDir::kOrig, 0x11, 2);  // FIN-ACK
+    EXPECT_EQ(st(), CtState::kClosing);
+    ct.touch(i, CtDir::kReply, 0x11, 3);
+    EXPECT_EQ(st(), CtState::kClosed);
+    EXPECT_EQ(ct.timeout_of(ct.entry(i)), 10u);
+    ct.touch(i, CtDir::kOrig, 0x02, 4);  // port reuse: a new SYN
+    EXPECT_EQ(st(), CtState::kNew);
+    ct.touch(i, CtDir::kOrig, 0x04, 5);  // RST
+    EXPECT_EQ(st(), CtState::kClosed);
+}
+
+TEST(Conntrack, UdpGetsLongerTimeoutOnceReplied) {
+    Conntrack ct(64, 1);
+    const uint32_t i = ct.insert(0, key(1, 17), key(1, 17).reversed(), 0, none);
+    EXPECT_EQ(ct.timeout_of(ct.entry(i)), 30u);
+    ct.touch(i, CtDir::kReply, 0, 1);
+    EXPECT_EQ(ct.timeout_of(ct.entry(i)), 120u);
+}
+
+TEST(Conntrack, ExpiryIsBoundedAndReuseWaitsForTheGracePeriod) {
+    Conntrack ct(64, 1);
+    for (uint32_t i = 0; i < 10; ++i) {
+        ct.insert(0, key(i, 17), key(i, 17).reversed(), 0, none);
+    }
+    ct.touch(ct.lookup(key(3, 17)).index, CtDir::kOrig, 0, 25);
+    // Budget 16 of 64 entries per call: expiry proceeds in slices.
+    uint32_t removed = 0;
+    for (int call = 0; call < 4; ++call) {
+        removed += ct.expire(0, 40, 16, /*token=*/7, keep_all);
+    }
+    EXPECT_EQ(removed, 9u) << "all but the one touched at 25 are idle > 30 s at 40";
+    EXPECT_NE(ct.lookup(key(3, 17)).index, kCtNone);
+    EXPECT_EQ(ct.lookup(key(4, 17)).index, kCtNone);
+    EXPECT_EQ(ct.size(), 1u);
+    const uint32_t free_before = ct.free_in_range(0);
+    ct.reclaim(0, [](uint64_t token) { return token < 7; });  // grace period not over
+    EXPECT_EQ(ct.free_in_range(0), free_before);
+    ct.reclaim(0, [](uint64_t token) { return token <= 7; });
+    EXPECT_EQ(ct.free_in_range(0), free_before + 9);
+}
+
+TEST(Conntrack, KillRemovesConnectionsToAGoneBackend) {
+    Conntrack ct(64, 1);
+    for (uint32_t i = 0; i < 6; ++i) {
+        ct.insert(0, key(i), key(i).reversed(), 0, [&](CtEntry& e) { e.backend = 1 + i % 2; });
+    }
+    const uint32_t removed =
+        ct.expire(0, 1, 64, 0, [](const CtEntry& e) { return e.backend == 2; });
+    EXPECT_EQ(removed, 3u);
+    EXPECT_EQ(ct.size(), 3u);
+}
+
+// Two workers insert disjoint flows while a third thread looks up: every inserted key is
+// found in both directions, nothing is found that was not inserted, and no lock is taken.
+TEST(Conntrack, ConcurrentInsertAndLookup) {
+    constexpr uint32_t kPer = 20000;
+    Conntrack ct(2 * kPer + 64, 2);
+    std::atomic<bool> done{false};
+    std::atomic<uint64_t> false_hits{0};
+    std::thread reader([&] {
+        while (!done.load()) {
+            for (uint32_t i = 0; i < 2000; ++i) {
+                CtKey k = key(i);
+                k.zone = 9;  // never inserted
+                if (ct.lookup(k).index != kCtNone) {
+                    false_hits.fetch_add(1);
+                }
+            }
+        }
+    });
+    auto writer = [&](uint32_t w) {
+        for (uint32_t i = 0; i < kPer; ++i) {
+            CtKey k = key(w * kPer + i);
+            k.zone = static_cast<uint16_t>(w + 1);
+            ASSERT_NE(ct.insert(w, k, k.reversed(), 1, none), kCtNone);
+        }
+    };
+    std::thread w0(writer, 0);
+    std::thread w1(writer, 1);
+    w0.join();
+    w1.join();
+    done = true;
+    reader.join();
+    EXPECT_EQ(false_hits.load(), 0u);
+    EXPECT_EQ(ct.size(), 2 * kPer);
+    for (uint32_t w = 0; w < 2; ++w) {
+        for (uint32_t i = 0; i < kPer; ++i) {
+            CtKey k = key(w * kPer + i);
+            k.zone = static_cast<uint16_t>(w + 1);
+            ASSERT_NE(ct.lookup(k).index, kCtNone);
+            ASSERT_EQ(ct.lookup(k.reversed()).dir, CtDir::kReply);
+        }
+    }
+}
+
+}  // namespace
+}  // namespace kdp::table
