@@ -30,10 +30,47 @@ struct PodSpec {
     friend bool operator==(const PodSpec&, const PodSpec&) = default;
 };
 
+/// One endpoint of a Service port, with its target port already resolved (named targetPorts
+/// are resolved per pod by the compiler).
+struct BackendSpec {
+    Ip4 ip;
+    uint16_t port = 0;        // host order
+    std::string pod;          // "namespace/pod", for display and tracing
+    std::string node;         // node name hosting it ("" when unknown)
+    bool ready = true;        // EndpointSlice conditions
+    bool serving = true;
+    bool terminating = false;
+    friend bool operator==(const BackendSpec&, const BackendSpec&) = default;
+};
+
+enum class FrontendKind : uint8_t { kClusterIp, kNodePort, kExternalIp, kLoadBalancer };
+
+/// An address:port that leads to a Service port.
+struct FrontendSpec {
+    FrontendKind kind = FrontendKind::kClusterIp;
+    Ip4 ip;              // ClusterIP, external IP, LoadBalancer IP, or this node's IP (NodePort)
+    uint16_t port = 0;   // host order: Service port, or the nodePort
+    friend bool operator==(const FrontendSpec&, const FrontendSpec&) = default;
+};
+
+/// One port of one Service, with everything a worker needs to load-balance it.
+struct ServiceSpec {
+    std::string name;              // "namespace/name:portname" (portname may be empty)
+    uint8_t proto = 6;             // 6 TCP, 17 UDP, 132 SCTP
+    std::vector<FrontendSpec> frontends;
+    std::vector<BackendSpec> backends;
+    bool external_local = false;   // externalTrafficPolicy: Local
+    bool internal_local = false;   // internalTrafficPolicy: Local
+    uint32_t affinity_timeout_s = 0;  // sessionAffinity ClientIP (0: None)
+    std::vector<Prefix4> source_ranges;  // loadBalancerSourceRanges (empty: any)
+    friend bool operator==(const ServiceSpec&, const ServiceSpec&) = default;
+};
+
 struct TableSpec {
     uint64_t generation = 0;  // strictly increasing; a stale or replayed spec is refused
     std::vector<RouteSpec> routes;
     std::vector<PodSpec> pods;
+    std::vector<ServiceSpec> services;
     friend bool operator==(const TableSpec&, const TableSpec&) = default;
 };
 
