@@ -22,6 +22,7 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_telemetry.h>
 
+#include "api/grpc_server.h"
 #include "api/table_manager.h"
 #include "config/node_config.h"
 #include "core/worker.h"
@@ -321,6 +322,13 @@ int run(int argc, char** argv) {
     rte_telemetry_register_cmd("/kdp/stats", telemetry_stats,
                                "Per-port packets, bytes and drops by reason. No parameters.");
 
+    api::GrpcServer grpc(*manager, cfg.api_socket);
+    try {
+        grpc.start();
+    } catch (const std::exception& e) {
+        die(fmt::format("api.socket {}: {}", cfg.api_socket, e.what()));
+    }
+
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     for (Worker* w : worker_ptrs) {
@@ -337,6 +345,7 @@ int run(int argc, char** argv) {
     for (const api::PortEntry& e : entries) {
         std::printf("  port %u %-20s %s\n", e.port_id, e.name.c_str(), e.devargs.c_str());
     }
+    std::printf("  api %s\n", cfg.api_socket.c_str());
     std::fflush(stdout);
 
     while (!g_stop.load()) {
@@ -344,6 +353,7 @@ int run(int argc, char** argv) {
     }
 
     std::printf("kdp-dataplane: node %s stopping\n", cfg.node_name.c_str());
+    grpc.shutdown();
     rte_eal_mp_wait_lcore();
     print_stats(manager->stats());
     g_manager = nullptr;

@@ -1,0 +1,50 @@
+// Conversions between the kdp.v1 protobuf messages and the dataplane's plain value types.
+//
+/// Used by the gRPC server (dataplane/api) and by the clients in control/ so that both sides
+/// read and write the wire format the same way. Pure functions; safe on any thread; never
+/// throw. Parsing checks syntax only (dotted quads, strict CIDRs, MACs, non-empty names):
+/// semantic checks (a pod inside the node's pod CIDR, no overlapping routes) are the Backend's.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "api/backend.h"
+#include "kdp/v1/dataplane.pb.h"
+#include "table/table_spec.h"
+
+namespace kdp::api {
+
+/// Parses one route; on error returns a message naming the field and the bad value.
+std::optional<std::string> route_from_proto(const v1::Route& in, table::RouteSpec& out);
+/// Parses one pod; on error returns a message naming the field and the bad value.
+std::optional<std::string> pod_from_proto(const v1::Pod& in, table::PodSpec& out);
+
+void route_to_proto(const table::RouteSpec& in, v1::Route* out);
+void pod_to_proto(const table::PodSpec& in, v1::Pod* out);
+
+/// A human name for an entry in error messages: `routes[2] (node "n3")`.
+std::string route_label(const char* list, int index, const v1::Route& r);
+std::string pod_label(const char* list, int index, const v1::Pod& p);
+
+/// Parses routes and pods of a full state into `out` (generation copied). Checks that node
+/// names and pod names are unique. On error returns a message naming the entry.
+std::optional<std::string> spec_from_proto(const v1::SyncTablesRequest& in, table::TableSpec& out);
+void spec_to_proto(const table::TableSpec& in, v1::SyncTablesRequest* out);
+
+/// Parses an incremental update and merges it into `base`, giving the next full state with
+/// the request's generation. Routes are keyed by node_name, pods by name; deleting an absent
+/// key is a no-op; upserting and deleting the same key in one request is an error. The result
+/// is sorted (routes by node name, pods by name).
+std::optional<std::string> merge_update(const table::TableSpec& base,
+                                        const v1::UpdateTablesRequest& in,
+                                        table::TableSpec& out);
+
+/// Sorts routes by node name and pods by name, the order every listing uses.
+void sort_spec(table::TableSpec& spec);
+
+void node_info_to_proto(const NodeInfo& in, v1::NodeInfo* out);
+void port_to_proto(const PortInfo& in, v1::Port* out);
+void stats_to_proto(const StatsSnapshot& in, v1::Stats* out);
+
+}  // namespace kdp::api

@@ -1,0 +1,445 @@
+#include "api/grpc_server.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <grpcpp/grpcpp.h>
+
+#include "api/convert.h"
+#include "kdp/v1/dataplane.grpc.pb.h"
+
+namespace kdp::api {
+namespace {
+
+uint64_t now_unix_ns() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+}
+
+class EventHub;
+
+// One WatchEvents stream. Writes one event at a time from a queue. StartWrite and Finish are
+// called outside `mu_` because gRPC may run reactions on the calling thread; the `writing_`
+// flag hands the right to touch `current_` to exactly one thread at a time. Deletes itself
+// in OnDone, after leaving the hub.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
+public:
+    explicit WatchReactor(EventHub& hub) : hub_(hub) {}
+
+    void push(const v1::Event& e) {
+        {
+            std::lock_guard lock(mu_);
+            if (finishing_) {
+                return;
+            }
+            queue_.push_back(e);
+            if (writing_) {
+                return;
+            }
+            writing_ = true;
+            current_ = std::move(queue_.front());
+            queue_.pop_front();
+        }
+        StartWrite(&current_);
+    }
+
+    void finish(const grpc::Status& s) {
+        {
+            std::lock_guard lock(mu_);
+            if (finishing_) {
+                return;
+            }
+            finishing_ = true;
+            status_ = s;
+            if (writing_) {
+                return;  // OnWriteDone finishes
+            }
+        }
+        Finish(s);
+    }
+
+    void OnWriteDone(bool ok) override {
+        grpc::Status finish_with;
+        bool write_next = false;
+        {
+            std::lock_guard lock(mu_);
+            if (!ok && !finishing_) {
+                finishing_ = true;
+                status_ = grpc::Status(grpc::StatusCode::CANCELLED, "write failed");
+            }
+            if (finishing_) {
+                writing_ = false;
+                finish_with = status_;
+            } else if (queue_.empty()) {
+                writing_ = false;
+                return;
+            } else {
+                current_ = std::move(queue_.front());
+                queue_.pop_front();
+                write_next = true;
+            }
+        }
+        if (write_next) {
+            StartWrite(&current_);
+        } else {
+            Finish(finish_with);
+        }
+    }
+
+    void OnCancel() override { finish(grpc::Status::CANCELLED); }
+    void OnDone() override;
+
+private:
+    EventHub& hub_;
+    std::mutex mu_;
+    std::deque<v1::Event> queue_;
+    v1::Event current_;
+    bool writing_ = false;
+    bool finishing_ = false;
+    grpc::Status status_;
+};
+
+// The set of open WatchEvents streams. Lock order: EventHub::mu_, then WatchReactor::mu_.
+class EventHub {
+public:
+    // Returns false once the hub is closed (server shutting down).
+    bool add(WatchReactor* r) {
+        std::lock_guard lock(mu_);
+        if (closed_) {
+            return false;
+        }
+        watchers_.insert(r);
+        return true;
+    }
+    void remove(WatchReactor* r) {
+        std::lock_guard lock(mu_);
+        watchers_.erase(r);
+    }
+    void publish(const v1::Event& e) {
+        std::lock_guard lock(mu_);
+        for (auto* w : watchers_) {
+            w->push(e);
+        }
+    }
+    void close() {
+        std::lock_guard lock(mu_);
+        closed_ = true;
+        for (auto* w : watchers_) {
+            w->finish(grpc::Status::OK);
+        }
+    }
+
+private:
+    std::mutex mu_;
+    std::set<WatchReactor*> watchers_;
+    bool closed_ = false;
+};
+
+void WatchReactor::OnDone() {
+    hub_.remove(this);
+    delete this;
+}
+
+// Runs `body` and turns any exception into INTERNAL, logged with the RPC's name.
+template <typename F>
+grpc::Status guarded(const char* rpc, F&& body) {
+    try {
+        return body();
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "kdp-dataplane: grpc {}: internal error: {}\n", rpc, e.what());
+        return grpc::Status(grpc::StatusCode::INTERNAL, fmt::format("{}: {}", rpc, e.what()));
+    } catch (...) {
+        fmt::print(stderr, "kdp-dataplane: grpc {}: internal error\n", rpc);
+        return grpc::Status(grpc::StatusCode::INTERNAL, fmt::format("{}: unknown error", rpc));
+    }
+}
+
+grpc::ServerUnaryReactor* reply(grpc::CallbackServerContext* ctx, const grpc::Status& s) {
+    auto* r = ctx->DefaultReactor();
+    r->Finish(s);
+    return r;
+}
+
+}  // namespace
+
+class GrpcServer::Service final : public v1::Dataplane::CallbackService {
+public:
+    explicit Service(Backend& backend) : backend_(backend) {}
+
+    EventHub& hub() { return hub_; }
+
+    grpc::ServerUnaryReactor* GetNodeInfo(grpc::CallbackServerContext* ctx,
+                                          const v1::GetNodeInfoRequest*,
+                                          v1::NodeInfo* resp) override {
+        return reply(ctx, guarded("GetNodeInfo", [&] {
+                         node_info_to_proto(backend_.node_info(), resp);
+                         return grpc::Status::OK;
+                     }));
+    }
+
+    grpc::ServerUnaryReactor* SyncTables(grpc::CallbackServerContext* ctx,
+                                         const v1::SyncTablesRequest* req,
+                                         v1::SyncTablesResponse* resp) override {
+        return reply(ctx, guarded("SyncTables", [&] {
+                         table::TableSpec spec;
+                         if (auto e = spec_from_proto(*req, spec)) {
+                             return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, *e);
+                         }
+                         sort_spec(spec);
+                         std::lock_guard lock(write_mu_);
+                         const uint64_t current = backend_.tables().generation;
+                         if (spec.generation <= current) {
+                             return grpc::Status(
+                                 grpc::StatusCode::FAILED_PRECONDITION,
+                                 fmt::format("generation {} is not newer than the generation in "
+                                             "force ({})",
+                                             spec.generation, current));
+                         }
+                         if (auto e = backend_.apply_tables(spec)) {
+                             return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, *e);
+                         }
+                         resp->set_generation(spec.generation);
+                         publish_applied(spec, "sync");
+                         return grpc::Status::OK;
+                     }));
+    }
+
+    grpc::ServerUnaryReactor* UpdateTables(grpc::CallbackServerContext* ctx,
+                                           const v1::UpdateTablesRequest* req,
+                                           v1::UpdateTablesResponse* resp) override {
+        return reply(ctx, guarded("UpdateTables", [&] {
+                         std::lock_guard lock(write_mu_);
+                         const table::TableSpec current = backend_.tables();
+                         if (req->base_generation() != current.generation) {
+                             return grpc::Status(
+                                 grpc::StatusCode::ABORTED,
+                                 fmt::format("base_generation {} is not the generation in force "
+                                             "({}); resync",
+                                             req->base_generation(), current.generation));
+                         }
+                         if (req->generation() <= req->base_generation()) {
+                             return grpc::Status(
+                                 grpc::StatusCode::FAILED_PRECONDITION,
+                                 fmt::format("generation {} is not newer than base_generation {}",
+                                             req->generation(), req->base_generation()));
+                         }
+                         table::TableSpec spec;
+                         if (auto e = merge_update(current, *req, spec)) {
+                             return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, *e);
+                         }
+                         if (auto e = backend_.apply_tables(spec)) {
+                             return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, *e);
+                         }
+                         resp->set_generation(spec.generation);
+                         resp->set_routes(static_cast<uint32_t>(spec.routes.size()));
+                         resp->set_pods(static_cast<uint32_t>(spec.pods.size()));
+                         publish_applied(spec, "update");
+                         return grpc::Status::OK;
+                     }));
+    }
+
+    grpc::ServerUnaryReactor* ListRoutes(grpc::CallbackServerContext* ctx,
+                                         const v1::ListRoutesRequest*,
+                                         v1::ListRoutesResponse* resp) override {
+        return reply(ctx, guarded("ListRoutes", [&] {
+                         auto spec = backend_.tables();
+                         sort_spec(spec);
+                         resp->set_generation(spec.generation);
+                         for (const auto& r : spec.routes) {
+                             route_to_proto(r, resp->add_routes());
+                         }
+                         return grpc::Status::OK;
+                     }));
+    }
+
+    grpc::ServerUnaryReactor* ListPods(grpc::CallbackServerContext* ctx,
+                                       const v1::ListPodsRequest*,
+                                       v1::ListPodsResponse* resp) override {
+        return reply(ctx, guarded("ListPods", [&] {
+                         auto spec = backend_.tables();
+                         sort_spec(spec);
+                         resp->set_generation(spec.generation);
+                         for (const auto& p : spec.pods) {
+                             pod_to_proto(p, resp->add_pods());
+                         }
+                         return grpc::Status::OK;
+                     }));
+    }
+
+    grpc::ServerUnaryReactor* ListPorts(grpc::CallbackServerContext* ctx,
+                                        const v1::ListPortsRequest*,
+                                        v1::ListPortsResponse* resp) override {
+        return reply(ctx, guarded("ListPorts", [&] {
+                         auto ports = backend_.ports();
+                         std::sort(ports.begin(), ports.end(), [](const auto& a, const auto& b) {
+                             return a.port_id < b.port_id;
+                         });
+                         for (const auto& p : ports) {
+                             port_to_proto(p, resp->add_ports());
+                         }
+                         return grpc::Status::OK;
+                     }));
+    }
+
+    grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* ctx,
+                                       const v1::GetStatsRequest*,
+                                       v1::Stats* resp) override {
+        return reply(
+            ctx, guarded("GetStats", [&] {
+                auto s = backend_.stats();
+                std::sort(s.workers.begin(), s.workers.end(),
+                          [](const auto& a, const auto& b) { return a.worker < b.worker; });
+                std::sort(s.ports.begin(), s.ports.end(),
+                          [](const auto& a, const auto& b) { return a.port_id < b.port_id; });
+                stats_to_proto(s, resp);
+                return grpc::Status::OK;
+            }));
+    }
+
+    grpc::ServerWriteReactor<v1::Event>* WatchEvents(grpc::CallbackServerContext*,
+                                                     const v1::WatchEventsRequest*) override {
+        auto* r = new WatchReactor(hub_);
+        v1::Event first;
+        const grpc::Status s = guarded("WatchEvents", [&] {
+            const auto spec = backend_.tables();
+            first.set_kind(v1::Event::KIND_CURRENT);
+            first.set_unix_ns(now_unix_ns());
+            first.set_generation(spec.generation);
+            first.set_routes(static_cast<uint32_t>(spec.routes.size()));
+            first.set_pods(static_cast<uint32_t>(spec.pods.size()));
+            return grpc::Status::OK;
+        });
+        if (!s.ok()) {
+            r->finish(s);
+            return r;
+        }
+        // Holding write_mu_ orders the CURRENT event before any later TABLES_APPLIED event.
+        std::lock_guard lock(write_mu_);
+        if (!hub_.add(r)) {
+            r->finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+            return r;
+        }
+        r->push(first);
+        return r;
+    }
+
+    grpc::ServerUnaryReactor* AddPort(grpc::CallbackServerContext* ctx,
+                                      const v1::AddPortRequest*,
+                                      v1::AddPortResponse*) override {
+        return reply(ctx, unimplemented("AddPort", "pod ports are not created over the API yet"));
+    }
+
+    grpc::ServerUnaryReactor* RemovePort(grpc::CallbackServerContext* ctx,
+                                         const v1::RemovePortRequest*,
+                                         v1::RemovePortResponse*) override {
+        return reply(ctx,
+                     unimplemented("RemovePort", "pod ports are not removed over the API yet"));
+    }
+
+    grpc::ServerUnaryReactor* Trace(grpc::CallbackServerContext* ctx,
+                                    const v1::TraceRequest*,
+                                    v1::TraceResponse*) override {
+        return reply(ctx, unimplemented("Trace", "packet tracing is not in the dataplane yet"));
+    }
+
+private:
+    static grpc::Status unimplemented(const char* rpc, const char* why) {
+        return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                            fmt::format("{} is not implemented: {}", rpc, why));
+    }
+
+    // Called with write_mu_ held, after a successful apply.
+    void publish_applied(const table::TableSpec& spec, const char* source) {
+        v1::Event e;
+        e.set_kind(v1::Event::KIND_TABLES_APPLIED);
+        e.set_unix_ns(now_unix_ns());
+        e.set_generation(spec.generation);
+        e.set_routes(static_cast<uint32_t>(spec.routes.size()));
+        e.set_pods(static_cast<uint32_t>(spec.pods.size()));
+        e.set_source(source);
+        hub_.publish(e);
+    }
+
+    Backend& backend_;
+    std::mutex write_mu_;  // serialises SyncTables/UpdateTables (check generation, then apply)
+    EventHub hub_;
+};
+
+GrpcServer::GrpcServer(Backend& backend, std::string socket_path)
+    : backend_(backend), socket_path_(std::move(socket_path)) {}
+
+GrpcServer::~GrpcServer() {
+    shutdown();
+}
+
+void GrpcServer::start() {
+    if (server_) {
+        throw std::runtime_error("gRPC server already started");
+    }
+    namespace fs = std::filesystem;
+    const fs::path path(socket_path_);
+    std::error_code ec;
+    if (path.has_parent_path()) {
+        fs::create_directories(path.parent_path(), ec);
+        if (ec) {
+            throw std::runtime_error(
+                fmt::format("cannot create {}: {}", path.parent_path().string(), ec.message()));
+        }
+    }
+    const auto st = fs::symlink_status(path, ec);
+    if (!ec && fs::exists(st)) {
+        if (!fs::is_socket(st)) {
+            throw std::runtime_error(
+                fmt::format("{} exists and is not a socket; not removing it", socket_path_));
+        }
+        if (!fs::remove(path, ec) || ec) {
+            throw std::runtime_error(
+                fmt::format("cannot remove stale socket {}: {}", socket_path_, ec.message()));
+        }
+    }
+
+    service_ = std::make_unique<Service>(backend_);
+    grpc::ServerBuilder builder;
+    int bound = 0;
+    builder.AddListeningPort("unix:" + socket_path_, grpc::InsecureServerCredentials(), &bound);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    if (!server_ || bound == 0) {
+        server_.reset();
+        service_.reset();
+        throw std::runtime_error(fmt::format("cannot listen on unix:{}", socket_path_));
+    }
+    if (::chmod(socket_path_.c_str(), 0600) != 0) {
+        const int err = errno;
+        shutdown();
+        throw std::runtime_error(
+            fmt::format("cannot chmod 0600 {}: {}", socket_path_, std::strerror(err)));
+    }
+}
+
+void GrpcServer::shutdown() {
+    if (!server_) {
+        return;
+    }
+    service_->hub().close();
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    server_->Wait();
+    server_.reset();
+    service_.reset();
+    std::error_code ec;
+    std::filesystem::remove(socket_path_, ec);
+}
+
+}  // namespace kdp::api

@@ -1,0 +1,56 @@
+// The dataplane's gRPC server: serves kdp.v1.Dataplane on a unix socket over a Backend.
+//
+/// Threads: gRPC's own callback threads, never a DPDK worker lcore (construct and start it
+/// from the main thread after the workers are launched, or before; it does not touch them).
+/// Every handler validates its request, converts it to plain values, calls the Backend and
+/// returns a grpc::Status; no exception crosses the RPC boundary. Table writes (SyncTables,
+/// UpdateTables) are serialised by one mutex in the server, so that the generation check and
+/// the apply are atomic with respect to other writers coming through this server.
+///
+/// Usage (dataplane main):
+///     kdp::api::GrpcServer server(backend, "/run/kdp/dataplane.sock");
+///     server.start();        // throws std::runtime_error if it cannot listen
+///     ...                    // until SIGTERM
+///     server.shutdown();     // ends streams, waits for handlers; also done by the destructor
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "api/backend.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace kdp::api {
+
+class GrpcServer {
+public:
+    /// `backend` must outlive the server. `socket_path` is a filesystem path (no "unix:").
+    GrpcServer(Backend& backend, std::string socket_path);
+    ~GrpcServer();
+    GrpcServer(const GrpcServer&) = delete;
+    GrpcServer& operator=(const GrpcServer&) = delete;
+
+    /// Creates the socket's parent directory, removes a stale socket file (refusing to remove
+    /// anything that is not a socket), listens on unix:PATH and sets the socket mode to 0600.
+    /// Throws std::runtime_error with the reason on failure.
+    void start();
+
+    /// Ends WatchEvents streams, stops accepting calls, waits for running handlers (at most
+    /// about a second before cancelling them) and removes the socket file. Idempotent.
+    void shutdown();
+
+    const std::string& socket_path() const { return socket_path_; }
+
+    class Service;  // the kdp.v1.Dataplane callback service (grpc_server.cc)
+
+private:
+    Backend& backend_;
+    std::string socket_path_;
+    std::unique_ptr<Service> service_;
+    std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace kdp::api

@@ -1,0 +1,444 @@
+// Unit tests of the gRPC server's translation and generation rules, over a real unix socket
+// with a real client and an in-test Backend.
+#include "api/grpc_server.h"
+
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "api/fake_backend.h"
+#include "kdp/v1/dataplane.grpc.pb.h"
+
+namespace kdp::api {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+public:
+    TempDir() {
+        char tmpl[] = "/tmp/kdp-api-test-XXXXXX";
+        path_ = ::mkdtemp(tmpl);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+v1::Route route(const std::string& node, const std::string& ip, const std::string& cidr) {
+    v1::Route r;
+    r.set_node_name(node);
+    r.set_node_ip(ip);
+    r.set_pod_cidr(cidr);
+    r.set_vtep_mac("0a:58:c0:a8:00:02");
+    return r;
+}
+
+v1::Pod pod(const std::string& name, const std::string& ip) {
+    v1::Pod p;
+    p.set_name(name);
+    p.set_ip(ip);
+    p.set_port_name(name);
+    return p;
+}
+
+class GrpcServerTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        socket_ = dir_.path() + "/run/dataplane.sock";  // parent does not exist yet
+        server_ = std::make_unique<GrpcServer>(backend_, socket_);
+        server_->start();
+        stub_ = v1::Dataplane::NewStub(
+            grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials()));
+    }
+
+    grpc::Status sync(uint64_t gen,
+                      std::vector<v1::Route> routes,
+                      std::vector<v1::Pod> pods,
+                      v1::SyncTablesResponse* out = nullptr) {
+        v1::SyncTablesRequest req;
+        req.set_generation(gen);
+        for (auto& r : routes) {
+            *req.add_routes() = r;
+        }
+        for (auto& p : pods) {
+            *req.add_pods() = p;
+        }
+        v1::SyncTablesResponse resp;
+        grpc::ClientContext ctx;
+        auto s = stub_->SyncTables(&ctx, req, &resp);
+        if (out != nullptr) {
+            *out = resp;
+        }
+        return s;
+    }
+
+    grpc::Status update(const v1::UpdateTablesRequest& req, v1::UpdateTablesResponse* resp) {
+        grpc::ClientContext ctx;
+        return stub_->UpdateTables(&ctx, req, resp);
+    }
+
+    v1::ListRoutesResponse list_routes() {
+        v1::ListRoutesResponse resp;
+        grpc::ClientContext ctx;
+        EXPECT_TRUE(stub_->ListRoutes(&ctx, {}, &resp).ok());
+        return resp;
+    }
+
+    v1::ListPodsResponse list_pods() {
+        v1::ListPodsResponse resp;
+        grpc::ClientContext ctx;
+        EXPECT_TRUE(stub_->ListPods(&ctx, {}, &resp).ok());
+        return resp;
+    }
+
+    TempDir dir_;
+    std::string socket_;
+    testing::FakeBackend backend_;
+    std::unique_ptr<GrpcServer> server_;
+    std::unique_ptr<v1::Dataplane::Stub> stub_;
+};
+
+TEST_F(GrpcServerTest, SocketIsCreatedWithMode0600) {
+    struct stat st {};
+    ASSERT_EQ(::stat(socket_.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(GrpcServerTest, NodeInfoReportsBackend) {
+    v1::NodeInfo info;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->GetNodeInfo(&ctx, {}, &info).ok());
+    EXPECT_EQ(info.node_name(), "node-a");
+    EXPECT_EQ(info.node_ip(), "192.168.0.1");
+    EXPECT_EQ(info.pod_cidr(), "10.244.1.0/24");
+    EXPECT_EQ(info.generation(), 0u);
+    EXPECT_EQ(info.started_unix_ns(), 1000u);
+}
+
+TEST_F(GrpcServerTest, SyncAppliesAndListsBackSorted) {
+    v1::SyncTablesResponse resp;
+    ASSERT_TRUE(sync(5,
+                     {route("node-c", "192.168.0.3", "10.244.3.0/24"),
+                      route("node-b", "192.168.0.2", "10.244.2.0/24")},
+                     {pod("ns/z", "10.244.1.9"), pod("ns/a", "10.244.1.2")}, &resp)
+                    .ok());
+    EXPECT_EQ(resp.generation(), 5u);
+
+    const auto routes = list_routes();
+    EXPECT_EQ(routes.generation(), 5u);
+    ASSERT_EQ(routes.routes_size(), 2);
+    EXPECT_EQ(routes.routes(0).node_name(), "node-b");
+    EXPECT_EQ(routes.routes(0).node_ip(), "192.168.0.2");
+    EXPECT_EQ(routes.routes(0).pod_cidr(), "10.244.2.0/24");
+    EXPECT_EQ(routes.routes(0).vtep_mac(), "0a:58:c0:a8:00:02");
+    EXPECT_EQ(routes.routes(1).node_name(), "node-c");
+
+    const auto pods = list_pods();
+    ASSERT_EQ(pods.pods_size(), 2);
+    EXPECT_EQ(pods.pods(0).name(), "ns/a");
+    EXPECT_EQ(pods.pods(0).ip(), "10.244.1.2");
+    EXPECT_EQ(pods.pods(0).port_name(), "ns/a");
+    EXPECT_EQ(pods.pods(1).name(), "ns/z");
+    EXPECT_EQ(backend_.tables().generation, 5u);
+}
+
+TEST_F(GrpcServerTest, StaleGenerationIsRefusedAndChangesNothing) {
+    ASSERT_TRUE(sync(5, {}, {pod("ns/a", "10.244.1.2")}).ok());
+    for (uint64_t gen : {5u, 4u, 0u}) {
+        const auto s = sync(gen, {}, {});
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << gen;
+        EXPECT_NE(s.error_message().find("not newer"), std::string::npos) << s.error_message();
+    }
+    EXPECT_EQ(list_pods().pods_size(), 1);
+    EXPECT_EQ(backend_.tables().generation, 5u);
+}
+
+TEST_F(GrpcServerTest, MalformedEntryIsRefusedByNameAndChangesNothing) {
+    ASSERT_TRUE(sync(1, {route("node-b", "192.168.0.2", "10.244.2.0/24")}, {}).ok());
+    const int applies = backend_.applies();
+
+    auto s = sync(2,
+                  {route("node-b", "192.168.0.2", "10.244.2.0/24"),
+                   route("node-c", "192.168.0.3", "10.244.3.1/24")},
+                  {});
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("routes[1] (node \"node-c\")"), std::string::npos)
+        << s.error_message();
+    EXPECT_NE(s.error_message().find("host bits"), std::string::npos) << s.error_message();
+
+    s = sync(2, {}, {pod("ns/a", "10.244.1.300")});
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("pods[0] (pod \"ns/a\"): ip"), std::string::npos)
+        << s.error_message();
+
+    s = sync(2, {}, {pod("no-namespace", "10.244.1.3")});
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+    s = sync(2, {}, {pod("ns/a", "10.244.1.3"), pod("ns/a", "10.244.1.4")});
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("duplicate"), std::string::npos) << s.error_message();
+
+    auto bad_mac = route("node-d", "192.168.0.4", "10.244.4.0/24");
+    bad_mac.set_vtep_mac("zz");
+    s = sync(2, {bad_mac}, {});
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("vtep_mac"), std::string::npos) << s.error_message();
+
+    // Syntax errors never reach the backend.
+    EXPECT_EQ(backend_.applies(), applies);
+
+    // Semantic errors come from the backend, still as INVALID_ARGUMENT, nothing applied.
+    s = sync(2, {}, {pod("ns/a", "10.244.9.3")});
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("outside the node pod CIDR"), std::string::npos)
+        << s.error_message();
+
+    const auto routes = list_routes();
+    EXPECT_EQ(routes.generation(), 1u);
+    EXPECT_EQ(routes.routes_size(), 1);
+    EXPECT_EQ(list_pods().pods_size(), 0);
+}
+
+TEST_F(GrpcServerTest, UpdateMergesUpsertsAndDeletesAtOnce) {
+    ASSERT_TRUE(sync(3,
+                     {route("node-b", "192.168.0.2", "10.244.2.0/24"),
+                      route("node-c", "192.168.0.3", "10.244.3.0/24")},
+                     {pod("ns/a", "10.244.1.2"), pod("ns/b", "10.244.1.3")})
+                    .ok());
+    v1::UpdateTablesRequest req;
+    req.set_base_generation(3);
+    req.set_generation(4);
+    *req.add_upsert_routes() = route("node-c", "192.168.0.33", "10.244.3.0/24");
+    *req.add_upsert_routes() = route("node-d", "192.168.0.4", "10.244.4.0/24");
+    req.add_delete_routes("node-b");
+    *req.add_upsert_pods() = pod("ns/c", "10.244.1.4");
+    req.add_delete_pods("ns/a");
+    req.add_delete_pods("ns/never-existed");
+    v1::UpdateTablesResponse resp;
+    ASSERT_TRUE(update(req, &resp).ok());
+    EXPECT_EQ(resp.generation(), 4u);
+    EXPECT_EQ(resp.routes(), 2u);
+    EXPECT_EQ(resp.pods(), 2u);
+
+    const auto routes = list_routes();
+    ASSERT_EQ(routes.routes_size(), 2);
+    EXPECT_EQ(routes.routes(0).node_name(), "node-c");
+    EXPECT_EQ(routes.routes(0).node_ip(), "192.168.0.33");
+    EXPECT_EQ(routes.routes(1).node_name(), "node-d");
+    const auto pods = list_pods();
+    ASSERT_EQ(pods.pods_size(), 2);
+    EXPECT_EQ(pods.pods(0).name(), "ns/b");
+    EXPECT_EQ(pods.pods(1).name(), "ns/c");
+}
+
+TEST_F(GrpcServerTest, UpdateWithWrongBaseIsAborted) {
+    ASSERT_TRUE(sync(3, {}, {}).ok());
+    v1::UpdateTablesRequest req;
+    req.set_base_generation(2);
+    req.set_generation(4);
+    *req.add_upsert_pods() = pod("ns/c", "10.244.1.4");
+    v1::UpdateTablesResponse resp;
+    EXPECT_EQ(update(req, &resp).error_code(), grpc::StatusCode::ABORTED);
+
+    req.set_base_generation(3);
+    req.set_generation(3);
+    EXPECT_EQ(update(req, &resp).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_EQ(list_pods().pods_size(), 0);
+}
+
+TEST_F(GrpcServerTest, UpdateBatchIsAllOrNothing) {
+    ASSERT_TRUE(sync(3, {}, {pod("ns/a", "10.244.1.2")}).ok());
+    v1::UpdateTablesRequest req;
+    req.set_base_generation(3);
+    req.set_generation(4);
+    *req.add_upsert_pods() = pod("ns/b", "10.244.1.3");
+    *req.add_upsert_pods() = pod("ns/c", "10.244.7.3");  // outside the pod CIDR
+    req.add_delete_pods("ns/a");
+    v1::UpdateTablesResponse resp;
+    const auto s = update(req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("ns/c"), std::string::npos) << s.error_message();
+
+    req.clear_upsert_pods();
+    *req.add_upsert_pods() = pod("ns/a", "10.244.1.5");  // upsert and delete of one key
+    EXPECT_EQ(update(req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+    const auto pods = list_pods();
+    EXPECT_EQ(pods.generation(), 3u);
+    ASSERT_EQ(pods.pods_size(), 1);
+    EXPECT_EQ(pods.pods(0).name(), "ns/a");
+}
+
+TEST_F(GrpcServerTest, StatsRoundTrip) {
+    StatsSnapshot s;
+    s.taken_unix_ns = 42;
+    WorkerStats w;
+    w.worker = 1;
+    w.lcore = 3;
+    w.counters.rx_packets = 100;
+    w.counters.rx_bytes = 6400;
+    w.counters.tx_packets = 90;
+    w.counters.tx_bytes = 5760;
+    w.counters.drops[static_cast<size_t>(dataplane::DropReason::kNoRoute)] = 7;
+    w.counters.drops[static_cast<size_t>(dataplane::DropReason::kTruncated)] = 3;
+    w.busy_cycles = 500;
+    w.total_cycles = 1000;
+    w.tsc_hz = 2'000'000'000;
+    WorkerStats w0;
+    w0.worker = 0;
+    s.workers = {w, w0};
+    PortStats p;
+    p.name = "uplink";
+    p.port_id = 0;
+    p.counters.rx_packets = 55;
+    s.ports = {p};
+    backend_.set_stats_for_test(s);
+
+    v1::Stats out;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->GetStats(&ctx, {}, &out).ok());
+    EXPECT_EQ(out.taken_unix_ns(), 42u);
+    ASSERT_EQ(out.workers_size(), 2);
+    EXPECT_EQ(out.workers(0).worker(), 0u);  // sorted
+    EXPECT_EQ(out.workers(0).counters().drops_size(), 0);
+    const auto& ow = out.workers(1);
+    EXPECT_EQ(ow.lcore(), 3u);
+    EXPECT_EQ(ow.counters().rx_packets(), 100u);
+    EXPECT_EQ(ow.counters().rx_bytes(), 6400u);
+    EXPECT_EQ(ow.counters().tx_packets(), 90u);
+    EXPECT_EQ(ow.counters().tx_bytes(), 5760u);
+    ASSERT_EQ(ow.counters().drops_size(), 2);  // non-zero only, in .def order
+    EXPECT_EQ(ow.counters().drops(0).reason(), "truncated");
+    EXPECT_EQ(ow.counters().drops(0).packets(), 3u);
+    EXPECT_EQ(ow.counters().drops(1).reason(), "no_route");
+    EXPECT_EQ(ow.counters().drops(1).packets(), 7u);
+    EXPECT_EQ(ow.busy_cycles(), 500u);
+    EXPECT_EQ(ow.total_cycles(), 1000u);
+    EXPECT_EQ(ow.tsc_hz(), 2'000'000'000u);
+    ASSERT_EQ(out.ports_size(), 1);
+    EXPECT_EQ(out.ports(0).name(), "uplink");
+    EXPECT_EQ(out.ports(0).counters().rx_packets(), 55u);
+}
+
+TEST_F(GrpcServerTest, PortsAreListedByPortId) {
+    PortInfo a;
+    a.name = "ns/a";
+    a.kind = "tap";
+    a.port_id = 2;
+    a.link_up = true;
+    PortInfo up;
+    up.name = "uplink";
+    up.kind = "uplink";
+    up.port_id = 0;
+    up.mac = *Mac::parse("02:00:00:00:00:01");
+    backend_.set_ports_for_test({a, up});
+    v1::ListPortsResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ListPorts(&ctx, {}, &resp).ok());
+    ASSERT_EQ(resp.ports_size(), 2);
+    EXPECT_EQ(resp.ports(0).name(), "uplink");
+    EXPECT_EQ(resp.ports(0).mac(), "02:00:00:00:00:01");
+    EXPECT_EQ(resp.ports(1).kind(), "tap");
+    EXPECT_TRUE(resp.ports(1).link_up());
+}
+
+TEST_F(GrpcServerTest, PortAndTraceRpcsSayUnimplemented) {
+    {
+        grpc::ClientContext ctx;
+        v1::AddPortResponse resp;
+        const auto s = stub_->AddPort(&ctx, {}, &resp);
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+        EXPECT_NE(s.error_message().find("AddPort is not implemented"), std::string::npos);
+    }
+    {
+        grpc::ClientContext ctx;
+        v1::RemovePortResponse resp;
+        EXPECT_EQ(stub_->RemovePort(&ctx, {}, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    }
+    {
+        grpc::ClientContext ctx;
+        v1::TraceResponse resp;
+        EXPECT_EQ(stub_->Trace(&ctx, {}, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    }
+}
+
+TEST_F(GrpcServerTest, BackendExceptionBecomesInternal) {
+    backend_.set_throw_for_test(true);
+    v1::NodeInfo info;
+    grpc::ClientContext ctx;
+    const auto s = stub_->GetNodeInfo(&ctx, {}, &info);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL);
+    EXPECT_NE(s.error_message().find("backend exploded"), std::string::npos);
+}
+
+TEST_F(GrpcServerTest, WatchStreamsCurrentThenAppliedEvents) {
+    ASSERT_TRUE(sync(2, {}, {pod("ns/a", "10.244.1.2")}).ok());
+    grpc::ClientContext ctx;
+    auto reader = stub_->WatchEvents(&ctx, {});
+    v1::Event e;
+    ASSERT_TRUE(reader->Read(&e));
+    EXPECT_EQ(e.kind(), v1::Event::KIND_CURRENT);
+    EXPECT_EQ(e.generation(), 2u);
+    EXPECT_EQ(e.pods(), 1u);
+
+    ASSERT_TRUE(sync(3, {route("node-b", "192.168.0.2", "10.244.2.0/24")}, {}).ok());
+    ASSERT_TRUE(reader->Read(&e));
+    EXPECT_EQ(e.kind(), v1::Event::KIND_TABLES_APPLIED);
+    EXPECT_EQ(e.generation(), 3u);
+    EXPECT_EQ(e.routes(), 1u);
+    EXPECT_EQ(e.pods(), 0u);
+    EXPECT_EQ(e.source(), "sync");
+
+    // Shutdown ends the stream cleanly.
+    server_->shutdown();
+    EXPECT_FALSE(reader->Read(&e));
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_FALSE(fs::exists(socket_));
+}
+
+TEST(GrpcServerStart, ReplacesStaleSocketButNotOtherFiles) {
+    TempDir dir;
+    testing::FakeBackend backend;
+    const std::string path = dir.path() + "/dp.sock";
+
+    // A crashed dataplane leaves its bound socket file behind.
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ::close(fd);
+    ASSERT_TRUE(fs::is_socket(path));
+
+    GrpcServer server(backend, path);
+    EXPECT_NO_THROW(server.start());
+    server.shutdown();
+
+    const std::string regular = dir.path() + "/not-a-socket";
+    std::ofstream(regular) << "keep me";
+    GrpcServer refused(backend, regular);
+    EXPECT_THROW(refused.start(), std::runtime_error);
+    EXPECT_TRUE(fs::exists(regular));
+}
+
+}  // namespace
+}  // namespace kdp::api
