@@ -234,6 +234,9 @@ int run(int argc, char** argv) {
     // Node context and tables.
     static table::TableRef tables;
     static table::NeighborTable neighbors(cfg.limits.max_routes + 8);
+    // Connections tracked per node; 256 Ki entries take about 30 MiB.
+    constexpr uint32_t kConntrackCapacity = 1u << 18;
+    static table::Conntrack conntrack(kConntrackCapacity, nb_workers);
     static NodeContext node;
     node.node_ip = cfg.node_ip;
     node.node_mac = node_mac;
@@ -252,6 +255,7 @@ int run(int argc, char** argv) {
     node.arp_timeout_tsc = node.tsc_hz * cfg.limits.arp_timeout_ms / 1000;
     node.arp_stale_tsc = node.tsc_hz * cfg.limits.arp_reachable_s;
     node.neighbors = &neighbors;
+    node.conntrack = &conntrack;
     node.ports = &ports;
     node.tables = &tables;
     if (cfg.uplink.gateway) {

@@ -10,6 +10,8 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
+#include "table/maglev.h"
+
 namespace kdp::api {
 
 namespace {
@@ -135,8 +137,84 @@ std::optional<std::string> TableManager::validate(const table::TableSpec& spec) 
             return fmt::format("{}: port {} is bound to another pod", at, p.port_name);
         }
     }
+    std::set<uint64_t> frontends;
+    std::set<std::string> service_names;
+    for (size_t i = 0; i < spec.services.size(); ++i) {
+        const table::ServiceSpec& sv = spec.services[i];
+        const std::string at = fmt::format("services[{}] ({})", i, sv.name);
+        if (sv.name.empty()) {
+            return fmt::format("services[{}]: name is empty", i);
+        }
+        if (!service_names.insert(sv.name).second) {
+            return fmt::format("{}: duplicate service port name", at);
+        }
+        if (sv.proto != 6 && sv.proto != 17 && sv.proto != 132) {
+            return fmt::format("{}: protocol {} is not TCP, UDP or SCTP", at, sv.proto);
+        }
+        if (sv.frontends.empty()) {
+            return fmt::format("{}: no frontend", at);
+        }
+        for (size_t f = 0; f < sv.frontends.size(); ++f) {
+            const table::FrontendSpec& fe = sv.frontends[f];
+            if (fe.ip.is_zero() || fe.port == 0) {
+                return fmt::format("{}: frontends[{}]: {}:{} is not an address and port", at, f,
+                                   fe.ip.str(), fe.port);
+            }
+            if (!frontends.insert(table::frontend_key(fe.ip, to_be16(fe.port), sv.proto)).second) {
+                return fmt::format("{}: frontends[{}]: {}:{} is used by another service port", at,
+                                   f, fe.ip.str(), fe.port);
+            }
+        }
+        if (sv.backends.size() > 65535) {
+            return fmt::format("{}: more than 65535 backends", at);
+        }
+        for (size_t b = 0; b < sv.backends.size(); ++b) {
+            const table::BackendSpec& be = sv.backends[b];
+            if (be.ip.is_zero() || be.port == 0) {
+                return fmt::format("{}: backends[{}] ({}): {}:{} is not an address and port", at, b,
+                                   be.pod, be.ip.str(), be.port);
+            }
+        }
+    }
     return std::nullopt;
 }
+
+namespace {
+
+// The backends a Service sends new connections to: the ready ones; only when none is ready,
+// the serving-and-terminating ones (as kube-proxy does). Sorted by address and port, so that
+// the same endpoints give the same Maglev table on every node whatever order they came in.
+std::vector<uint16_t> usable_backends(const table::ServiceSpec& sv) {
+    std::vector<uint16_t> out;
+    for (size_t i = 0; i < sv.backends.size(); ++i) {
+        const table::BackendSpec& b = sv.backends[i];
+        if (b.ready && !b.terminating) {
+            out.push_back(static_cast<uint16_t>(i));
+        }
+    }
+    if (out.empty()) {
+        for (size_t i = 0; i < sv.backends.size(); ++i) {
+            const table::BackendSpec& b = sv.backends[i];
+            if (b.serving && b.terminating) {
+                out.push_back(static_cast<uint16_t>(i));
+            }
+        }
+    }
+    std::sort(out.begin(), out.end(), [&](uint16_t a, uint16_t b) {
+        const auto& x = sv.backends[a];
+        const auto& y = sv.backends[b];
+        return std::pair(x.ip.host(), x.port) < std::pair(y.ip.host(), y.port);
+    });
+    out.erase(std::unique(out.begin(), out.end(),
+                          [&](uint16_t a, uint16_t b) {
+                              return sv.backends[a].ip == sv.backends[b].ip &&
+                                     sv.backends[a].port == sv.backends[b].port;
+                          }),
+              out.end());
+    return out;
+}
+
+}  // namespace
 
 std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spec,
                                                      std::string& err) {
@@ -173,6 +251,44 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
         }
     }
     t->pods = table::FlatMap<table::LocalPod>(pods);
+
+    std::vector<std::pair<uint64_t, table::Frontend>> frontends;
+    std::vector<std::pair<uint64_t, uint8_t>> alive;
+    std::set<uint64_t> alive_keys;
+    for (size_t i = 0; i < spec.services.size(); ++i) {
+        const table::ServiceSpec& sv = spec.services[i];
+        table::Service s;
+        s.spec_index = static_cast<uint32_t>(i);
+        s.proto = sv.proto;
+        s.backend_off = static_cast<uint32_t>(t->backends.size());
+        const std::vector<uint16_t> use = usable_backends(sv);
+        std::vector<uint64_t> keys;
+        for (const uint16_t b : use) {
+            const table::BackendSpec& be = sv.backends[b];
+            t->backends.push_back(table::ServiceBackend{be.ip, to_be16(be.port), b});
+            const uint64_t k = table::frontend_key(be.ip, to_be16(be.port), sv.proto);
+            keys.push_back(k);
+            if (alive_keys.insert(k).second) {
+                alive.emplace_back(k, 1);
+            }
+        }
+        s.backend_count = static_cast<uint32_t>(use.size());
+        if (!use.empty()) {
+            const uint32_t m = table::maglev_size(use.size());
+            const std::vector<uint16_t> mg = table::maglev_build(keys, {}, m);
+            s.maglev_off = static_cast<uint32_t>(t->maglev.size());
+            s.maglev_size = m;
+            t->maglev.insert(t->maglev.end(), mg.begin(), mg.end());
+        }
+        const auto svc_index = static_cast<uint32_t>(t->services.size());
+        t->services.push_back(s);
+        for (const table::FrontendSpec& fe : sv.frontends) {
+            frontends.emplace_back(table::frontend_key(fe.ip, to_be16(fe.port), sv.proto),
+                                   table::Frontend{svc_index, fe.kind});
+        }
+    }
+    t->frontends = table::FlatMap<table::Frontend>(frontends);
+    t->backend_set = table::FlatMap<uint8_t>(alive);
     return t;
 }
 

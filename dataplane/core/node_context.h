@@ -7,6 +7,7 @@
 
 #include "common/net.h"
 #include "port/port_table.h"
+#include "table/conntrack.h"
 #include "table/neighbor.h"
 #include "table/tables.h"
 
@@ -32,6 +33,7 @@ struct NodeContext {
     uint64_t arp_stale_tsc = 0;    // a resolved entry is re-confirmed after this
 
     table::NeighborTable* neighbors = nullptr;
+    table::Conntrack* conntrack = nullptr;  // shared by all workers (see conntrack.h)
     PortTable* ports = nullptr;
     const table::TableRef* tables = nullptr;
 

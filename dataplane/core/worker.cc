@@ -86,6 +86,7 @@ void count_drop(Worker& w, const PacketMeta& p) noexcept {
 void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b, uint64_t now) {
     const NodeContext& n = *w.node;
     const PortKind kind = n.ports->port[port].kind;
+    const auto now_s = static_cast<uint32_t>(now / n.tsc_hz);
     PortCounters& rxc = w.port_counters(port);
     uint64_t rx_bytes = 0;
 
@@ -136,7 +137,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
             if (p.ether_type == pkt::kEtherTypeArp) {
                 stage::arp_from_uplink(n, b.pkts[i], p, now);
             } else {
-                stage::uplink_ipv4(w, *t, b.pkts[i], p);
+                stage::uplink_ipv4(w, *t, b.pkts[i], p, now_s);
             }
         }
     } else {
@@ -148,7 +149,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
             if (p.ether_type == pkt::kEtherTypeArp) {
                 stage::arp_from_pod(n, *t, b.pkts[i], p);
             } else {
-                stage::pod_ipv4(w, *t, b.pkts[i], p, now);
+                stage::pod_ipv4(w, *t, b.pkts[i], p, now, now_s);
             }
         }
     }
@@ -204,6 +205,21 @@ void service_held(Worker& w, uint64_t now) {
     w.held_count = keep;
 }
 
+void conntrack_maintenance(Worker& w, const table::TableSet* t, uint64_t now) {
+    table::Conntrack& ct = *w.node->conntrack;
+    const auto now_s = static_cast<uint32_t>(now / w.node->tsc_hz);
+    const uint64_t token = w.qsbr != nullptr ? rte_rcu_qsbr_start(w.qsbr) : 0;
+    ct.expire(w.index, now_s, kConntrackScanBudget, token, [t](const table::CtEntry& e) {
+        // A load-balanced connection whose backend left: clear it, so that the next packet
+        // picks a live backend instead of being black-holed (UDP) or reset forever (TCP).
+        return t != nullptr && (e.nat & stage::kNatDnat) &&
+               !t->backend_alive(Ip4{e.reply.src}, e.reply.sport, e.orig.proto);
+    });
+    ct.reclaim(w.index, [&w](uint64_t tok) {
+        return w.qsbr == nullptr || rte_rcu_qsbr_check(w.qsbr, tok, false) == 1;
+    });
+}
+
 void flush_tx(Worker& w) {
     for (uint16_t port = 0; port < RTE_MAX_ETHPORTS; ++port) {
         if (w.tx[port].count != 0) {
@@ -237,6 +253,9 @@ int worker_main(void* arg) {
             service_held(w, t0);
         }
         flush_tx(w);
+        if ((w.counters.loops.load(std::memory_order_relaxed) & 15) == 0) {
+            conntrack_maintenance(w, t, t0);
+        }
         rte_rcu_qsbr_quiescent(w.qsbr, w.index);
         const uint64_t t1 = rte_rdtsc();
         bump(w.counters.loops);

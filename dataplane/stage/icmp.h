@@ -12,6 +12,7 @@ namespace kdp::dataplane::stage {
 
 inline constexpr uint8_t kIcmpEchoReply = 0;
 inline constexpr uint8_t kIcmpUnreachable = 3;
+inline constexpr uint8_t kIcmpCodePortUnreachable = 3;
 inline constexpr uint8_t kIcmpCodeFragNeeded = 4;
 inline constexpr uint8_t kIcmpEchoRequest = 8;
 
@@ -52,12 +53,16 @@ inline void icmp_echo_reply(const NodeContext& n, rte_mbuf* m, PacketMeta& p) no
     p.tx(p.in_port);
 }
 
-/// Turns `m` into ICMP "fragmentation needed, next-hop MTU `mtu`" to the packet's sender,
-/// quoting as much of the original as keeps the reply within 576 bytes (RFC 1812 §4.3.2.3).
-inline void icmp_frag_needed(const NodeContext& n,
-                             rte_mbuf* m,
-                             PacketMeta& p,
-                             uint16_t mtu) noexcept {
+/// Turns `m` into an ICMP error (type, code, and the 16-bit next-hop MTU field) from `from` to
+/// the packet's sender, quoting as much of the original as keeps the reply within 576 bytes
+/// (RFC 1812 §4.3.2.3), and sends it back out of the port it came in on.
+inline void icmp_error(const NodeContext& n,
+                       rte_mbuf* m,
+                       PacketMeta& p,
+                       uint8_t type,
+                       uint8_t code,
+                       uint16_t mtu,
+                       Ip4 from) noexcept {
     if (is_icmp_error(p)) {
         p.drop(DropReason::kTooBig);
         return;
@@ -75,8 +80,8 @@ inline void icmp_frag_needed(const NodeContext& n,
         return;
     }
     uint8_t* icmp = h + pkt::kEtherHdrLen + pkt::kIpv4HdrLen;
-    icmp[0] = kIcmpUnreachable;
-    icmp[1] = kIcmpCodeFragNeeded;
+    icmp[0] = type;
+    icmp[1] = code;
     icmp[2] = icmp[3] = icmp[4] = icmp[5] = 0;
     icmp[6] = static_cast<uint8_t>(mtu >> 8);
     icmp[7] = static_cast<uint8_t>(mtu);
@@ -85,11 +90,19 @@ inline void icmp_frag_needed(const NodeContext& n,
     // Precedence "internetwork control" (0xc0), as routers send ICMP errors.
     pkt::write_ipv4(h + pkt::kEtherHdrLen,
                     static_cast<uint16_t>(pkt::kIpv4HdrLen + pkt::kIcmpHdrLen + quote), 0xc0, false,
-                    64, pkt::kProtoIcmp, n.gateway_ip, to);
+                    64, pkt::kProtoIcmp, from, to);
     pkt::write_eth(h, peer, n.gateway_mac, pkt::kEtherTypeIpv4);
     p.l3_off = pkt::kEtherHdrLen;
     p.flags = 0;
     p.tx(p.in_port);
+}
+
+/// ICMP "fragmentation needed, next-hop MTU `mtu`" (RFC 1191) from the pod gateway.
+inline void icmp_frag_needed(const NodeContext& n,
+                             rte_mbuf* m,
+                             PacketMeta& p,
+                             uint16_t mtu) noexcept {
+    icmp_error(n, m, p, kIcmpUnreachable, kIcmpCodeFragNeeded, mtu, n.gateway_ip);
 }
 
 }  // namespace kdp::dataplane::stage

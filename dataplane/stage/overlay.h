@@ -11,6 +11,7 @@
 #include "stage/arp.h"
 #include "stage/icmp.h"
 #include "stage/l2.h"
+#include "stage/service.h"
 
 namespace kdp::dataplane::stage {
 
@@ -98,8 +99,12 @@ inline void encap_to_node(
 }
 
 /// IPv4 from a pod port.
-inline void pod_ipv4(
-    Worker& w, const table::TableSet& t, rte_mbuf* m, PacketMeta& p, uint64_t now) noexcept {
+inline void pod_ipv4(Worker& w,
+                     const table::TableSet& t,
+                     rte_mbuf* m,
+                     PacketMeta& p,
+                     uint64_t now,
+                     uint32_t now_s) noexcept {
     const NodeContext& n = *w.node;
     const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
     const Mac dst_mac = pkt::read_mac(d);
@@ -115,6 +120,10 @@ inline void pod_ipv4(
     std::atomic<uint64_t>& peer = n.ports->port[p.in_port].peer_mac;
     if (peer.load(std::memory_order_relaxed) != src_mac.pack()) [[unlikely]] {
         peer.store(src_mac.pack(), std::memory_order_relaxed);
+    }
+    conntrack_nat(w, t, m, p, now_s, /*services=*/true);
+    if (!p.pending()) {
+        return;
     }
     const Ip4 dst = p.tuple.dst;
     if (const table::LocalPod* pod = t.find_pod(dst)) {
@@ -141,7 +150,8 @@ inline void pod_ipv4(
 }
 
 /// IPv4 from the uplink: VXLAN for this node is decapsulated and delivered to a local pod.
-inline void uplink_ipv4(Worker& w, const table::TableSet& t, rte_mbuf* m, PacketMeta& p) noexcept {
+inline void uplink_ipv4(
+    Worker& w, const table::TableSet& t, rte_mbuf* m, PacketMeta& p, uint32_t now_s) noexcept {
     const NodeContext& n = *w.node;
     const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
     const Mac dst_mac = pkt::read_mac(d);
@@ -192,6 +202,11 @@ inline void uplink_ipv4(Worker& w, const table::TableSet& t, rte_mbuf* m, Packet
         return;
     }
     trim_to_l3(m, p);
+    // Replies of connections this node load-balanced come back here from remote backends.
+    conntrack_nat(w, t, m, p, now_s, /*services=*/false);
+    if (!p.pending()) {
+        return;
+    }
     if (const table::LocalPod* pod = t.find_pod(p.tuple.dst)) {
         deliver_local(n, m, p, *pod);
         return;

@@ -34,10 +34,10 @@ struct PodSpec {
 /// are resolved per pod by the compiler).
 struct BackendSpec {
     Ip4 ip;
-    uint16_t port = 0;        // host order
-    std::string pod;          // "namespace/pod", for display and tracing
-    std::string node;         // node name hosting it ("" when unknown)
-    bool ready = true;        // EndpointSlice conditions
+    uint16_t port = 0;  // host order
+    std::string pod;    // "namespace/pod", for display and tracing
+    std::string node;   // node name hosting it ("" when unknown)
+    bool ready = true;  // EndpointSlice conditions
     bool serving = true;
     bool terminating = false;
     friend bool operator==(const BackendSpec&, const BackendSpec&) = default;
@@ -48,20 +48,20 @@ enum class FrontendKind : uint8_t { kClusterIp, kNodePort, kExternalIp, kLoadBal
 /// An address:port that leads to a Service port.
 struct FrontendSpec {
     FrontendKind kind = FrontendKind::kClusterIp;
-    Ip4 ip;              // ClusterIP, external IP, LoadBalancer IP, or this node's IP (NodePort)
-    uint16_t port = 0;   // host order: Service port, or the nodePort
+    Ip4 ip;             // ClusterIP, external IP, LoadBalancer IP, or this node's IP (NodePort)
+    uint16_t port = 0;  // host order: Service port, or the nodePort
     friend bool operator==(const FrontendSpec&, const FrontendSpec&) = default;
 };
 
 /// One port of one Service, with everything a worker needs to load-balance it.
 struct ServiceSpec {
-    std::string name;              // "namespace/name:portname" (portname may be empty)
-    uint8_t proto = 6;             // 6 TCP, 17 UDP, 132 SCTP
+    std::string name;   // "namespace/name:portname" (portname may be empty)
+    uint8_t proto = 6;  // 6 TCP, 17 UDP, 132 SCTP
     std::vector<FrontendSpec> frontends;
     std::vector<BackendSpec> backends;
-    bool external_local = false;   // externalTrafficPolicy: Local
-    bool internal_local = false;   // internalTrafficPolicy: Local
-    uint32_t affinity_timeout_s = 0;  // sessionAffinity ClientIP (0: None)
+    bool external_local = false;         // externalTrafficPolicy: Local
+    bool internal_local = false;         // internalTrafficPolicy: Local
+    uint32_t affinity_timeout_s = 0;     // sessionAffinity ClientIP (0: None)
     std::vector<Prefix4> source_ranges;  // loadBalancerSourceRanges (empty: any)
     friend bool operator==(const ServiceSpec&, const ServiceSpec&) = default;
 };

@@ -38,6 +38,32 @@ struct Route {
     uint32_t spec_index;  // index into TableSet::spec.routes
 };
 
+struct ServiceBackend {
+    Ip4 ip;
+    uint16_t port_be = 0;
+    uint16_t spec_index = 0;  // index into the ServiceSpec's backends
+};
+
+/// One Service port as the workers see it. Maglev entries index `backends` from backend_off
+/// (entry value - 1); a zero-size table means no usable endpoint: reject.
+struct Service {
+    uint32_t spec_index = 0;  // into TableSet::spec.services
+    uint8_t proto = 0;
+    uint32_t maglev_off = 0;
+    uint32_t maglev_size = 0;
+    uint32_t backend_off = 0;
+    uint32_t backend_count = 0;
+};
+
+struct Frontend {
+    uint32_t service = 0;  // index into TableSet::services
+    FrontendKind kind = FrontendKind::kClusterIp;
+};
+
+inline uint64_t frontend_key(Ip4 ip, uint16_t port_be, uint8_t proto) noexcept {
+    return uint64_t{ip.be} << 32 | uint64_t{port_be} << 8 | proto;
+}
+
 struct TableSet {
     uint64_t generation = 0;
     FlatMap<LocalPod> pods;  // key: pod IPv4, network order
@@ -46,7 +72,21 @@ struct TableSet {
     std::array<Ip4, RTE_MAX_ETHPORTS> port_pod_ip{};
     TableSpec spec;  // what this version was built from, for reading back
 
+    FlatMap<Frontend> frontends;  // key: frontend_key(vip, port, proto)
+    std::vector<Service> services;
+    std::vector<ServiceBackend> backends;  // every service's usable backends, back to back
+    std::vector<uint16_t> maglev;          // every service's Maglev table, back to back
+    /// Every (ip, port, proto) that is a usable backend of some Service: a tracked connection
+    /// whose backend is not here any more is stale.
+    FlatMap<uint8_t> backend_set;
+
     const LocalPod* find_pod(Ip4 ip) const noexcept { return pods.find(ip.be); }
+    const Frontend* find_frontend(Ip4 ip, uint16_t port_be, uint8_t proto) const noexcept {
+        return frontends.find(frontend_key(ip, port_be, proto));
+    }
+    bool backend_alive(Ip4 ip, uint16_t port_be, uint8_t proto) const noexcept {
+        return backend_set.find(frontend_key(ip, port_be, proto)) != nullptr;
+    }
     const Route* find_route(Ip4 ip) const noexcept { return routes.lookup(ip); }
 };
 

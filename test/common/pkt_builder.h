@@ -2,6 +2,7 @@
 // that a test does not check the code with itself. Test-only.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -43,6 +44,51 @@ inline uint16_t ref_checksum(const uint8_t* p, size_t n) {
         s = (s & 0xffff) + (s >> 16);
     }
     return static_cast<uint16_t>(~s);
+}
+
+/// CRC32c bit by bit (RFC 3309), independent of the dataplane's SSE4.2 version.
+inline uint32_t ref_crc32c_update(uint32_t c, const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        c ^= p[i];
+        for (int k = 0; k < 8; ++k) {
+            c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1u)));
+        }
+    }
+    return c;
+}
+inline uint32_t ref_crc32c(const uint8_t* p, size_t n) {
+    return ~ref_crc32c_update(0xffffffffu, p, n);
+}
+
+/// Verifies the L4 checksum of the IPv4 datagram at `ip` (TCP/UDP with the pseudo-header,
+/// SCTP's CRC32c). UDP with a zero checksum counts as valid.
+inline bool l4_checksum_ok(const uint8_t* ip) {
+    const size_t ihl = (ip[0] & 0xf) * 4u;
+    const size_t total = get16(ip + 2);
+    const uint8_t* l4 = ip + ihl;
+    const size_t len = total - ihl;
+    if (ip[9] == 132) {
+        if (len < 12) {
+            return false;
+        }
+        const uint32_t stored = uint32_t{l4[8]} | uint32_t{l4[9]} << 8 | uint32_t{l4[10]} << 16 |
+                                uint32_t{l4[11]} << 24;
+        const uint8_t zeros[4] = {0, 0, 0, 0};
+        uint32_t c = ref_crc32c_update(0xffffffffu, l4, 8);
+        c = ref_crc32c_update(c, zeros, 4);
+        c = ref_crc32c_update(c, l4 + 12, len - 12);
+        return ~c == stored;
+    }
+    if (ip[9] == 17 && get16(l4 + 6) == 0) {
+        return true;
+    }
+    std::vector<uint8_t> buf(ip + 12, ip + 20);
+    buf.push_back(0);
+    buf.push_back(ip[9]);
+    buf.push_back(static_cast<uint8_t>(len >> 8));
+    buf.push_back(static_cast<uint8_t>(len));
+    buf.insert(buf.end(), l4, l4 + len);
+    return ref_checksum(buf.data(), buf.size()) == 0;
 }
 
 struct L4 {
@@ -89,6 +135,15 @@ inline Bytes ipv4(Ip4 src, Ip4 dst, const L4& l4, size_t payload, const Ipv4Opts
             put16(l4b, l4.dport);
             put32(l4b, 0xabcdef01);
             put32(l4b, 0);
+            if (payload != 0) {  // one DATA chunk carrying the payload, padded to 4 bytes
+                l4b.push_back(0);
+                l4b.push_back(3);
+                put16(l4b, static_cast<uint16_t>(16 + payload));
+                put32(l4b, 1);
+                put16(l4b, 0);
+                put16(l4b, 0);
+                put32(l4b, 0);
+            }
             break;
         case 1:
             l4b.push_back(l4.icmp_type);
@@ -103,10 +158,36 @@ inline Bytes ipv4(Ip4 src, Ip4 dst, const L4& l4, size_t payload, const Ipv4Opts
     for (size_t i = 0; i < payload; ++i) {
         l4b.push_back(static_cast<uint8_t>(i * 7 + 3));
     }
+    while (l4.proto == 132 && l4b.size() % 4 != 0) {
+        l4b.push_back(0);
+    }
     if (l4.proto == 1) {
         const uint16_t c = ref_checksum(l4b.data(), l4b.size());
         l4b[2] = static_cast<uint8_t>(c >> 8);
         l4b[3] = static_cast<uint8_t>(c);
+    }
+    if (l4.proto == 6 || l4.proto == 17) {
+        Bytes ph;
+        put32(ph, src.host());
+        put32(ph, dst.host());
+        ph.push_back(0);
+        ph.push_back(l4.proto);
+        put16(ph, static_cast<uint16_t>(l4b.size()));
+        ph.insert(ph.end(), l4b.begin(), l4b.end());
+        uint16_t c = ref_checksum(ph.data(), ph.size());
+        if (l4.proto == 17 && c == 0) {
+            c = 0xffff;
+        }
+        const size_t at = l4.proto == 6 ? 16 : 6;
+        l4b[at] = static_cast<uint8_t>(c >> 8);
+        l4b[at + 1] = static_cast<uint8_t>(c);
+    }
+    if (l4.proto == 132) {
+        const uint32_t c = ref_crc32c(l4b.data(), l4b.size());
+        l4b[8] = static_cast<uint8_t>(c);
+        l4b[9] = static_cast<uint8_t>(c >> 8);
+        l4b[10] = static_cast<uint8_t>(c >> 16);
+        l4b[11] = static_cast<uint8_t>(c >> 24);
     }
     Bytes b;
     const size_t ihl = 20 + o.options.size();

@@ -102,6 +102,7 @@ public:
         node_.arp_timeout_tsc = 1000000;
         node_.arp_stale_tsc = 300000000;
         node_.neighbors = &neighbors_;
+        node_.conntrack = &conntrack_;
         node_.ports = &ports_;
         node_.tables = &ref_;
         worker_.node = &node_;
@@ -163,6 +164,14 @@ public:
         }
         dataplane::flush_tx(worker_);
     }
+
+    /// Runs the conntrack expiry scan over the whole table at time `now`.
+    void expire(uint64_t now) {
+        for (int i = 0; i < 4096 / 256 + 1; ++i) {
+            dataplane::conntrack_maintenance(worker_, ref_.current.load(), now);
+        }
+    }
+    table::Conntrack& conntrack() { return conntrack_; }
 
     /// Everything transmitted on a port since the last collect.
     std::vector<Bytes> collect(const std::string& port_name) {
@@ -242,6 +251,7 @@ private:
     std::vector<api::PortEntry> entries_;
     dataplane::PortTable ports_;
     table::NeighborTable neighbors_{64};
+    table::Conntrack conntrack_{4096, 1};
     table::TableRef ref_;
     dataplane::NodeContext node_;
     dataplane::Worker worker_;

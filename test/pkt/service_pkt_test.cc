@@ -1,0 +1,299 @@
+// Packet-level tests of Service load balancing on one node: DNAT, reverse NAT, Maglev choice,
+// conntrack pinning, rejects and stale backends, every rewritten field and checksum checked.
+//
+//   client a 10.244.1.10 --\                      /-- backend b 10.244.1.11:8080
+//                           >-- node1 --------- <--- backend c 10.244.1.12:8080
+//   VIP 10.96.0.10:80 -----/   (uplink) ---------\-- node2: backend 10.244.2.20:8080
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "node_harness.h"
+#include "pkt/crc32c.h"
+
+namespace kdp::test {
+namespace {
+
+using dataplane::DropReason;
+
+const Mac kMacA = mac("02:00:00:00:0a:0a");
+const Ip4 kA = ip("10.244.1.10");
+const Ip4 kB = ip("10.244.1.11");
+const Ip4 kC = ip("10.244.1.12");
+const Ip4 kRemote = ip("10.244.2.20");
+const Ip4 kVip = ip("10.96.0.10");
+
+NodeParams three_pods() {
+    NodeParams p;
+    p.pod_ports = {"default/a", "default/b", "default/c"};
+    return p;
+}
+
+table::BackendSpec backend(Ip4 at, const char* pod, bool ready = true, bool terminating = false) {
+    table::BackendSpec b;
+    b.ip = at;
+    b.port = 8080;
+    b.pod = pod;
+    b.ready = ready;
+    b.serving = true;
+    b.terminating = terminating;
+    return b;
+}
+
+table::TableSpec spec(uint64_t gen, std::vector<table::BackendSpec> backends, uint8_t proto = 6) {
+    table::TableSpec s;
+    s.generation = gen;
+    s.routes.push_back({"node2", ip("198.51.100.2"), *Prefix4::parse("10.244.2.0/24"),
+                        Mac::from_ip(ip("198.51.100.2"))});
+    s.pods = {{"default/a", kA, "default/a"},
+              {"default/b", kB, "default/b"},
+              {"default/c", kC, "default/c"}};
+    table::ServiceSpec sv;
+    sv.name = "default/web:http";
+    sv.proto = proto;
+    sv.frontends.push_back({table::FrontendKind::kClusterIp, kVip, 80});
+    sv.backends = std::move(backends);
+    s.services.push_back(sv);
+    return s;
+}
+
+class Services : public ::testing::Test {
+protected:
+    Services() : h(three_pods()) {}
+
+    void apply(const table::TableSpec& s) { ASSERT_EQ(h.manager().apply_tables(s), std::nullopt); }
+    Bytes client(uint16_t sport, uint8_t proto = 6, uint8_t tcp_flags = 0x02, size_t payload = 0) {
+        L4 l4{proto, sport, 80, tcp_flags};
+        return ether(h.params().gateway_mac, kMacA, 0x0800, ipv4(kA, kVip, l4, payload));
+    }
+    Bytes from_backend(Ip4 src, const char* port_name, uint16_t dport, uint8_t proto = 6) {
+        (void)port_name;
+        L4 l4{proto, 8080, dport, 0x12};
+        return ether(h.params().gateway_mac, mac("02:00:00:00:0b:0b"), 0x0800,
+                     ipv4(src, kA, l4, 16));
+    }
+    // Which backend port received the packet, and the packet.
+    std::pair<std::string, Bytes> delivered() {
+        for (const char* p : {"default/b", "default/c", "uplink"}) {
+            auto out = h.collect(p);
+            if (!out.empty()) {
+                EXPECT_EQ(out.size(), 1u);
+                return {p, out[0]};
+            }
+        }
+        return {"", {}};
+    }
+
+    NodeHarness h;
+};
+
+void expect_valid(const Bytes& f, size_t l3, const char* what) {
+    EXPECT_EQ(ref_checksum(&f[l3], (f[l3] & 0xf) * 4u), 0) << what << ": IP checksum";
+    EXPECT_TRUE(l4_checksum_ok(&f[l3])) << what << ": L4 checksum";
+}
+
+TEST(Crc32c, KnownVector) {
+    const char* s = "123456789";
+    EXPECT_EQ(~pkt::crc32c(s, 9), 0xe3069283u);  // RFC 3720 B.4 check value
+    EXPECT_EQ(~pkt::crc32c(s, 9), ref_crc32c(reinterpret_cast<const uint8_t*>(s), 9));
+}
+
+TEST_F(Services, DnatToALocalBackendAndUnDnatTheReply) {
+    apply(spec(1, {backend(kB, "default/b"), backend(kC, "default/c")}));
+    h.inject("default/a", client(40000));
+    const auto [port, f] = delivered();
+    ASSERT_TRUE(port == "default/b" || port == "default/c") << h.drop_summary("default/a");
+    const Ip4 be = port == "default/b" ? kB : kC;
+    EXPECT_EQ(get32(&f[14 + 12]), kA.host()) << "source untouched";
+    EXPECT_EQ(get32(&f[14 + 16]), be.host()) << "destination is the backend";
+    EXPECT_EQ(get16(&f[34]), 40000);
+    EXPECT_EQ(get16(&f[36]), 8080) << "port -> targetPort";
+    EXPECT_EQ(f[14 + 8], 63);
+    expect_valid(f, 14, "DNATed SYN");
+    EXPECT_EQ(h.conntrack().size(), 1u);
+
+    // The backend's SYN-ACK comes back from its own address; the client sees the VIP.
+    h.inject(port, ether(h.params().gateway_mac, mac("02:00:00:00:0b:0b"), 0x0800,
+                         ipv4(be, kA, {6, 8080, 40000, 0x12}, 0)));
+    const auto back = h.collect("default/a");
+    ASSERT_EQ(back.size(), 1u) << h.drop_summary(port);
+    const Bytes& r = back[0];
+    EXPECT_EQ(get32(&r[14 + 12]), kVip.host()) << "reply source is the VIP";
+    EXPECT_EQ(get16(&r[34]), 80);
+    EXPECT_EQ(get32(&r[14 + 16]), kA.host());
+    EXPECT_EQ(get16(&r[36]), 40000);
+    expect_valid(r, 14, "un-DNATed SYN-ACK");
+    EXPECT_EQ(static_cast<table::CtState>(
+                  h.conntrack()
+                      .entry(h.conntrack()
+                                 .lookup(table::CtKey{kA.be, kVip.be, to_be16(40000), to_be16(80),
+                                                      6, 0, 0})
+                                 .index)
+                      .state.load()),
+              table::CtState::kEstablished);
+}
+
+TEST_F(Services, UdpAndSctpChecksumsSurviveDnat) {
+    for (uint8_t proto : {17, 132}) {
+        NodeHarness hh(three_pods());
+        ASSERT_EQ(hh.manager().apply_tables(spec(1, {backend(kB, "default/b")}, proto)),
+                  std::nullopt);
+        L4 l4{proto, 5353, 80};
+        hh.inject("default/a",
+                  ether(hh.params().gateway_mac, kMacA, 0x0800, ipv4(kA, kVip, l4, 37)));
+        const auto out = hh.collect("default/b");
+        ASSERT_EQ(out.size(), 1u) << int(proto) << ": " << hh.drop_summary("default/a");
+        EXPECT_EQ(get16(&out[0][36]), 8080);
+        expect_valid(out[0], 14, proto == 17 ? "UDP" : "SCTP");
+    }
+}
+
+// Over 4000 flows, each of two backends gets its half within 5 points.
+TEST_F(Services, MaglevSpreadsFlowsEvenly) {
+    apply(spec(1, {backend(kB, "default/b"), backend(kC, "default/c")}));
+    std::map<std::string, int> hits;
+    for (uint16_t i = 0; i < 4000; ++i) {
+        h.inject("default/a", client(static_cast<uint16_t>(20000 + i)));
+        ++hits[delivered().first];
+    }
+    EXPECT_EQ(hits["default/b"] + hits["default/c"], 4000);
+    EXPECT_NEAR(hits["default/b"] / 4000.0, 0.5, 0.05);
+    EXPECT_EQ(h.conntrack().size(), 4000u);
+}
+
+TEST_F(Services, RemoteBackendIsEncapsulatedAndItsReplyUnNated) {
+    apply(spec(1, {backend(kRemote, "default/r")}));
+    h.inject("uplink", ether(h.params().node_mac, mac("02:00:00:00:02:02"), 0x0806,
+                             arp(2, mac("02:00:00:00:02:02"), ip("198.51.100.2"),
+                                 h.params().node_mac, h.params().node_ip)));
+    h.inject("default/a", client(41000));
+    auto up = h.collect("uplink");
+    ASSERT_EQ(up.size(), 1u) << h.drop_summary("default/a");
+    const Bytes& f = up[0];
+    EXPECT_EQ(get16(&f[36]), 4789);
+    EXPECT_EQ(get32(&f[50 + 14 + 16]), kRemote.host()) << "inner destination is the backend";
+    EXPECT_EQ(get16(&f[50 + 36]), 8080);
+    expect_valid(f, 50 + 14, "inner");
+
+    const Bytes reply_inner = ipv4(kRemote, kA, {6, 8080, 41000, 0x12}, 0);
+    h.inject("uplink", ether(h.params().node_mac, mac("02:00:00:00:02:02"), 0x0800,
+                             vxlan(ip("198.51.100.2"), h.params().node_ip, 50000, 4789, 1,
+                                   ether(h.params().vtep_mac, Mac::from_ip(ip("198.51.100.2")),
+                                         0x0800, reply_inner))));
+    const auto back = h.collect("default/a");
+    ASSERT_EQ(back.size(), 1u) << h.drop_summary("uplink");
+    EXPECT_EQ(get32(&back[0][14 + 12]), kVip.host());
+    EXPECT_EQ(get16(&back[0][34]), 80);
+    expect_valid(back[0], 14, "reply");
+}
+
+TEST_F(Services, NoEndpointsRejectsTcpWithRst) {
+    apply(spec(1, {}));
+    h.inject("default/a", client(42000, 6, 0x02));
+    const auto out = h.collect("default/a");
+    ASSERT_EQ(out.size(), 1u);
+    const Bytes& r = out[0];
+    EXPECT_EQ(read_mac_at(r, 0), kMacA);
+    EXPECT_EQ(get32(&r[14 + 12]), kVip.host());
+    EXPECT_EQ(get32(&r[14 + 16]), kA.host());
+    EXPECT_EQ(get16(&r[34]), 80);
+    EXPECT_EQ(get16(&r[36]), 42000);
+    EXPECT_EQ(r[34 + 13], 0x14) << "RST|ACK";
+    EXPECT_EQ(get32(&r[34 + 8]), 1000u + 1) << "acknowledges the SYN";
+    EXPECT_EQ(r.size(), 54u);
+    expect_valid(r, 14, "RST");
+    EXPECT_EQ(h.drops("default/a", DropReason::kNoEndpoints), 1u);
+    EXPECT_EQ(h.conntrack().size(), 0u);
+}
+
+TEST_F(Services, NoEndpointsRejectsUdpWithPortUnreachable) {
+    apply(spec(1, {}, 17));
+    h.inject("default/a", client(42001, 17, 0, 20));
+    const auto out = h.collect("default/a");
+    ASSERT_EQ(out.size(), 1u);
+    const Bytes& r = out[0];
+    EXPECT_EQ(get32(&r[14 + 12]), kVip.host()) << "from the Service address";
+    EXPECT_EQ(r[34], 3);
+    EXPECT_EQ(r[35], 3) << "port unreachable";
+    EXPECT_EQ(ref_checksum(&r[34], r.size() - 34), 0);
+    EXPECT_EQ(get32(&r[42 + 16]), kVip.host()) << "quotes the original";
+}
+
+TEST_F(Services, TerminatingEndpointsOnlyWhenNoneIsReady) {
+    apply(spec(1, {backend(kB, "default/b", true), backend(kC, "default/c", false, true)}));
+    for (uint16_t i = 0; i < 50; ++i) {
+        h.inject("default/a", client(static_cast<uint16_t>(30000 + i)));
+        EXPECT_EQ(delivered().first, "default/b");
+    }
+    apply(spec(2, {backend(kB, "default/b", false), backend(kC, "default/c", false, true)}));
+    h.inject("default/a", client(31000));
+    EXPECT_EQ(delivered().first, "default/c") << "terminating but serving, as a last resort";
+}
+
+TEST_F(Services, EstablishedConnectionsStayPinnedAcrossUpdates) {
+    apply(spec(1, {backend(kB, "default/b")}));
+    h.inject("default/a", client(43000));
+    ASSERT_EQ(delivered().first, "default/b");
+    apply(spec(2, {backend(kB, "default/b"), backend(kC, "default/c")}));
+    for (int i = 0; i < 20; ++i) {
+        h.inject("default/a", client(43000, 6, 0x10, 10));
+        EXPECT_EQ(delivered().first, "default/b") << "packet " << i;
+    }
+}
+
+TEST_F(Services, ABackendThatLeftResetsTcpAndReleasesUdp) {
+    apply(spec(1, {backend(kB, "default/b")}));
+    h.inject("default/a", client(44000, 6, 0x02));
+    ASSERT_EQ(delivered().first, "default/b");
+    apply(spec(2, {backend(kC, "default/c")}));
+    h.inject("default/a", client(44000, 6, 0x10, 5));
+    auto out = h.collect("default/a");
+    ASSERT_EQ(out.size(), 1u) << "the client is told at once";
+    EXPECT_EQ(out[0][34 + 13] & 0x04, 0x04) << "RST";
+    EXPECT_EQ(h.drops("default/a", DropReason::kStaleBackend), 1u);
+
+    // UDP: the stale entry is dropped, then cleared by the expiry scan, and the next packet
+    // of the same flow picks a live backend instead of being black-holed.
+    NodeHarness u(three_pods());
+    ASSERT_EQ(u.manager().apply_tables(spec(1, {backend(kB, "default/b")}, 17)), std::nullopt);
+    L4 l4{17, 5000, 80};
+    const Bytes dgram = ether(u.params().gateway_mac, kMacA, 0x0800, ipv4(kA, kVip, l4, 8));
+    u.inject("default/a", dgram, 1000000);
+    ASSERT_EQ(u.collect("default/b").size(), 1u);
+    ASSERT_EQ(u.manager().apply_tables(spec(2, {backend(kC, "default/c")}, 17)), std::nullopt);
+    u.inject("default/a", dgram, 2000000);
+    EXPECT_EQ(u.drops("default/a", DropReason::kStaleBackend), 1u);
+    u.expire(3000000);
+    EXPECT_EQ(u.conntrack().size(), 0u);
+    u.inject("default/a", dgram, 4000000);
+    EXPECT_EQ(u.collect("default/c").size(), 1u) << u.drop_summary("default/a");
+}
+
+TEST_F(Services, IdleConnectionsExpire) {
+    apply(spec(1, {backend(kB, "default/b")}, 17));
+    L4 l4{17, 5001, 80};
+    h.inject("default/a", ether(h.params().gateway_mac, kMacA, 0x0800, ipv4(kA, kVip, l4, 8)),
+             1000000);
+    EXPECT_EQ(h.conntrack().size(), 1u);
+    h.expire(20 * 1000000);  // 19 s idle: UDP unreplied timeout is 30 s
+    EXPECT_EQ(h.conntrack().size(), 1u);
+    h.expire(40 * 1000000);
+    EXPECT_EQ(h.conntrack().size(), 0u);
+}
+
+TEST_F(Services, BadServiceSpecsAreRefusedWhole) {
+    table::TableSpec s = spec(1, {backend(kB, "default/b")});
+    s.services.push_back(s.services[0]);
+    s.services[1].name = "default/other";
+    auto err = h.manager().apply_tables(s);
+    ASSERT_NE(err, std::nullopt);
+    EXPECT_NE(err->find("used by another service port"), std::string::npos) << *err;
+    s = spec(1, {backend(kB, "default/b")}, 1);
+    err = h.manager().apply_tables(s);
+    ASSERT_NE(err, std::nullopt);
+    EXPECT_NE(err->find("not TCP, UDP or SCTP"), std::string::npos) << *err;
+    EXPECT_EQ(h.manager().tables().generation, 0u) << "nothing applied";
+}
+
+}  // namespace
+}  // namespace kdp::test
