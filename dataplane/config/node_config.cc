@@ -119,16 +119,16 @@ uint64_t as_uint(const Field& f, uint64_t lo, uint64_t hi) {
     }
     const bool negative = !s.empty() && s[0] == '-';
     const std::string_view digits = std::string_view(s).substr(negative ? 1 : 0);
-    bool ok = !digits.empty() && digits.size() <= 19 && (digits.size() == 1 || digits[0] != '0');
+    bool ok = !digits.empty() && (digits.size() == 1 || digits[0] != '0');
     uint64_t v = 0;
     for (const char c : digits) {
         ok = ok && c >= '0' && c <= '9';
-        v = v * 10 + static_cast<uint64_t>(c - '0');
+        v = v * 10 + static_cast<uint64_t>(c - '0');  // wraps past 19 digits; checked below
     }
     if (!ok) {
         fail(f.path, "expected an integer, got " + quote(s));
     }
-    if (negative || v < lo || v > hi) {
+    if (negative || digits.size() > 19 || v < lo || v > hi) {
         fail(f.path, fmt::format("{} is out of range {}..{}", s, lo, hi));
     }
     return v;
@@ -812,6 +812,9 @@ void read_limits(const Section& s, NodeConfig& c) {
 }
 
 NodeConfig build(const YAML::Node& root) {
+    if (!root.IsNull() && !root.IsMap()) {
+        fail("(top level)", "expected a map, got " + describe(root));
+    }
     const Section top = root.IsNull() ? Section::absent("")
                                       : Section(root, "",
                                                 {"node", "vxlan", "dpdk", "workers", "uplink",
