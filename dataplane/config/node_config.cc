@@ -255,6 +255,12 @@ Ip4 broadcast(const Prefix4& p) {
     return Ip4::from_host(p.addr.host() | ~p.mask_host());
 }
 
+// [A-Za-z0-9_-]: DPDK file prefixes, and the plain words of key paths.
+bool is_prefix_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+}
+
 // A YAML map being read. The constructor refuses anything but a map of unique string keys
 // that are all in `allowed`, so every lookup afterwards is of a known key.
 class Section {
@@ -267,12 +273,12 @@ public:
             std::initializer_list<std::string_view> allowed)
         : node_(node), path_(std::move(path)) {
         if (!node_.IsMap()) {
-            fail(path_, "expected a map, got " + describe(node_));
+            fail(where(), "expected a map, got " + describe(node_));
         }
         std::set<std::string, std::less<>> seen;
         for (const auto& kv : node_) {
             if (!kv.first.IsScalar()) {
-                fail(path_, "map keys must be strings, got " + describe(kv.first));
+                fail(where(), "map keys must be strings, got " + describe(kv.first));
             }
             const std::string& key = kv.first.Scalar();
             bool known = false;
@@ -290,8 +296,15 @@ public:
 
     const std::string& path() const { return path_; }
 
+    // The path of a key in this map. A key that is not a plain word is quoted, so that a
+    // stray newline or dot in an unknown key cannot break the one-line message or its path.
     std::string child_path(std::string_view key) const {
-        return path_.empty() ? std::string(key) : fmt::format("{}.{}", path_, key);
+        bool plain = !key.empty();
+        for (const char c : key) {
+            plain = plain && (is_prefix_char(c) || c == '<' || c == '>');
+        }
+        const std::string shown = plain ? std::string(key) : quote(key);
+        return path_.empty() ? shown : fmt::format("{}.{}", path_, shown);
     }
 
     std::optional<Field> get(std::string_view key) const {
@@ -354,6 +367,8 @@ public:
 
 private:
     explicit Section(std::string path) : path_(std::move(path)) {}
+
+    std::string where() const { return path_.empty() ? "(top level)" : path_; }
 
     YAML::Node node_;
     std::string path_;
@@ -426,11 +441,6 @@ void read_vxlan(const Section& s, NodeConfig& c) {
     }
     c.vtep_mac = Mac::from_ip(c.node_ip);
     s.read("vtep_mac", c.vtep_mac, as_mac);
-}
-
-bool is_prefix_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-';
 }
 
 // EAL options the dataplane derives from other keys; giving them twice would let the two
@@ -812,9 +822,6 @@ void read_limits(const Section& s, NodeConfig& c) {
 }
 
 NodeConfig build(const YAML::Node& root) {
-    if (!root.IsNull() && !root.IsMap()) {
-        fail("(top level)", "expected a map, got " + describe(root));
-    }
     const Section top = root.IsNull() ? Section::absent("")
                                       : Section(root, "",
                                                 {"node", "vxlan", "dpdk", "workers", "uplink",

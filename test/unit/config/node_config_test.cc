@@ -312,6 +312,13 @@ std::vector<BadCase> bad_cases() {
          {.remote_nodes = "remote_nodes:\n  - {name: n2, ip: 198.51.100.2, pod_cidr: "
                           "10.244.2.0/24, mac: 02:00:00:00:00:01}\n"},
          "remote_nodes[0].mac: unknown key"},
+        {"key that is not a plain word",
+         {.vxlan = "vxlan: {\"po\\nrt\": 1}\n"},
+         "vxlan.\"po\\x0art\": unknown key"},
+        {"key that is not a string",
+         {.extra = "? [a]\n: 1\n"},
+         "(top level): map keys must be strings, got a list"},
+        {"merge key", {.vxlan = "vxlan: {<<: {port: 1}}\n"}, "vxlan.<<: unknown key"},
         {"duplicate key", {.vxlan = "vxlan:\n  port: 1\n  port: 2\n"}, "vxlan.port: duplicate key"},
 
         // Wrong types.
