@@ -37,7 +37,7 @@ constexpr size_t kMaxIfaceName = 15;
 // bytes must fit in sun_path's 107, and DPDK truncates silently if it does not. 48 leaves room.
 constexpr size_t kMaxFilePrefix = 48;
 
-// VXLAN header overhead: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
+// Uplink MTU bounds: 1280 is IPv6's minimum link MTU, 9000 the usual jumbo frame.
 constexpr uint64_t kMinMtu = 1280;
 constexpr uint64_t kMaxMtu = 9000;
 
@@ -158,6 +158,10 @@ Ip4 as_unicast_ip(const Field& f) {
     return ip;
 }
 
+Ip4 broadcast(const Prefix4& p) {
+    return Ip4::from_host(p.addr.host() | ~p.mask_host());
+}
+
 // A CIDR with no host bits and a length in [min_len, max_len].
 Prefix4 as_cidr(const Field& f, uint8_t min_len, uint8_t max_len) {
     const std::string& s = as_string(f);
@@ -172,6 +176,10 @@ Prefix4 as_cidr(const Field& f, uint8_t min_len, uint8_t max_len) {
     if (p->len < min_len || p->len > max_len) {
         fail(f.path, fmt::format("{}: prefix length {} is out of range {}..{}", s, p->len, min_len,
                                  max_len));
+    }
+    // Every CIDR here holds pods, and pods need addresses other hosts can send to.
+    if (!is_unicast_host(p->addr) || !is_unicast_host(broadcast(*p))) {
+        fail(f.path, p->str() + " is not unicast host address space");
     }
     return *p;
 }
@@ -251,10 +259,6 @@ bool contains(const Prefix4& outer, const Prefix4& inner) {
     return outer.len <= inner.len && outer.contains(inner.addr);
 }
 
-Ip4 broadcast(const Prefix4& p) {
-    return Ip4::from_host(p.addr.host() | ~p.mask_host());
-}
-
 // [A-Za-z0-9_-]: DPDK file prefixes, and the plain words of key paths.
 bool is_prefix_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -293,8 +297,6 @@ public:
             }
         }
     }
-
-    const std::string& path() const { return path_; }
 
     // The path of a key in this map. A key that is not a plain word is quoted, so that a
     // stray newline or dot in an unknown key cannot break the one-line message or its path.
@@ -782,9 +784,13 @@ void read_remote_nodes(const Section& top, NodeConfig& c) {
 
         s.read("vtep_mac", r.vtep_mac, as_mac);
         if (flannel && !r.vtep_mac) {
+            // A kernel flannel.1 has a random MAC; guessing would blackhole every packet.
             fail(s.child_path("vtep_mac"),
                  "missing (required in flannel mode: the MAC of the remote's flannel.1, from "
                  "its flannel.alpha.coreos.com/backend-data annotation)");
+        }
+        if (!r.vtep_mac) {
+            r.vtep_mac = Mac::from_ip(r.ip);  // what a kdp peer uses for itself by default
         }
         c.remote_nodes.push_back(std::move(r));
     }

@@ -181,7 +181,7 @@ limits:
     EXPECT_EQ(c.remote_nodes[0].pod_cidr, cidr("10.244.2.0/24"));
     EXPECT_EQ(c.remote_nodes[0].vtep_mac, mac("02:00:00:00:02:02"));
     EXPECT_EQ(c.remote_nodes[1].pod_cidr, cidr("10.244.4.0/22"));
-    EXPECT_FALSE(c.remote_nodes[1].vtep_mac);
+    EXPECT_EQ(c.remote_nodes[1].vtep_mac, Mac::from_ip(ip("198.51.100.3")));
 
     EXPECT_EQ(c.api_socket, "/run/kdp/api.sock");
     EXPECT_EQ(c.limits.mbufs, 32767u);
@@ -273,13 +273,13 @@ TEST(NodeConfig, FlannelModeRefusesAnotherVniAndARemoteWithoutVtepMac) {
                 StartsWith("remote_nodes[0].vtep_mac: missing (required in flannel mode"));
 }
 
-TEST(NodeConfig, StandardModeDefaultsRemoteVtepMacToNothing) {
+TEST(NodeConfig, StandardModeDefaultsRemoteVtepMacToTheOneDerivedFromItsIp) {
     Sections s;
     s.remote_nodes =
         "remote_nodes:\n"
         "  - {name: node2, ip: 198.51.100.2, pod_cidr: 10.244.2.0/24}\n";
     const NodeConfig c = parse_node_config(s.yaml());
-    EXPECT_FALSE(c.remote_nodes[0].vtep_mac);  // the dataplane uses Mac::from_ip(ip)
+    EXPECT_EQ(c.remote_nodes[0].vtep_mac, Mac::from_ip(ip("198.51.100.2")));
 }
 
 // One bad config per row, with the exact message it must produce.
@@ -394,6 +394,9 @@ std::vector<BadCase> bad_cases() {
         {"CIDR with host bits",
          {.node = "node: {name: n1, ip: 198.51.100.1, pod_cidr: 10.244.1.1/24}\n"},
          "node.pod_cidr: 10.244.1.1/24 has host bits set (the network is 10.244.1.0/24)"},
+        {"pod CIDR in multicast space",
+         {.node = "node: {name: n1, ip: 198.51.100.1, pod_cidr: 224.0.1.0/24}\n"},
+         "node.pod_cidr: 224.0.1.0/24 is not unicast host address space"},
         {"pod CIDR too small",
          {.node = "node: {name: n1, ip: 198.51.100.1, pod_cidr: 10.244.1.0/31}\n"},
          "node.pod_cidr: 10.244.1.0/31: prefix length 31 is out of range 8..30"},
@@ -691,9 +694,8 @@ TEST_F(ConfigFile, YamlSyntaxErrorNamesPathLineAndColumn) {
         FAIL() << "no error";
     } catch (const ConfigError& e) {
         const std::string msg = e.what();
-        EXPECT_THAT(msg, StartsWith(path + ":4:"));
-        EXPECT_THAT(msg, HasSubstr("end of sequence flow not found"));
-        EXPECT_EQ(msg.find('\n'), std::string::npos);
+        // yaml-cpp notices the unclosed '[' where the next key's value starts.
+        EXPECT_EQ(msg, path + ":4:11: end of sequence flow not found");
     }
 }
 
