@@ -8,6 +8,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -608,6 +609,11 @@ std::vector<BadCase> bad_cases() {
          {.api = "api: {socket: kdp.sock}\n"},
          "api.socket: \"kdp.sock\" is not an absolute path"},
     };
+}
+
+// Lets gtest name a row by what it tests instead of dumping its bytes.
+void PrintTo(const BadCase& c, std::ostream* os) {
+    *os << c.what;
 }
 
 class BadConfig : public ::testing::TestWithParam<BadCase> {};
