@@ -37,7 +37,7 @@ constexpr size_t kMaxIfaceName = 15;
 // bytes must fit in sun_path's 107, and DPDK truncates silently if it does not. 48 leaves room.
 constexpr size_t kMaxFilePrefix = 48;
 
-// VXLAN header overhead: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
+// Uplink MTU bounds: 1280 is IPv6's minimum link MTU, 9000 the usual jumbo frame.
 constexpr uint64_t kMinMtu = 1280;
 constexpr uint64_t kMaxMtu = 9000;
 
@@ -119,16 +119,16 @@ uint64_t as_uint(const Field& f, uint64_t lo, uint64_t hi) {
     }
     const bool negative = !s.empty() && s[0] == '-';
     const std::string_view digits = std::string_view(s).substr(negative ? 1 : 0);
-    bool ok = !digits.empty() && digits.size() <= 19 && (digits.size() == 1 || digits[0] != '0');
+    bool ok = !digits.empty() && (digits.size() == 1 || digits[0] != '0');
     uint64_t v = 0;
     for (const char c : digits) {
         ok = ok && c >= '0' && c <= '9';
-        v = v * 10 + static_cast<uint64_t>(c - '0');
+        v = v * 10 + static_cast<uint64_t>(c - '0');  // wraps past 19 digits; checked below
     }
     if (!ok) {
         fail(f.path, "expected an integer, got " + quote(s));
     }
-    if (negative || v < lo || v > hi) {
+    if (negative || digits.size() > 19 || v < lo || v > hi) {
         fail(f.path, fmt::format("{} is out of range {}..{}", s, lo, hi));
     }
     return v;
@@ -158,6 +158,10 @@ Ip4 as_unicast_ip(const Field& f) {
     return ip;
 }
 
+Ip4 broadcast(const Prefix4& p) {
+    return Ip4::from_host(p.addr.host() | ~p.mask_host());
+}
+
 // A CIDR with no host bits and a length in [min_len, max_len].
 Prefix4 as_cidr(const Field& f, uint8_t min_len, uint8_t max_len) {
     const std::string& s = as_string(f);
@@ -172,6 +176,10 @@ Prefix4 as_cidr(const Field& f, uint8_t min_len, uint8_t max_len) {
     if (p->len < min_len || p->len > max_len) {
         fail(f.path, fmt::format("{}: prefix length {} is out of range {}..{}", s, p->len, min_len,
                                  max_len));
+    }
+    // Every CIDR here holds pods, and pods need addresses other hosts can send to.
+    if (!is_unicast_host(p->addr) || !is_unicast_host(broadcast(*p))) {
+        fail(f.path, p->str() + " is not unicast host address space");
     }
     return *p;
 }
@@ -251,8 +259,10 @@ bool contains(const Prefix4& outer, const Prefix4& inner) {
     return outer.len <= inner.len && outer.contains(inner.addr);
 }
 
-Ip4 broadcast(const Prefix4& p) {
-    return Ip4::from_host(p.addr.host() | ~p.mask_host());
+// [A-Za-z0-9_-]: DPDK file prefixes, and the plain words of key paths.
+bool is_prefix_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
 }
 
 // A YAML map being read. The constructor refuses anything but a map of unique string keys
@@ -267,12 +277,12 @@ public:
             std::initializer_list<std::string_view> allowed)
         : node_(node), path_(std::move(path)) {
         if (!node_.IsMap()) {
-            fail(path_, "expected a map, got " + describe(node_));
+            fail(where(), "expected a map, got " + describe(node_));
         }
         std::set<std::string, std::less<>> seen;
         for (const auto& kv : node_) {
             if (!kv.first.IsScalar()) {
-                fail(path_, "map keys must be strings, got " + describe(kv.first));
+                fail(where(), "map keys must be strings, got " + describe(kv.first));
             }
             const std::string& key = kv.first.Scalar();
             bool known = false;
@@ -288,10 +298,15 @@ public:
         }
     }
 
-    const std::string& path() const { return path_; }
-
+    // The path of a key in this map. A key that is not a plain word is quoted, so that a
+    // stray newline or dot in an unknown key cannot break the one-line message or its path.
     std::string child_path(std::string_view key) const {
-        return path_.empty() ? std::string(key) : fmt::format("{}.{}", path_, key);
+        bool plain = !key.empty();
+        for (const char c : key) {
+            plain = plain && (is_prefix_char(c) || c == '<' || c == '>');
+        }
+        const std::string shown = plain ? std::string(key) : quote(key);
+        return path_.empty() ? shown : fmt::format("{}.{}", path_, shown);
     }
 
     std::optional<Field> get(std::string_view key) const {
@@ -354,6 +369,8 @@ public:
 
 private:
     explicit Section(std::string path) : path_(std::move(path)) {}
+
+    std::string where() const { return path_.empty() ? "(top level)" : path_; }
 
     YAML::Node node_;
     std::string path_;
@@ -426,11 +443,6 @@ void read_vxlan(const Section& s, NodeConfig& c) {
     }
     c.vtep_mac = Mac::from_ip(c.node_ip);
     s.read("vtep_mac", c.vtep_mac, as_mac);
-}
-
-bool is_prefix_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-';
 }
 
 // EAL options the dataplane derives from other keys; giving them twice would let the two
@@ -772,9 +784,13 @@ void read_remote_nodes(const Section& top, NodeConfig& c) {
 
         s.read("vtep_mac", r.vtep_mac, as_mac);
         if (flannel && !r.vtep_mac) {
+            // A kernel flannel.1 has a random MAC; guessing would blackhole every packet.
             fail(s.child_path("vtep_mac"),
                  "missing (required in flannel mode: the MAC of the remote's flannel.1, from "
                  "its flannel.alpha.coreos.com/backend-data annotation)");
+        }
+        if (!r.vtep_mac) {
+            r.vtep_mac = Mac::from_ip(r.ip);  // what a kdp peer uses for itself by default
         }
         c.remote_nodes.push_back(std::move(r));
     }

@@ -2,8 +2,8 @@
 //
 // Loaded and validated once, on the main thread, before the EAL starts; never touched by a
 // worker. Every validation failure is a ConfigError whose message names the key and the
-// problem on one line ("uplink.devargs: missing", "pod_cidr: 10.0.0.1/24 has host bits set").
-// The README's "Configuration reference" documents every key; config/*.yaml are examples.
+// problem on one line ("uplink.devargs: missing", "node.pod_cidr: 10.0.0.1/24 has host bits set").
+// config/README.md is the reference for every key; config/examples/*.yaml are examples.
 #pragma once
 
 #include <cstdint>
@@ -49,7 +49,8 @@ struct RemoteNodeConfig {
     std::string name;
     Ip4 ip;  // underlay address, the VTEP
     Prefix4 pod_cidr;
-    std::optional<Mac> vtep_mac;  // inner destination MAC; default Mac::from_ip(ip)
+    std::optional<Mac> vtep_mac;  // inner destination MAC; default Mac::from_ip(ip); always set
+                                  // once loaded (required in the file in flannel mode)
 };
 
 struct UplinkConfig {
