@@ -234,9 +234,7 @@ int run(int argc, char** argv) {
     // Node context and tables.
     static table::TableRef tables;
     static table::NeighborTable neighbors(cfg.limits.max_routes + 8);
-    // Connections tracked per node; 256 Ki entries take about 30 MiB.
-    constexpr uint32_t kConntrackCapacity = 1u << 18;
-    static table::Conntrack conntrack(kConntrackCapacity, nb_workers);
+    static table::Conntrack conntrack(cfg.limits.conntrack, nb_workers);
     static NodeContext node;
     node.node_ip = cfg.node_ip;
     node.node_mac = node_mac;

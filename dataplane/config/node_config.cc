@@ -816,6 +816,7 @@ void read_limits(const Section& s, NodeConfig& c) {
     s.read_uint("arp_pending", l.arp_pending, 1, 4096);
     s.read_uint("arp_timeout_ms", l.arp_timeout_ms, 1, 60'000);
     s.read_uint("arp_reachable_s", l.arp_reachable_s, 1, 86'400);
+    s.read_uint("conntrack", l.conntrack, 1024, 1u << 26);
     if (c.pods.size() > l.max_pods) {
         fail(s.child_path("max_pods"),
              fmt::format("{} is less than the {} ports listed in pods", l.max_pods, c.pods.size()));
@@ -844,7 +845,7 @@ NodeConfig build(const YAML::Node& root) {
     read_remote_nodes(top, c);
     read_api(top.section("api", {"socket"}), c);
     read_limits(top.section("limits", {"mbufs", "max_pods", "max_routes", "arp_pending",
-                                       "arp_timeout_ms", "arp_reachable_s"}),
+                                       "arp_timeout_ms", "arp_reachable_s", "conntrack"}),
                 c);
     return c;
 }

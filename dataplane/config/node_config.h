@@ -74,6 +74,7 @@ struct LimitsConfig {
     uint32_t arp_pending = 64;       // per worker: packets held while a next hop resolves
     uint32_t arp_timeout_ms = 1000;  // a pending packet older than this is dropped
     uint32_t arp_reachable_s = 300;  // a resolved neighbour is refreshed after this
+    uint32_t conntrack = 262144;     // tracked connections (about 120 B each), split over workers
 };
 
 struct NodeConfig {

@@ -132,6 +132,7 @@ limits:
   arp_pending: 32
   arp_timeout_ms: 2000
   arp_reachable_s: 60
+  conntrack: 100000
 )");
     EXPECT_EQ(c.node_name, "node1");
     EXPECT_EQ(c.node_ip, ip("198.51.100.1"));
@@ -191,6 +192,7 @@ limits:
     EXPECT_EQ(c.limits.arp_pending, 32u);
     EXPECT_EQ(c.limits.arp_timeout_ms, 2000u);
     EXPECT_EQ(c.limits.arp_reachable_s, 60u);
+    EXPECT_EQ(c.limits.conntrack, 100000u);
 }
 
 TEST(NodeConfig, MinimalConfigGetsTheHeaderDefaults) {
@@ -579,6 +581,9 @@ std::vector<BadCase> bad_cases() {
         {"zero mbufs",
          {.limits = "limits: {mbufs: 0}\n"},
          "limits.mbufs: 0 is out of range 1..16777215"},
+        {"tiny conntrack",
+         {.limits = "limits: {conntrack: 10}\n"},
+         "limits.conntrack: 10 is out of range 1024..67108864"},
         {"unknown VXLAN mode",
          {.vxlan = "vxlan: {mode: geneve}\n"},
          "vxlan.mode: \"geneve\" is not one of standard, flannel"},
