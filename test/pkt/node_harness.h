@@ -23,7 +23,10 @@
 #include <rte_eal.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
 #include "api/table_manager.h"
@@ -33,8 +36,9 @@
 
 namespace kdp::test {
 
-/// Starts the EAL once per test process, without hugepages or shared files.
-inline void ensure_eal() {
+/// Starts the EAL once per test process, without hugepages or shared files. `lcores` is the
+/// EAL --lcores map (a second lcore for tests that run the real worker loop).
+inline void ensure_eal(const char* lcores = "0") {
     static bool done = false;
     if (done) {
         return;
@@ -42,7 +46,7 @@ inline void ensure_eal() {
     std::string prefix = "kdp-test-" + std::to_string(getpid());
     std::vector<std::string> args = {
         "kdp-test", "--no-huge", "--no-pci",      "--no-shconf", "-m",          "512",
-        "-l",       "0",         "--file-prefix", prefix,        "--log-level", "*:error"};
+        "--lcores", lcores,      "--file-prefix", prefix,        "--log-level", "*:error"};
     std::vector<char*> argv;
     for (auto& a : args) {
         argv.push_back(a.data());
@@ -55,6 +59,7 @@ inline void ensure_eal() {
 }
 
 struct NodeParams {
+    bool real_worker = false;  // run worker_main on lcore 1 (needs ensure_eal with lcore 1)
     std::string name = "node1";
     Ip4 node_ip = ip("198.51.100.1");
     Mac node_mac = mac("02:00:00:00:01:01");
@@ -110,8 +115,59 @@ public:
         worker_.held.resize(params_.held);
         api::NodeInfo info;
         info.node_name = params_.name;
+        if (params_.real_worker) {
+            qsbr_ = static_cast<rte_rcu_qsbr*>(
+                rte_zmalloc("qsbr", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE));
+            rte_rcu_qsbr_init(qsbr_, 1);
+            worker_.qsbr = qsbr_;
+            worker_.stop = &stop_;
+            worker_.idle = dataplane::IdlePolicy{64, 0, 0};  // busy-poll: the test wants speed
+            for (auto& [name, pid] : port_ids_) {
+                worker_.rxqs.push_back({pid, 0});
+            }
+        }
         manager_ = std::make_unique<api::TableManager>(
-            info, node_, ref_, nullptr, std::vector<dataplane::Worker*>{&worker_}, entries_);
+            info, node_, ref_, qsbr_, std::vector<dataplane::Worker*>{&worker_}, entries_);
+    }
+
+    /// Launches the real worker loop on lcore 1 (params.real_worker).
+    void launch() { rte_eal_remote_launch(dataplane::worker_main, &worker_, 1); }
+    void stop() {
+        stop_.store(true);
+        rte_eal_wait_lcore(1);
+    }
+    /// Enqueues frames on a port's receive ring without running anything (the real worker
+    /// is polling). Returns how many fit.
+    size_t enqueue(const std::string& port_name, const Bytes& frame, size_t copies) {
+        rte_ring* rx = rx_rings_.at(port(port_name));
+        size_t n = 0;
+        for (; n < copies; ++n) {
+            rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+            if (m == nullptr) {
+                break;
+            }
+            std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())), frame.data(),
+                        frame.size());
+            if (rte_ring_enqueue(rx, m) != 0) {
+                rte_pktmbuf_free(m);
+                break;
+            }
+        }
+        return n;
+    }
+    /// Frees and counts what a port transmitted.
+    size_t drain(const std::string& port_name) {
+        rte_ring* tx = tx_rings_.at(port(port_name));
+        void* objs[64];
+        size_t total = 0;
+        unsigned n;
+        while ((n = rte_ring_dequeue_burst(tx, objs, 64, nullptr)) != 0) {
+            for (unsigned i = 0; i < n; ++i) {
+                rte_pktmbuf_free(static_cast<rte_mbuf*>(objs[i]));
+            }
+            total += n;
+        }
+        return total;
     }
 
     ~NodeHarness() {
@@ -123,6 +179,7 @@ public:
             rte_ring_free(r);
         }
         manager_.reset();
+        rte_free(qsbr_);
         rte_mempool_free(pool_);
     }
 
@@ -256,6 +313,8 @@ private:
     dataplane::NodeContext node_;
     dataplane::Worker worker_;
     std::unique_ptr<api::TableManager> manager_;
+    rte_rcu_qsbr* qsbr_ = nullptr;
+    std::atomic<bool> stop_{false};
 };
 
 }  // namespace kdp::test
