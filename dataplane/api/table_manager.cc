@@ -253,42 +253,55 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
     t->pods = table::FlatMap<table::LocalPod>(pods);
 
     std::vector<std::pair<uint64_t, table::Frontend>> frontends;
-    std::vector<std::pair<uint64_t, uint8_t>> alive;
-    std::set<uint64_t> alive_keys;
+    std::vector<uint64_t> alive;
+    next_blocks_.clear();
     for (size_t i = 0; i < spec.services.size(); ++i) {
         const table::ServiceSpec& sv = spec.services[i];
+        std::shared_ptr<const table::ServiceBlock> block;
+        if (const auto it = blocks_.find(sv.name); it != blocks_.end() && it->second.first == sv) {
+            block = it->second.second;
+        } else {
+            auto b = std::make_shared<table::ServiceBlock>();
+            const std::vector<uint16_t> use = usable_backends(sv);
+            std::vector<uint64_t> keys;
+            for (const uint16_t u : use) {
+                const table::BackendSpec& be = sv.backends[u];
+                b->backends.push_back(table::ServiceBackend{be.ip, to_be16(be.port), u});
+                keys.push_back(table::frontend_key(be.ip, to_be16(be.port), sv.proto));
+            }
+            if (!use.empty()) {
+                b->maglev = table::maglev_build(keys, {}, table::maglev_size(use.size()));
+            }
+            block = std::move(b);
+        }
+        next_blocks_.emplace(sv.name, std::make_pair(sv, block));
+        for (const table::ServiceBackend& be : block->backends) {
+            alive.push_back(table::frontend_key(be.ip, be.port_be, sv.proto));
+        }
         table::Service s;
         s.spec_index = static_cast<uint32_t>(i);
         s.proto = sv.proto;
-        s.backend_off = static_cast<uint32_t>(t->backends.size());
-        const std::vector<uint16_t> use = usable_backends(sv);
-        std::vector<uint64_t> keys;
-        for (const uint16_t b : use) {
-            const table::BackendSpec& be = sv.backends[b];
-            t->backends.push_back(table::ServiceBackend{be.ip, to_be16(be.port), b});
-            const uint64_t k = table::frontend_key(be.ip, to_be16(be.port), sv.proto);
-            keys.push_back(k);
-            if (alive_keys.insert(k).second) {
-                alive.emplace_back(k, 1);
-            }
-        }
-        s.backend_count = static_cast<uint32_t>(use.size());
-        if (!use.empty()) {
-            const uint32_t m = table::maglev_size(use.size());
-            const std::vector<uint16_t> mg = table::maglev_build(keys, {}, m);
-            s.maglev_off = static_cast<uint32_t>(t->maglev.size());
-            s.maglev_size = m;
-            t->maglev.insert(t->maglev.end(), mg.begin(), mg.end());
-        }
+        s.maglev_size = static_cast<uint32_t>(block->maglev.size());
+        s.maglev = block->maglev.data();
+        s.backends = block->backends.data();
+        s.backend_count = static_cast<uint32_t>(block->backends.size());
         const auto svc_index = static_cast<uint32_t>(t->services.size());
         t->services.push_back(s);
+        t->blocks.push_back(std::move(block));
         for (const table::FrontendSpec& fe : sv.frontends) {
             frontends.emplace_back(table::frontend_key(fe.ip, to_be16(fe.port), sv.proto),
                                    table::Frontend{svc_index, fe.kind});
         }
     }
+    std::sort(alive.begin(), alive.end());
+    alive.erase(std::unique(alive.begin(), alive.end()), alive.end());
+    std::vector<std::pair<uint64_t, uint8_t>> alive_items;
+    alive_items.reserve(alive.size());
+    for (const uint64_t k : alive) {
+        alive_items.emplace_back(k, 1);
+    }
     t->frontends = table::FlatMap<table::Frontend>(frontends);
-    t->backend_set = table::FlatMap<uint8_t>(alive);
+    t->backend_set = table::FlatMap<uint8_t>(alive_items);
     return t;
 }
 
@@ -308,6 +321,8 @@ std::optional<std::string> TableManager::apply_tables(const table::TableSpec& sp
         rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
     }
     current_ = std::move(next);
+    blocks_.swap(next_blocks_);
+    next_blocks_.clear();
     return std::nullopt;
 }
 

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <rte_rcu_qsbr.h>
@@ -63,6 +64,12 @@ private:
     std::vector<dataplane::Worker*> workers_;
     std::vector<PortEntry> ports_;
     std::unique_ptr<const table::TableSet> current_;  // owned copy of what ref_ points to
+    /// The blocks of the version in force, by service port name, with the spec they were
+    /// built from: reused as they are when a new version has the same spec for that name.
+    std::unordered_map<std::string,
+                       std::pair<table::ServiceSpec, std::shared_ptr<const table::ServiceBlock>>>
+        blocks_;
+    decltype(blocks_) next_blocks_;  // built with the version being applied
 };
 
 /// Sums a worker's counters into a CounterSet (all ports) or for one port.

@@ -203,8 +203,8 @@ inline void conntrack_nat(Worker& w,
     }
     // Maglev over a non-symmetric flow hash: every node picks the same backend for a flow.
     const uint64_t h = key.hash();
-    const uint16_t slot = t.maglev[s.maglev_off + static_cast<uint32_t>(h % s.maglev_size)];
-    const table::ServiceBackend& be = t.backends[s.backend_off + slot - 1u];
+    const uint16_t slot = s.maglev[h % s.maglev_size];
+    const table::ServiceBackend& be = s.backends[slot - 1u];
     const table::CtKey reply{be.ip.be, p.tuple.src.be, be.port_be, p.tuple.sport, proto, 0, 0};
     const uint32_t idx = ct.insert(w.index, key, reply, now_s, [&](table::CtEntry& e) {
         e.nat = kNatDnat;

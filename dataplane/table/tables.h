@@ -11,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include <rte_build_config.h>
@@ -44,14 +45,22 @@ struct ServiceBackend {
     uint16_t spec_index = 0;  // index into the ServiceSpec's backends
 };
 
-/// One Service port as the workers see it. Maglev entries index `backends` from backend_off
-/// (entry value - 1); a zero-size table means no usable endpoint: reject.
+/// The immutable part of one Service port that only its endpoints determine: the usable
+/// backends and their Maglev table. Shared by every table version in which the Service's spec
+/// is unchanged, so that one endpoint change rebuilds one Maglev table, not all of them.
+struct ServiceBlock {
+    std::vector<ServiceBackend> backends;
+    std::vector<uint16_t> maglev;  // entries are backends index + 1; empty: no usable endpoint
+};
+
+/// One Service port as the workers see it; the pointers are into a ServiceBlock that the
+/// TableSet keeps alive.
 struct Service {
     uint32_t spec_index = 0;  // into TableSet::spec.services
     uint8_t proto = 0;
-    uint32_t maglev_off = 0;
     uint32_t maglev_size = 0;
-    uint32_t backend_off = 0;
+    const uint16_t* maglev = nullptr;
+    const ServiceBackend* backends = nullptr;
     uint32_t backend_count = 0;
 };
 
@@ -74,8 +83,7 @@ struct TableSet {
 
     FlatMap<Frontend> frontends;  // key: frontend_key(vip, port, proto)
     std::vector<Service> services;
-    std::vector<ServiceBackend> backends;  // every service's usable backends, back to back
-    std::vector<uint16_t> maglev;          // every service's Maglev table, back to back
+    std::vector<std::shared_ptr<const ServiceBlock>> blocks;  // keeps Service pointers valid
     /// Every (ip, port, proto) that is a usable backend of some Service: a tracked connection
     /// whose backend is not here any more is stale.
     FlatMap<uint8_t> backend_set;
