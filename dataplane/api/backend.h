@@ -5,6 +5,7 @@
 // is thread-safe. Methods that change state either apply everything or nothing.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,6 +15,13 @@
 #include "table/table_spec.h"
 
 namespace kdp::api {
+
+/// Wall-clock nanoseconds since the Unix epoch, for timestamps the API reports.
+inline uint64_t now_unix_ns() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+}
 
 struct NodeInfo {
     std::string node_name;

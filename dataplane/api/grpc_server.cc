@@ -22,12 +22,6 @@
 namespace kdp::api {
 namespace {
 
-uint64_t now_unix_ns() {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
-}
-
 class EventHub;
 
 // One WatchEvents stream. Writes one event at a time from a queue. StartWrite and Finish are

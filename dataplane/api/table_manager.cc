@@ -14,16 +14,6 @@
 
 namespace kdp::api {
 
-namespace {
-
-uint64_t now_unix_ns() {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
-}
-
-}  // namespace
-
 void add_counters(const dataplane::PortCounters& from, CounterSet& to) {
     constexpr auto r = std::memory_order_relaxed;
     to.rx_packets += from.rx_packets.load(r);

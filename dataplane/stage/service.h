@@ -54,38 +54,35 @@ inline void l4_fix(uint8_t* d,
     }
 }
 
-/// Rewrites the destination address and port (DNAT), with checksums.
-inline void rewrite_dst(rte_mbuf* m, PacketMeta& p, Ip4 ip, uint16_t port_be) noexcept {
+enum class Side : uint8_t { kSrc, kDst };
+
+/// Rewrites one side's address and port (DNAT: kDst; un-DNAT of replies: kSrc), patching the
+/// IP checksum and the L4 checksum incrementally.
+template <Side kSide>
+inline void rewrite(rte_mbuf* m, PacketMeta& p, Ip4 ip, uint16_t port_be) noexcept {
+    constexpr bool kDst = kSide == Side::kDst;
     uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
     uint8_t* iph = d + p.l3_off;
-    const uint32_t from = p.tuple.dst.be;
-    const uint16_t port_from = p.tuple.dport;
-    std::memcpy(iph + 16, &ip.be, 4);
+    Ip4& addr = kDst ? p.tuple.dst : p.tuple.src;
+    uint16_t& port = kDst ? p.tuple.dport : p.tuple.sport;
+    const uint32_t from = addr.be;
+    const uint16_t port_from = port;
+    std::memcpy(iph + (kDst ? 16 : 12), &ip.be, 4);
     uint16_t c;
     std::memcpy(&c, iph + 10, 2);
     c = pkt::csum_replace32(c, from, ip.be);
     std::memcpy(iph + 10, &c, 2);
-    std::memcpy(d + p.l4_off + 2, &port_be, 2);
-    p.tuple.dst = ip;
-    p.tuple.dport = port_be;
+    std::memcpy(d + p.l4_off + (kDst ? 2 : 0), &port_be, 2);
+    addr = ip;
+    port = port_be;
     l4_fix(d, p, from, ip.be, port_from, port_be);
 }
 
-/// Rewrites the source address and port (un-DNAT of replies), with checksums.
+inline void rewrite_dst(rte_mbuf* m, PacketMeta& p, Ip4 ip, uint16_t port_be) noexcept {
+    rewrite<Side::kDst>(m, p, ip, port_be);
+}
 inline void rewrite_src(rte_mbuf* m, PacketMeta& p, Ip4 ip, uint16_t port_be) noexcept {
-    uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
-    uint8_t* iph = d + p.l3_off;
-    const uint32_t from = p.tuple.src.be;
-    const uint16_t port_from = p.tuple.sport;
-    std::memcpy(iph + 12, &ip.be, 4);
-    uint16_t c;
-    std::memcpy(&c, iph + 10, 2);
-    c = pkt::csum_replace32(c, from, ip.be);
-    std::memcpy(iph + 10, &c, 2);
-    std::memcpy(d + p.l4_off, &port_be, 2);
-    p.tuple.src = ip;
-    p.tuple.sport = port_be;
-    l4_fix(d, p, from, ip.be, port_from, port_be);
+    rewrite<Side::kSrc>(m, p, ip, port_be);
 }
 
 /// Turns a TCP segment into the RST that refuses it (RFC 9293 §3.10.7.1), sent back out of the
