@@ -248,6 +248,7 @@ int run(int argc, char** argv) {
     node.vni = cfg.vni;
     node.mtu = cfg.mtu;
     node.uplink_port = *uplink;
+    node.workers = nb_workers;
     node.tsc_hz = rte_get_tsc_hz();
     node.arp_retry_tsc = node.tsc_hz / 10;  // 100 ms between requests for one address
     node.arp_timeout_tsc = node.tsc_hz * cfg.limits.arp_timeout_ms / 1000;

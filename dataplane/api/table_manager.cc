@@ -262,6 +262,24 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
             if (!use.empty()) {
                 b->maglev = table::maglev_build(keys, {}, table::maglev_size(use.size()));
             }
+            // Local endpoints: those in this node's pod CIDR. Their Maglev table entries
+            // still index `backends`, so one pick path serves both tables.
+            std::vector<uint64_t> local_keys;
+            std::vector<uint16_t> local_index;
+            for (size_t k = 0; k < b->backends.size(); ++k) {
+                if (node_.pod_cidr.contains(b->backends[k].ip)) {
+                    local_keys.push_back(keys[k]);
+                    local_index.push_back(static_cast<uint16_t>(k + 1));
+                }
+            }
+            if (!local_keys.empty()) {
+                b->local_maglev =
+                    table::maglev_build(local_keys, {}, table::maglev_size(local_keys.size()));
+                for (uint16_t& e : b->local_maglev) {
+                    e = local_index[e - 1u];
+                }
+            }
+            b->source_ranges = sv.source_ranges;
             block = std::move(b);
         }
         next_blocks_.emplace(sv.name, std::make_pair(sv, block));
@@ -271,6 +289,13 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
         table::Service s;
         s.spec_index = static_cast<uint32_t>(i);
         s.proto = sv.proto;
+        s.flags =
+            static_cast<uint8_t>((sv.external_local ? table::Service::kExternalLocal : 0) |
+                                 (sv.internal_local ? table::Service::kInternalLocal : 0) |
+                                 (sv.affinity_timeout_s != 0 ? table::Service::kAffinity : 0));
+        s.local_maglev_size = static_cast<uint32_t>(block->local_maglev.size());
+        s.local_maglev = block->local_maglev.data();
+        s.block = block.get();
         s.maglev_size = static_cast<uint32_t>(block->maglev.size());
         s.maglev = block->maglev.data();
         s.backends = block->backends.data();

@@ -26,6 +26,7 @@ struct NodeContext {
     uint32_t vni = 0;
     uint16_t mtu = 1500;  // uplink MTU: encapsulated packets must fit
     uint16_t uplink_port = 0;
+    uint32_t workers = 1;     // SNAT ports are split among workers by port % workers
 
     uint64_t tsc_hz = 0;
     uint64_t arp_retry_tsc = 0;    // between two ARP requests for one address

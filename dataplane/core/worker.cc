@@ -137,7 +137,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
             if (p.ether_type == pkt::kEtherTypeArp) {
                 stage::arp_from_uplink(n, b.pkts[i], p, now);
             } else {
-                stage::uplink_ipv4(w, *t, b.pkts[i], p, now_s);
+                stage::uplink_ipv4(w, *t, b.pkts[i], p, now, now_s);
             }
         }
     } else {

@@ -149,9 +149,52 @@ inline void pod_ipv4(Worker& w,
     p.drop(DropReason::kNoRoute);
 }
 
+/// Routes a packet to a pod by its (possibly rewritten) destination: local delivery or the
+/// overlay. Returns false when the destination is no pod.
+inline bool route_to_pod(
+    Worker& w, const table::TableSet& t, rte_mbuf* m, PacketMeta& p, uint64_t now) noexcept {
+    if (const table::LocalPod* pod = t.find_pod(p.tuple.dst)) {
+        deliver_local(*w.node, m, p, *pod);
+        return true;
+    }
+    if (const table::Route* r = t.find_route(p.tuple.dst)) {
+        encap_to_node(w, m, p, *r, now);
+        return true;
+    }
+    return false;
+}
+
+/// Non-overlay IPv4 from the uplink: Service frontends (NodePort on the node IP, external and
+/// LoadBalancer IPs) and the connections they made; anything else for the node itself goes to
+/// the host path, and the rest is not ours.
+inline void uplink_service(Worker& w,
+                           const table::TableSet& t,
+                           rte_mbuf* m,
+                           PacketMeta& p,
+                           uint64_t now,
+                           uint32_t now_s) noexcept {
+    const Ip4 dst = p.tuple.dst;
+    conntrack_nat(w, t, m, p, now_s, /*services=*/true, /*from_uplink=*/true);
+    if (!p.pending()) {
+        return;
+    }
+    if (p.tuple.dst != dst && route_to_pod(w, t, m, p, now)) {
+        return;
+    }
+    if (dst == w.node->node_ip) {
+        p.drop(DropReason::kHostPath);
+    } else {
+        p.drop(is_multicast_or_broadcast(dst) ? DropReason::kMulticast : DropReason::kNotForUs);
+    }
+}
+
 /// IPv4 from the uplink: VXLAN for this node is decapsulated and delivered to a local pod.
-inline void uplink_ipv4(
-    Worker& w, const table::TableSet& t, rte_mbuf* m, PacketMeta& p, uint32_t now_s) noexcept {
+inline void uplink_ipv4(Worker& w,
+                        const table::TableSet& t,
+                        rte_mbuf* m,
+                        PacketMeta& p,
+                        uint64_t now,
+                        uint32_t now_s) noexcept {
     const NodeContext& n = *w.node;
     const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
     const Mac dst_mac = pkt::read_mac(d);
@@ -159,13 +202,11 @@ inline void uplink_ipv4(
         p.drop(dst_mac.is_multicast() ? DropReason::kMulticast : DropReason::kNotForUs);
         return;
     }
-    if (p.tuple.dst != n.node_ip) [[unlikely]] {
-        p.drop(is_multicast_or_broadcast(p.tuple.dst) ? DropReason::kMulticast
-                                                      : DropReason::kNotForUs);
-        return;
-    }
-    if (p.tuple.proto != pkt::kProtoUdp || p.tuple.dport != n.vxlan_port_be) {
-        p.drop(DropReason::kHostPath);
+    if (p.tuple.dst != n.node_ip || p.tuple.proto != pkt::kProtoUdp ||
+        p.tuple.dport != n.vxlan_port_be) {
+        // Not the overlay: a client outside the cluster reaching a NodePort, an external IP or
+        // a LoadBalancer IP of a Service (or replies of such connections' clients).
+        uplink_service(w, t, m, p, now, now_s);
         return;
     }
     if (p.flags & pkt_flag::kFragment) [[unlikely]] {

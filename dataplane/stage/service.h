@@ -13,10 +13,14 @@
 #include "pkt/crc32c.h"
 #include "stage/icmp.h"
 #include "stage/l2.h"
+#include "table/flat_map.h"
 
 namespace kdp::dataplane::stage {
 
-inline constexpr uint8_t kNatDnat = 1;
+inline constexpr uint8_t kNatDnat = 1;      // destination rewritten to a backend
+inline constexpr uint8_t kNatSnat = 2;      // source rewritten to the node's gateway address
+inline constexpr uint8_t kNatExternal = 4;  // client outside the cluster: replies go back to
+                                            // the MAC its packets came from (CtEntry::peer_mac)
 
 /// Patches the L4 checksum for an address change `from` -> `to` and a port change.
 inline void l4_fix(uint8_t* d,
@@ -145,45 +149,97 @@ inline void reject(Worker& w, rte_mbuf* m, PacketMeta& p) noexcept {
     // The reply is transmitted; the original was counted above as rejected.
 }
 
-/// Conntrack and Service DNAT for a parsed IPv4 packet. `services` says whether a new flow may
-/// be load-balanced here (true for traffic from local pods; the client's node is the one that
-/// balances). Leaves p pending (to be routed) unless it rejects or drops.
+/// Sends a reply to an external client straight back to the MAC its connection came from.
+inline void to_external_client(const NodeContext& n,
+                               rte_mbuf* m,
+                               PacketMeta& p,
+                               const table::CtEntry& e) noexcept {
+    if (p.ttl <= 1) [[unlikely]] {
+        p.drop(DropReason::kTtlExpired);
+        return;
+    }
+    Mac to;
+    std::memcpy(to.b.data(), e.peer_mac, 6);
+    uint8_t* d = rewrite_l2(m, p, to, n.node_mac);
+    pkt::dec_ttl(d + pkt::kEtherHdrLen);
+    p.tx(n.uplink_port);
+}
+
+/// A source port for SNAT toward `reply_src:reply_sport` that no tracked connection uses.
+/// Each worker owns the ports equal to its index modulo the worker count, so two workers never
+/// race for one port and no lock is needed. Returns 0 when none of 64 candidates is free.
+inline uint16_t snat_port(const Worker& w,
+                          const table::Conntrack& ct,
+                          table::CtKey reply,
+                          uint64_t hash) noexcept {
+    constexpr uint32_t kBase = 32768;
+    const uint32_t workers = w.node->workers;
+    const uint32_t per_worker = (65536 - kBase) / workers;
+    for (uint32_t k = 0; k < 64; ++k) {
+        const uint32_t port = kBase + ((hash + k) % per_worker) * workers + w.index;
+        reply.dport = to_be16(static_cast<uint16_t>(port));
+        if (ct.lookup(reply).index == table::kCtNone) {
+            return static_cast<uint16_t>(port);
+        }
+    }
+    return 0;
+}
+
+/// Conntrack and Service NAT for a parsed IPv4 packet (TCP, UDP, SCTP). `services` says whether
+/// a new flow may be load-balanced here: for traffic from local pods (the client's node
+/// balances) and from outside the cluster on the uplink, not for traffic decapsulated from
+/// another node. Leaves p pending (to be routed) unless it rejects, drops or sends it.
 inline void conntrack_nat(Worker& w,
                           const table::TableSet& t,
                           rte_mbuf* m,
                           PacketMeta& p,
                           uint32_t now_s,
-                          bool services) noexcept {
+                          bool services,
+                          bool from_uplink = false) noexcept {
+    const NodeContext& n = *w.node;
     const uint8_t proto = p.tuple.proto;
     if ((p.flags & pkt_flag::kL4) == 0 ||
         (proto != pkt::kProtoTcp && proto != pkt::kProtoUdp && proto != pkt::kProtoSctp)) {
         return;
     }
-    table::Conntrack& ct = *w.node->conntrack;
+    table::Conntrack& ct = *n.conntrack;
     const table::CtKey key{
         p.tuple.src.be, p.tuple.dst.be, p.tuple.sport, p.tuple.dport, proto, 0, 0};
-    const table::CtHit hit = ct.lookup(key);
+    const uint64_t h = key.hash();
+    const table::CtHit hit = ct.lookup(key, h);
     if (hit.index != table::kCtNone) {
         table::CtEntry& e = ct.entry(hit.index);
-        if (e.nat & kNatDnat) {
-            if (hit.dir == table::CtDir::kOrig) {
+        if (hit.dir == table::CtDir::kOrig) {
+            if (e.nat & kNatDnat) {
                 const Ip4 be{e.reply.src};
                 if (!t.backend_alive(be, e.reply.sport, proto)) [[unlikely]] {
-                    if (proto == pkt::kProtoTcp && !(p.tcp_flags & 0x04)) {
+                    if (proto == pkt::kProtoTcp && !(p.tcp_flags & 0x04) && !from_uplink) {
                         bump(w.port_counters(p.in_port)
                                  .drops[static_cast<size_t>(DropReason::kStaleBackend)]);
-                        tcp_reset(*w.node, m, p);
+                        tcp_reset(n, m, p);
                     } else {
                         p.drop(DropReason::kStaleBackend);
                     }
                     return;
                 }
                 rewrite_dst(m, p, be, e.reply.sport);
-            } else {
+            }
+            if (e.nat & kNatSnat) {
+                rewrite_src(m, p, Ip4{e.reply.dst}, e.reply.dport);
+            }
+            ct.touch(hit.index, hit.dir, p.tcp_flags, now_s);
+        } else {
+            if (e.nat & kNatSnat) {
+                rewrite_dst(m, p, Ip4{e.orig.src}, e.orig.sport);
+            }
+            if (e.nat & kNatDnat) {
                 rewrite_src(m, p, Ip4{e.orig.dst}, e.orig.dport);
             }
+            ct.touch(hit.index, hit.dir, p.tcp_flags, now_s);
+            if (e.nat & kNatExternal) {
+                to_external_client(n, m, p, e);
+            }
         }
-        ct.touch(hit.index, hit.dir, p.tcp_flags, now_s);
         return;
     }
     if (!services) {
@@ -193,20 +249,66 @@ inline void conntrack_nat(Worker& w,
     if (fe == nullptr) {
         return;
     }
+    const bool external = from_uplink && fe->kind != table::FrontendKind::kClusterIp;
+    if (from_uplink && !external) {
+        return;  // ClusterIPs are not reachable from outside the cluster
+    }
     const table::Service& s = t.services[fe->service];
-    if (s.maglev_size == 0) [[unlikely]] {
-        reject(w, m, p);
+    if (fe->kind == table::FrontendKind::kLoadBalancer && !s.block->source_ranges.empty()) {
+        bool allowed = false;
+        for (const Prefix4& r : s.block->source_ranges) {
+            allowed = allowed || r.contains(p.tuple.src);
+        }
+        if (!allowed) {
+            p.drop(DropReason::kSourceRange);
+            return;
+        }
+    }
+    // Which endpoints may take it: only this node's for externalTrafficPolicy: Local (external
+    // clients) and internalTrafficPolicy: Local (pods), all of them otherwise.
+    const bool local_only = external ? (s.flags & table::Service::kExternalLocal) != 0
+                                     : (s.flags & table::Service::kInternalLocal) != 0;
+    const uint16_t* table = local_only ? s.local_maglev : s.maglev;
+    const uint32_t size = local_only ? s.local_maglev_size : s.maglev_size;
+    if (size == 0) [[unlikely]] {
+        if (local_only && s.maglev_size != 0) {
+            p.drop(DropReason::kNoLocalEndpoint);
+        } else if (from_uplink) {
+            p.drop(DropReason::kNoEndpoints);
+        } else {
+            reject(w, m, p);
+        }
         return;
     }
-    // Maglev over a non-symmetric flow hash: every node picks the same backend for a flow.
-    const uint64_t h = key.hash();
-    const uint16_t slot = s.maglev[h % s.maglev_size];
+    // Maglev over the flow hash, the same on every node; with ClientIP affinity over the
+    // client address alone, so that a client keeps its backend while the endpoints stay.
+    const uint64_t pick = (s.flags & table::Service::kAffinity) ? table::mix64(p.tuple.src.be) : h;
+    const uint16_t slot = table[pick % size];
     const table::ServiceBackend& be = s.backends[slot - 1u];
-    const table::CtKey reply{be.ip.be, p.tuple.src.be, be.port_be, p.tuple.sport, proto, 0, 0};
+    // SNAT to this node's gateway address when the reply would not come back through this
+    // node otherwise: an external client's connection to a backend on another node (policy
+    // Cluster), and a pod reaching itself through its Service (hairpin), as kube-proxy does.
+    const bool hairpin = be.ip == p.tuple.src;
+    const bool snat = hairpin || (external && !n.pod_cidr.contains(be.ip));
+    table::CtKey reply{be.ip.be, p.tuple.src.be, be.port_be, p.tuple.sport, proto, 0, 0};
+    if (snat) {
+        reply.dst = n.gateway_ip.be;
+        const uint16_t port = snat_port(w, ct, reply, h);
+        if (port == 0) [[unlikely]] {
+            p.drop(DropReason::kSnatExhausted);
+            return;
+        }
+        reply.dport = to_be16(port);
+    }
+    const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
     const uint32_t idx = ct.insert(w.index, key, reply, now_s, [&](table::CtEntry& e) {
-        e.nat = kNatDnat;
+        e.nat =
+            static_cast<uint8_t>(kNatDnat | (snat ? kNatSnat : 0) | (external ? kNatExternal : 0));
         e.service = fe->service + 1;
         e.backend = slot;
+        if (external) {
+            std::memcpy(e.peer_mac, frame + 6, 6);
+        }
     });
     if (idx == table::kCtNone) [[unlikely]] {
         p.drop(DropReason::kConntrackFull);
@@ -214,6 +316,9 @@ inline void conntrack_nat(Worker& w,
     }
     ct.touch(idx, table::CtDir::kOrig, p.tcp_flags, now_s);
     rewrite_dst(m, p, be.ip, be.port_be);
+    if (snat) {
+        rewrite_src(m, p, n.gateway_ip, reply.dport);
+    }
 }
 
 }  // namespace kdp::dataplane::stage

@@ -73,11 +73,13 @@ struct alignas(64) CtEntry {
     uint32_t service = 0;           // service index + 1 (0: none)
     uint32_t backend = 0;           // backend index + 1 within the service (0: none)
     uint32_t policy = 0;            // cached policy verdict bits (0: not checked)
-    uint32_t pad = 0;
+    uint8_t peer_mac[6] = {};       // external clients: the MAC their packets came from
     static constexpr uint8_t kFlagReplySeen = 1;
     static constexpr uint8_t kFlagFinOrig = 2;
     static constexpr uint8_t kFlagFinReply = 4;
 };
+
+static_assert(sizeof(CtEntry) == 64, "one cache line per connection");
 
 enum class CtDir : uint8_t { kOrig = 0, kReply = 1 };
 
@@ -133,6 +135,7 @@ public:
         e.owner = static_cast<uint8_t>(worker);
         e.nat = 0;
         e.service = e.backend = e.policy = 0;
+        __builtin_memset(e.peer_mac, 0, sizeof e.peer_mac);
         init(e);
         if (!publish(orig, idx, CtDir::kOrig)) {
             free_now(worker, idx);

@@ -50,14 +50,23 @@ struct ServiceBackend {
 /// is unchanged, so that one endpoint change rebuilds one Maglev table, not all of them.
 struct ServiceBlock {
     std::vector<ServiceBackend> backends;
-    std::vector<uint16_t> maglev;  // entries are backends index + 1; empty: no usable endpoint
+    std::vector<uint16_t> maglev;        // entries are backends index + 1; empty: no endpoint
+    std::vector<uint16_t> local_maglev;  // the same over endpoints on this node only
+    std::vector<Prefix4> source_ranges;  // loadBalancerSourceRanges (empty: any client)
 };
 
 /// One Service port as the workers see it; the pointers are into a ServiceBlock that the
 /// TableSet keeps alive.
 struct Service {
-    uint32_t spec_index = 0;  // into TableSet::spec.services
+    static constexpr uint8_t kExternalLocal = 1;  // externalTrafficPolicy: Local
+    static constexpr uint8_t kInternalLocal = 2;  // internalTrafficPolicy: Local
+    static constexpr uint8_t kAffinity = 4;       // sessionAffinity: ClientIP
+    uint32_t spec_index = 0;                      // into TableSet::spec.services
     uint8_t proto = 0;
+    uint8_t flags = 0;
+    uint32_t local_maglev_size = 0;
+    const uint16_t* local_maglev = nullptr;
+    const ServiceBlock* block = nullptr;
     uint32_t maglev_size = 0;
     const uint16_t* maglev = nullptr;
     const ServiceBackend* backends = nullptr;

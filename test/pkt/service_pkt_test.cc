@@ -295,5 +295,166 @@ TEST_F(Services, BadServiceSpecsAreRefusedWhole) {
     EXPECT_EQ(h.manager().tables().generation, 0u) << "nothing applied";
 }
 
+// --- traffic from outside the cluster, on the uplink ---------------------------------------
+//
+//   client 203.0.113.7 (router MAC 02:..:0e:0e) -> node1 198.51.100.1:30080 (NodePort)
+//                                              -> 192.0.2.10:80 (LoadBalancer IP)
+
+const Ip4 kClient = ip("203.0.113.7");
+const Mac kRouter = mac("02:00:00:00:0e:0e");
+const Ip4 kLbIp = ip("192.0.2.10");
+
+table::TableSpec external_spec(uint64_t gen,
+                               std::vector<table::BackendSpec> backends,
+                               bool etp_local = false) {
+    table::TableSpec s = spec(gen, std::move(backends));
+    table::ServiceSpec& sv = s.services[0];
+    sv.frontends.push_back({table::FrontendKind::kNodePort, ip("198.51.100.1"), 30080});
+    sv.frontends.push_back({table::FrontendKind::kLoadBalancer, kLbIp, 80});
+    sv.external_local = etp_local;
+    sv.source_ranges = {*Prefix4::parse("203.0.113.0/28")};
+    return s;
+}
+
+class External : public Services {
+protected:
+    Bytes from_client(Ip4 dst, uint16_t dport, uint8_t flags = 0x02, Ip4 src = kClient) {
+        return ether(h.params().node_mac, kRouter, 0x0800,
+                     ipv4(src, dst, {6, 50000, dport, flags}, 0));
+    }
+    void resolve_node2() {
+        h.inject("uplink", ether(h.params().node_mac, mac("02:00:00:00:02:02"), 0x0806,
+                                 arp(2, mac("02:00:00:00:02:02"), ip("198.51.100.2"),
+                                     h.params().node_mac, h.params().node_ip)));
+    }
+};
+
+TEST_F(External, NodePortToALocalBackendKeepsTheClientAddress) {
+    apply(external_spec(1, {backend(kB, "default/b")}));
+    h.inject("uplink", from_client(h.params().node_ip, 30080));
+    auto out = h.collect("default/b");
+    ASSERT_EQ(out.size(), 1u) << h.drop_summary("uplink");
+    EXPECT_EQ(get32(&out[0][14 + 12]), kClient.host()) << "client IP preserved";
+    EXPECT_EQ(get32(&out[0][14 + 16]), kB.host());
+    EXPECT_EQ(get16(&out[0][36]), 8080);
+    expect_valid(out[0], 14, "NodePort DNAT");
+
+    h.inject("default/b", ether(h.params().gateway_mac, mac("02:00:00:00:0b:0b"), 0x0800,
+                                ipv4(kB, kClient, {6, 8080, 50000, 0x12}, 0)));
+    auto back = h.collect("uplink");
+    ASSERT_EQ(back.size(), 1u) << h.drop_summary("default/b");
+    const Bytes& r = back[0];
+    EXPECT_EQ(read_mac_at(r, 0), kRouter) << "back to the MAC the client came from";
+    EXPECT_EQ(read_mac_at(r, 6), h.params().node_mac);
+    EXPECT_EQ(get32(&r[14 + 12]), h.params().node_ip.host());
+    EXPECT_EQ(get16(&r[34]), 30080);
+    EXPECT_EQ(get32(&r[14 + 16]), kClient.host());
+    expect_valid(r, 14, "NodePort reply");
+}
+
+TEST_F(External, NodePortToARemoteBackendIsSnattedSoTheReplyReturns) {
+    apply(external_spec(1, {backend(kRemote, "default/r")}));
+    resolve_node2();
+    h.inject("uplink", from_client(h.params().node_ip, 30080));
+    auto up = h.collect("uplink");
+    ASSERT_EQ(up.size(), 1u) << h.drop_summary("uplink");
+    const Bytes& f = up[0];
+    ASSERT_EQ(get16(&f[36]), 4789) << "encapsulated to node2";
+    const uint8_t* inner = &f[50 + 14];
+    EXPECT_EQ(get32(inner + 12), h.params().gateway.host()) << "SNAT to the gateway address";
+    const uint16_t snat = get16(inner + 20);
+    EXPECT_GE(snat, 32768);
+    EXPECT_EQ(get32(inner + 16), kRemote.host());
+    expect_valid(f, 50 + 14, "SNAT+DNAT");
+
+    const Bytes reply = ipv4(kRemote, h.params().gateway, {6, 8080, snat, 0x12}, 0);
+    h.inject(
+        "uplink",
+        ether(h.params().node_mac, mac("02:00:00:00:02:02"), 0x0800,
+              vxlan(ip("198.51.100.2"), h.params().node_ip, 50001, 4789, 1,
+                    ether(h.params().vtep_mac, Mac::from_ip(ip("198.51.100.2")), 0x0800, reply))));
+    auto back = h.collect("uplink");
+    ASSERT_EQ(back.size(), 1u) << h.drop_summary("uplink");
+    const Bytes& r = back[0];
+    EXPECT_EQ(read_mac_at(r, 0), kRouter);
+    EXPECT_EQ(get32(&r[14 + 12]), h.params().node_ip.host());
+    EXPECT_EQ(get16(&r[34]), 30080);
+    EXPECT_EQ(get32(&r[14 + 16]), kClient.host());
+    EXPECT_EQ(get16(&r[36]), 50000);
+    expect_valid(r, 14, "reply to the client");
+}
+
+TEST_F(External, TrafficPolicyLocalUsesOnlyLocalEndpoints) {
+    apply(external_spec(1, {backend(kB, "default/b"), backend(kRemote, "default/r")}, true));
+    for (uint16_t i = 0; i < 40; ++i) {
+        h.inject("uplink", ether(h.params().node_mac, kRouter, 0x0800,
+                                 ipv4(kClient, h.params().node_ip,
+                                      {6, static_cast<uint16_t>(51000 + i), 30080, 0x02}, 0)));
+        auto out = h.collect("default/b");
+        ASSERT_EQ(out.size(), 1u) << "flow " << i << ": " << h.drop_summary("uplink");
+        EXPECT_EQ(get32(&out[0][14 + 12]), kClient.host());
+    }
+    EXPECT_TRUE(h.collect("uplink").empty()) << "never to the remote endpoint";
+    apply(external_spec(2, {backend(kRemote, "default/r")}, true));
+    h.inject("uplink", from_client(h.params().node_ip, 30080));
+    EXPECT_EQ(h.drops("uplink", DropReason::kNoLocalEndpoint), 1u);
+}
+
+TEST_F(External, LoadBalancerSourceRangesAndNoClusterIpFromOutside) {
+    apply(external_spec(1, {backend(kB, "default/b")}));
+    h.inject("uplink", from_client(kLbIp, 80));
+    EXPECT_EQ(h.collect("default/b").size(), 1u) << h.drop_summary("uplink");
+    h.inject("uplink", from_client(kLbIp, 80, 0x02, ip("198.51.100.77")));
+    EXPECT_EQ(h.drops("uplink", DropReason::kSourceRange), 1u);
+    h.inject("uplink", from_client(kVip, 80));
+    EXPECT_EQ(h.drops("uplink", DropReason::kNotForUs), 1u) << "ClusterIP is cluster-internal";
+    h.inject("uplink", from_client(h.params().node_ip, 22));
+    EXPECT_EQ(h.drops("uplink", DropReason::kHostPath), 1u);
+    EXPECT_TRUE(h.collect("default/b").empty());
+}
+
+TEST_F(Services, HairpinThroughTheOwnServiceIsMasqueraded) {
+    apply(spec(1, {backend(kB, "default/b")}));
+    const Mac mac_b = mac("02:00:00:00:0b:0b");
+    h.inject("default/b",
+             ether(h.params().gateway_mac, mac_b, 0x0800, ipv4(kB, kVip, {6, 45000, 80, 0x02}, 0)));
+    auto in = h.collect("default/b");
+    ASSERT_EQ(in.size(), 1u) << h.drop_summary("default/b");
+    EXPECT_EQ(get32(&in[0][14 + 12]), h.params().gateway.host()) << "masqueraded";
+    EXPECT_EQ(get32(&in[0][14 + 16]), kB.host());
+    const uint16_t snat = get16(&in[0][34]);
+    expect_valid(in[0], 14, "hairpin");
+    h.inject("default/b", ether(h.params().gateway_mac, mac_b, 0x0800,
+                                ipv4(kB, h.params().gateway, {6, 8080, snat, 0x12}, 0)));
+    auto back = h.collect("default/b");
+    ASSERT_EQ(back.size(), 1u) << h.drop_summary("default/b");
+    EXPECT_EQ(get32(&back[0][14 + 12]), kVip.host());
+    EXPECT_EQ(get16(&back[0][34]), 80);
+    EXPECT_EQ(get32(&back[0][14 + 16]), kB.host());
+    EXPECT_EQ(get16(&back[0][36]), 45000);
+    expect_valid(back[0], 14, "hairpin reply");
+}
+
+TEST_F(Services, InternalTrafficPolicyLocalDropsWithoutALocalEndpoint) {
+    table::TableSpec s = spec(1, {backend(kRemote, "default/r")});
+    s.services[0].internal_local = true;
+    apply(s);
+    h.inject("default/a", client(46000));
+    EXPECT_EQ(h.drops("default/a", DropReason::kNoLocalEndpoint), 1u);
+    EXPECT_TRUE(h.collect("uplink").empty());
+}
+
+TEST_F(Services, ClientIpAffinityKeepsAClientOnOneBackend) {
+    table::TableSpec s = spec(1, {backend(kB, "default/b"), backend(kC, "default/c")});
+    s.services[0].affinity_timeout_s = 10800;
+    apply(s);
+    std::map<std::string, int> hits;
+    for (uint16_t i = 0; i < 50; ++i) {
+        h.inject("default/a", client(static_cast<uint16_t>(47000 + i)));
+        ++hits[delivered().first];
+    }
+    EXPECT_EQ(hits.size(), 1u) << "one client, one backend";
+}
+
 }  // namespace
 }  // namespace kdp::test
