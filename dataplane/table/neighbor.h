@@ -1,9 +1,11 @@
 // NeighborTable: the ARP cache of the underlay (remote VTEPs and the underlay gateway).
 //
-// Who writes: slots are created only by the control thread (TableManager, one writer) when
-// a table version that needs a next hop is built, before that version is published; a slot
-// is never removed or reused while the process runs, so an index held by a worker or by a
-// packet waiting for resolution stays valid. Resolution state (MAC, timestamps) is written
+// Who writes: slots are created by the control thread (TableManager) for the next hops a
+// table version needs, before that version is published, and by workers for on-link hosts
+// outside the cluster that masqueraded traffic goes to; creation claims a free slot with one
+// CAS on its address, so two creators of one address may take two slots, of which lookups
+// always find the same (first) one. A slot is never removed or reused while the process runs,
+// so an index held by a worker or by a packet waiting for resolution stays valid. Resolution state (MAC, timestamps) is written
 // by any worker that sees an ARP from that address, with single atomic stores; readers load
 // the MAC with one atomic load. No locks anywhere.
 // Memory: fixed at construction from limits.max_routes; freed at exit.
@@ -31,20 +33,26 @@ public:
         entries_ = std::make_unique<Entry[]>(cap);
     }
 
-    /// Control thread only: the slot for `ip`, created if absent; kNoSlot when full.
+    /// Any thread: the slot for `ip`, created if absent; kNoSlot when half the table is used
+    /// (the bound that keeps probe sequences short).
     uint32_t slot_for(Ip4 ip) noexcept {
         for (uint32_t n = 0, i = start(ip); n < cap_; ++n, i = (i + 1) & (cap_ - 1)) {
-            const uint32_t k = entries_[i].ip_be.load(std::memory_order_acquire);
+            uint32_t k = entries_[i].ip_be.load(std::memory_order_acquire);
             if (k == ip.be) {
                 return i;
             }
             if (k == 0) {
-                if (used_ * 2 >= cap_) {
+                if (used_.load(std::memory_order_relaxed) * 2 >= cap_) {
                     return kNoSlot;
                 }
-                entries_[i].ip_be.store(ip.be, std::memory_order_release);
-                ++used_;
-                return i;
+                if (entries_[i].ip_be.compare_exchange_strong(k, ip.be,
+                                                              std::memory_order_acq_rel)) {
+                    used_.fetch_add(1, std::memory_order_relaxed);
+                    return i;
+                }
+                if (k == ip.be) {
+                    return i;  // another creator won with the same address
+                }
             }
         }
         return kNoSlot;
@@ -122,7 +130,7 @@ private:
     }
     std::unique_ptr<Entry[]> entries_;
     uint32_t cap_ = 0;
-    uint32_t used_ = 0;  // control thread only
+    std::atomic<uint32_t> used_{0};
 };
 
 }  // namespace kdp::table
