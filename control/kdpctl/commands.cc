@@ -383,9 +383,8 @@ json stats_report(const v1::Stats& a, const v1::Stats& b, double wall_seconds) {
     }
     json ports = json::array();
     for (const auto& p : b.ports()) {
-        json j = counters_json(p.counters());
-        j["name"] = p.name();
-        j["port_id"] = p.port_id();
+        json j{{"name", p.name()}, {"port_id", p.port_id()}};
+        j.update(counters_json(p.counters()));
         const auto prev = std::find_if(a.ports().begin(), a.ports().end(),
                                        [&](const auto& x) { return x.port_id() == p.port_id(); });
         const v1::Counters before = prev == a.ports().end() ? v1::Counters{} : prev->counters();
@@ -395,9 +394,8 @@ json stats_report(const v1::Stats& a, const v1::Stats& b, double wall_seconds) {
     }
     json workers = json::array();
     for (const auto& w : b.workers()) {
-        json j = counters_json(w.counters());
-        j["worker"] = w.worker();
-        j["lcore"] = w.lcore();
+        json j{{"worker", w.worker()}, {"lcore", w.lcore()}};
+        j.update(counters_json(w.counters()));
         const auto prev = std::find_if(a.workers().begin(), a.workers().end(),
                                        [&](const auto& x) { return x.worker() == w.worker(); });
         const v1::WorkerStats before = prev == a.workers().end() ? v1::WorkerStats{} : *prev;

@@ -139,9 +139,12 @@ std::optional<kdp::table::TableSpec> load(const Options& o) {
     }
 }
 
+// Whether trying again later may succeed: the dataplane is down, restarting (its shutdown
+// cancels calls in flight) or slow. Anything else is an answer about our state.
 bool retryable(const RpcError& e) {
     return e.code() == grpc::StatusCode::UNAVAILABLE ||
-           e.code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+           e.code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+           e.code() == grpc::StatusCode::CANCELLED;
 }
 
 void sleep_for(std::chrono::milliseconds d, const std::atomic<bool>& stop) {
@@ -219,6 +222,7 @@ int run_watch(const Options& o, const std::atomic<bool>& stop) {
                 report(pusher.push(*desired), *desired);
                 backoff = std::chrono::milliseconds(200);
                 if (unreachable_logged) {
+                    log("dataplane at {} reachable again", o.socket);
                     unreachable_logged = false;
                 }
             } catch (const RpcError& e) {

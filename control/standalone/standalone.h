@@ -4,7 +4,7 @@
 // Standalone mode reads manifests from files; with --watch it polls them (mtime and size,
 // every 500 ms), recompiles on change and pushes only the difference, and notices a dataplane
 // restart or a foreign write (GetNodeInfo's started_unix_ns / generation moved) to push full
-// state. An unreachable dataplane is retried with backoff (200 ms doubling to 5 s), logged.
+// state. An unreachable dataplane is retried with backoff (200 ms doubling to 2 s), logged.
 // The Kubernetes API source (--kubeconfig / --in-cluster) lands separately (control/k8s/).
 // Runs on the caller's thread and returns when `stop` is set; logs to stderr.
 #pragma once
@@ -28,7 +28,7 @@ struct Options {
     bool once = false;
     bool kube = false;  // --kubeconfig or --in-cluster given
     std::chrono::milliseconds poll{500};
-    std::chrono::milliseconds max_backoff{5000};
+    std::chrono::milliseconds max_backoff{2000};
     std::chrono::milliseconds once_timeout{30'000};  // --once: give up retrying after this
 };
 
