@@ -233,6 +233,11 @@ int get(DataplaneClient& client, const Args& a, std::ostream& out) {
                {"RXQ", "rx_queues"},
                {"TXQ", "tx_queues"},
                {"DEVARGS", "devargs"}});
+    } else if (what == "services" || what == "endpoints" || what == "policies" ||
+               what == "conntrack") {
+        // Named by the product spec; the dataplane has no such tables or RPCs yet.
+        throw std::runtime_error(fmt::format(
+            "get {}: not available yet (the dataplane API has no {} listing)", what, what));
     } else {
         throw UsageError(
             fmt::format("get: unknown resource \"{}\" (nodes, routes, pods, ports)", what));

@@ -1,6 +1,9 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <array>
+#include <iterator>
+#include <span>
 
 #include <fmt/format.h>
 
@@ -9,19 +12,42 @@ namespace {
 
 using nlohmann::json;
 
+using FieldList = std::span<const std::string_view>;
+
+constexpr std::string_view kObjectFields[]{"apiVersion", "kind", "metadata", "spec", "status"};
+constexpr std::string_view kEndpointSliceFields[]{"apiVersion",  "kind",      "metadata",
+                                                  "addressType", "endpoints", "ports"};
+// ObjectMeta as the API server returns it, so that objects from the watch client pass too.
+constexpr std::string_view kMetadataFields[]{"name",
+                                             "namespace",
+                                             "labels",
+                                             "annotations",
+                                             "uid",
+                                             "resourceVersion",
+                                             "generation",
+                                             "generateName",
+                                             "creationTimestamp",
+                                             "deletionTimestamp",
+                                             "deletionGracePeriodSeconds",
+                                             "ownerReferences",
+                                             "finalizers",
+                                             "managedFields",
+                                             "selfLink"};
+
 struct KindInfo {
     std::string_view kind;
     std::string_view api_version;
     bool namespaced;
+    FieldList fields;  // the top-level fields the kind has
 };
 
 constexpr std::array<KindInfo, 6> kKinds{{
-    {"Node", "v1", false},
-    {"Namespace", "v1", false},
-    {"Pod", "v1", true},
-    {"Service", "v1", true},
-    {"EndpointSlice", "discovery.k8s.io/v1", true},
-    {"NetworkPolicy", "networking.k8s.io/v1", true},
+    {"Node", "v1", false, kObjectFields},
+    {"Namespace", "v1", false, kObjectFields},
+    {"Pod", "v1", true, kObjectFields},
+    {"Service", "v1", true, kObjectFields},
+    {"EndpointSlice", "discovery.k8s.io/v1", true, kEndpointSliceFields},
+    {"NetworkPolicy", "networking.k8s.io/v1", true, kObjectFields},
 }};
 
 const KindInfo* find_kind(std::string_view kind) {
@@ -264,6 +290,25 @@ void Model::upsert(const json& obj) {
                        ? fmt::format("missing (expected \"{}\")", info->api_version)
                        : fmt::format("\"{}\" is not supported for {} (expected \"{}\")",
                                      api_version, kind, info->api_version));
+    }
+
+    // Unknown fields are refused, as `kubectl apply --validate=strict` does: a misspelt field
+    // would otherwise be silently ignored. Checked at the top level and in metadata.
+    for (const auto& [key, _] : obj.items()) {
+        if (std::find(info->fields.begin(), info->fields.end(), key) == info->fields.end()) {
+            where.fail(key, "unknown field");
+        }
+    }
+    if (const json* meta = find(obj, {"metadata"})) {
+        if (!meta->is_object()) {
+            where.fail("metadata", "must be an object");
+        }
+        for (const auto& [key, _] : meta->items()) {
+            if (std::find(std::begin(kMetadataFields), std::end(kMetadataFields), key) ==
+                std::end(kMetadataFields)) {
+                where.fail("metadata." + key, "unknown field");
+            }
+        }
     }
 
     // Parse fully before touching the maps, so that a bad object changes nothing.

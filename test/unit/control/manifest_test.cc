@@ -207,6 +207,12 @@ INSTANTIATE_TEST_SUITE_P(
                   "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  "
                   "metadata: {name: ok}\n- apiVersion: v1\n  kind: Bar\n  metadata: {name: x}\n",
                   "document 1: items[1]: unknown kind \"Bar\""},
+        ErrorCase{"UnknownTopLevelField",
+                  "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: ns}\nsepc: {}\n",
+                  "document 1: Pod \"ns/p\": sepc: unknown field"},
+        ErrorCase{"UnknownMetadataField",
+                  "apiVersion: v1\nkind: Node\nmetadata: {name: n, lables: {a: b}}\n",
+                  "document 1: Node \"n\": metadata.lables: unknown field"},
         ErrorCase{"NotAnObject", "- a\n- b\n", "document 1: must be an object, not array"},
         ErrorCase{"YamlSyntax", "kind: Pod\nmetadata: {name: [\n",
                   "line 3: end of sequence flow not found"}),
