@@ -1,7 +1,10 @@
 #include "kdpctl/commands.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -22,6 +25,8 @@ constexpr const char* kUsage = R"(usage: kdpctl [--dataplane SOCK] [-o table|jso
 
 commands:
   get nodes|routes|pods|ports   list what the dataplane has in force
+  info                           the dataplane's node, config and table generation
+  events [--count N]             stream table events (first: the tables in force)
   stats [--interval-ms N]        per port and per worker counters, drops, Mpps, busy %
                                  (rates over a sample of N ms, default 1000)
   apply -f FILE... [--node NAME] compile manifests for NAME (default: the dataplane's own
@@ -43,6 +48,7 @@ struct Args {
     std::vector<std::string> files;
     std::optional<std::string> node;
     int interval_ms = 1000;
+    int count = 0;  // events: stop after this many (0: until interrupted)
     bool help = false;
     std::vector<std::string> positional;
 };
@@ -85,6 +91,16 @@ Args parse_args(const std::vector<std::string>& args) {
             }
             if (a.interval_ms <= 0 || a.interval_ms > 60'000) {
                 throw UsageError(fmt::format("--interval-ms: \"{}\" is not in 1..60000", v));
+            }
+        } else if (arg == "--count") {
+            const std::string& v = value();
+            try {
+                a.count = std::stoi(v);
+            } catch (const std::exception&) {
+                a.count = -1;
+            }
+            if (a.count <= 0) {
+                throw UsageError(fmt::format("--count: \"{}\" is not a positive number", v));
             }
         } else if (arg.size() > 1 && arg[0] == '-') {
             throw UsageError(fmt::format("unknown option {}", arg));
@@ -315,6 +331,75 @@ int apply(DataplaneClient& client, const Args& a, std::ostream& out, std::ostrea
     return 0;
 }
 
+std::string utc(uint64_t unix_ns) {
+    const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
+    struct tm tm {};
+    gmtime_r(&secs, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    return fmt::format("{}.{:03}Z", buf, (unix_ns / 1'000'000) % 1000);
+}
+
+int info(DataplaneClient& client, const Args& a, std::ostream& out) {
+    if (a.positional.size() != 1) {
+        throw UsageError("info takes no arguments");
+    }
+    const auto i = client.node_info();
+    const json j{{"node", i.node_name()},
+                 {"node_ip", i.node_ip()},
+                 {"node_mac", i.node_mac()},
+                 {"pod_cidr", i.pod_cidr()},
+                 {"gateway_ip", i.gateway_ip()},
+                 {"gateway_mac", i.gateway_mac()},
+                 {"vxlan_mode", i.vxlan_mode()},
+                 {"vxlan_port", i.vxlan_port()},
+                 {"vni", i.vni()},
+                 {"vtep_mac", i.vtep_mac()},
+                 {"mtu", i.mtu()},
+                 {"pod_mtu", i.pod_mtu()},
+                 {"workers", i.workers()},
+                 {"generation", i.generation()},
+                 {"started", i.started_unix_ns() == 0 ? "" : utc(i.started_unix_ns())}};
+    if (a.format != Format::kTable) {
+        out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
+        return 0;
+    }
+    size_t width = 0;
+    for (const auto& [k, _] : j.items()) {
+        width = std::max(width, k.size());
+    }
+    for (const auto& [k, v] : j.items()) {
+        out << fmt::format("{:<{}}  {}\n", k, width, cell(v));
+    }
+    return 0;
+}
+
+int events(DataplaneClient& client, const Args& a, std::ostream& out) {
+    if (a.positional.size() != 1) {
+        throw UsageError("events takes no arguments");
+    }
+    int seen = 0;
+    client.watch_events([&](const v1::Event& e) {
+        const char* kind = e.kind() == v1::Event::KIND_CURRENT          ? "current"
+                           : e.kind() == v1::Event::KIND_TABLES_APPLIED ? "tables_applied"
+                                                                        : "unknown";
+        const json j{{"time", utc(e.unix_ns())}, {"kind", kind},     {"generation", e.generation()},
+                     {"routes", e.routes()},     {"pods", e.pods()}, {"source", e.source()}};
+        if (a.format == Format::kTable) {
+            out << fmt::format("{}  {:<14}  generation={} routes={} pods={}{}\n", utc(e.unix_ns()),
+                               kind, e.generation(), e.routes(), e.pods(),
+                               e.source().empty() ? "" : " source=" + e.source());
+        } else if (a.format == Format::kJson) {
+            out << j.dump() << "\n";  // one object per line, for tools that read a stream
+        } else {
+            out << "---\n" << render_yaml(j);
+        }
+        out.flush();
+        return a.count == 0 || ++seen < a.count;
+    });
+    return 0;
+}
+
 json counters_json(const v1::Counters& c) {
     json drops = json::object();
     for (const auto& d : c.drops()) {
@@ -430,7 +515,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
             throw UsageError("no command given");
         }
         const std::string& cmd = a.positional[0];
-        if (cmd != "get" && cmd != "stats" && cmd != "apply") {
+        if (cmd != "get" && cmd != "stats" && cmd != "apply" && cmd != "info" && cmd != "events") {
             throw UsageError(fmt::format("unknown command \"{}\"", cmd));
         }
         DataplaneClient client(a.socket);
@@ -439,6 +524,12 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         }
         if (cmd == "stats") {
             return stats(client, a, out);
+        }
+        if (cmd == "info") {
+            return info(client, a, out);
+        }
+        if (cmd == "events") {
+            return events(client, a, out);
         }
         return apply(client, a, out, err);
     } catch (const UsageError& e) {

@@ -117,6 +117,25 @@ v1::Stats DataplaneClient::stats() {
     });
 }
 
+void DataplaneClient::watch_events(const std::function<bool(const v1::Event&)>& on_event) {
+    grpc::ClientContext ctx;
+    auto reader = stub_->WatchEvents(&ctx, v1::WatchEventsRequest{});
+    v1::Event e;
+    while (reader->Read(&e)) {
+        if (!on_event(e)) {
+            ctx.TryCancel();
+            while (reader->Read(&e)) {
+            }
+            reader->Finish();
+            return;
+        }
+    }
+    const grpc::Status s = reader->Finish();
+    if (!s.ok()) {
+        throw RpcError("WatchEvents", s);
+    }
+}
+
 v1::UpdateTablesRequest diff_tables(const table::TableSpec& from, const table::TableSpec& to) {
     v1::UpdateTablesRequest req;
     std::map<std::string, const table::RouteSpec*> old_routes, new_routes;

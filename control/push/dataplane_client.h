@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -43,6 +44,11 @@ public:
     v1::ListPodsResponse list_pods();
     v1::ListPortsResponse list_ports();
     v1::Stats stats();
+
+    /// Streams WatchEvents, calling `on_event` for each event until it returns false, the
+    /// server ends the stream (returns normally) or the call fails (throws RpcError). No
+    /// deadline: a watch lasts as long as the caller wants.
+    void watch_events(const std::function<bool(const v1::Event&)>& on_event);
 
     const std::string& socket_path() const { return socket_path_; }
 

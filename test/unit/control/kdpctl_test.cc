@@ -1,6 +1,8 @@
 // kdpctl's commands, run in-process against a real GrpcServer over an in-test Backend.
 #include <algorithm>
+#include <atomic>
 #include <sstream>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -125,6 +127,45 @@ TEST_F(KdpctlTest, StatsShowsRatesDropsAndBusy) {
     const auto j = json::parse(out_.str());
     EXPECT_EQ(j["workers"][0]["drops"]["no_route"], 4);
     EXPECT_EQ(j["ports"][0]["name"], "uplink");
+}
+
+TEST_F(KdpctlTest, InfoShowsNodeAndGeneration) {
+    ASSERT_EQ(run_cmd({"info"}), 0) << err_.str();
+    EXPECT_THAT(out_.str(), HasSubstr("node         node-a\n"));
+    EXPECT_THAT(out_.str(), HasSubstr("generation   0\n"));
+    ASSERT_EQ(run_cmd({"info", "-o", "json"}), 0) << err_.str();
+    const auto j = json::parse(out_.str());
+    EXPECT_EQ(j["pod_cidr"], "10.244.1.0/24");
+    EXPECT_EQ(j["started"], "1970-01-01T00:00:00.000Z");  // the fake started at 1000 ns
+}
+
+TEST_F(KdpctlTest, EventsStreamsCurrentThenApplied) {
+    const auto file = dir_.write("c.yaml", kManifest);
+    // Apply repeatedly until the watch is done: whenever it subscribed, the next apply follows.
+    std::atomic<bool> done{false};
+    std::thread applier([&] {
+        while (!done) {
+            std::ostringstream o, e;
+            run({"--dataplane", socket_, "apply", "-f", file}, o, e);
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    });
+    const int rc = run_cmd({"events", "--count", "2", "-o", "json"});
+    done = true;
+    applier.join();
+    ASSERT_EQ(rc, 0) << err_.str();
+    std::istringstream lines(out_.str());
+    std::string line;
+    std::vector<json> got;
+    while (std::getline(lines, line)) {
+        got.push_back(json::parse(line));
+    }
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[0]["kind"], "current");
+    EXPECT_EQ(got[1]["kind"], "tables_applied");
+    EXPECT_EQ(got[1]["generation"], got[0]["generation"].get<uint64_t>() + 1);
+    EXPECT_EQ(got[1]["pods"], 1);
+    EXPECT_EQ(got[1]["source"], "sync");
 }
 
 TEST_F(KdpctlTest, BadArgumentsExitTwoWithOneLine) {
