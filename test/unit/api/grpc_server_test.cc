@@ -13,6 +13,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -412,6 +413,43 @@ TEST_F(GrpcServerTest, WatchStreamsCurrentThenAppliedEvents) {
     EXPECT_FALSE(reader->Read(&e));
     EXPECT_TRUE(reader->Finish().ok());
     EXPECT_FALSE(fs::exists(socket_));
+}
+
+TEST_F(GrpcServerTest, ManyWatchersGetEveryEventInOrderAndCancelCleanly) {
+    constexpr int kWatchers = 3;
+    constexpr uint64_t kSyncs = 20;
+    std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+    std::vector<std::unique_ptr<grpc::ClientReader<v1::Event>>> readers;
+    for (int i = 0; i < kWatchers; ++i) {
+        ctxs.push_back(std::make_unique<grpc::ClientContext>());
+        readers.push_back(stub_->WatchEvents(ctxs.back().get(), {}));
+        v1::Event e;
+        ASSERT_TRUE(readers.back()->Read(&e));
+        ASSERT_EQ(e.kind(), v1::Event::KIND_CURRENT);
+    }
+    // One watcher goes away without reading: the server must carry on for the others.
+    ctxs[0]->TryCancel();
+    for (uint64_t g = 1; g <= kSyncs; ++g) {
+        ASSERT_TRUE(sync(g, {}, {}).ok());
+    }
+    for (int i = 1; i < kWatchers; ++i) {
+        for (uint64_t g = 1; g <= kSyncs; ++g) {
+            v1::Event e;
+            ASSERT_TRUE(readers[i]->Read(&e)) << "watcher " << i << " generation " << g;
+            EXPECT_EQ(e.kind(), v1::Event::KIND_TABLES_APPLIED);
+            EXPECT_EQ(e.generation(), g);
+        }
+    }
+    v1::Event e;
+    while (readers[0]->Read(&e)) {
+    }
+    EXPECT_EQ(readers[0]->Finish().error_code(), grpc::StatusCode::CANCELLED);
+    // Shutdown with watchers still open ends their streams with OK.
+    server_->shutdown();
+    for (int i = 1; i < kWatchers; ++i) {
+        EXPECT_FALSE(readers[i]->Read(&e));
+        EXPECT_TRUE(readers[i]->Finish().ok());
+    }
 }
 
 TEST(GrpcServerStart, ReplacesStaleSocketButNotOtherFiles) {

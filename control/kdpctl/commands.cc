@@ -1,0 +1,552 @@
+#include "kdpctl/commands.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "compile/node_tables.h"
+#include "manifest/manifest.h"
+#include "push/dataplane_client.h"
+
+namespace kdp::control::kdpctl {
+namespace {
+
+using json = Json;
+
+constexpr const char* kUsage = R"(usage: kdpctl [--dataplane SOCK] [-o table|json|yaml] COMMAND
+
+commands:
+  get nodes|routes|pods|ports   list what the dataplane has in force
+  info                           the dataplane's node, config and table generation
+  events [--count N]             stream table events (first: the tables in force)
+  stats [--interval-ms N]        per port and per worker counters, drops, Mpps, busy %
+                                 (rates over a sample of N ms, default 1000)
+  apply -f FILE... [--node NAME] compile manifests for NAME (default: the dataplane's own
+                                 node) and replace the dataplane's tables with the result
+
+options:
+  --dataplane SOCK   the dataplane's unix socket (default /run/kdp/dataplane.sock)
+  -o, --output FMT   table (default), json or yaml
+)";
+
+class UsageError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct Args {
+    std::string socket = kDefaultDataplaneSocket;
+    Format format = Format::kTable;
+    std::vector<std::string> files;
+    std::optional<std::string> node;
+    int interval_ms = 1000;
+    int count = 0;  // events: stop after this many (0: until interrupted)
+    bool help = false;
+    std::vector<std::string> positional;
+};
+
+Args parse_args(const std::vector<std::string>& args) {
+    Args a;
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& arg = args[i];
+        auto value = [&]() -> const std::string& {
+            if (i + 1 >= args.size()) {
+                throw UsageError(fmt::format("{} needs a value", arg));
+            }
+            return args[++i];
+        };
+        if (arg == "-h" || arg == "--help") {
+            a.help = true;
+        } else if (arg == "--dataplane") {
+            a.socket = value();
+        } else if (arg == "-o" || arg == "--output") {
+            const std::string& f = value();
+            if (f == "table") {
+                a.format = Format::kTable;
+            } else if (f == "json") {
+                a.format = Format::kJson;
+            } else if (f == "yaml") {
+                a.format = Format::kYaml;
+            } else {
+                throw UsageError(fmt::format("-o: unknown format \"{}\" (table, json, yaml)", f));
+            }
+        } else if (arg == "-f" || arg == "--filename") {
+            a.files.push_back(value());
+        } else if (arg == "--node") {
+            a.node = value();
+        } else if (arg == "--interval-ms") {
+            const std::string& v = value();
+            try {
+                a.interval_ms = std::stoi(v);
+            } catch (const std::exception&) {
+                a.interval_ms = -1;
+            }
+            if (a.interval_ms <= 0 || a.interval_ms > 60'000) {
+                throw UsageError(fmt::format("--interval-ms: \"{}\" is not in 1..60000", v));
+            }
+        } else if (arg == "--count") {
+            const std::string& v = value();
+            try {
+                a.count = std::stoi(v);
+            } catch (const std::exception&) {
+                a.count = -1;
+            }
+            if (a.count <= 0) {
+                throw UsageError(fmt::format("--count: \"{}\" is not a positive number", v));
+            }
+        } else if (arg.size() > 1 && arg[0] == '-') {
+            throw UsageError(fmt::format("unknown option {}", arg));
+        } else {
+            a.positional.push_back(arg);
+        }
+    }
+    return a;
+}
+
+std::string cell(const json& v) {
+    if (v.is_null()) {
+        return "-";
+    }
+    if (v.is_string()) {
+        const auto& s = v.get_ref<const std::string&>();
+        return s.empty() ? "-" : s;
+    }
+    if (v.is_number_float()) {
+        return fmt::format("{:.3f}", v.get<double>());
+    }
+    if (v.is_object()) {  // drops: "reason=n reason=n"
+        std::string s;
+        for (const auto& [k, n] : v.items()) {
+            s += fmt::format("{}{}={}", s.empty() ? "" : " ", k, cell(n));
+        }
+        return s.empty() ? "-" : s;
+    }
+    return v.dump();
+}
+
+void emit_yaml(YAML::Emitter& e, const json& j) {
+    if (j.is_object()) {
+        e << YAML::BeginMap;
+        for (const auto& [k, v] : j.items()) {
+            e << YAML::Key << k << YAML::Value;
+            emit_yaml(e, v);
+        }
+        e << YAML::EndMap;
+    } else if (j.is_array()) {
+        e << YAML::BeginSeq;
+        for (const auto& v : j) {
+            emit_yaml(e, v);
+        }
+        e << YAML::EndSeq;
+    } else if (j.is_string()) {
+        const auto& s = j.get_ref<const std::string&>();
+        if (s.empty() || !yaml_plain_scalar(s).is_string()) {
+            e << YAML::DoubleQuoted << s;
+        } else {
+            e << s;
+        }
+    } else if (j.is_null()) {
+        e << YAML::Null;
+    } else {
+        e << j.dump();  // numbers and booleans print the same in YAML
+    }
+}
+
+void print(std::ostream& out, Format f, const json& rows, const std::vector<Column>& cols) {
+    switch (f) {
+        case Format::kTable:
+            out << render_table(rows, cols);
+            break;
+        case Format::kJson:
+            out << render_json(rows);
+            break;
+        case Format::kYaml:
+            out << render_yaml(rows);
+            break;
+    }
+}
+
+json route_json(const v1::Route& r, bool local) {
+    return json{{"name", r.node_name()},
+                {"node_ip", r.node_ip()},
+                {"pod_cidr", r.pod_cidr()},
+                {"vtep_mac", r.vtep_mac()},
+                {"local", local}};
+}
+
+int get(DataplaneClient& client, const Args& a, std::ostream& out) {
+    if (a.positional.size() != 2) {
+        throw UsageError("get needs one of: nodes, routes, pods, ports");
+    }
+    const std::string& what = a.positional[1];
+    json rows = json::array();
+    if (what == "nodes" || what == "node") {
+        const auto info = client.node_info();
+        v1::Route self;
+        self.set_node_name(info.node_name());
+        self.set_node_ip(info.node_ip());
+        self.set_pod_cidr(info.pod_cidr());
+        self.set_vtep_mac(info.vtep_mac());
+        rows.push_back(route_json(self, true));
+        const auto routes = client.list_routes();
+        for (const auto& r : routes.routes()) {
+            rows.push_back(route_json(r, false));
+        }
+        print(out, a.format, rows,
+              {{"NAME", "name"},
+               {"NODE-IP", "node_ip"},
+               {"POD-CIDR", "pod_cidr"},
+               {"VTEP-MAC", "vtep_mac"},
+               {"LOCAL", "local"}});
+    } else if (what == "routes" || what == "route") {
+        const auto routes = client.list_routes();
+        for (const auto& r : routes.routes()) {
+            json j = route_json(r, false);
+            j.erase("local");
+            j["node"] = j["name"];
+            j.erase("name");
+            rows.push_back(std::move(j));
+        }
+        print(out, a.format, rows,
+              {{"NODE", "node"},
+               {"POD-CIDR", "pod_cidr"},
+               {"NODE-IP", "node_ip"},
+               {"VTEP-MAC", "vtep_mac"}});
+    } else if (what == "pods" || what == "pod") {
+        const auto pods = client.list_pods();
+        for (const auto& p : pods.pods()) {
+            rows.push_back(json{{"name", p.name()}, {"ip", p.ip()}, {"port", p.port_name()}});
+        }
+        print(out, a.format, rows, {{"NAME", "name"}, {"IP", "ip"}, {"PORT", "port"}});
+    } else if (what == "ports" || what == "port") {
+        const auto ports = client.list_ports();
+        for (const auto& p : ports.ports()) {
+            rows.push_back(json{{"name", p.name()},
+                                {"kind", p.kind()},
+                                {"port_id", p.port_id()},
+                                {"mac", p.mac()},
+                                {"peer_mac", p.peer_mac()},
+                                {"link", p.link_up() ? "up" : "down"},
+                                {"rx_queues", p.rx_queues()},
+                                {"tx_queues", p.tx_queues()},
+                                {"devargs", p.devargs()}});
+        }
+        print(out, a.format, rows,
+              {{"ID", "port_id"},
+               {"NAME", "name"},
+               {"KIND", "kind"},
+               {"LINK", "link"},
+               {"MAC", "mac"},
+               {"PEER-MAC", "peer_mac"},
+               {"RXQ", "rx_queues"},
+               {"TXQ", "tx_queues"},
+               {"DEVARGS", "devargs"}});
+    } else if (what == "services" || what == "endpoints" || what == "policies" ||
+               what == "conntrack") {
+        // Named by the product spec; the dataplane has no such tables or RPCs yet.
+        throw std::runtime_error(fmt::format(
+            "get {}: not available yet (the dataplane API has no {} listing)", what, what));
+    } else {
+        throw UsageError(
+            fmt::format("get: unknown resource \"{}\" (nodes, routes, pods, ports)", what));
+    }
+    return 0;
+}
+
+int stats(DataplaneClient& client, const Args& a, std::ostream& out) {
+    if (a.positional.size() != 1) {
+        throw UsageError("stats takes no arguments");
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const v1::Stats first = client.stats();
+    std::this_thread::sleep_for(std::chrono::milliseconds(a.interval_ms));
+    const v1::Stats second = client.stats();
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const json report = stats_report(first, second, wall);
+    if (a.format != Format::kTable) {
+        out << (a.format == Format::kJson ? render_json(report) : render_yaml(report));
+        return 0;
+    }
+    out << render_table(report["ports"], {{"PORT", "name"},
+                                          {"ID", "port_id"},
+                                          {"RX-PKTS", "rx_packets"},
+                                          {"RX-BYTES", "rx_bytes"},
+                                          {"TX-PKTS", "tx_packets"},
+                                          {"TX-BYTES", "tx_bytes"},
+                                          {"RX-MPPS", "rx_mpps"},
+                                          {"TX-MPPS", "tx_mpps"},
+                                          {"DROPS", "drops"}});
+    out << "\n";
+    out << render_table(report["workers"], {{"WORKER", "worker"},
+                                            {"LCORE", "lcore"},
+                                            {"RX-PKTS", "rx_packets"},
+                                            {"RX-BYTES", "rx_bytes"},
+                                            {"TX-PKTS", "tx_packets"},
+                                            {"TX-BYTES", "tx_bytes"},
+                                            {"RX-MPPS", "rx_mpps"},
+                                            {"TX-MPPS", "tx_mpps"},
+                                            {"BUSY%", "busy_pct"},
+                                            {"DROPS", "drops"}});
+    return 0;
+}
+
+int apply(DataplaneClient& client, const Args& a, std::ostream& out, std::ostream& err) {
+    if (a.positional.size() != 1) {
+        throw UsageError("apply takes its files with -f FILE");
+    }
+    if (a.files.empty()) {
+        throw UsageError("apply needs -f FILE");
+    }
+    Model model;
+    const auto errors = load_manifests(expand_manifest_paths(a.files), model);
+    if (!errors.empty()) {
+        for (size_t i = 0; i + 1 < errors.size(); ++i) {
+            err << "kdpctl: " << errors[i] << "\n";
+        }
+        throw std::runtime_error(errors.back());
+    }
+    const std::string node = a.node ? *a.node : client.node_info().node_name();
+    const table::TableSpec spec = compile_node_tables(model, node);
+    Pusher pusher(client);
+    const auto result = pusher.push(spec);
+    if (a.format == Format::kTable) {
+        out << fmt::format("applied generation {} to node {}: {} routes, {} pods\n",
+                           result.generation, node, spec.routes.size(), spec.pods.size());
+    } else {
+        const json j{{"node", node},
+                     {"generation", result.generation},
+                     {"routes", spec.routes.size()},
+                     {"pods", spec.pods.size()}};
+        out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
+    }
+    return 0;
+}
+
+std::string utc(uint64_t unix_ns) {
+    const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
+    struct tm tm {};
+    gmtime_r(&secs, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    return fmt::format("{}.{:03}Z", buf, (unix_ns / 1'000'000) % 1000);
+}
+
+int info(DataplaneClient& client, const Args& a, std::ostream& out) {
+    if (a.positional.size() != 1) {
+        throw UsageError("info takes no arguments");
+    }
+    const auto i = client.node_info();
+    const json j{{"node", i.node_name()},
+                 {"node_ip", i.node_ip()},
+                 {"node_mac", i.node_mac()},
+                 {"pod_cidr", i.pod_cidr()},
+                 {"gateway_ip", i.gateway_ip()},
+                 {"gateway_mac", i.gateway_mac()},
+                 {"vxlan_mode", i.vxlan_mode()},
+                 {"vxlan_port", i.vxlan_port()},
+                 {"vni", i.vni()},
+                 {"vtep_mac", i.vtep_mac()},
+                 {"mtu", i.mtu()},
+                 {"pod_mtu", i.pod_mtu()},
+                 {"workers", i.workers()},
+                 {"generation", i.generation()},
+                 {"started", i.started_unix_ns() == 0 ? "" : utc(i.started_unix_ns())}};
+    if (a.format != Format::kTable) {
+        out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
+        return 0;
+    }
+    size_t width = 0;
+    for (const auto& [k, _] : j.items()) {
+        width = std::max(width, k.size());
+    }
+    for (const auto& [k, v] : j.items()) {
+        out << fmt::format("{:<{}}  {}\n", k, width, cell(v));
+    }
+    return 0;
+}
+
+int events(DataplaneClient& client, const Args& a, std::ostream& out) {
+    if (a.positional.size() != 1) {
+        throw UsageError("events takes no arguments");
+    }
+    int seen = 0;
+    client.watch_events([&](const v1::Event& e) {
+        const char* kind = e.kind() == v1::Event::KIND_CURRENT          ? "current"
+                           : e.kind() == v1::Event::KIND_TABLES_APPLIED ? "tables_applied"
+                                                                        : "unknown";
+        const json j{{"time", utc(e.unix_ns())}, {"kind", kind},     {"generation", e.generation()},
+                     {"routes", e.routes()},     {"pods", e.pods()}, {"source", e.source()}};
+        if (a.format == Format::kTable) {
+            out << fmt::format("{}  {:<14}  generation={} routes={} pods={}{}\n", utc(e.unix_ns()),
+                               kind, e.generation(), e.routes(), e.pods(),
+                               e.source().empty() ? "" : " source=" + e.source());
+        } else if (a.format == Format::kJson) {
+            out << j.dump() << "\n";  // one object per line, for tools that read a stream
+        } else {
+            out << "---\n" << render_yaml(j);
+        }
+        out.flush();
+        return a.count == 0 || ++seen < a.count;
+    });
+    return 0;
+}
+
+json counters_json(const v1::Counters& c) {
+    json drops = json::object();
+    for (const auto& d : c.drops()) {
+        if (d.packets() != 0) {
+            drops[d.reason()] = d.packets();
+        }
+    }
+    return json{{"rx_packets", c.rx_packets()},
+                {"rx_bytes", c.rx_bytes()},
+                {"tx_packets", c.tx_packets()},
+                {"tx_bytes", c.tx_bytes()},
+                {"drops", drops}};
+}
+
+double mpps(uint64_t before, uint64_t after, double seconds) {
+    if (seconds <= 0 || after < before) {
+        return 0.0;
+    }
+    return static_cast<double>(after - before) / seconds / 1e6;
+}
+
+}  // namespace
+
+std::string render_table(const json& rows, const std::vector<Column>& columns) {
+    std::vector<std::vector<std::string>> cells;
+    cells.emplace_back();
+    for (const auto& c : columns) {
+        cells.back().push_back(c.header);
+    }
+    for (const auto& row : rows) {
+        cells.emplace_back();
+        for (const auto& c : columns) {
+            const auto it = row.find(c.key);
+            cells.back().push_back(it == row.end() ? "-" : cell(*it));
+        }
+    }
+    std::vector<size_t> width(columns.size(), 0);
+    for (const auto& r : cells) {
+        for (size_t i = 0; i < r.size(); ++i) {
+            width[i] = std::max(width[i], r[i].size());
+        }
+    }
+    std::string out;
+    for (const auto& r : cells) {
+        std::string line;
+        for (size_t i = 0; i < r.size(); ++i) {
+            line += r[i];
+            if (i + 1 < r.size()) {
+                line.append(width[i] - r[i].size() + 2, ' ');
+            }
+        }
+        out += line + "\n";
+    }
+    return out;
+}
+
+std::string render_json(const json& j) {
+    return j.dump(2) + "\n";
+}
+
+std::string render_yaml(const json& j) {
+    YAML::Emitter e;
+    emit_yaml(e, j);
+    return std::string(e.c_str()) + "\n";
+}
+
+json stats_report(const v1::Stats& a, const v1::Stats& b, double wall_seconds) {
+    double seconds = wall_seconds;
+    if (a.taken_unix_ns() != 0 && b.taken_unix_ns() > a.taken_unix_ns()) {
+        seconds = static_cast<double>(b.taken_unix_ns() - a.taken_unix_ns()) / 1e9;
+    }
+    json ports = json::array();
+    for (const auto& p : b.ports()) {
+        json j{{"name", p.name()}, {"port_id", p.port_id()}};
+        j.update(counters_json(p.counters()));
+        const auto prev = std::find_if(a.ports().begin(), a.ports().end(),
+                                       [&](const auto& x) { return x.port_id() == p.port_id(); });
+        const v1::Counters before = prev == a.ports().end() ? v1::Counters{} : prev->counters();
+        j["rx_mpps"] = mpps(before.rx_packets(), p.counters().rx_packets(), seconds);
+        j["tx_mpps"] = mpps(before.tx_packets(), p.counters().tx_packets(), seconds);
+        ports.push_back(std::move(j));
+    }
+    json workers = json::array();
+    for (const auto& w : b.workers()) {
+        json j{{"worker", w.worker()}, {"lcore", w.lcore()}};
+        j.update(counters_json(w.counters()));
+        const auto prev = std::find_if(a.workers().begin(), a.workers().end(),
+                                       [&](const auto& x) { return x.worker() == w.worker(); });
+        const v1::WorkerStats before = prev == a.workers().end() ? v1::WorkerStats{} : *prev;
+        j["rx_mpps"] = mpps(before.counters().rx_packets(), w.counters().rx_packets(), seconds);
+        j["tx_mpps"] = mpps(before.counters().tx_packets(), w.counters().tx_packets(), seconds);
+        uint64_t busy = w.busy_cycles() - before.busy_cycles();
+        uint64_t total = w.total_cycles() - before.total_cycles();
+        if (w.total_cycles() < before.total_cycles() || total == 0) {
+            busy = w.busy_cycles();  // no progress over the sample: report since start
+            total = w.total_cycles();
+        }
+        j["busy_pct"] = total == 0 ? 0.0 : 100.0 * static_cast<double>(busy) / total;
+        workers.push_back(std::move(j));
+    }
+    return json{{"interval_s", seconds}, {"ports", ports}, {"workers", workers}};
+}
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+    Args a;
+    try {
+        a = parse_args(args);
+        if (a.help) {
+            out << kUsage;
+            return 0;
+        }
+        if (a.positional.empty()) {
+            throw UsageError("no command given");
+        }
+        const std::string& cmd = a.positional[0];
+        if (cmd != "get" && cmd != "stats" && cmd != "apply" && cmd != "info" && cmd != "events") {
+            throw UsageError(fmt::format("unknown command \"{}\"", cmd));
+        }
+        DataplaneClient client(a.socket);
+        if (cmd == "get") {
+            return get(client, a, out);
+        }
+        if (cmd == "stats") {
+            return stats(client, a, out);
+        }
+        if (cmd == "info") {
+            return info(client, a, out);
+        }
+        if (cmd == "events") {
+            return events(client, a, out);
+        }
+        return apply(client, a, out, err);
+    } catch (const UsageError& e) {
+        err << "kdpctl: " << e.what() << " (see kdpctl --help)\n";
+        return 2;
+    } catch (const RpcError& e) {
+        if (e.code() == grpc::StatusCode::UNAVAILABLE) {
+            err << fmt::format("kdpctl: cannot reach the dataplane at {}: {}\n", a.socket,
+                               e.what());
+        } else {
+            err << "kdpctl: " << e.what() << "\n";
+        }
+        return 1;
+    } catch (const std::exception& e) {
+        err << "kdpctl: " << e.what() << "\n";
+        return 1;
+    }
+}
+
+}  // namespace kdp::control::kdpctl

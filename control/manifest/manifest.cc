@@ -1,0 +1,204 @@
+#include "manifest/manifest.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+namespace kdp::control {
+namespace {
+
+using nlohmann::json;
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+    return s.size() >= suffix.size() &&
+           s.compare(s.size() - suffix.size(), suffix.size(), suffix.data(), suffix.size()) == 0;
+}
+
+}  // namespace
+
+json yaml_plain_scalar(const std::string& s) {
+    static const std::regex kNull("~|null|Null|NULL|");
+    static const std::regex kTrue("true|True|TRUE");
+    static const std::regex kFalse("false|False|FALSE");
+    static const std::regex kInt("[-+]?[0-9]+");
+    static const std::regex kHex("0x[0-9a-fA-F]+");
+    static const std::regex kOct("0o[0-7]+");
+    static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
+    if (std::regex_match(s, kNull)) {
+        return nullptr;
+    }
+    if (std::regex_match(s, kTrue)) {
+        return true;
+    }
+    if (std::regex_match(s, kFalse)) {
+        return false;
+    }
+    try {
+        if (std::regex_match(s, kInt)) {
+            return s[0] == '-' ? json(std::stoll(s)) : json(std::stoull(s));
+        }
+        if (std::regex_match(s, kHex)) {
+            return std::stoull(s.substr(2), nullptr, 16);
+        }
+        if (std::regex_match(s, kOct)) {
+            return std::stoull(s.substr(2), nullptr, 8);
+        }
+        if (std::regex_match(s, kFloat)) {
+            return std::stod(s);
+        }
+    } catch (const std::out_of_range&) {
+        return s;  // too large for a number: keep the text
+    }
+    return s;
+}
+
+namespace {
+
+json to_json(const YAML::Node& n) {
+    switch (n.Type()) {
+        case YAML::NodeType::Undefined:
+        case YAML::NodeType::Null:
+            return nullptr;
+        case YAML::NodeType::Scalar:
+            // yaml-cpp tags quoted and explicitly !!str scalars with "!" or a full tag.
+            if (n.Tag() == "?") {
+                return yaml_plain_scalar(n.Scalar());
+            }
+            return n.Scalar();
+        case YAML::NodeType::Sequence: {
+            json arr = json::array();
+            for (const auto& item : n) {
+                arr.push_back(to_json(item));
+            }
+            return arr;
+        }
+        case YAML::NodeType::Map: {
+            json obj = json::object();
+            for (const auto& kv : n) {
+                obj[kv.first.as<std::string>()] = to_json(kv.second);
+            }
+            return obj;
+        }
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+std::vector<std::string> expand_manifest_paths(const std::vector<std::string>& paths) {
+    namespace fs = std::filesystem;
+    std::vector<std::string> out;
+    for (const auto& p : paths) {
+        std::error_code ec;
+        const auto st = fs::status(p, ec);
+        if (ec || !fs::exists(st)) {
+            throw ManifestError(fmt::format("{}: no such file or directory", p));
+        }
+        if (!fs::is_directory(st)) {
+            out.push_back(p);
+            continue;
+        }
+        std::vector<std::string> files;
+        for (const auto& entry : fs::directory_iterator(p)) {
+            const std::string name = entry.path().string();
+            if (entry.is_regular_file() &&
+                (ends_with(name, ".yaml") || ends_with(name, ".yml") || ends_with(name, ".json"))) {
+                files.push_back(name);
+            }
+        }
+        std::sort(files.begin(), files.end());
+        out.insert(out.end(), files.begin(), files.end());
+    }
+    return out;
+}
+
+std::vector<json> yaml_documents(const std::string& text, const std::string& source) {
+    std::vector<json> docs;
+    try {
+        for (const auto& doc : YAML::LoadAll(text)) {
+            docs.push_back(to_json(doc));
+        }
+    } catch (const YAML::Exception& e) {
+        throw ManifestError(fmt::format("{}: line {}: {}", source, e.mark.line + 1, e.msg));
+    }
+    return docs;
+}
+
+std::vector<json> read_documents(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) {
+        throw ManifestError(fmt::format("{}: cannot open", path));
+    }
+    std::stringstream buf;
+    buf << in.rdbuf();
+    if (in.bad()) {
+        throw ManifestError(fmt::format("{}: cannot read", path));
+    }
+    if (ends_with(path, ".json")) {
+        try {
+            return {json::parse(buf.str())};
+        } catch (const json::parse_error& e) {
+            throw ManifestError(fmt::format("{}: {}", path, e.what()));
+        }
+    }
+    return yaml_documents(buf.str(), path);
+}
+
+std::vector<std::string> load_manifests(const std::vector<std::string>& paths, Model& model) {
+    std::vector<std::string> errors;
+    Model next = model;
+    for (const auto& path : paths) {
+        std::vector<json> docs;
+        try {
+            docs = read_documents(path);
+        } catch (const ManifestError& e) {
+            errors.push_back(e.what());
+            continue;
+        }
+        for (size_t d = 0; d < docs.size(); ++d) {
+            const json& doc = docs[d];
+            const std::string where = fmt::format("{}: document {}", path, d + 1);
+            if (doc.is_null()) {
+                continue;  // empty document, e.g. a trailing `---`
+            }
+            if (!doc.is_object()) {
+                errors.push_back(
+                    fmt::format("{}: must be an object, not {}", where, doc.type_name()));
+                continue;
+            }
+            const auto kind = doc.find("kind");
+            if (kind != doc.end() && kind->is_string() && ends_with(*kind, "List")) {
+                const auto items = doc.find("items");
+                if (items == doc.end() || !items->is_array()) {
+                    errors.push_back(fmt::format("{}: {}: items: missing or not a list", where,
+                                                 kind->get<std::string>()));
+                    continue;
+                }
+                for (size_t i = 0; i < items->size(); ++i) {
+                    try {
+                        next.upsert((*items)[i]);
+                    } catch (const ModelError& e) {
+                        errors.push_back(fmt::format("{}: items[{}]: {}", where, i, e.what()));
+                    }
+                }
+                continue;
+            }
+            try {
+                next.upsert(doc);
+            } catch (const ModelError& e) {
+                errors.push_back(fmt::format("{}: {}", where, e.what()));
+            }
+        }
+    }
+    if (errors.empty()) {
+        model = std::move(next);
+    }
+    return errors;
+}
+
+}  // namespace kdp::control

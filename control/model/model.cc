@@ -1,0 +1,351 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <array>
+#include <iterator>
+#include <span>
+
+#include <fmt/format.h>
+
+namespace kdp::control {
+namespace {
+
+using nlohmann::json;
+
+using FieldList = std::span<const std::string_view>;
+
+constexpr std::string_view kObjectFields[]{"apiVersion", "kind", "metadata", "spec", "status"};
+constexpr std::string_view kEndpointSliceFields[]{"apiVersion",  "kind",      "metadata",
+                                                  "addressType", "endpoints", "ports"};
+// ObjectMeta as the API server returns it, so that objects from the watch client pass too.
+constexpr std::string_view kMetadataFields[]{"name",
+                                             "namespace",
+                                             "labels",
+                                             "annotations",
+                                             "uid",
+                                             "resourceVersion",
+                                             "generation",
+                                             "generateName",
+                                             "creationTimestamp",
+                                             "deletionTimestamp",
+                                             "deletionGracePeriodSeconds",
+                                             "ownerReferences",
+                                             "finalizers",
+                                             "managedFields",
+                                             "selfLink"};
+
+struct KindInfo {
+    std::string_view kind;
+    std::string_view api_version;
+    bool namespaced;
+    FieldList fields;  // the top-level fields the kind has
+};
+
+constexpr std::array<KindInfo, 6> kKinds{{
+    {"Node", "v1", false, kObjectFields},
+    {"Namespace", "v1", false, kObjectFields},
+    {"Pod", "v1", true, kObjectFields},
+    {"Service", "v1", true, kObjectFields},
+    {"EndpointSlice", "discovery.k8s.io/v1", true, kEndpointSliceFields},
+    {"NetworkPolicy", "networking.k8s.io/v1", true, kObjectFields},
+}};
+
+const KindInfo* find_kind(std::string_view kind) {
+    for (const auto& k : kKinds) {
+        if (k.kind == kind) {
+            return &k;
+        }
+    }
+    return nullptr;
+}
+
+// Builds error messages that name the object: `Pod "ns/name": field: what`.
+class Where {
+public:
+    Where(std::string_view kind, const std::string& ns, const std::string& name)
+        : prefix_(ns.empty() ? fmt::format("{} \"{}\"", kind, name)
+                             : fmt::format("{} \"{}/{}\"", kind, ns, name)) {}
+
+    [[noreturn]] void fail(std::string_view field, std::string_view what) const {
+        throw ModelError(fmt::format("{}: {}: {}", prefix_, field, what));
+    }
+
+private:
+    std::string prefix_;
+};
+
+// Returns obj[a][b]... or nullptr if any step is missing or null.
+const json* find(const json& obj, std::initializer_list<const char*> path) {
+    const json* cur = &obj;
+    for (const char* k : path) {
+        if (!cur->is_object()) {
+            return nullptr;
+        }
+        auto it = cur->find(k);
+        if (it == cur->end() || it->is_null()) {
+            return nullptr;
+        }
+        cur = &*it;
+    }
+    return cur;
+}
+
+std::string get_string(const json& obj,
+                       std::initializer_list<const char*> path,
+                       std::string_view field,
+                       const Where& where) {
+    const json* v = find(obj, path);
+    if (v == nullptr) {
+        return {};
+    }
+    if (!v->is_string()) {
+        where.fail(field, fmt::format("must be a string, not {}", v->type_name()));
+    }
+    return v->get<std::string>();
+}
+
+Labels get_labels(const json& obj,
+                  std::initializer_list<const char*> path,
+                  std::string_view field,
+                  const Where& where) {
+    Labels out;
+    const json* v = find(obj, path);
+    if (v == nullptr) {
+        return out;
+    }
+    if (!v->is_object()) {
+        where.fail(field, "must be a map of strings");
+    }
+    for (const auto& [k, val] : v->items()) {
+        if (!val.is_string()) {
+            where.fail(fmt::format("{}.{}", field, k),
+                       fmt::format("must be a string, not {}", val.type_name()));
+        }
+        out[k] = val.get<std::string>();
+    }
+    return out;
+}
+
+Ip4 parse_ip(const std::string& s, std::string_view field, const Where& where) {
+    const auto ip = Ip4::parse(s);
+    if (!ip) {
+        where.fail(field, fmt::format("\"{}\" is not an IPv4 address", s));
+    }
+    return *ip;
+}
+
+Node parse_node(const json& obj, const std::string& name, const Where& where) {
+    Node n;
+    n.name = name;
+    n.labels = get_labels(obj, {"metadata", "labels"}, "metadata.labels", where);
+    n.annotations = get_labels(obj, {"metadata", "annotations"}, "metadata.annotations", where);
+    const std::string cidr = get_string(obj, {"spec", "podCIDR"}, "spec.podCIDR", where);
+    if (!cidr.empty()) {
+        const auto p = Prefix4::parse(cidr, /*strict=*/true);
+        if (!p) {
+            where.fail("spec.podCIDR", Prefix4::parse(cidr, false)
+                                           ? fmt::format("\"{}\" has host bits set", cidr)
+                                           : fmt::format("\"{}\" is not an IPv4 CIDR", cidr));
+        }
+        n.pod_cidr = *p;
+    }
+    if (const json* addrs = find(obj, {"status", "addresses"})) {
+        if (!addrs->is_array()) {
+            where.fail("status.addresses", "must be a list");
+        }
+        for (size_t i = 0; i < addrs->size(); ++i) {
+            const json& a = (*addrs)[i];
+            const std::string field = fmt::format("status.addresses[{}]", i);
+            if (!a.is_object()) {
+                where.fail(field, "must be an object");
+            }
+            if (get_string(a, {"type"}, field + ".type", where) != "InternalIP") {
+                continue;
+            }
+            const std::string addr = get_string(a, {"address"}, field + ".address", where);
+            const auto ip = Ip4::parse(addr);
+            if (ip && !n.internal_ip) {
+                n.internal_ip = *ip;
+            } else if (!ip && addr.find(':') == std::string::npos) {
+                // IPv6 InternalIPs (dual-stack nodes) are skipped; anything else is an error.
+                where.fail(field + ".address", fmt::format("\"{}\" is not an IP address", addr));
+            }
+        }
+    }
+    const auto it = n.annotations.find(std::string(kFlannelBackendData));
+    if (it != n.annotations.end()) {
+        const std::string field = fmt::format("metadata.annotations[{}]", kFlannelBackendData);
+        const json data = json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+        if (data.is_discarded() || !data.is_object()) {
+            where.fail(field, "is not a JSON object");
+        }
+        const json* vtep = find(data, {"VtepMAC"});
+        if (vtep != nullptr) {
+            const auto mac =
+                vtep->is_string() ? Mac::parse(vtep->get<std::string>()) : std::nullopt;
+            if (!mac) {
+                where.fail(field + ".VtepMAC",
+                           fmt::format("{} is not a MAC address", vtep->dump()));
+            }
+            n.flannel_vtep = *mac;
+        }
+    }
+    return n;
+}
+
+Pod parse_pod(const json& obj, const std::string& ns, const std::string& name, const Where& where) {
+    Pod p;
+    p.ns = ns;
+    p.name = name;
+    p.labels = get_labels(obj, {"metadata", "labels"}, "metadata.labels", where);
+    p.node_name = get_string(obj, {"spec", "nodeName"}, "spec.nodeName", where);
+    if (const json* hn = find(obj, {"spec", "hostNetwork"})) {
+        if (!hn->is_boolean()) {
+            where.fail("spec.hostNetwork", "must be true or false");
+        }
+        p.host_network = hn->get<bool>();
+    }
+    const std::string ip = get_string(obj, {"status", "podIP"}, "status.podIP", where);
+    if (!ip.empty()) {
+        p.pod_ip = parse_ip(ip, "status.podIP", where);
+    }
+    if (const json* containers = find(obj, {"spec", "containers"})) {
+        if (!containers->is_array()) {
+            where.fail("spec.containers", "must be a list");
+        }
+        for (size_t c = 0; c < containers->size(); ++c) {
+            const json* ports = find((*containers)[c], {"ports"});
+            if (ports == nullptr) {
+                continue;
+            }
+            const std::string base = fmt::format("spec.containers[{}].ports", c);
+            if (!ports->is_array()) {
+                where.fail(base, "must be a list");
+            }
+            for (size_t i = 0; i < ports->size(); ++i) {
+                const json& pj = (*ports)[i];
+                const std::string field = fmt::format("{}[{}]", base, i);
+                ContainerPort cp;
+                cp.name = get_string(pj, {"name"}, field + ".name", where);
+                const json* num = find(pj, {"containerPort"});
+                if (num == nullptr || !num->is_number_integer() || num->get<int64_t>() < 1 ||
+                    num->get<int64_t>() > 65535) {
+                    where.fail(field + ".containerPort",
+                               fmt::format("{} is not a port number (1-65535)",
+                                           num == nullptr ? "missing" : num->dump()));
+                }
+                cp.port = static_cast<uint16_t>(num->get<int64_t>());
+                cp.protocol = get_string(pj, {"protocol"}, field + ".protocol", where);
+                if (cp.protocol.empty()) {
+                    cp.protocol = "TCP";
+                }
+                if (cp.protocol != "TCP" && cp.protocol != "UDP" && cp.protocol != "SCTP") {
+                    where.fail(field + ".protocol",
+                               fmt::format("\"{}\" is not TCP, UDP or SCTP", cp.protocol));
+                }
+                p.ports.push_back(std::move(cp));
+            }
+        }
+    }
+    return p;
+}
+
+}  // namespace
+
+bool Model::known_kind(std::string_view kind) {
+    return find_kind(kind) != nullptr;
+}
+
+void Model::upsert(const json& obj) {
+    if (!obj.is_object()) {
+        throw ModelError(fmt::format("object must be a map, not {}", obj.type_name()));
+    }
+    const Where anon("object", "", "");
+    const std::string kind = get_string(obj, {"kind"}, "kind", anon);
+    if (kind.empty()) {
+        throw ModelError("kind: missing");
+    }
+    const KindInfo* info = find_kind(kind);
+    if (info == nullptr) {
+        throw ModelError(fmt::format("unknown kind \"{}\"", kind));
+    }
+    const std::string name = get_string(obj, {"metadata", "name"}, "metadata.name", anon);
+    std::string ns;
+    if (info->namespaced) {
+        ns = get_string(obj, {"metadata", "namespace"}, "metadata.namespace", anon);
+        if (ns.empty()) {
+            ns = "default";
+        }
+    }
+    if (name.empty()) {
+        throw ModelError(
+            ns.empty() ? fmt::format("{}: metadata.name: missing", kind)
+                       : fmt::format("{} in namespace \"{}\": metadata.name: missing", kind, ns));
+    }
+    const Where where(kind, ns, name);
+    const std::string api_version = get_string(obj, {"apiVersion"}, "apiVersion", where);
+    if (api_version != info->api_version) {
+        where.fail("apiVersion",
+                   api_version.empty()
+                       ? fmt::format("missing (expected \"{}\")", info->api_version)
+                       : fmt::format("\"{}\" is not supported for {} (expected \"{}\")",
+                                     api_version, kind, info->api_version));
+    }
+
+    // Unknown fields are refused, as `kubectl apply --validate=strict` does: a misspelt field
+    // would otherwise be silently ignored. Checked at the top level and in metadata.
+    for (const auto& [key, _] : obj.items()) {
+        if (std::find(info->fields.begin(), info->fields.end(), key) == info->fields.end()) {
+            where.fail(key, "unknown field");
+        }
+    }
+    if (const json* meta = find(obj, {"metadata"})) {
+        if (!meta->is_object()) {
+            where.fail("metadata", "must be an object");
+        }
+        for (const auto& [key, _] : meta->items()) {
+            if (std::find(std::begin(kMetadataFields), std::end(kMetadataFields), key) ==
+                std::end(kMetadataFields)) {
+                where.fail("metadata." + key, "unknown field");
+            }
+        }
+    }
+
+    // Parse fully before touching the maps, so that a bad object changes nothing.
+    if (kind == "Node") {
+        Node n = parse_node(obj, name, where);
+        nodes_[name] = std::move(n);
+    } else if (kind == "Namespace") {
+        Namespace n{name, get_labels(obj, {"metadata", "labels"}, "metadata.labels", where)};
+        namespaces_[name] = std::move(n);
+    } else if (kind == "Pod") {
+        Pod p = parse_pod(obj, ns, name, where);
+        pods_[p.key()] = std::move(p);
+    } else {
+        raw_[fmt::format("{}/{}/{}", kind, ns, name)] = RawObject{kind, ns, name, obj};
+    }
+}
+
+bool Model::remove(std::string_view kind, std::string_view ns, std::string_view name) {
+    const KindInfo* info = find_kind(kind);
+    if (info == nullptr) {
+        throw ModelError(fmt::format("unknown kind \"{}\"", kind));
+    }
+    const std::string n(name);
+    std::string space(ns);
+    if (info->namespaced && space.empty()) {
+        space = "default";
+    }
+    if (kind == "Node") {
+        return nodes_.erase(n) != 0;
+    }
+    if (kind == "Namespace") {
+        return namespaces_.erase(n) != 0;
+    }
+    if (kind == "Pod") {
+        return pods_.erase(space + "/" + n) != 0;
+    }
+    return raw_.erase(fmt::format("{}/{}/{}", kind, space, n)) != 0;
+}
+
+}  // namespace kdp::control

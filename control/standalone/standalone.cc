@@ -1,0 +1,265 @@
+#include "standalone/standalone.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "compile/node_tables.h"
+#include "manifest/manifest.h"
+#include "push/dataplane_client.h"
+
+namespace kdp::control::standalone {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kUsage =
+    R"(usage: kdp-control --node NAME (--manifests PATH... | --kubeconfig FILE | --in-cluster)
+                   [--dataplane SOCK] [--watch | --once]
+
+  --node NAME         the Kubernetes Node this dataplane serves
+  --manifests PATH... YAML/JSON manifest files or directories (standalone mode)
+  --dataplane SOCK    the dataplane's unix socket (default /run/kdp/dataplane.sock)
+  --watch             keep running: re-read the manifests on change and push the difference
+  --once              push once and exit (the default)
+  --kubeconfig FILE, --in-cluster   watch the Kubernetes API (not built yet)
+)";
+
+template <typename... A>
+void log(fmt::format_string<A...> f, A&&... a) {
+    fmt::print(stderr, "kdp-control: {}\n", fmt::format(f, std::forward<A>(a)...));
+}
+
+}  // namespace
+
+std::variant<Options, int> parse_args(const std::vector<std::string>& args,
+                                      std::ostream& out,
+                                      std::ostream& err) {
+    Options o;
+    auto usage_error = [&err](const std::string& msg) {
+        err << fmt::format("kdp-control: {} (see kdp-control --help)\n", msg);
+        return 2;
+    };
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        auto has_value = [&] { return i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0; };
+        if (a == "-h" || a == "--help") {
+            out << kUsage;
+            return 0;
+        } else if (a == "--node" || a == "--dataplane" || a == "--kubeconfig") {
+            if (!has_value()) {
+                return usage_error(a + " needs a value");
+            }
+            const std::string& v = args[++i];
+            if (a == "--node") {
+                o.node = v;
+            } else if (a == "--dataplane") {
+                o.socket = v;
+            } else {
+                o.kube = true;
+            }
+        } else if (a == "--manifests") {
+            if (!has_value()) {
+                return usage_error("--manifests needs at least one path");
+            }
+            while (has_value()) {
+                o.manifests.push_back(args[++i]);
+            }
+        } else if (a == "--in-cluster") {
+            o.kube = true;
+        } else if (a == "--watch") {
+            o.watch = true;
+        } else if (a == "--once") {
+            o.once = true;
+        } else {
+            return usage_error(fmt::format("unknown argument \"{}\"", a));
+        }
+    }
+    if (o.node.empty()) {
+        return usage_error("--node is required");
+    }
+    if (o.watch && o.once) {
+        return usage_error("--watch and --once exclude each other");
+    }
+    if (o.kube && !o.manifests.empty()) {
+        return usage_error("--manifests excludes --kubeconfig/--in-cluster");
+    }
+    if (!o.kube && o.manifests.empty()) {
+        return usage_error("one of --manifests, --kubeconfig or --in-cluster is required");
+    }
+    return o;
+}
+
+namespace {
+
+// What identifies a version of the inputs: every file's path, mtime and size.
+using Stamp = std::map<std::string, std::pair<std::filesystem::file_time_type, uintmax_t>>;
+
+Stamp stamp(const std::vector<std::string>& paths) {
+    Stamp s;
+    std::error_code ec;
+    std::vector<std::string> files;
+    try {
+        files = expand_manifest_paths(paths);
+    } catch (const ManifestError&) {
+        files = paths;  // a missing path: stamp what exists; reading reports the error
+    }
+    for (const auto& f : files) {
+        const auto t = std::filesystem::last_write_time(f, ec);
+        const auto size = std::filesystem::file_size(f, ec);
+        s[f] = {ec ? std::filesystem::file_time_type{} : t, ec ? 0 : size};
+    }
+    return s;
+}
+
+// Reads and compiles; logs every error and returns nullopt if there was any.
+std::optional<kdp::table::TableSpec> load(const Options& o) {
+    try {
+        Model model;
+        const auto errors = load_manifests(expand_manifest_paths(o.manifests), model);
+        if (!errors.empty()) {
+            for (const auto& e : errors) {
+                log("{}", e);
+            }
+            log("{} error(s) in the manifests; nothing pushed", errors.size());
+            return std::nullopt;
+        }
+        return compile_node_tables(model, o.node);
+    } catch (const std::exception& e) {
+        log("{}; nothing pushed", e.what());
+        return std::nullopt;
+    }
+}
+
+// Whether trying again later may succeed: the dataplane is down, restarting (its shutdown
+// cancels calls in flight) or slow. Anything else is an answer about our state.
+bool retryable(const RpcError& e) {
+    return e.code() == grpc::StatusCode::UNAVAILABLE ||
+           e.code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+           e.code() == grpc::StatusCode::CANCELLED;
+}
+
+void sleep_for(std::chrono::milliseconds d, const std::atomic<bool>& stop) {
+    const auto until = Clock::now() + d;
+    while (!stop && Clock::now() < until) {
+        std::this_thread::sleep_for(
+            std::min<Clock::duration>(std::chrono::milliseconds(50), until - Clock::now()));
+    }
+}
+
+void report(const Pusher::Result& r, const kdp::table::TableSpec& spec) {
+    switch (r.action) {
+        case Pusher::Action::kNone:
+            break;
+        case Pusher::Action::kSync:
+            log("synced generation {} ({}): {} routes, {} pods", r.generation, r.reason,
+                spec.routes.size(), spec.pods.size());
+            break;
+        case Pusher::Action::kUpdate:
+            log("updated to generation {}: {} change(s)", r.generation, r.changes);
+            break;
+    }
+}
+
+int run_once(const Options& o, const std::atomic<bool>& stop) {
+    const auto spec = load(o);
+    if (!spec) {
+        return 1;
+    }
+    DataplaneClient client(o.socket);
+    Pusher pusher(client);
+    auto backoff = std::chrono::milliseconds(200);
+    const auto give_up = Clock::now() + o.once_timeout;
+    while (!stop) {
+        try {
+            report(pusher.push(*spec), *spec);
+            return 0;
+        } catch (const RpcError& e) {
+            if (!retryable(e) || Clock::now() + backoff > give_up) {
+                log("{}", e.what());
+                return 1;
+            }
+            log("dataplane not reachable at {} ({}); retrying in {} ms", o.socket, e.what(),
+                backoff.count());
+            sleep_for(backoff, stop);
+            backoff = std::min(backoff * 2, o.max_backoff);
+        }
+    }
+    return 1;
+}
+
+int run_watch(const Options& o, const std::atomic<bool>& stop) {
+    DataplaneClient client(o.socket);
+    Pusher pusher(client);
+    std::optional<Stamp> last_stamp;
+    std::optional<kdp::table::TableSpec> desired;
+    bool refused = false;  // the dataplane refused `desired`: wait for the files to change
+    auto backoff = std::chrono::milliseconds(200);
+    bool unreachable_logged = false;
+    log("watching {} path(s) for node {}", o.manifests.size(), o.node);
+    while (!stop) {
+        const Stamp now = stamp(o.manifests);
+        if (!last_stamp || now != *last_stamp) {
+            last_stamp = now;
+            if (auto spec = load(o)) {
+                desired = std::move(spec);
+                refused = false;
+            } else if (desired) {
+                log("keeping the last good state");
+            }
+        }
+        auto wait = o.poll;
+        if (desired && !refused) {
+            try {
+                report(pusher.push(*desired), *desired);
+                backoff = std::chrono::milliseconds(200);
+                if (unreachable_logged) {
+                    log("dataplane at {} reachable again", o.socket);
+                    unreachable_logged = false;
+                }
+            } catch (const RpcError& e) {
+                if (retryable(e)) {
+                    if (!unreachable_logged || backoff >= o.max_backoff) {
+                        log("dataplane not reachable at {} ({}); retrying in {} ms", o.socket,
+                            e.what(), backoff.count());
+                        unreachable_logged = true;
+                    }
+                    wait = backoff;
+                    backoff = std::min(backoff * 2, o.max_backoff);
+                } else {
+                    log("{}; waiting for the manifests to change", e.what());
+                    refused = true;
+                }
+            }
+        }
+        sleep_for(wait, stop);
+    }
+    log("stopping");
+    return 0;
+}
+
+}  // namespace
+
+int run(const Options& o, const std::atomic<bool>& stop) {
+    if (o.kube) {
+        log("the Kubernetes API source (--kubeconfig/--in-cluster) is not built yet; use "
+            "--manifests");
+        return 1;
+    }
+    try {
+        return o.watch ? run_watch(o, stop) : run_once(o, stop);
+    } catch (const std::exception& e) {
+        log("{}", e.what());
+        return 1;
+    }
+}
+
+}  // namespace kdp::control::standalone

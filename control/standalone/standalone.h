@@ -1,0 +1,44 @@
+// kdp-control's run loop: compiles cluster state into this node's tables and keeps the
+// dataplane in step.
+//
+// Standalone mode reads manifests from files; with --watch it polls them (mtime and size,
+// every 500 ms), recompiles on change and pushes only the difference, and notices a dataplane
+// restart or a foreign write (GetNodeInfo's started_unix_ns / generation moved) to push full
+// state. An unreachable dataplane is retried with backoff (200 ms doubling to 2 s), logged.
+// The Kubernetes API source (--kubeconfig / --in-cluster) lands separately (control/k8s/).
+// Runs on the caller's thread and returns when `stop` is set; logs to stderr.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <ostream>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "push/dataplane_client.h"
+
+namespace kdp::control::standalone {
+
+struct Options {
+    std::string node;
+    std::vector<std::string> manifests;
+    std::string socket = kDefaultDataplaneSocket;
+    bool watch = false;
+    bool once = false;
+    bool kube = false;  // --kubeconfig or --in-cluster given
+    std::chrono::milliseconds poll{500};
+    std::chrono::milliseconds max_backoff{2000};
+    std::chrono::milliseconds once_timeout{30'000};  // --once: give up retrying after this
+};
+
+/// Parses kdp-control's arguments (argv without the program name). Returns the options, or
+/// an exit code: 0 after printing --help to `out`, 2 after one line about bad usage on `err`.
+std::variant<Options, int> parse_args(const std::vector<std::string>& args,
+                                      std::ostream& out,
+                                      std::ostream& err);
+
+/// Runs kdp-control; returns its exit code (0 done or stopped, 1 error).
+int run(const Options& options, const std::atomic<bool>& stop);
+
+}  // namespace kdp::control::standalone

@@ -1,0 +1,285 @@
+// Reading manifests into the model: formats, multi-document files, Lists, and every error
+// path with the message it gives.
+#include "manifest/manifest.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "control/temp_files.h"
+
+namespace kdp::control {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr const char* kCluster = R"(
+apiVersion: v1
+kind: Node
+metadata:
+  name: node-a
+  labels: {zone: a}
+  annotations:
+    flannel.alpha.coreos.com/backend-data: '{"VtepMAC":"aa:bb:cc:dd:ee:01"}'
+spec:
+  podCIDR: 10.244.1.0/24
+status:
+  addresses:
+  - {type: Hostname, address: node-a}
+  - {type: InternalIP, address: 192.168.0.1}
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: prod
+  labels:
+    team: "1234"
+    enabled: "true"
+---
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: prod
+  labels: {app: web}
+spec:
+  nodeName: node-a
+  containers:
+  - name: c
+    ports:
+    - {name: http, containerPort: 8080}
+    - {containerPort: 53, protocol: UDP}
+status:
+  podIP: 10.244.1.5
+)";
+
+TEST(Manifest, ReadsMultiDocumentYaml) {
+    testing::TempDir dir;
+    Model m;
+    const auto errors = load_manifests({dir.write("c.yaml", kCluster)}, m);
+    ASSERT_TRUE(errors.empty()) << errors.front();
+    ASSERT_EQ(m.nodes().size(), 1u);
+    const Node& n = m.nodes().at("node-a");
+    EXPECT_EQ(n.labels.at("zone"), "a");
+    EXPECT_EQ(n.pod_cidr->str(), "10.244.1.0/24");
+    EXPECT_EQ(n.internal_ip->str(), "192.168.0.1");
+    EXPECT_EQ(n.flannel_vtep->str(), "aa:bb:cc:dd:ee:01");
+    // Quoted scalars stay strings even when they look like numbers or booleans.
+    EXPECT_EQ(m.namespaces().at("prod").labels.at("team"), "1234");
+    EXPECT_EQ(m.namespaces().at("prod").labels.at("enabled"), "true");
+    const Pod& p = m.pods().at("prod/web");
+    EXPECT_EQ(p.node_name, "node-a");
+    EXPECT_FALSE(p.host_network);
+    EXPECT_EQ(p.pod_ip->str(), "10.244.1.5");
+    ASSERT_EQ(p.ports.size(), 2u);
+    EXPECT_EQ(p.ports[0].name, "http");
+    EXPECT_EQ(p.ports[0].port, 8080);
+    EXPECT_EQ(p.ports[0].protocol, "TCP");
+    EXPECT_EQ(p.ports[1].protocol, "UDP");
+}
+
+TEST(Manifest, ReadsListsAndJsonAndKeepsLaterObjects) {
+    testing::TempDir dir;
+    const auto json_file = dir.write("list.json", R"({
+      "apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+         "spec": {"nodeName": "n1", "hostNetwork": true}, "status": {"podIP": "10.0.0.1"}},
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+         "spec": {"podCIDR": "10.0.0.0/24"}}
+      ]})");
+    const auto yaml_list = dir.write("list.yaml", R"(
+apiVersion: v1
+kind: PodList
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: a, namespace: default}
+  spec: {nodeName: n2}
+  status: {podIP: 10.0.0.2}
+)");
+    Model m;
+    const auto errors = load_manifests({json_file, yaml_list}, m);
+    ASSERT_TRUE(errors.empty()) << errors.front();
+    EXPECT_EQ(m.nodes().size(), 1u);
+    ASSERT_EQ(m.pods().size(), 1u);
+    // The second file replaced default/a.
+    EXPECT_EQ(m.pods().at("default/a").node_name, "n2");
+    EXPECT_FALSE(m.pods().at("default/a").host_network);
+}
+
+TEST(Manifest, KeepsLaterKindsRaw) {
+    testing::TempDir dir;
+    Model m;
+    const auto errors = load_manifests({dir.write("k.yaml", R"(
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: prod}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: prod}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny}
+)")},
+                                       m);
+    ASSERT_TRUE(errors.empty()) << errors.front();
+    ASSERT_EQ(m.raw().size(), 3u);
+    EXPECT_EQ(m.raw().at("Service/prod/web").obj["spec"]["ports"][0]["port"], 80);
+    EXPECT_TRUE(m.raw().count("NetworkPolicy/default/deny"));
+    EXPECT_TRUE(m.remove("Service", "prod", "web"));
+    EXPECT_FALSE(m.remove("Service", "prod", "web"));
+    EXPECT_EQ(m.raw().size(), 2u);
+}
+
+struct ErrorCase {
+    const char* name;
+    const char* text;
+    const char* message;  // expected after "FILE: "
+};
+
+class ManifestErrors : public ::testing::TestWithParam<ErrorCase> {};
+
+TEST_P(ManifestErrors, NamesFileDocumentObjectAndField) {
+    testing::TempDir dir;
+    const auto good = dir.write("good.yaml", kCluster);
+    const auto bad = dir.write("bad.yaml", GetParam().text);
+    Model m;
+    const auto errors = load_manifests({good, bad}, m);
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0], bad + ": " + GetParam().message);
+    // Nothing applied, not even the good file.
+    EXPECT_TRUE(m.nodes().empty());
+    EXPECT_TRUE(m.pods().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllPaths,
+    ManifestErrors,
+    ::testing::Values(
+        ErrorCase{"UnknownKind", "apiVersion: v1\nkind: Foo\nmetadata: {name: x}\n",
+                  "document 1: unknown kind \"Foo\""},
+        ErrorCase{"UnknownApiVersion",
+                  "---\nkind: Pod\napiVersion: v2\nmetadata: {name: x, namespace: ns}\n",
+                  "document 1: Pod \"ns/x\": apiVersion: \"v2\" is not supported for Pod "
+                  "(expected \"v1\")"},
+        ErrorCase{"MissingApiVersion", "kind: Node\nmetadata: {name: n}\n",
+                  "document 1: Node \"n\": apiVersion: missing (expected \"v1\")"},
+        ErrorCase{"MissingName", "apiVersion: v1\nkind: Namespace\nmetadata: {}\n",
+                  "document 1: Namespace: metadata.name: missing"},
+        ErrorCase{"MissingNamespacedName", "apiVersion: v1\nkind: Pod\nmetadata: {namespace: ns}\n",
+                  "document 1: Pod in namespace \"ns\": metadata.name: missing"},
+        ErrorCase{"BadPodCidr",
+                  "apiVersion: v1\nkind: Node\nmetadata: {name: n}\nspec: {podCIDR: "
+                  "10.244.1.1/24}\n",
+                  "document 1: Node \"n\": spec.podCIDR: \"10.244.1.1/24\" has host bits set"},
+        ErrorCase{"GarbagePodCidr",
+                  "apiVersion: v1\nkind: Node\nmetadata: {name: n}\nspec: {podCIDR: nope}\n",
+                  "document 1: Node \"n\": spec.podCIDR: \"nope\" is not an IPv4 CIDR"},
+        ErrorCase{"BadPodIp",
+                  "---\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: ns}\n"
+                  "status: {podIP: 10.0.0.300}\n",
+                  "document 2: Pod \"ns/p\": status.podIP: \"10.0.0.300\" is not an IPv4 "
+                  "address"},
+        ErrorCase{"BadInternalIp",
+                  "apiVersion: v1\nkind: Node\nmetadata: {name: n}\nstatus: {addresses: "
+                  "[{type: InternalIP, address: x.y}]}\n",
+                  "document 1: Node \"n\": status.addresses[0].address: \"x.y\" is not an IP "
+                  "address"},
+        ErrorCase{"BadVtepAnnotation",
+                  "apiVersion: v1\nkind: Node\nmetadata:\n  name: n\n  annotations:\n    "
+                  "flannel.alpha.coreos.com/backend-data: '{\"VtepMAC\":\"zz\"}'\n",
+                  "document 1: Node \"n\": "
+                  "metadata.annotations[flannel.alpha.coreos.com/backend-data].VtepMAC: \"zz\" "
+                  "is not a MAC address"},
+        ErrorCase{"PortOutOfRange",
+                  "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{ports: "
+                  "[{containerPort: 70000}]}]}\n",
+                  "document 1: Pod \"default/p\": spec.containers[0].ports[0].containerPort: "
+                  "70000 is not a port number (1-65535)"},
+        ErrorCase{"LabelNotString",
+                  "apiVersion: v1\nkind: Namespace\nmetadata: {name: n, labels: {a: 1}}\n",
+                  "document 1: Namespace \"n\": metadata.labels.a: must be a string, not number"},
+        ErrorCase{"ItemInList",
+                  "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  "
+                  "metadata: {name: ok}\n- apiVersion: v1\n  kind: Bar\n  metadata: {name: x}\n",
+                  "document 1: items[1]: unknown kind \"Bar\""},
+        ErrorCase{"UnknownTopLevelField",
+                  "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: ns}\nsepc: {}\n",
+                  "document 1: Pod \"ns/p\": sepc: unknown field"},
+        ErrorCase{"UnknownMetadataField",
+                  "apiVersion: v1\nkind: Node\nmetadata: {name: n, lables: {a: b}}\n",
+                  "document 1: Node \"n\": metadata.lables: unknown field"},
+        ErrorCase{"NotAnObject", "- a\n- b\n", "document 1: must be an object, not array"},
+        ErrorCase{"YamlSyntax", "kind: Pod\nmetadata: {name: [\n",
+                  "line 3: end of sequence flow not found"}),
+    [](const auto& p) { return std::string(p.param.name); });
+
+TEST(Manifest, ReportsEveryErrorAndMissingFiles) {
+    testing::TempDir dir;
+    const auto bad = dir.write("bad.yaml",
+                               "apiVersion: v1\nkind: Foo\nmetadata: {name: x}\n---\n"
+                               "apiVersion: v1\nkind: Bar\nmetadata: {name: y}\n");
+    Model m;
+    const auto errors = load_manifests({bad, dir.path() + "/missing.yaml"}, m);
+    EXPECT_THAT(errors, ElementsAre(bad + ": document 1: unknown kind \"Foo\"",
+                                    bad + ": document 2: unknown kind \"Bar\"",
+                                    dir.path() + "/missing.yaml: cannot open"));
+    EXPECT_THROW(expand_manifest_paths({dir.path() + "/missing.yaml"}), ManifestError);
+}
+
+TEST(Manifest, BadJsonNamesTheFile) {
+    testing::TempDir dir;
+    const auto bad = dir.write("bad.json", "{\"kind\": ");
+    Model m;
+    const auto errors = load_manifests({bad}, m);
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_THAT(errors[0], HasSubstr(bad + ": "));
+    EXPECT_THAT(errors[0], HasSubstr("parse error"));
+}
+
+TEST(Manifest, DirectoriesExpandToSortedManifestFiles) {
+    testing::TempDir dir;
+    dir.write("b.yaml", "");
+    dir.write("a.json", "{}");
+    dir.write("notes.txt", "");
+    const auto files = expand_manifest_paths({dir.path()});
+    EXPECT_THAT(files, ElementsAre(dir.path() + "/a.json", dir.path() + "/b.yaml"));
+}
+
+TEST(Manifest, YamlScalarsFollowTheCoreSchema) {
+    const auto docs = yaml_documents(
+        "a: 1\nb: -2\nc: 1.5\nd: true\ne: null\nf: ~\ng: '1'\nh: yes\ni: 0x1f\nj: \"\"\n", "t");
+    ASSERT_EQ(docs.size(), 1u);
+    const auto& d = docs[0];
+    EXPECT_EQ(d["a"], 1);
+    EXPECT_EQ(d["b"], -2);
+    EXPECT_EQ(d["c"], 1.5);
+    EXPECT_EQ(d["d"], true);
+    EXPECT_TRUE(d["e"].is_null());
+    EXPECT_TRUE(d["f"].is_null());
+    EXPECT_EQ(d["g"], "1");
+    EXPECT_EQ(d["h"], "yes");  // YAML 1.2: only true/false are booleans
+    EXPECT_EQ(d["i"], 31);
+    EXPECT_EQ(d["j"], "");
+}
+
+TEST(Model, UpsertFromJsonAndRemove) {
+    Model m;
+    m.upsert(nlohmann::json::parse(
+        R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"ns"}})"));
+    EXPECT_EQ(m.pods().size(), 1u);
+    EXPECT_THROW(m.upsert(nlohmann::json::parse(R"({"apiVersion":"v1","kind":"Pod",
+        "metadata":{"name":"p","namespace":"ns"},"status":{"podIP":"bad"}})")),
+                 ModelError);
+    EXPECT_FALSE(m.pods().at("ns/p").pod_ip.has_value());  // the bad update changed nothing
+    EXPECT_TRUE(m.remove("Pod", "ns", "p"));
+    EXPECT_TRUE(m.pods().empty());
+    EXPECT_THROW(m.remove("Foo", "", "x"), ModelError);
+}
+
+}  // namespace
+}  // namespace kdp::control
