@@ -2,9 +2,13 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include <array>
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <utility>
 
@@ -63,15 +67,39 @@ struct Client::Impl {
     std::string authority;  // host:port for messages and the Host header
 };
 
+void CancelToken::cancel() {
+    cancelled_ = true;
+    if (close_) {
+        close_();
+    }
+}
+
 struct Client::Stream::Impl {
-    Impl(asio::any_io_executor ex, ssl::context& ctx) : stream(ex, ctx) {
-        parser.body_limit(boost::none);  // watches are unbounded; callers bound what they keep
+    Impl(asio::any_io_executor ex, ssl::context& ctx, CancelToken* token)
+        : stream(ex, ctx), cancel(token) {
+        if (cancel != nullptr) {
+            cancel->close_ = [this] {
+                boost::system::error_code ignored;
+                beast::get_lowest_layer(stream).socket().close(ignored);
+            };
+        }
+        // Watches are unbounded; callers bound what they keep. Not boost::none: Boost 1.74's
+        // parser compares the Content-Length with the optional limit, and any value > none.
+        parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     }
     beast::ssl_stream<beast::tcp_stream> stream;
     beast::flat_buffer buf;
     http::response_parser<http::buffer_body> parser;
     std::array<char, 16384> tmp{};
     std::string where;  // "GET https://host:port/target", for messages
+    CancelToken* cancel;
+
+    ~Impl() {
+        if (cancel != nullptr) {
+            cancel->close_ = nullptr;
+        }
+    }
+    bool cancelled() const { return cancel != nullptr && cancel->cancelled(); }
 };
 
 Client::Client(asio::any_io_executor ex, ClusterConfig cfg) : impl_(std::make_unique<Impl>()) {
@@ -154,7 +182,8 @@ asio::awaitable<std::optional<std::string>> Client::Stream::read_some() {
             ec = {};
         }
         if (ec) {
-            const char* what = ec == beast::error::timeout ? "deadline exceeded"
+            const char* what = s.cancelled()                 ? "cancelled"
+                               : ec == beast::error::timeout ? "deadline exceeded"
                                : ec == http::error::end_of_stream ||
                                        ec == http::error::partial_message ||
                                        ec == asio::error::eof || ec == ssl::error::stream_truncated
@@ -172,9 +201,10 @@ asio::awaitable<std::optional<std::string>> Client::Stream::read_some() {
 }
 
 asio::awaitable<std::unique_ptr<Client::Stream>> Client::open(std::string target,
-                                                              Clock::time_point deadline) {
+                                                              Clock::time_point deadline,
+                                                              CancelToken* cancel) {
     const ClusterConfig& cfg = impl_->cfg;
-    auto s = std::make_unique<Stream::Impl>(impl_->ex, impl_->ctx);
+    auto s = std::make_unique<Stream::Impl>(impl_->ex, impl_->ctx, cancel);
     const std::string path = cfg.base_path + target;
     s->where = fmt::format("GET https://{}{}", impl_->authority, path);
     auto& tcp = beast::get_lowest_layer(s->stream);
@@ -189,7 +219,7 @@ asio::awaitable<std::unique_ptr<Client::Stream>> Client::open(std::string target
     asio::ip::tcp::resolver resolver(impl_->ex);
     auto endpoints = co_await resolver.async_resolve(cfg.host, cfg.port,
                                                      asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
+    if (ec || s->cancelled()) {
         throw fail("resolving host");
     }
     co_await tcp.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
@@ -202,7 +232,16 @@ asio::awaitable<std::unique_ptr<Client::Stream>> Client::open(std::string target
         SSL_set_tlsext_host_name(ssl_handle, cfg.host.c_str());  // SNI, RFC 6066 section 3
     }
     if (!cfg.insecure_skip_tls_verify) {
-        s->stream.set_verify_callback(ssl::host_name_verification(cfg.host));
+        // OpenSSL checks the name during chain verification (RFC 6125; an IP literal must match
+        // an IP SAN), so a mismatch reports "hostname mismatch" / "IP address mismatch".
+        X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        const int ok = is_ip_literal(cfg.host)
+                           ? X509_VERIFY_PARAM_set1_ip_asc(param, cfg.host.c_str())
+                           : X509_VERIFY_PARAM_set1_host(param, cfg.host.c_str(), 0);
+        if (ok != 1) {
+            throw TransportError(fmt::format("{}: cannot set up hostname verification", s->where));
+        }
     }
     co_await s->stream.async_handshake(ssl::stream_base::client,
                                        asio::redirect_error(asio::use_awaitable, ec));
@@ -263,8 +302,9 @@ asio::awaitable<std::unique_ptr<Client::Stream>> Client::open(std::string target
 
 asio::awaitable<Client::Response> Client::get(std::string target,
                                               Clock::time_point deadline,
+                                              CancelToken* cancel,
                                               size_t limit) {
-    auto stream = co_await open(std::move(target), deadline);
+    auto stream = co_await open(std::move(target), deadline, cancel);
     Response r;
     r.status = stream->status();
     while (auto piece = co_await stream->read_some()) {

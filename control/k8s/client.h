@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -46,6 +47,21 @@ private:
 class TransportError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
+};
+
+// Lets another coroutine on the same executor abort a request in flight (Boost 1.74's Asio has
+// no per-operation cancellation): cancel() closes the request's socket, so whatever it awaits
+// fails at once, and any later request given this token fails before connecting.
+class CancelToken {
+public:
+    void cancel();
+    bool cancelled() const { return cancelled_; }
+    void reset() { cancelled_ = false; }
+
+private:
+    friend class Client;
+    std::function<void()> close_;  // set while a request holds the token
+    bool cancelled_ = false;
 };
 
 class Client {
@@ -85,11 +101,14 @@ public:
 
     // GET `target` (path and query, without the server's base path). Throws ApiError for a
     // non-2xx status, TransportError otherwise.
+    // `cancel`, if given, must outlive the returned Stream.
     boost::asio::awaitable<std::unique_ptr<Stream>> open(std::string target,
-                                                         Clock::time_point deadline);
+                                                         Clock::time_point deadline,
+                                                         CancelToken* cancel = nullptr);
     // GET and read the whole body, at most `limit` bytes.
     boost::asio::awaitable<Response> get(std::string target,
                                          Clock::time_point deadline,
+                                         CancelToken* cancel = nullptr,
                                          size_t limit = size_t{256} << 20);
 
     const ClusterConfig& config() const;

@@ -59,9 +59,7 @@ Reflector::Reflector(Client& client, ResourceSpec spec, EventSink& sink, Reflect
 void Reflector::stop() {
     stopped_ = true;
     timer_.cancel();
-    if (active_ != nullptr) {
-        active_->cancel();
-    }
+    cancel_.cancel();
 }
 
 std::string Reflector::query_selectors() const {
@@ -114,8 +112,7 @@ asio::awaitable<void> Reflector::run() {
             fmt::print(stderr, "k8s: {}: resourceVersion {} expired ({}); relisting\n", spec_.name,
                        resource_version_, error);
             // Relist at once the first time; a server that keeps answering 410 gets backoff.
-            if (backoff_.failures() == 0) {
-                backoff_.next();
+            if (++gone_streak_ == 1) {
                 continue;
             }
         }
@@ -218,14 +215,13 @@ asio::awaitable<void> Reflector::watch() {
         "{}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={}{}", spec_.path,
         url_encode(resource_version_), opts_.watch_timeout.count(), query_selectors());
     const auto started = Client::Clock::now();
-    auto stream =
-        co_await client_.open(target, started + opts_.watch_timeout + opts_.request_timeout);
+    auto stream = co_await client_.open(
+        target, started + opts_.watch_timeout + opts_.request_timeout, &cancel_);
     ++stats_.watches;
-    active_ = stream.get();
-    struct ClearActive {
-        Client::Stream*& p;
-        ~ClearActive() { p = nullptr; }
-    } clear_active{active_};
+    // The server accepted our resourceVersion and credentials: the next failure is a first one.
+    // (A server that accepts and drops at once is retried at the initial delay, not hammered.)
+    backoff_.reset();
+    gone_streak_ = 0;
 
     LineFramer framer;
     while (auto bytes = co_await stream->read_some()) {
@@ -259,8 +255,6 @@ asio::awaitable<void> Reflector::watch() {
             if (!ev.resource_version.empty()) {
                 resource_version_ = ev.resource_version;
             }
-            // Progress: the connection works, so the next failure is a first failure again.
-            backoff_.reset();
         }
     }
     if (framer.pending() > 0) {

@@ -110,7 +110,8 @@ private:
     std::string resource_version_;
     std::string kind_;         // "Pod", from the list's kind
     std::string api_version_;  // "v1", from the list's apiVersion
-    Client::Stream* active_ = nullptr;
+    CancelToken cancel_;
+    unsigned gone_streak_ = 0;  // 410s since the last watch that opened
     bool need_list_ = true;
     bool stopped_ = false;
     Stats stats_;

@@ -20,29 +20,26 @@ std::string_view to_string(EventType t) {
 }
 
 void LineFramer::feed(std::string_view bytes) {
-    if (pos_ > 0 && pos_ == buf_.size()) {
-        buf_.clear();
-        pos_ = 0;
-    }
-    buf_.append(bytes);
-    // Check only the unterminated tail: a chunk may carry many complete lines.
-    const size_t last_nl = buf_.rfind('\n');
-    const size_t tail_start = last_nl == std::string::npos ? pos_ : last_nl + 1;
-    if (buf_.size() - std::max(tail_start, pos_) > kMaxLine) {
+    // Only the new bytes are scanned, so a large object arriving in small chunks costs O(size).
+    const size_t nl = bytes.rfind('\n');
+    unterminated_ =
+        nl == std::string_view::npos ? unterminated_ + bytes.size() : bytes.size() - nl - 1;
+    if (unterminated_ > kMaxLine) {
         throw WatchProtocolError(
             fmt::format("watch stream: line longer than {} bytes without a newline", kMaxLine));
     }
+    buf_.append(bytes);
 }
 
 std::optional<std::string> LineFramer::next() {
     for (;;) {
-        const size_t nl = buf_.find('\n', pos_);
+        const size_t nl = buf_.find('\n', std::max(pos_, scan_));
         if (nl == std::string::npos) {
-            // Compact so the buffer does not grow with the life of the watch.
-            if (pos_ > 0) {
-                buf_.erase(0, pos_);
-                pos_ = 0;
-            }
+            // Compact so the buffer does not grow with the life of the watch, and remember how
+            // far we looked.
+            buf_.erase(0, pos_);
+            pos_ = 0;
+            scan_ = buf_.size();
             return std::nullopt;
         }
         size_t end = nl;
@@ -51,6 +48,7 @@ std::optional<std::string> LineFramer::next() {
         }
         std::string line = buf_.substr(pos_, end - pos_);
         pos_ = nl + 1;
+        scan_ = pos_;
         if (!line.empty()) {
             return line;
         }

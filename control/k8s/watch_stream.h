@@ -44,11 +44,13 @@ public:
     // The next complete line without its '\n' (and a trailing '\r'); empty lines are skipped.
     std::optional<std::string> next();
     // Bytes of a line not yet terminated.
-    size_t pending() const { return buf_.size() - pos_; }
+    size_t pending() const { return unterminated_; }
 
 private:
     std::string buf_;
-    size_t pos_ = 0;
+    size_t pos_ = 0;           // start of the first line not yet returned
+    size_t scan_ = 0;          // bytes before this (and after pos_) hold no '\n'
+    size_t unterminated_ = 0;  // length of the trailing line without '\n'
 };
 
 struct WatchEvent {
