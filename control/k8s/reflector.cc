@@ -22,6 +22,10 @@ public:
 
 constexpr unsigned kHttpGone = 410;
 
+// A watch that ends without error sooner than this is treated as a failure (a proxy closing it,
+// a zero timeout), so that it is retried with backoff rather than in a tight loop.
+constexpr std::chrono::seconds kShortestWatch{1};
+
 }  // namespace
 
 std::string url_encode(std::string_view value) {
@@ -92,8 +96,12 @@ asio::awaitable<void> Reflector::run() {
                 co_await list();
                 need_list_ = false;
             }
+            const auto started = Client::Clock::now();
             co_await watch();
-            continue;  // the server ended the watch (timeoutSeconds): watch again at once
+            if (Client::Clock::now() - started >= kShortestWatch) {
+                continue;  // the server ended the watch (timeoutSeconds): watch again at once
+            }
+            error = fmt::format("watch ended cleanly after less than {} s", kShortestWatch.count());
         } catch (const Gone& e) {
             gone = true;
             error = e.what();

@@ -26,7 +26,9 @@ stdout. The first stdout line is {"port":N,"dir":D,"ca":..,"client_cert":..,"cli
   bookmark          the global resourceVersion advances; open watches get a BOOKMARK
   drop              open watches are cut without the last chunk
   fail {count, status}   the next `count` requests fail: HTTP `status`, or status 0 = hang up
-  set {chunk_size?, token?}   chunk_size N>0 writes every event in N-byte HTTP chunks
+  set {chunk_size?, token?, expire_continue_after?}   chunk_size N>0 writes every event in
+                    N-byte HTTP chunks; expire_continue_after N: continue tokens expire (410)
+                    once N list pages have been served
   expire_continue   outstanding continue tokens become 410
   requests / clear_requests   the request log: [{"path","query","auth","status"}]
   watchers          how many watches are open
@@ -126,6 +128,8 @@ class State:
         self.token = token
         self.chunk_size = 0
         self.fail_next = []  # statuses
+        self.expire_continue_after = 0  # >0: continue tokens die after this many pages
+        self.pages_served = 0
         self.gone_http = 0
 
     # Called with the lock held.
@@ -243,6 +247,9 @@ class State:
                     self.chunk_size = cmd["chunk_size"]
                 if "token" in cmd:
                     self.token = cmd["token"]
+                if "expire_continue_after" in cmd:
+                    self.expire_continue_after = cmd["expire_continue_after"]
+                    self.pages_served = 0
                 return {"ok": True}
             if op == "expire_continue":
                 self.snapshots.clear()
@@ -324,6 +331,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         limit = int(query.get("limit", "0") or 0)
         cont = query.get("continue", "")
         with st.lock:
+            if cont and self.server.state.expire_continue_after > 0 and \
+                    st.pages_served >= st.expire_continue_after:
+                st.snapshots.clear()  # the list outlived the compaction window
             if cont:
                 try:
                     token = json.loads(base64.b64decode(cont))
@@ -343,6 +353,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 for it in items:  # list items carry no kind/apiVersion
                     it.pop("kind", None)
                     it.pop("apiVersion", None)
+            st.pages_served += 1
             end = len(items) if limit <= 0 else min(len(items), start + limit)
             md = {"resourceVersion": str(rv)}
             if end < len(items):
@@ -477,20 +488,25 @@ def make_leaf(d, name, ca, subject, ext):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dir", required=True, help="where to write the test CA and certificates")
+    ap.add_argument("--dir", required=True,
+                    help="where to write (or find, if complete) the test CA and certificates")
     ap.add_argument("--token", default="", help="bearer token required (empty: no auth)")
     ap.add_argument("--server-san", default="IP:127.0.0.1,DNS:localhost")
     args = ap.parse_args()
     d = args.dir
     os.makedirs(d, exist_ok=True)
-    make_ca(d, "ca")
-    make_ca(d, "client-ca")
-    make_ca(d, "wrong-ca")
-    make_leaf(d, "server", "ca", "/CN=kube-apiserver",
-              f"subjectAltName={args.server_san}\nextendedKeyUsage=serverAuth\n"
-              "basicConstraints=CA:FALSE\n")
-    make_leaf(d, "client", "client-ca", "/O=system:masters/CN=kdp-test",
-              "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n")
+    # A directory that already holds a complete set is reused: key generation is most of the
+    # start-up time, and a test binary starts many servers.
+    names = ["ca", "client-ca", "wrong-ca", "server", "client"]
+    if not all(os.path.exists(os.path.join(d, f"{n}.{x}")) for n in names for x in ("crt", "key")):
+        make_ca(d, "ca")
+        make_ca(d, "client-ca")
+        make_ca(d, "wrong-ca")
+        make_leaf(d, "server", "ca", "/CN=kube-apiserver",
+                  f"subjectAltName={args.server_san}\nextendedKeyUsage=serverAuth\n"
+                  "basicConstraints=CA:FALSE\n")
+        make_leaf(d, "client", "client-ca", "/O=system:masters/CN=kdp-test",
+                  "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n")
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(d, "server.crt"), os.path.join(d, "server.key"))
@@ -514,7 +530,9 @@ def main():
         except Exception as e:  # a bad command must not kill the server mid-test
             reply = {"error": repr(e)}
         print(json.dumps(reply), flush=True)
-    server.shutdown()
+    # Stdin closed: the test is done with us. Open watches are daemon threads; no need to wait
+    # for serve_forever's poll interval.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -61,9 +61,22 @@ std::string read_text(const std::filesystem::path& p) {
 // fake_apiserver.py as a child process; commands go to its stdin, replies come from its stdout.
 class FakeApiServer {
 public:
-    explicit FakeApiServer(std::vector<std::string> extra_args = {}) {
+    // `own_certs`: a fresh CA for this server; otherwise one set shared by the whole binary.
+    explicit FakeApiServer(std::vector<std::string> extra_args = {}, bool own_certs = false) {
         std::string tmpl = std::filesystem::temp_directory_path() / "kdp-fake-apiserver-XXXXXX";
         dir_ = ::mkdtemp(tmpl.data());
+        if (!own_certs) {
+            static const std::filesystem::path shared = [] {
+                std::string t = std::filesystem::temp_directory_path() / "kdp-fake-certs-XXXXXX";
+                std::filesystem::path p = ::mkdtemp(t.data());
+                // Constructed before atexit registers, so it is destroyed after the handler runs.
+                shared_dir_for_cleanup() = p;
+                std::atexit([] { std::filesystem::remove_all(shared_dir_for_cleanup()); });
+                return p;
+            }();
+            std::filesystem::remove(dir_);
+            std::filesystem::create_directory_symlink(shared, dir_);
+        }
         const char* script = std::getenv("KDP_FAKE_APISERVER");
         const std::string script_path =
             script != nullptr
@@ -106,7 +119,11 @@ public:
             ::kill(pid_, SIGKILL);
             ::waitpid(pid_, &status, 0);
         }
-        std::filesystem::remove_all(dir_);
+        if (std::filesystem::is_symlink(dir_)) {
+            std::filesystem::remove(dir_);
+        } else {
+            std::filesystem::remove_all(dir_);
+        }
     }
 
     json cmd(const json& c) {
@@ -149,6 +166,10 @@ public:
     json requests() { return cmd({{"op", "requests"}})["requests"]; }
 
 private:
+    static std::filesystem::path& shared_dir_for_cleanup() {
+        static std::filesystem::path p;
+        return p;
+    }
     std::string read_line() {
         char* buf = nullptr;
         size_t cap = 0;
@@ -376,6 +397,24 @@ TEST(Reflector, PagedListThenWatchDeliversAddModifyDeleteInOrder) {
     EXPECT_TRUE(sink.errors().empty());
 }
 
+TEST(Reflector, ExpiredContinueTokenFallsBackToOneUnpagedList) {
+    FakeApiServer server;
+    for (const char* n : {"n1", "n2", "n3", "n4", "n5"}) {
+        server.create(kNodes.path, node(n));
+    }
+    server.cmd({{"op", "set"}, {"expire_continue_after", 1}});
+    RecordingSink sink;
+    Running run(server.config(), kNodes, sink, /*page_size=*/2);
+    ASSERT_TRUE(sink.wait_synced(1));
+    EXPECT_EQ(sink.synced(), std::vector<size_t>{5});  // one sync, with everything, no dups
+    const json log = server.requests();
+    ASSERT_GE(log.size(), 3u);
+    EXPECT_EQ(log[1]["status"], 410);
+    EXPECT_TRUE(log[1]["query"].contains("continue"));
+    EXPECT_FALSE(log[2]["query"].contains("limit"));
+    EXPECT_TRUE(sink.errors().empty());
+}
+
 TEST(Reflector, PodsOfThisNodeOnlyThroughTheFieldSelector) {
     FakeApiServer server;
     const std::string pods = "/api/v1/pods";
@@ -536,7 +575,7 @@ TEST(Reflector, WrongCaIsRefusedWithAClearError) {
 }
 
 TEST(Reflector, CertificateNotNamingTheHostIsRefused) {
-    FakeApiServer server({"--server-san", "DNS:apiserver.example"});
+    FakeApiServer server({"--server-san", "DNS:apiserver.example"}, /*own_certs=*/true);
     RecordingSink sink;
     Running run(server.config(), kNodes, sink);
     ASSERT_TRUE(sink.wait_errors(1));
