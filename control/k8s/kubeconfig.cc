@@ -225,7 +225,7 @@ ClusterConfig parse_kubeconfig(std::string_view yaml,
     const std::string user_name = str_field(ctx, "user", ctx_where);
 
     ClusterConfig cfg;
-    cfg.namespace_ = str_field(ctx, "namespace", ctx_where);
+    cfg.default_namespace = str_field(ctx, "namespace", ctx_where);
 
     const YAML::Node cluster = find_named(root, "clusters", "cluster", cluster_name, src);
     const std::string cl_where = fmt::format("{}: clusters[name={}].cluster", src, cluster_name);
@@ -330,10 +330,10 @@ ClusterConfig load_in_cluster(const InClusterPaths& paths, const GetEnv& getenv)
     read_file(paths.token, "in-cluster config: service account token");
     std::error_code ec;
     if (std::filesystem::exists(paths.namespace_file, ec)) {
-        cfg.namespace_ = read_file(paths.namespace_file, "in-cluster config: namespace");
-        while (!cfg.namespace_.empty() &&
-               (cfg.namespace_.back() == '\n' || cfg.namespace_.back() == ' ')) {
-            cfg.namespace_.pop_back();
+        cfg.default_namespace = read_file(paths.namespace_file, "in-cluster config: namespace");
+        while (!cfg.default_namespace.empty() &&
+               (cfg.default_namespace.back() == '\n' || cfg.default_namespace.back() == ' ')) {
+            cfg.default_namespace.pop_back();
         }
     }
     return cfg;

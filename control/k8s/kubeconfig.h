@@ -32,7 +32,7 @@ struct ClusterConfig {
     std::string client_key_pem;
     std::string token;                 // bearer token, read once
     std::filesystem::path token_file;  // if set, re-read before every request (tokens rotate)
-    std::string namespace_;            // the context's or service account's namespace, or ""
+    std::string default_namespace;     // the context's or service account's namespace, or ""
 };
 
 // Parses `yaml` (a kubeconfig). Relative file paths resolve against `base_dir`, as kubectl does

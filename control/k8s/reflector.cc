@@ -41,11 +41,15 @@ std::string url_encode(std::string_view value) {
     return out;
 }
 
-std::vector<ResourceSpec> kdp_resources(std::string_view node_name) {
+ResourceSpec pods_on_node(std::string_view node_name) {
+    return {"pods", "/api/v1/pods", fmt::format("spec.nodeName={}", node_name), ""};
+}
+
+std::vector<ResourceSpec> kdp_resources() {
     return {
         {"nodes", "/api/v1/nodes", "", ""},
         {"namespaces", "/api/v1/namespaces", "", ""},
-        {"pods", "/api/v1/pods", fmt::format("spec.nodeName={}", node_name), ""},
+        {"pods", "/api/v1/pods", "", ""},
         {"services", "/api/v1/services", "", ""},
         {"endpointslices", "/apis/discovery.k8s.io/v1/endpointslices", "", ""},
         {"networkpolicies", "/apis/networking.k8s.io/v1/networkpolicies", "", ""},
@@ -158,16 +162,19 @@ asio::awaitable<void> Reflector::list_pages(unsigned limit) {
     std::string cont;
     std::string rv;
     do {
-        std::string target = spec_.path + "?";
+        std::string query = query_selectors();
         if (limit > 0) {
-            target += fmt::format("limit={}", limit);
+            query += fmt::format("&limit={}", limit);
         }
         if (!cont.empty()) {
-            target += "&continue=" + url_encode(cont);
+            query += "&continue=" + url_encode(cont);
         }
-        target += query_selectors();
+        std::string target = spec_.path;
+        if (!query.empty()) {
+            target += "?" + query.substr(1);  // each parameter starts with '&'
+        }
         const auto resp =
-            co_await client_.get(target, Client::Clock::now() + opts_.request_timeout);
+            co_await client_.get(target, Client::Clock::now() + opts_.request_timeout, &cancel_);
         nlohmann::json page = nlohmann::json::parse(resp.body, nullptr, false);
         if (page.is_discarded() || !page.is_object() || !page.contains("items") ||
             !(page["items"].is_array() || page["items"].is_null())) {
@@ -215,7 +222,11 @@ asio::awaitable<void> Reflector::list_pages(unsigned limit) {
     ++stats_.lists;
     fmt::print(stderr, "k8s: {}: listed {} objects at resourceVersion {} ({} changes)\n",
                spec_.name, count, rv, changes.size());
-    sink_.on_synced(spec_);
+    try {
+        sink_.on_synced(spec_);
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "k8s: {}: consumer failed on sync: {}\n", spec_.name, e.what());
+    }
 }
 
 asio::awaitable<void> Reflector::watch() {

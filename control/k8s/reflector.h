@@ -45,9 +45,15 @@ struct ResourceSpec {
     std::string label_selector;
 };
 
-// What kdp-control watches: nodes, namespaces, this node's pods (other nodes' pods are not
-// needed: remote endpoints come from EndpointSlices), services, endpointslices, networkpolicies.
-std::vector<ResourceSpec> kdp_resources(std::string_view node_name);
+// What kdp-control watches: nodes, namespaces, pods, services, endpointslices, networkpolicies.
+// All pods, not only this node's: a NetworkPolicy peer (podSelector + namespaceSelector) on the
+// ingress side matches pods on any node by their labels and IPs, and named target ports resolve
+// against each backend pod's container ports.
+std::vector<ResourceSpec> kdp_resources();
+
+// This node's pods only (fieldSelector spec.nodeName=NODE): what a node agent needs for its own
+// ports when it does not compile policy peers.
+ResourceSpec pods_on_node(std::string_view node_name);
 
 class EventSink {
 public:

@@ -423,8 +423,7 @@ TEST(Reflector, PodsOfThisNodeOnlyThroughTheFieldSelector) {
     server.create(pods, {{"metadata", {{"name", "b"}, {"namespace", "web"}}},
                          {"spec", {{"nodeName", "node-b"}}}});
     RecordingSink sink;
-    const ResourceSpec spec = kdp_resources("node-a")[2];
-    ASSERT_EQ(spec.name, "pods");
+    const ResourceSpec spec = pods_on_node("node-a");
     Running run(server.config(), spec, sink);
     ASSERT_TRUE(sink.wait_synced(1));
     ASSERT_TRUE(server.wait_watchers(1));

@@ -77,7 +77,7 @@ TEST(Kubeconfig, CurrentContextSelectsClusterUserAndNamespace) {
     EXPECT_FALSE(c.insecure_skip_tls_verify);
     EXPECT_EQ(c.token, "abc.def");
     EXPECT_TRUE(c.token_file.empty());
-    EXPECT_EQ(c.namespace_, "kube-system");
+    EXPECT_EQ(c.default_namespace, "kube-system");
 }
 
 TEST(Kubeconfig, ExplicitContextWinsAndRelativeTokenFileResolvesToKubeconfigDir) {
@@ -198,7 +198,7 @@ TEST(InCluster, ReadsEnvironmentAndServiceAccountFiles) {
     EXPECT_EQ(c.server, "https://10.96.0.1:443");
     EXPECT_EQ(c.ca_pem, "SA-CA");
     EXPECT_EQ(c.token_file, paths.token);
-    EXPECT_EQ(c.namespace_, "kdp-system");
+    EXPECT_EQ(c.default_namespace, "kdp-system");
 
     env["KUBERNETES_SERVICE_HOST"] = "fd00::1";
     c = load_in_cluster(paths, getenv);
