@@ -19,6 +19,7 @@ usage: $0 [options]
   --fwd-cpu C         CPU for the forwarding lcore (testpmd core, kdp worker)    [1]
   --build DIR         meson build directory                                      [<repo>/build]
   --out FILE          JSON results                               [benchmarks/results/latest.json]
+  --virtio-args A     extra virtio_user devargs for the generator, e.g. ",queue_size=1024"  []
   --keep-logs         copy every process log to <out dir>/logs/ (failed runs always are)
 Environment: TESTPMD (default dpdk-testpmd).
 EOF
@@ -38,6 +39,7 @@ FWD_CPU=1
 BUILD=$ROOT/build
 OUT=$HERE/results/latest.json
 KEEP_LOGS=0
+VIRTIO_ARGS=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --runs) RUNS=$2; shift 2 ;;
@@ -52,6 +54,7 @@ while [[ $# -gt 0 ]]; do
         --build) BUILD=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --keep-logs) KEEP_LOGS=1; shift ;;
+        --virtio-args) VIRTIO_ARGS=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -182,7 +185,7 @@ save_logs() {  # save_logs TAG...
 }
 
 one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
-    local sys=$1 wl=$2 size=$3 run=$4 tag gtag line rc
+    local sys=$1 wl=$2 size=$3 run=$4 tag gtag line rc load
     tag=$sys-$wl-$size-$run
     gtag=gen-$wl-$size-$run-$sys
     rm -f "$SOCK_A" "$SOCK_B"
@@ -196,12 +199,13 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
         save_logs "$tag"
         return
     fi
+    load=$(cut -d' ' -f1 /proc/loadavg)  # other users of the machine: the noise to expect
     # shellcheck disable=SC2046
     set +e
     line=$(taskset -c "$GEN_CPU" "$PKTGEN" --file-prefix "$PREFIX-$gtag" --lcores "0@$GEN_CPU" \
         --no-pci --single-file-segments \
-        --vdev "net_virtio_user0,path=$SOCK_A,queues=1" \
-        --vdev "net_virtio_user1,path=$SOCK_B,queues=1" \
+        --vdev "net_virtio_user0,path=$SOCK_A,queues=1$VIRTIO_ARGS" \
+        --vdev "net_virtio_user1,path=$SOCK_B,queues=1$VIRTIO_ARGS" \
         -- --workload "$wl" --size "$size" --flows "$FLOWS" --seconds "$SECS" \
         --warmup "$WARMUP" $(gen_args "$wl") 2>"$TMP/$gtag.log")
     rc=$?
@@ -217,8 +221,8 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
         save_logs "$tag" "$gtag"
     else
         stop_pid "$FWD_PID"; FWD_PID=""
-        printf '{"system":"%s","workload":"%s","size":"%s","run":%s,"result":%s}\n' \
-            "$sys" "$wl" "$size" "$run" "$line" >>"$RAW"
+        printf '{"system":"%s","workload":"%s","size":"%s","run":%s,"load1_before":%s,"result":%s}\n' \
+            "$sys" "$wl" "$size" "$run" "$load" "$line" >>"$RAW"
         echo "  $sys $wl/$size run $run: $(sed -E 's/.*"rx_mpps":([0-9.]+).*"loss":([0-9.-]+).*/\1 Mpps, loss \2/' <<<"$line")" >&2
         [[ $KEEP_LOGS -eq 1 ]] && save_logs "$tag" "$gtag"
     fi
@@ -247,8 +251,8 @@ for wl in $WORKLOADS; do
 done
 
 mkdir -p "$(dirname "$OUT")"
-PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"dpdk":"%s"}' \
-    "$RUNS" "$SECS" "$WARMUP" "$FLOWS" "$GEN_CPU" "$FWD_CPU" "$(pkg-config --modversion libdpdk 2>/dev/null || true)")
+PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"virtio_args":"%s","dpdk":"%s"}' \
+    "$RUNS" "$SECS" "$WARMUP" "$FLOWS" "$GEN_CPU" "$FWD_CPU" "$VIRTIO_ARGS" "$(pkg-config --modversion libdpdk 2>/dev/null || true)")
 python3 - "$RAW" "$OUT" "$ROOT" "$PARAMS" <<'EOF'
 import json, os, platform, statistics, subprocess, sys, time
 
