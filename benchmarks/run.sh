@@ -233,8 +233,11 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
 
 echo "kdp benchmarks: $RUNS runs x ${SECS}s (warm-up ${WARMUP}s), generator on CPU $GEN_CPU," \
      "forwarder on CPU $FWD_CPU" >&2
+# Runs of the systems alternate (testpmd, kdp, testpmd, kdp, ...) so that a burst of load from
+# other users of the machine hits both sides of a ratio rather than one system's whole cell.
 for wl in $WORKLOADS; do
     for size in $SIZES; do
+        systems=""
         for sys in $SYSTEMS; do
             if [[ $sys == kdp && $wl == l2 ]]; then
                 continue  # kdp routes at L3: plain L2 frames to a pod MAC are not its job
@@ -243,7 +246,10 @@ for wl in $WORKLOADS; do
                 record_error kdp "$wl" "$size" 0 "$KDP not built"
                 continue
             fi
-            for run in $(seq "$RUNS"); do
+            systems+=" $sys"
+        done
+        for run in $(seq "$RUNS"); do
+            for sys in $systems; do
                 one_run "$sys" "$wl" "$size" "$run"
             done
         done
