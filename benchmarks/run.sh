@@ -20,6 +20,8 @@ usage: $0 [options]
   --build DIR         meson build directory                                      [<repo>/build]
   --out FILE          JSON results                               [benchmarks/results/latest.json]
   --virtio-args A     extra virtio_user devargs for the generator, e.g. ",queue_size=1024"  []
+  --nice N            run forwarder and generator at this nice level (e.g. -10); see README [0]
+  --summarize FILE    only recompute the summary and table of an earlier results JSON
   --keep-logs         copy every process log to <out dir>/logs/ (failed runs always are)
 Environment: TESTPMD (default dpdk-testpmd).
 EOF
@@ -40,6 +42,8 @@ BUILD=$ROOT/build
 OUT=$HERE/results/latest.json
 KEEP_LOGS=0
 VIRTIO_ARGS=""
+SUMMARIZE=""
+NICE=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --runs) RUNS=$2; shift 2 ;;
@@ -55,10 +59,139 @@ while [[ $# -gt 0 ]]; do
         --out) OUT=$2; shift 2 ;;
         --keep-logs) KEEP_LOGS=1; shift ;;
         --virtio-args) VIRTIO_ARGS=$2; shift 2 ;;
+        --summarize) SUMMARIZE=$2; shift 2 ;;
+        --nice) NICE=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
 done
+
+summarize() {  # summarize RAW OUT PARAMS: RAW is a .jsonl of runs or an earlier results JSON
+    python3 - "$1" "$2" "$ROOT" "$3" <<'EOF'
+import json, os, platform, statistics, subprocess, sys, time
+
+raw, out, root, params = sys.argv[1:5]
+prev = None
+if raw.endswith(".json"):
+    prev = json.load(open(raw))
+    rows = prev["runs"]
+else:
+    rows = [json.loads(l) for l in open(raw) if l.strip()]
+
+def git(*args):
+    try:
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except Exception:
+        return None
+
+cells = {}
+order = []
+for r in rows:
+    key = (r["workload"], r["size"], r["system"])
+    if key not in cells:
+        cells[key] = {"runs": [], "errors": [], "fwd_cpu": []}
+        order.append(key)
+    if "result" in r:
+        cells[key]["runs"].append(r["result"])
+        if r.get("fwd_cpu_share") is not None:
+            cells[key]["fwd_cpu"].append(r["fwd_cpu_share"])
+    else:
+        cells[key]["errors"].append(r["error"])
+
+summary = []
+limit = {}
+for key in order:
+    wl, size, sysname = key
+    c = cells[key]
+    mpps = [x["rx_mpps"] for x in c["runs"]]
+    ent = {"workload": wl, "size": size, "system": sysname, "runs": len(mpps),
+           "errors": sorted(set(c["errors"]))}
+    if mpps:
+        ent.update({
+            "rx_mpps_median": statistics.median(mpps), "rx_mpps_min": min(mpps),
+            "rx_mpps_max": max(mpps),
+            "tx_mpps_median": statistics.median(x["tx_mpps"] for x in c["runs"]),
+            "loss_median": statistics.median(x["loss"] for x in c["runs"]),
+            "gen_busy_median": statistics.median(
+                max(l["busy_ratio"] for l in x["lcores"]) for x in c["runs"]),
+            "gen_cpu_share_median": statistics.median(
+                x.get("main_cpu_share", float("nan")) for x in c["runs"]),
+            "fwd_cpu_share_median": (statistics.median(c["fwd_cpu"]) if c["fwd_cpu"]
+                                     else None),
+        })
+        if sysname == "testpmd":
+            limit[(wl, size)] = ent["rx_mpps_median"]
+    summary.append(ent)
+# Runs alternate between systems, so run i of kdp and run i of testpmd saw nearly the same
+# machine; the median of those paired ratios resists bursts of foreign load better than the
+# ratio of the two medians.
+by_run = {}
+for r in rows:
+    if "result" in r:
+        by_run[(r["workload"], r["size"], r["system"], r["run"])] = r["result"]["rx_mpps"]
+for ent in summary:
+    lim = limit.get((ent["workload"], ent["size"]))
+    ent["ratio_to_port_limit"] = (ent["rx_mpps_median"] / lim
+                                  if lim and "rx_mpps_median" in ent else None)
+    pairs = []
+    for (wl, size, sysname, run), mpps in by_run.items():
+        if (wl, size, sysname) == (ent["workload"], ent["size"], ent["system"]):
+            base = by_run.get((wl, size, "testpmd", run))
+            if base:
+                pairs.append(mpps / base)
+    ent["paired_ratio_median"] = statistics.median(pairs) if pairs else None
+
+cpu = ""
+try:
+    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+               if l.startswith("model name"))
+except Exception:
+    pass
+doc = {
+    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    "git_commit": git("rev-parse", "HEAD"),
+    "git_dirty": bool(git("status", "--porcelain")),
+    "host": {"cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(),
+             "loadavg_at_end": os.getloadavg()},
+    "params": json.loads(params),
+    "summary": summary,
+    "runs": rows,
+}
+if prev is not None:  # re-summarizing: the run's own date, commit, host and parameters stay
+    for k in ("date", "git_commit", "git_dirty", "host", "params"):
+        doc[k] = prev.get(k)
+with open(out, "w") as f:
+    json.dump(doc, f, indent=1)
+    f.write("\n")
+
+hdr = f"{'workload':<9}{'size':>6}  {'system':<8}{'Mpps':>8}  {'min-max':<15}{'loss':>8}" \
+      f"{'gen busy':>10}{'gen cpu':>9}{'fwd cpu':>9}{'vs limit':>10}{'paired':>8}"
+print(hdr)
+print("-" * len(hdr))
+for e in summary:
+    if "rx_mpps_median" in e:
+        mm = f"{e['rx_mpps_min']:.2f}-{e['rx_mpps_max']:.2f}"
+        ratio = f"{e['ratio_to_port_limit']:.2f}" if e["ratio_to_port_limit"] is not None else "-"
+        note = f"  ({len(e['errors'])} failed run(s))" if e["errors"] else ""
+        pct = lambda v: f"{v * 100:.0f}%" if v is not None and v == v else "-"
+        paired = (f"{e['paired_ratio_median']:.2f}"
+                  if e["paired_ratio_median"] is not None else "-")
+        print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{e['rx_mpps_median']:>8.2f}  "
+              f"{mm:<15}{e['loss_median'] * 100:>7.2f}%{e['gen_busy_median'] * 100:>9.0f}%"
+              f"{pct(e.get('gen_cpu_share_median')):>9}{pct(e.get('fwd_cpu_share_median')):>9}"
+              f"{ratio:>10}{paired:>8}{note}")
+    else:
+        print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{'-':>8}  "
+              f"not measured: {'; '.join(e['errors'])}")
+print(f"\n{len(rows)} runs; median of runs per cell; JSON: {out}")
+EOF
+}
+
+if [[ -n $SUMMARIZE ]]; then
+    summarize "$SUMMARIZE" "$SUMMARIZE" "{}"
+    exit 0
+fi
 
 TESTPMD=${TESTPMD:-dpdk-testpmd}
 PKTGEN=$BUILD/benchmarks/kdp-pktgen
@@ -121,7 +254,7 @@ wait_sockets() {  # wait_sockets PID SOCK...: until every socket exists, or the 
 }
 
 start_testpmd() {  # start_testpmd TAG
-    "$TESTPMD" --file-prefix "$PREFIX-$1" --lcores "0@$GEN_CPU,1@$FWD_CPU" --no-pci \
+    nice -n "$NICE" "$TESTPMD" --file-prefix "$PREFIX-$1" --lcores "0@$GEN_CPU,1@$FWD_CPU" --no-pci \
         --vdev "net_vhost0,iface=$SOCK_A,queues=1" --vdev "net_vhost1,iface=$SOCK_B,queues=1" \
         -- --forward-mode=io --nb-cores=1 --total-num-mbufs=16384 --stats-period 60 \
         </dev/null >"$TMP/$1.log" 2>&1 &
@@ -157,7 +290,7 @@ EOF
 
 start_kdp() {  # start_kdp WORKLOAD TAG
     write_kdp_config "$1" "$2" "$TMP/$2.yaml"
-    "$KDP" --config "$TMP/$2.yaml" </dev/null >"$TMP/$2.log" 2>&1 &
+    nice -n "$NICE" "$KDP" --config "$TMP/$2.yaml" </dev/null >"$TMP/$2.log" 2>&1 &
     FWD_PID=$!
 }
 
@@ -184,8 +317,25 @@ save_logs() {  # save_logs TAG...
     return 0
 }
 
+fwd_thread() {  # fwd_thread PID: the task id of the forwarder's worker lcore (EAL names it)
+    local t
+    for t in /proc/"$1"/task/*; do
+        if [[ $(cat "$t/comm" 2>/dev/null) == *worker* ]]; then
+            basename "$t"
+            return 0
+        fi
+    done
+    return 1
+}
+
+sched_sample() {  # sched_sample PID TID: "<wall ns> <on-cpu ns> <runnable-waiting ns>"
+    local cpu=0 wait=0
+    read -r cpu wait _ <"/proc/$1/task/$2/schedstat" 2>/dev/null || true
+    echo "$(date +%s%N) ${cpu:-0} ${wait:-0}"
+}
+
 one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
-    local sys=$1 wl=$2 size=$3 run=$4 tag gtag line rc load
+    local sys=$1 wl=$2 size=$3 run=$4 tag gtag line rc load tid s0 s1 fwd_cpu fwd_wait
     tag=$sys-$wl-$size-$run
     gtag=gen-$wl-$size-$run-$sys
     rm -f "$SOCK_A" "$SOCK_B"
@@ -200,9 +350,13 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
         return
     fi
     load=$(cut -d' ' -f1 /proc/loadavg)  # other users of the machine: the noise to expect
+    # How much of the run the forwarder's worker thread actually had its CPU: below ~0.95 the
+    # row measures the machine's other tenants as much as the forwarder.
+    tid=$(fwd_thread "$FWD_PID" || true)
+    s0=$( [[ -n $tid ]] && sched_sample "$FWD_PID" "$tid" || echo "0 0 0")
     # shellcheck disable=SC2046
     set +e
-    line=$(taskset -c "$GEN_CPU" "$PKTGEN" --file-prefix "$PREFIX-$gtag" --lcores "0@$GEN_CPU" \
+    line=$(nice -n "$NICE" taskset -c "$GEN_CPU" "$PKTGEN" --file-prefix "$PREFIX-$gtag" --lcores "0@$GEN_CPU" \
         --no-pci --single-file-segments \
         --vdev "net_virtio_user0,path=$SOCK_A,queues=1$VIRTIO_ARGS" \
         --vdev "net_virtio_user1,path=$SOCK_B,queues=1$VIRTIO_ARGS" \
@@ -210,6 +364,11 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
         --warmup "$WARMUP" $(gen_args "$wl") 2>"$TMP/$gtag.log")
     rc=$?
     set -e
+    s1=$( [[ -n $tid ]] && sched_sample "$FWD_PID" "$tid" || echo "0 0 0")
+    read -r fwd_cpu fwd_wait < <(awk -v a="$s0" -v b="$s1" 'BEGIN {
+        split(a, x); split(b, y); w = y[1] - x[1];
+        if (w <= 0 || x[2] == 0) { print "null null"; exit }
+        printf "%.4f %.4f\n", (y[2] - x[2]) / w, (y[3] - x[3]) / w }')
     if ! kill -0 "$FWD_PID" 2>/dev/null; then
         wait "$FWD_PID" 2>/dev/null
         record_error "$sys" "$wl" "$size" "$run" "forwarder exited during the run, status $? (log: logs/$tag.log)"
@@ -221,9 +380,9 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
         save_logs "$tag" "$gtag"
     else
         stop_pid "$FWD_PID"; FWD_PID=""
-        printf '{"system":"%s","workload":"%s","size":"%s","run":%s,"load1_before":%s,"result":%s}\n' \
-            "$sys" "$wl" "$size" "$run" "$load" "$line" >>"$RAW"
-        echo "  $sys $wl/$size run $run: $(sed -E 's/.*"rx_mpps":([0-9.]+).*"loss":([0-9.-]+).*/\1 Mpps, loss \2/' <<<"$line")" >&2
+        printf '{"system":"%s","workload":"%s","size":"%s","run":%s,"load1_before":%s,"fwd_cpu_share":%s,"fwd_wait_share":%s,"result":%s}\n' \
+            "$sys" "$wl" "$size" "$run" "$load" "$fwd_cpu" "$fwd_wait" "$line" >>"$RAW"
+        echo "  $sys $wl/$size run $run: $(sed -E 's/.*"rx_mpps":([0-9.]+).*"loss":([0-9.-]+).*/\1 Mpps, loss \2/' <<<"$line"), forwarder on CPU $fwd_cpu of the time" >&2
         [[ $KEEP_LOGS -eq 1 ]] && save_logs "$tag" "$gtag"
     fi
     rm -f /dev/hugepages/"$PREFIX-$tag"* /dev/hugepages/"$PREFIX-$gtag"* 2>/dev/null || true
@@ -257,92 +416,6 @@ for wl in $WORKLOADS; do
 done
 
 mkdir -p "$(dirname "$OUT")"
-PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"virtio_args":"%s","dpdk":"%s"}' \
-    "$RUNS" "$SECS" "$WARMUP" "$FLOWS" "$GEN_CPU" "$FWD_CPU" "$VIRTIO_ARGS" "$(pkg-config --modversion libdpdk 2>/dev/null || true)")
-python3 - "$RAW" "$OUT" "$ROOT" "$PARAMS" <<'EOF'
-import json, os, platform, statistics, subprocess, sys, time
-
-raw, out, root, params = sys.argv[1:5]
-rows = [json.loads(l) for l in open(raw) if l.strip()]
-
-def git(*args):
-    try:
-        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:
-        return None
-
-cells = {}
-order = []
-for r in rows:
-    key = (r["workload"], r["size"], r["system"])
-    if key not in cells:
-        cells[key] = {"runs": [], "errors": []}
-        order.append(key)
-    if "result" in r:
-        cells[key]["runs"].append(r["result"])
-    else:
-        cells[key]["errors"].append(r["error"])
-
-summary = []
-limit = {}
-for key in order:
-    wl, size, sysname = key
-    c = cells[key]
-    mpps = [x["rx_mpps"] for x in c["runs"]]
-    ent = {"workload": wl, "size": size, "system": sysname, "runs": len(mpps),
-           "errors": sorted(set(c["errors"]))}
-    if mpps:
-        ent.update({
-            "rx_mpps_median": statistics.median(mpps), "rx_mpps_min": min(mpps),
-            "rx_mpps_max": max(mpps),
-            "tx_mpps_median": statistics.median(x["tx_mpps"] for x in c["runs"]),
-            "loss_median": statistics.median(x["loss"] for x in c["runs"]),
-            "gen_busy_median": statistics.median(
-                max(l["busy_ratio"] for l in x["lcores"]) for x in c["runs"]),
-        })
-        if sysname == "testpmd":
-            limit[(wl, size)] = ent["rx_mpps_median"]
-    summary.append(ent)
-for ent in summary:
-    lim = limit.get((ent["workload"], ent["size"]))
-    ent["ratio_to_port_limit"] = (ent["rx_mpps_median"] / lim
-                                  if lim and "rx_mpps_median" in ent else None)
-
-cpu = ""
-try:
-    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
-               if l.startswith("model name"))
-except Exception:
-    pass
-doc = {
-    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    "git_commit": git("rev-parse", "HEAD"),
-    "git_dirty": bool(git("status", "--porcelain")),
-    "host": {"cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(),
-             "loadavg_at_end": os.getloadavg()},
-    "params": json.loads(params),
-    "summary": summary,
-    "runs": rows,
-}
-with open(out, "w") as f:
-    json.dump(doc, f, indent=1)
-    f.write("\n")
-
-hdr = f"{'workload':<9}{'size':>6}  {'system':<8}{'Mpps':>8}  {'min-max':<15}{'loss':>8}" \
-      f"{'gen busy':>10}{'vs limit':>10}"
-print(hdr)
-print("-" * len(hdr))
-for e in summary:
-    if "rx_mpps_median" in e:
-        mm = f"{e['rx_mpps_min']:.2f}-{e['rx_mpps_max']:.2f}"
-        ratio = f"{e['ratio_to_port_limit']:.2f}" if e["ratio_to_port_limit"] is not None else "-"
-        note = f"  ({len(e['errors'])} failed run(s))" if e["errors"] else ""
-        print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{e['rx_mpps_median']:>8.2f}  "
-              f"{mm:<15}{e['loss_median'] * 100:>7.2f}%{e['gen_busy_median'] * 100:>9.0f}%"
-              f"{ratio:>10}{note}")
-    else:
-        print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{'-':>8}  "
-              f"not measured: {'; '.join(e['errors'])}")
-print(f"\n{len(rows)} runs; median of runs per cell; JSON: {out}")
-EOF
+PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"virtio_args":"%s","nice":%s,"dpdk":"%s"}' \
+    "$RUNS" "$SECS" "$WARMUP" "$FLOWS" "$GEN_CPU" "$FWD_CPU" "$VIRTIO_ARGS" "$NICE" "$(pkg-config --modversion libdpdk 2>/dev/null || true)")
+summarize "$RAW" "$OUT" "$PARAMS"

@@ -764,8 +764,28 @@ struct LcoreWork {
     LcoreStats stats;
 };
 
+// The calling thread's scheduler accounting (ns on CPU, ns runnable but waiting), from
+// /proc/thread-self/schedstat. On a shared machine this is what tells a slow forwarder from a
+// generator that other processes pushed off its CPU. Read twice per run, never per packet.
+struct SchedStat {
+    uint64_t on_cpu_ns = 0;
+    uint64_t wait_ns = 0;
+};
+
+SchedStat read_schedstat() {
+    SchedStat s;
+    if (std::FILE* f = std::fopen("/proc/thread-self/schedstat", "r")) {
+        if (std::fscanf(f, "%" SCNu64 " %" SCNu64, &s.on_cpu_ns, &s.wait_ns) != 2) {
+            s = SchedStat{};
+        }
+        std::fclose(f);
+    }
+    return s;
+}
+
 struct Clock {
     uint64_t hz = 0;
+    SchedStat sched0, sched1;  // the main lcore's, at the window's two ends
     uint64_t warm_end = 0;
     uint64_t end = 0;
     bool measuring = false;
@@ -773,7 +793,8 @@ struct Clock {
     std::vector<Snapshot> s0, s1;
 };
 
-void take(Clock& c, std::vector<Snapshot>& out, uint64_t now) {
+void take(Clock& c, std::vector<Snapshot>& out, SchedStat& sched, uint64_t now) {
+    sched = read_schedstat();
     out.clear();
     for (const LcoreWork* w : c.all) {
         out.push_back(snap(w->stats, now));
@@ -807,10 +828,10 @@ void main_loop(LcoreWork& w, Clock& c) {
     for (;;) {
         const uint64_t now = rte_rdtsc();
         if (now >= c.warm_end && !c.measuring) [[unlikely]] {
-            take(c, c.s0, now);
+            take(c, c.s0, c.sched0, now);
             c.measuring = true;
         } else if (now >= c.end) [[unlikely]] {
-            take(c, c.s1, now);
+            take(c, c.s1, c.sched1, now);
             break;
         }
         if (g_signalled.load(std::memory_order_relaxed)) [[unlikely]] {
@@ -960,17 +981,20 @@ void print_json(const Options& o,
     const double rx_pps = static_cast<double>(d.rx_pkts) / secs;
     const double loss =
         d.tx_pkts ? 1.0 - static_cast<double>(d.rx_pkts) / static_cast<double>(d.tx_pkts) : 0.0;
+    // Share of the window the main lcore's thread spent on its CPU, and waiting for it.
+    auto share = [secs](uint64_t ns) { return static_cast<double>(ns) / 1e9 / secs; };
     std::printf(
         "{\"workload\":\"%s\",\"size\":\"%s\",\"flows\":%u,\"bidir\":%s,"
         "\"rate_mpps_offered\":%.3f,\"seconds\":%.3f,\"tx_pps\":%.0f,\"rx_pps\":%.0f,"
         "\"tx_mpps\":%.4f,\"rx_mpps\":%.4f,\"rx_gbps\":%.4f,\"loss\":%.6f,"
         "\"tx_packets\":%" PRIu64 ",\"rx_packets\":%" PRIu64 ",\"rx_other\":%" PRIu64
         ",\"arp_replies\":%" PRIu64 ",\"alloc_fail\":%" PRIu64 ",\"tsc_hz\":%" PRIu64
-        ",\"lcores\":[%s],\"ports\":[%s]}\n",
+        ",\"main_cpu_share\":%.4f,\"main_wait_share\":%.4f,\"lcores\":[%s],\"ports\":[%s]}\n",
         workload_name(o.workload), o.size_name.c_str(), o.flows, o.bidir ? "true" : "false",
         o.rate_mpps, secs, tx_pps, rx_pps, tx_pps / 1e6, rx_pps / 1e6,
         static_cast<double>(d.rx_bytes) * 8 / secs / 1e9, loss, d.tx_pkts, d.rx_pkts, d.rx_other,
-        d.arp_replies, d.alloc_fail, c.hz, lcores.c_str(), ports.c_str());
+        d.arp_replies, d.alloc_fail, c.hz, share(c.sched1.on_cpu_ns - c.sched0.on_cpu_ns),
+        share(c.sched1.wait_ns - c.sched0.wait_ns), lcores.c_str(), ports.c_str());
     std::fflush(stdout);
 }
 
