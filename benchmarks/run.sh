@@ -90,12 +90,14 @@ order = []
 for r in rows:
     key = (r["workload"], r["size"], r["system"])
     if key not in cells:
-        cells[key] = {"runs": [], "errors": [], "fwd_cpu": []}
+        cells[key] = {"runs": [], "errors": [], "fwd_cpu": [], "per_cpu": []}
         order.append(key)
     if "result" in r:
         cells[key]["runs"].append(r["result"])
         if r.get("fwd_cpu_share") is not None:
             cells[key]["fwd_cpu"].append(r["fwd_cpu_share"])
+            if r["fwd_cpu_share"] > 0:
+                cells[key]["per_cpu"].append(r["result"]["rx_mpps"] / r["fwd_cpu_share"])
     else:
         cells[key]["errors"].append(r["error"])
 
@@ -119,6 +121,10 @@ for key in order:
                 x.get("main_cpu_share", float("nan")) for x in c["runs"]),
             "fwd_cpu_share_median": (statistics.median(c["fwd_cpu"]) if c["fwd_cpu"]
                                      else None),
+            # Mpps per second the forwarder's thread was on its CPU: a rough estimate of what
+            # a dedicated core would give, when other tenants took part of it.
+            "rx_mpps_per_fwd_cpu_median": (statistics.median(c["per_cpu"]) if c["per_cpu"]
+                                           else None),
         })
         if sysname == "testpmd":
             limit[(wl, size)] = ent["rx_mpps_median"]
@@ -166,7 +172,7 @@ with open(out, "w") as f:
     f.write("\n")
 
 hdr = f"{'workload':<9}{'size':>6}  {'system':<8}{'Mpps':>8}  {'min-max':<15}{'loss':>8}" \
-      f"{'gen busy':>10}{'gen cpu':>9}{'fwd cpu':>9}{'vs limit':>10}{'paired':>8}"
+      f"{'gen busy':>10}{'gen cpu':>9}{'fwd cpu':>9}{'Mpps/cpu':>10}{'vs limit':>10}{'paired':>8}"
 print(hdr)
 print("-" * len(hdr))
 for e in summary:
@@ -175,11 +181,13 @@ for e in summary:
         ratio = f"{e['ratio_to_port_limit']:.2f}" if e["ratio_to_port_limit"] is not None else "-"
         note = f"  ({len(e['errors'])} failed run(s))" if e["errors"] else ""
         pct = lambda v: f"{v * 100:.0f}%" if v is not None and v == v else "-"
+        num = lambda v: f"{v:.2f}" if v is not None else "-"
         paired = (f"{e['paired_ratio_median']:.2f}"
                   if e["paired_ratio_median"] is not None else "-")
         print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{e['rx_mpps_median']:>8.2f}  "
               f"{mm:<15}{e['loss_median'] * 100:>7.2f}%{e['gen_busy_median'] * 100:>9.0f}%"
               f"{pct(e.get('gen_cpu_share_median')):>9}{pct(e.get('fwd_cpu_share_median')):>9}"
+              f"{num(e.get('rx_mpps_per_fwd_cpu_median')):>10}"
               f"{ratio:>10}{paired:>8}{note}")
     else:
         print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{'-':>8}  "
