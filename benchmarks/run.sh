@@ -20,7 +20,6 @@ usage: $0 [options]
   --build DIR         meson build directory                                      [<repo>/build]
   --out FILE          JSON results                               [benchmarks/results/latest.json]
   --virtio-args A     extra virtio_user devargs for the generator, e.g. ",queue_size=1024"  []
-  --nice N            run forwarder and generator at this nice level (e.g. -10); see README [0]
   --summarize FILE    only recompute the summary and table of an earlier results JSON
   --keep-logs         copy every process log to <out dir>/logs/ (failed runs always are)
 Environment: TESTPMD (default dpdk-testpmd).
@@ -43,7 +42,6 @@ OUT=$HERE/results/latest.json
 KEEP_LOGS=0
 VIRTIO_ARGS=""
 SUMMARIZE=""
-NICE=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --runs) RUNS=$2; shift 2 ;;
@@ -60,7 +58,6 @@ while [[ $# -gt 0 ]]; do
         --keep-logs) KEEP_LOGS=1; shift ;;
         --virtio-args) VIRTIO_ARGS=$2; shift 2 ;;
         --summarize) SUMMARIZE=$2; shift 2 ;;
-        --nice) NICE=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -262,7 +259,7 @@ wait_sockets() {  # wait_sockets PID SOCK...: until every socket exists, or the 
 }
 
 start_testpmd() {  # start_testpmd TAG
-    nice -n "$NICE" "$TESTPMD" --file-prefix "$PREFIX-$1" --lcores "0@$GEN_CPU,1@$FWD_CPU" --no-pci \
+    "$TESTPMD" --file-prefix "$PREFIX-$1" --lcores "0@$GEN_CPU,1@$FWD_CPU" --no-pci \
         --vdev "net_vhost0,iface=$SOCK_A,queues=1" --vdev "net_vhost1,iface=$SOCK_B,queues=1" \
         -- --forward-mode=io --nb-cores=1 --total-num-mbufs=16384 --stats-period 60 \
         </dev/null >"$TMP/$1.log" 2>&1 &
@@ -298,7 +295,7 @@ EOF
 
 start_kdp() {  # start_kdp WORKLOAD TAG
     write_kdp_config "$1" "$2" "$TMP/$2.yaml"
-    nice -n "$NICE" "$KDP" --config "$TMP/$2.yaml" </dev/null >"$TMP/$2.log" 2>&1 &
+    "$KDP" --config "$TMP/$2.yaml" </dev/null >"$TMP/$2.log" 2>&1 &
     FWD_PID=$!
 }
 
@@ -364,7 +361,7 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
     s0=$( [[ -n $tid ]] && sched_sample "$FWD_PID" "$tid" || echo "0 0 0")
     # shellcheck disable=SC2046
     set +e
-    line=$(nice -n "$NICE" taskset -c "$GEN_CPU" "$PKTGEN" --file-prefix "$PREFIX-$gtag" --lcores "0@$GEN_CPU" \
+    line=$(taskset -c "$GEN_CPU" "$PKTGEN" --file-prefix "$PREFIX-$gtag" --lcores "0@$GEN_CPU" \
         --no-pci --single-file-segments \
         --vdev "net_virtio_user0,path=$SOCK_A,queues=1$VIRTIO_ARGS" \
         --vdev "net_virtio_user1,path=$SOCK_B,queues=1$VIRTIO_ARGS" \
@@ -424,6 +421,6 @@ for wl in $WORKLOADS; do
 done
 
 mkdir -p "$(dirname "$OUT")"
-PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"virtio_args":"%s","nice":%s,"dpdk":"%s"}' \
-    "$RUNS" "$SECS" "$WARMUP" "$FLOWS" "$GEN_CPU" "$FWD_CPU" "$VIRTIO_ARGS" "$NICE" "$(pkg-config --modversion libdpdk 2>/dev/null || true)")
+PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"virtio_args":"%s","dpdk":"%s"}' \
+    "$RUNS" "$SECS" "$WARMUP" "$FLOWS" "$GEN_CPU" "$FWD_CPU" "$VIRTIO_ARGS" "$(pkg-config --modversion libdpdk 2>/dev/null || true)")
 summarize "$RAW" "$OUT" "$PARAMS"
