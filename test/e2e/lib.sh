@@ -103,15 +103,19 @@ wait_for() {
 
 # ---------------------------------------------------------------- cleanup
 
-_stop_pid() {
-    local pid=$1 i
+# stop_bg PID [SIGNAL]: signals the process group PID leads (see spawn), or PID alone; waits up
+# to 5 s, then SIGKILL.
+stop_bg() {
+    local pid=$1 sig=${2:-TERM} i
     kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null || true
     for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
         sleep 0.1
     done
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null
+    return 0
 }
 
 cleanup() {
@@ -119,7 +123,7 @@ cleanup() {
     trap - EXIT INT TERM
     set +e
     if [ "${#_PIDS[@]}" -gt 0 ]; then
-        for p in "${_PIDS[@]}"; do _stop_pid "$p"; done
+        for p in "${_PIDS[@]}"; do stop_bg "$p"; done
         wait 2>/dev/null
     fi
     for p in "${_NETNS[@]}"; do ip netns del "$p" 2>/dev/null; done
@@ -142,6 +146,17 @@ trap 'exit 143' TERM
 
 # track_pid PID: stop PID at cleanup.
 track_pid() { _PIDS+=("$1"); }
+
+# spawn CMD...: runs the executable CMD in the background as the leader of its own process group
+# (setsid does not fork here: a background job of a script is never a group leader), so that
+# stop_bg and the cleanup reach every process under it. Sets BG_PID. Redirect as needed:
+# `spawn ip netns exec NS tshark ... 2>FILE`. Never spawn a shell function: it would run in a
+# subshell that signals do not reach through.
+spawn() {
+    setsid "$@" &
+    BG_PID=$!
+    track_pid "$BG_PID"
+}
 
 # ---------------------------------------------------------------- names and namespaces
 
@@ -212,6 +227,10 @@ kernel_node_create() {
     ip -n "$UNDERLAY_NS" link set "$peer" master "$UNDERLAY_BR" up
     ip -n "$ns" addr add "$(node_ip "$n")/$UNDERLAY_PREFIX" dev eth0
     ip -n "$ns" link set eth0 up
+    # A veth hands its peer frames whose checksums are still to be filled in (CHECKSUM_PARTIAL,
+    # including the inner TCP checksum of VXLAN frames); net_af_packet passes them on as they
+    # are. A real NIC finishes them on the wire, so make this "NIC" do it too.
+    in_ns "$ns" ethtool -K eth0 tx off >/dev/null
     in_ns "$ns" sysctl -qw net.ipv4.ip_forward=1
 }
 
@@ -276,9 +295,8 @@ start_dataplane() {
     mkdir -p "$(dirname "${sock:-/run/kdp/x}")"
     [ -z "$prefix" ] || _PREFIXES+=("$prefix")
     [ -z "$sock" ] || _FILES+=("$sock")
-    "$KDP_DATAPLANE" --config "$config" </dev/null >"$log" 2>&1 &
-    pid=$!
-    track_pid "$pid"
+    spawn "$KDP_DATAPLANE" --config "$config" </dev/null >"$log" 2>&1
+    pid=$BG_PID
     _DP_PID[$name]=$pid _DP_LOG[$name]=$log _DP_SOCK[$name]=$sock _DP_PREFIX[$name]=$prefix
     local deadline=$((SECONDS + DP_START_TIMEOUT))
     while :; do
@@ -299,8 +317,7 @@ start_dataplane() {
 stop_dataplane() {
     local name=$1 pid=${_DP_PID[$1]:-}
     [ -n "$pid" ] || return 0
-    _stop_pid "$pid"
-    wait "$pid" 2>/dev/null || true
+    stop_bg "$pid"
     unset "_DP_PID[$name]"
 }
 
@@ -385,10 +402,9 @@ check_tcp() {
     port=$_next_port
     src="$WORK_DIR/tcp-$port.in" dst="$WORK_DIR/tcp-$port.out"
     head -c "$((mb * 1024 * 1024))" /dev/urandom >"$src"
-    in_ns "$to" timeout 60 socat -u "TCP-LISTEN:$port,bind=$ip,reuseaddr" "OPEN:$dst,creat,trunc" \
-        2>"$dst.err" &
-    spid=$!
-    track_pid "$spid"
+    spawn ip netns exec "$to" timeout 60 socat -u "TCP-LISTEN:$port,bind=$ip,reuseaddr" \
+        "OPEN:$dst,creat,trunc" 2>"$dst.err"
+    spid=$BG_PID
     wait_for 5 "listener $ip:$port" in_ns "$to" sh -c "ss -Hltn 'sport = :$port' | grep -q ." \
         || fail "$what: the TCP listener on $ip:$port did not start: $(cat "$dst.err")"
     local t0=$EPOCHREALTIME
