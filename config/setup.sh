@@ -17,7 +17,7 @@ die() {
     printf 'setup: ERROR: %s\n' "$*" >&2
     exit 1
 }
-trap 'rc=$?; [ $rc -eq 0 ] || printf "setup: FAILED (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' EXIT
+trap 'rc=$?; [ $rc -eq 0 ] || printf "setup: FAILED (exit %s): %s\n" "$rc" "$BASH_COMMAND" >&2' ERR
 
 PACKAGES=(
     dpdk dpdk-dev libdpdk-dev meson ninja-build pkg-config g++
