@@ -67,7 +67,8 @@ asan_build_and_test() {
 }
 
 e2e_script() {
-    local script=$1 log="$LOG_DIR/$(basename "$script" .sh).log"
+    local script=$1 log
+    log="$LOG_DIR/$(basename "$script" .sh).log"
     if bash "$script" </dev/null >"$log" 2>&1; then
         grep -E '✔|^PASS' "$log"
         return 0

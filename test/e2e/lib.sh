@@ -391,6 +391,8 @@ check_ping() {
 }
 
 # A TCP port no other run uses at the same time (no fixed ports).
+# TCP_PORTS lists the ports check_tcp used (a capture can decode them as plain data).
+TCP_PORTS=()
 # check_tcp takes the next one each time (not in a subshell, so the counter advances).
 _next_port=$((20000 + $(printf '%s' "$RUN_ID" | cksum | cut -d' ' -f1) % 20000))
 
@@ -400,6 +402,7 @@ check_tcp() {
     local from=$1 to=$2 ip=$3 mb=$4 what=$5 port src dst spid rc
     _next_port=$((_next_port + 1))
     port=$_next_port
+    TCP_PORTS+=("$port")
     src="$WORK_DIR/tcp-$port.in" dst="$WORK_DIR/tcp-$port.out"
     head -c "$((mb * 1024 * 1024))" /dev/urandom >"$src"
     spawn ip netns exec "$to" timeout 60 socat -u "TCP-LISTEN:$port,bind=$ip,reuseaddr" \
