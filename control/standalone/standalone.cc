@@ -13,8 +13,10 @@
 #include <fmt/format.h>
 
 #include "compile/node_tables.h"
+#include "k8s/kubeconfig.h"
 #include "manifest/manifest.h"
 #include "push/dataplane_client.h"
+#include "standalone/kube_source.h"
 
 namespace kdp::control::standalone {
 namespace {
@@ -30,7 +32,7 @@ constexpr const char* kUsage =
   --dataplane SOCK    the dataplane's unix socket (default /run/kdp/dataplane.sock)
   --watch             keep running: re-read the manifests on change and push the difference
   --once              push once and exit (the default)
-  --kubeconfig FILE, --in-cluster   watch the Kubernetes API (not built yet)
+  --kubeconfig FILE, --in-cluster   watch the Kubernetes API (list+watch over HTTPS)
 )";
 
 template <typename... A>
@@ -65,6 +67,7 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
                 o.socket = v;
             } else {
                 o.kube = true;
+                o.kubeconfig = v;
             }
         } else if (a == "--manifests") {
             if (!has_value()) {
@@ -75,6 +78,7 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
             }
         } else if (a == "--in-cluster") {
             o.kube = true;
+            o.in_cluster = true;
         } else if (a == "--watch") {
             o.watch = true;
         } else if (a == "--once") {
@@ -196,21 +200,22 @@ int run_once(const Options& o, const std::atomic<bool>& stop) {
     return 1;
 }
 
-int run_watch(const Options& o, const std::atomic<bool>& stop) {
+// Keeps the dataplane in step with a source of desired tables. `next()` returns nullopt when
+// nothing changed, else the new tables or an inner nullopt when the new input does not compile
+// (the last good tables stay). Pushes differences, retries an unreachable dataplane with
+// backoff, and after a refusal waits for the input to change.
+template <class Next>
+int push_loop(const Options& o, const std::atomic<bool>& stop, Next&& next) {
     DataplaneClient client(o.socket);
     Pusher pusher(client);
-    std::optional<Stamp> last_stamp;
     std::optional<kdp::table::TableSpec> desired;
-    bool refused = false;  // the dataplane refused `desired`: wait for the files to change
+    bool refused = false;  // the dataplane refused `desired`: wait for the input to change
     auto backoff = std::chrono::milliseconds(200);
     bool unreachable_logged = false;
-    log("watching {} path(s) for node {}", o.manifests.size(), o.node);
     while (!stop) {
-        const Stamp now = stamp(o.manifests);
-        if (!last_stamp || now != *last_stamp) {
-            last_stamp = now;
-            if (auto spec = load(o)) {
-                desired = std::move(spec);
+        if (auto changed = next()) {
+            if (*changed) {
+                desired = std::move(*changed);
                 refused = false;
             } else if (desired) {
                 log("keeping the last good state");
@@ -235,7 +240,7 @@ int run_watch(const Options& o, const std::atomic<bool>& stop) {
                     wait = backoff;
                     backoff = std::min(backoff * 2, o.max_backoff);
                 } else {
-                    log("{}; waiting for the manifests to change", e.what());
+                    log("{}; waiting for the input to change", e.what());
                     refused = true;
                 }
             }
@@ -246,15 +251,33 @@ int run_watch(const Options& o, const std::atomic<bool>& stop) {
     return 0;
 }
 
+int run_watch(const Options& o, const std::atomic<bool>& stop) {
+    std::optional<Stamp> last_stamp;
+    log("watching {} path(s) for node {}", o.manifests.size(), o.node);
+    return push_loop(o, stop, [&]() -> std::optional<std::optional<kdp::table::TableSpec>> {
+        const Stamp now = stamp(o.manifests);
+        if (last_stamp && now == *last_stamp) {
+            return std::nullopt;
+        }
+        last_stamp = now;
+        return load(o);
+    });
+}
+
+int run_kube(const Options& o, const std::atomic<bool>& stop) {
+    const auto cfg = o.in_cluster ? k8s::load_in_cluster() : k8s::load_kubeconfig(o.kubeconfig);
+    log("watching the Kubernetes API at {} for node {}", cfg.server, o.node);
+    KubeSource source(cfg, o.node);
+    return push_loop(o, stop, [&] { return source.poll(); });
+}
+
 }  // namespace
 
 int run(const Options& o, const std::atomic<bool>& stop) {
-    if (o.kube) {
-        log("the Kubernetes API source (--kubeconfig/--in-cluster) is not built yet; use "
-            "--manifests");
-        return 1;
-    }
     try {
+        if (o.kube) {
+            return run_kube(o, stop);
+        }
         return o.watch ? run_watch(o, stop) : run_once(o, stop);
     } catch (const std::exception& e) {
         log("{}", e.what());

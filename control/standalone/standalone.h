@@ -5,7 +5,8 @@
 // every 500 ms), recompiles on change and pushes only the difference, and notices a dataplane
 // restart or a foreign write (GetNodeInfo's started_unix_ns / generation moved) to push full
 // state. An unreachable dataplane is retried with backoff (200 ms doubling to 2 s), logged.
-// The Kubernetes API source (--kubeconfig / --in-cluster) lands separately (control/k8s/).
+// Kubernetes mode (--kubeconfig / --in-cluster) lists and watches the API (kube_source.h) and
+// pushes through the same loop once every resource has been listed.
 // Runs on the caller's thread and returns when `stop` is set; logs to stderr.
 #pragma once
 
@@ -27,6 +28,8 @@ struct Options {
     bool watch = false;
     bool once = false;
     bool kube = false;  // --kubeconfig or --in-cluster given
+    std::string kubeconfig;
+    bool in_cluster = false;
     std::chrono::milliseconds poll{500};
     std::chrono::milliseconds max_backoff{2000};
     std::chrono::milliseconds once_timeout{30'000};  // --once: give up retrying after this

@@ -1,0 +1,40 @@
+// KubeSource: the Kubernetes API as kdp-control's source of cluster state.
+//
+// One list+watch reflector per resource kdp needs (control/k8s/), run on a private io_context
+// thread, feed a Model under a mutex. poll() (on kdp-control's loop thread) compiles this
+// node's tables when the state has changed and every resource has completed its first list, so
+// that a half-listed cluster is never pushed. While the API server is unreachable the
+// reflectors retry with backoff and the model, and so the dataplane, keep the last good state.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "table/table_spec.h"
+
+namespace kdp::control::k8s {
+struct ClusterConfig;
+}
+
+namespace kdp::control::standalone {
+
+class KubeSource {
+public:
+    /// Starts watching. `cfg` from load_kubeconfig() or load_in_cluster().
+    KubeSource(const k8s::ClusterConfig& cfg, std::string node);
+    ~KubeSource();
+    KubeSource(const KubeSource&) = delete;
+    KubeSource& operator=(const KubeSource&) = delete;
+
+    /// nullopt: nothing new. Otherwise the newly compiled tables, or an inner nullopt when the
+    /// new state does not compile (logged; the last good tables stay in force).
+    std::optional<std::optional<table::TableSpec>> poll();
+
+    class Impl;
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kdp::control::standalone
