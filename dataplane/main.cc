@@ -243,6 +243,7 @@ int run(int argc, char** argv) {
     node.gateway_ip = cfg.gateway_ip;
     node.gateway_mac = cfg.gateway_mac;
     node.pod_cidr = cfg.pod_cidr;
+    node.cluster_cidr = cfg.cluster_cidr.value_or(cfg.pod_cidr);
     node.vtep_mac = cfg.vtep_mac;
     node.vxlan_port_be = to_be16(cfg.vxlan_port);
     node.vni = cfg.vni;

@@ -21,12 +21,14 @@ struct NodeContext {
     Ip4 gateway_ip;  // pods' default gateway (answered by proxy ARP)
     Mac gateway_mac;
     Prefix4 pod_cidr;
-    Mac vtep_mac;  // inner source MAC of encapsulated frames
+    Prefix4 cluster_cidr;  // pods of every node; traffic leaving it is masqueraded
+                           // (node.cluster_cidr, else this node's pod CIDR)
+    Mac vtep_mac;          // inner source MAC of encapsulated frames
     uint16_t vxlan_port_be = 0;
     uint32_t vni = 0;
     uint16_t mtu = 1500;  // uplink MTU: encapsulated packets must fit
     uint16_t uplink_port = 0;
-    uint32_t workers = 1;     // SNAT ports are split among workers by port % workers
+    uint32_t workers = 1;  // SNAT ports are split among workers by port % workers
 
     uint64_t tsc_hz = 0;
     uint64_t arp_retry_tsc = 0;    // between two ARP requests for one address

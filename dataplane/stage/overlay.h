@@ -51,6 +51,50 @@ inline void deliver_local(const NodeContext& n,
     p.tx(pod.port_id);
 }
 
+/// Sends a frame whose Ethernet header starts at `eth` out of the uplink to the underlay
+/// neighbour in `slot`: at once when its MAC is known, else held (bounded) until ARP answers.
+inline void send_to_neighbor(
+    Worker& w, rte_mbuf* m, PacketMeta& p, uint8_t* eth, uint32_t slot, uint64_t now) noexcept {
+    const NodeContext& n = *w.node;
+    table::NeighborTable& nt = *n.neighbors;
+    if (nt.claim_request(slot, now, n.arp_retry_tsc, n.arp_stale_tsc)) [[unlikely]] {
+        send_arp_request(w, nt.ip(slot));
+    }
+    const uint64_t st = nt.mac_state(slot);
+    if (st & table::NeighborTable::kValid) [[likely]] {
+        pkt::write_eth(eth, Mac::unpack(st), n.node_mac, pkt::kEtherTypeIpv4);
+        p.tx(n.uplink_port);
+        return;
+    }
+    if (w.held_count == w.held.size()) {
+        p.drop(DropReason::kNeighborQueueFull);
+        return;
+    }
+    pkt::write_eth(eth, Mac{}, n.node_mac, pkt::kEtherTypeIpv4);
+    w.held[w.held_count++] = HeldPacket{m, now, slot, p.in_port};
+    p.action = Action::kHeld;
+}
+
+/// Routes a masqueraded packet (its source already rewritten to the node IP) out of the uplink:
+/// to the destination itself when it is on the underlay subnet, else to the underlay gateway.
+inline void egress_out(Worker& w, rte_mbuf* m, PacketMeta& p, uint64_t now) noexcept {
+    const NodeContext& n = *w.node;
+    if (p.ttl <= 1) [[unlikely]] {
+        p.drop(DropReason::kTtlExpired);
+        return;
+    }
+    const uint32_t slot = n.underlay_subnet.contains(p.tuple.dst)
+                              ? n.neighbors->slot_for(p.tuple.dst)
+                              : n.underlay_gateway_slot;
+    if (slot == table::kNoSlot) [[unlikely]] {
+        p.drop(DropReason::kNoRoute);  // off-subnet and no uplink.gateway, or neighbours full
+        return;
+    }
+    uint8_t* d = rewrite_l2(m, p, Mac{}, n.node_mac);
+    pkt::dec_ttl(d + pkt::kEtherHdrLen);
+    send_to_neighbor(w, m, p, d, slot, now);
+}
+
 /// Encapsulates toward a remote node. Holds the packet when the underlay next hop is not yet
 /// resolved.
 inline void encap_to_node(
@@ -79,23 +123,7 @@ inline void encap_to_node(
     pkt::write_vxlan_headers(o + pkt::kEtherHdrLen, inner_len, n.node_ip, r.vtep_ip,
                              pkt::vxlan_source_port(pkt::tuple_hash(p.tuple)), n.vxlan_port_be,
                              n.vni);
-    table::NeighborTable& nt = *n.neighbors;
-    if (nt.claim_request(r.neigh_slot, now, n.arp_retry_tsc, n.arp_stale_tsc)) [[unlikely]] {
-        send_arp_request(w, nt.ip(r.neigh_slot));
-    }
-    const uint64_t st = nt.mac_state(r.neigh_slot);
-    if (st & table::NeighborTable::kValid) [[likely]] {
-        pkt::write_eth(o, Mac::unpack(st), n.node_mac, pkt::kEtherTypeIpv4);
-        p.tx(n.uplink_port);
-        return;
-    }
-    if (w.held_count == w.held.size()) {
-        p.drop(DropReason::kNeighborQueueFull);
-        return;
-    }
-    pkt::write_eth(o, Mac{}, n.node_mac, pkt::kEtherTypeIpv4);
-    w.held[w.held_count++] = HeldPacket{m, now, r.neigh_slot, p.in_port};
-    p.action = Action::kHeld;
+    send_to_neighbor(w, m, p, o, r.neigh_slot, now);
 }
 
 /// IPv4 from a pod port.
@@ -125,6 +153,10 @@ inline void pod_ipv4(Worker& w,
     if (!p.pending()) {
         return;
     }
+    if (p.aux == kAuxEgress) {
+        egress_out(w, m, p, now);  // a masqueraded connection's later packets
+        return;
+    }
     const Ip4 dst = p.tuple.dst;
     if (const table::LocalPod* pod = t.find_pod(dst)) {
         deliver_local(n, m, p, *pod);
@@ -146,7 +178,15 @@ inline void pod_ipv4(Worker& w,
         encap_to_node(w, m, p, *r, now);
         return;
     }
-    p.drop(DropReason::kNoRoute);
+    const bool way_out =
+        n.underlay_subnet.contains(dst) || n.underlay_gateway_slot != table::kNoSlot;
+    if (way_out && !n.cluster_cidr.contains(dst) && masquerade(w, m, p, now_s)) {
+        egress_out(w, m, p, now);
+        return;
+    }
+    if (p.pending()) {
+        p.drop(DropReason::kNoRoute);
+    }
 }
 
 /// Routes a packet to a pod by its (possibly rewritten) destination: local delivery or the

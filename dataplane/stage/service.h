@@ -17,8 +17,12 @@
 
 namespace kdp::dataplane::stage {
 
-inline constexpr uint8_t kNatDnat = 1;      // destination rewritten to a backend
-inline constexpr uint8_t kNatSnat = 2;      // source rewritten to the node's gateway address
+inline constexpr uint8_t kNatDnat = 1;    // destination rewritten to a backend
+inline constexpr uint8_t kNatSnat = 2;    // source rewritten to the node's gateway address
+inline constexpr uint8_t kNatEgress = 8;  // pod -> outside the cluster, masqueraded to
+                                          // the node IP; leaves by the uplink
+/// PacketMeta::aux set by conntrack_nat: route the packet out of the uplink (egress_out).
+inline constexpr uint32_t kAuxEgress = 1;
 inline constexpr uint8_t kNatExternal = 4;  // client outside the cluster: replies go back to
                                             // the MAC its packets came from (CtEntry::peer_mac)
 
@@ -227,6 +231,9 @@ inline void conntrack_nat(Worker& w,
             if (e.nat & kNatSnat) {
                 rewrite_src(m, p, Ip4{e.reply.dst}, e.reply.dport);
             }
+            if (e.nat & kNatEgress) {
+                p.aux = kAuxEgress;
+            }
             ct.touch(hit.index, hit.dir, p.tcp_flags, now_s);
         } else {
             if (e.nat & kNatSnat) {
@@ -319,6 +326,37 @@ inline void conntrack_nat(Worker& w,
     if (snat) {
         rewrite_src(m, p, n.gateway_ip, reply.dport);
     }
+}
+
+/// Masquerades a new connection from a pod to outside the cluster: SNAT to the node IP on a
+/// port this worker owns, tracked so that replies are un-NATed. Returns false (with p dropped)
+/// when it cannot; the caller then routes the packet out of the uplink.
+inline bool masquerade(Worker& w, rte_mbuf* m, PacketMeta& p, uint32_t now_s) noexcept {
+    const NodeContext& n = *w.node;
+    const uint8_t proto = p.tuple.proto;
+    if ((p.flags & pkt_flag::kL4) == 0 ||
+        (proto != pkt::kProtoTcp && proto != pkt::kProtoUdp && proto != pkt::kProtoSctp)) {
+        return false;  // ICMP and fragments are not masqueraded (yet): no route
+    }
+    table::Conntrack& ct = *n.conntrack;
+    const table::CtKey key{
+        p.tuple.src.be, p.tuple.dst.be, p.tuple.sport, p.tuple.dport, proto, 0, 0};
+    table::CtKey reply{p.tuple.dst.be, n.node_ip.be, p.tuple.dport, 0, proto, 0, 0};
+    const uint16_t port = snat_port(w, ct, reply, key.hash());
+    if (port == 0) [[unlikely]] {
+        p.drop(DropReason::kSnatExhausted);
+        return false;
+    }
+    reply.dport = to_be16(port);
+    const uint32_t idx = ct.insert(w.index, key, reply, now_s,
+                                   [](table::CtEntry& e) { e.nat = kNatSnat | kNatEgress; });
+    if (idx == table::kCtNone) [[unlikely]] {
+        p.drop(DropReason::kConntrackFull);
+        return false;
+    }
+    ct.touch(idx, table::CtDir::kOrig, p.tcp_flags, now_s);
+    rewrite_src(m, p, n.node_ip, reply.dport);
+    return true;
 }
 
 }  // namespace kdp::dataplane::stage

@@ -97,6 +97,7 @@ public:
         node_.gateway_ip = params_.gateway;
         node_.gateway_mac = params_.gateway_mac;
         node_.pod_cidr = params_.pod_cidr;
+        node_.cluster_cidr = *Prefix4::parse("10.244.0.0/16");
         node_.vtep_mac = params_.vtep_mac;
         node_.vxlan_port_be = to_be16(params_.vxlan_port);
         node_.vni = params_.vni;

@@ -456,5 +456,58 @@ TEST_F(Services, ClientIpAffinityKeepsAClientOnOneBackend) {
     EXPECT_EQ(hits.size(), 1u) << "one client, one backend";
 }
 
+// Pod -> a host outside the cluster on the node network: masqueraded to the node IP.
+TEST_F(Services, EgressIsMasqueradedToTheNodeIpAndRepliesUnNated) {
+    apply(spec(1, {}));
+    const Ip4 server = ip("198.51.100.50");
+    const Mac server_mac = mac("02:00:00:00:05:05");
+    const Bytes syn =
+        ether(h.params().gateway_mac, kMacA, 0x0800, ipv4(kA, server, {6, 40500, 443, 0x02}, 0));
+    h.inject("default/a", syn, 10);
+    auto up = h.collect("uplink");
+    ASSERT_EQ(up.size(), 1u) << "an ARP request for the server: " << h.drop_summary("default/a");
+    EXPECT_EQ(get32(&up[0][14 + 24]), server.host());
+    h.inject("uplink",
+             ether(h.params().node_mac, server_mac, 0x0806,
+                   arp(2, server_mac, server, h.params().node_mac, h.params().node_ip)),
+             20);
+    up = h.collect("uplink");
+    ASSERT_EQ(up.size(), 1u) << "the held SYN leaves once the server is resolved";
+    const Bytes& f = up[0];
+    EXPECT_EQ(read_mac_at(f, 0), server_mac);
+    EXPECT_EQ(read_mac_at(f, 6), h.params().node_mac);
+    EXPECT_EQ(get32(&f[14 + 12]), h.params().node_ip.host()) << "masqueraded to the node IP";
+    const uint16_t port = get16(&f[34]);
+    EXPECT_GE(port, 32768);
+    EXPECT_EQ(get32(&f[14 + 16]), server.host());
+    EXPECT_EQ(f[14 + 8], 63);
+    expect_valid(f, 14, "masqueraded SYN");
+
+    h.inject("uplink",
+             ether(h.params().node_mac, server_mac, 0x0800,
+                   ipv4(server, h.params().node_ip, {6, 443, port, 0x12}, 0)),
+             30);
+    auto back = h.collect("default/a");
+    ASSERT_EQ(back.size(), 1u) << h.drop_summary("uplink");
+    EXPECT_EQ(get32(&back[0][14 + 12]), server.host());
+    EXPECT_EQ(get32(&back[0][14 + 16]), kA.host());
+    EXPECT_EQ(get16(&back[0][36]), 40500);
+    expect_valid(back[0], 14, "un-NATed SYN-ACK");
+
+    // The connection's next packet reuses its binding and leaves at once.
+    h.inject(
+        "default/a",
+        ether(h.params().gateway_mac, kMacA, 0x0800, ipv4(kA, server, {6, 40500, 443, 0x10}, 0)),
+        40);
+    up = h.collect("uplink");
+    ASSERT_EQ(up.size(), 1u);
+    EXPECT_EQ(get16(&up[0][34]), port);
+    EXPECT_EQ(h.conntrack().size(), 1u);
+    // Inside the cluster CIDR nothing is masqueraded: an unknown pod address has no route.
+    h.inject("default/a", ether(h.params().gateway_mac, kMacA, 0x0800,
+                                ipv4(kA, ip("10.244.9.9"), {6, 40501, 80, 0x02}, 0)));
+    EXPECT_EQ(h.drops("default/a", DropReason::kNoRoute), 1u);
+}
+
 }  // namespace
 }  // namespace kdp::test
