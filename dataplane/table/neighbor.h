@@ -5,10 +5,10 @@
 // outside the cluster that masqueraded traffic goes to; creation claims a free slot with one
 // CAS on its address, so two creators of one address may take two slots, of which lookups
 // always find the same (first) one. A slot is never removed or reused while the process runs,
-// so an index held by a worker or by a packet waiting for resolution stays valid. Resolution state (MAC, timestamps) is written
-// by any worker that sees an ARP from that address, with single atomic stores; readers load
-// the MAC with one atomic load. No locks anywhere.
-// Memory: fixed at construction from limits.max_routes; freed at exit.
+// so an index held by a worker or by a packet waiting for resolution stays valid. Resolution state
+// (MAC, timestamps) is written by any worker that sees an ARP from that address, with single atomic
+// stores; readers load the MAC with one atomic load. No locks anywhere. Memory: fixed at
+// construction from limits.max_routes; freed at exit.
 #pragma once
 
 #include <atomic>
