@@ -30,10 +30,11 @@ step_cluster() {
     node_uplink 1
     node_uplink 2
     log "  underlay: bridge '$UNDERLAY_BR' in netns $UNDERLAY_NS; node uplinks $(uplink_if 1), $(uplink_if 2) (net_af_packet)"
+    # Each node's config names only its own pod ports; where the other nodes are comes from the
+    # control plane (step_control).
     CONFIG1=$(kdp_node_config node1 1 "$(uplink_if 1)" standard \
-        "a1:10.244.1.10:$(if_name a1) a2:10.244.1.11:$(if_name a2)" "node2:2")
-    CONFIG2=$(kdp_node_config node2 2 "$(uplink_if 2)" standard "b1:10.244.2.10:$(if_name b1)" \
-        "node1:1")
+        "a1:10.244.1.10:$(if_name a1) a2:10.244.1.11:$(if_name a2)" "")
+    CONFIG2=$(kdp_node_config node2 2 "$(uplink_if 2)" standard "b1:10.244.2.10:$(if_name b1)" "")
     start_dataplane node1 "$CONFIG1"
     pass "kdp-dataplane node1: $(node_ip 1), pods 10.244.1.0/24, config $CONFIG1"
     start_dataplane node2 "$CONFIG2"
@@ -48,6 +49,19 @@ step_pods() {
     A1=$(ns_name a1) A2=$(ns_name a2) B1=$(ns_name b1)
     pass "a1 10.244.1.10 and a2 10.244.1.11 on node1 (netns $A1, $A2)"
     pass "b1 10.244.2.10 on node2 (netns $B1); MTU 1450, default route via the node gateway .1"
+}
+
+step_control() {
+    step "control plane: the cluster's manifests compiled into each node's tables"
+    local n kdpctl="$KDP_BUILD_DIR/control/kdpctl" manifests="$ROOT/config/cluster/demo.yaml"
+    for n in node1 node2; do
+        "$kdpctl" --dataplane "$(api_socket "$n")" apply -f "$manifests" --node "$n" \
+            || fail "kdpctl apply to $n failed"
+        pass "kdpctl apply -f config/cluster/demo.yaml --node $n"
+    done
+    log "  node1's tables, read back (kdpctl get routes / get pods):"
+    "$kdpctl" --dataplane "$(api_socket node1)" get routes | sed 's/^/    /'
+    "$kdpctl" --dataplane "$(api_socket node1)" get pods | sed 's/^/    /'
 }
 
 step_ping() {
@@ -73,7 +87,7 @@ step_counters() {
     done
 }
 
-STEPS=(step_cluster step_pods step_ping step_tcp step_counters)
+STEPS=(step_cluster step_pods step_control step_ping step_tcp step_counters)
 for s in "${STEPS[@]}"; do
     "$s"
 done
