@@ -79,12 +79,7 @@ step_tcp() {
 
 step_counters() {
     step "dataplane counters (DPDK telemetry /kdp/stats)"
-    local n
-    for n in node1 node2; do
-        dataplane_running "$n" || fail "kdp-dataplane $n is no longer running"
-        log "  $n:"
-        print_stats "$n"
-    done
+    print_nodes_stats node1 node2
 }
 
 STEPS=(step_cluster step_pods step_control step_ping step_tcp step_counters)

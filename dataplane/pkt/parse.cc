@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "common/hash.h"
 #include "pkt/checksum.h"
 
 namespace kdp::pkt {
@@ -174,17 +175,12 @@ DropReason parse_frame(const uint8_t* data,
 }
 
 uint32_t tuple_hash(const dataplane::Tuple4& t) noexcept {
-    // Order-independent mix of both endpoints so that a flow and its reply hash alike;
-    // then a 32-bit finaliser (murmur3's) to spread the bits.
-    uint32_t a = t.src.be ^ (uint32_t{t.sport} << 16);
-    uint32_t b = t.dst.be ^ (uint32_t{t.dport} << 16);
-    uint32_t h = (a + b) ^ (a * b) ^ (uint32_t{t.proto} * 0x9e3779b9u);
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
+    // Order-independent combination of both endpoints, so that a flow and its reply hash
+    // alike, then the project's 64-bit finaliser to spread the bits.
+    const uint32_t a = t.src.be ^ (uint32_t{t.sport} << 16);
+    const uint32_t b = t.dst.be ^ (uint32_t{t.dport} << 16);
+    return static_cast<uint32_t>(
+        mix64((uint64_t{a + b} << 32 | (a * b)) ^ (uint64_t{t.proto} << 56)));
 }
 
 }  // namespace kdp::pkt

@@ -29,6 +29,16 @@ inline bool is_multicast_or_broadcast(Ip4 ip) noexcept {
     return (h >> 28) == 0xe || h == 0xffffffffu;
 }
 
+/// True when the frame is addressed to `mine`; otherwise drops it as multicast or not ours.
+inline bool addressed_to(rte_mbuf* m, PacketMeta& p, const Mac& mine) noexcept {
+    const Mac dst = pkt::read_mac(rte_pktmbuf_mtod(m, const uint8_t*));
+    if (dst == mine) [[likely]] {
+        return true;
+    }
+    p.drop(dst.is_multicast() ? DropReason::kMulticast : DropReason::kNotForUs);
+    return false;
+}
+
 /// Routes to a pod on this node: MAC rewrite (gateway -> pod), TTL decrement.
 inline void deliver_local(const NodeContext& n,
                           rte_mbuf* m,
@@ -134,12 +144,10 @@ inline void pod_ipv4(Worker& w,
                      uint64_t now,
                      uint32_t now_s) noexcept {
     const NodeContext& n = *w.node;
-    const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
-    const Mac dst_mac = pkt::read_mac(d);
-    if (dst_mac != n.gateway_mac) [[unlikely]] {
-        p.drop(dst_mac.is_multicast() ? DropReason::kMulticast : DropReason::kNotForUs);
+    if (!addressed_to(m, p, n.gateway_mac)) [[unlikely]] {
         return;
     }
+    const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
     if (p.tuple.src != t.port_pod_ip[p.in_port]) [[unlikely]] {
         p.drop(DropReason::kSourceMismatch);
         return;
@@ -236,12 +244,10 @@ inline void uplink_ipv4(Worker& w,
                         uint64_t now,
                         uint32_t now_s) noexcept {
     const NodeContext& n = *w.node;
-    const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
-    const Mac dst_mac = pkt::read_mac(d);
-    if (dst_mac != n.node_mac) [[unlikely]] {
-        p.drop(dst_mac.is_multicast() ? DropReason::kMulticast : DropReason::kNotForUs);
+    if (!addressed_to(m, p, n.node_mac)) [[unlikely]] {
         return;
     }
+    const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
     if (p.tuple.dst != n.node_ip || p.tuple.proto != pkt::kProtoUdp ||
         p.tuple.dport != n.vxlan_port_be) {
         // Not the overlay: a client outside the cluster reaching a NodePort, an external IP or

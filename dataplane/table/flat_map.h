@@ -12,19 +12,13 @@
 #include <utility>
 #include <vector>
 
+#include "common/hash.h"
+
 namespace kdp::table {
 
 inline constexpr uint64_t kEmptyKey = ~uint64_t{0};
 
-/// 64-bit mix (the finaliser of SplitMix64): cheap, and every key bit moves every hash bit.
-inline uint64_t mix64(uint64_t k) noexcept {
-    k ^= k >> 30;
-    k *= 0xbf58476d1ce4e5b9ull;
-    k ^= k >> 27;
-    k *= 0x94d049bb133111ebull;
-    k ^= k >> 31;
-    return k;
-}
+using kdp::mix64;
 
 template <class V>
 class FlatMap {

@@ -101,9 +101,5 @@ inner=$(tshark "${DECODE[@]}" -Y 'vxlan && eth.dst == '"$FLANNEL_MAC" -T fields 
 pass "$inner inner frames to node3's flannel.1 MAC $FLANNEL_MAC"
 
 step "counters"
-for n in node1 node2; do
-    dataplane_running "$n" || fail "kdp-dataplane $n is no longer running"
-    log "  $n:"
-    print_stats "$n"
-done
+print_nodes_stats node1 node2
 finish

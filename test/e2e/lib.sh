@@ -429,3 +429,13 @@ check_tcp() {
 finish() {
     printf '\n%sPASS%s %s (%d checks, run %s)\n' "$C_OK" "$C_OFF" "$(basename "$0")" "$_CHECKS" "$RUN_ID"
 }
+
+# print_nodes_stats NODE...: each dataplane's counters; fails if one of them has died.
+print_nodes_stats() {
+    local n
+    for n in "$@"; do
+        dataplane_running "$n" || fail "kdp-dataplane $n is no longer running"
+        log "  $n:"
+        print_stats "$n"
+    done
+}

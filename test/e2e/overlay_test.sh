@@ -67,9 +67,5 @@ check_tcp "$A2" "$B2" 10.244.2.11 8 "a2 (MTU 1500) -> b2 across nodes"
 check_tcp "$B2" "$A2" 10.244.1.11 8 "b2 -> a2 (MTU 1500) across nodes"
 
 step "counters"
-for n in node1 node2; do
-    dataplane_running "$n" || fail "kdp-dataplane $n is no longer running"
-    log "  $n:"
-    print_stats "$n"
-done
+print_nodes_stats node1 node2
 finish
