@@ -91,6 +91,166 @@ std::optional<std::string> pod_from_proto(const v1::Pod& in, table::PodSpec& out
     return std::nullopt;
 }
 
+const char* protocol_name(uint8_t proto) {
+    switch (proto) {
+        case 6:
+            return "tcp";
+        case 17:
+            return "udp";
+        case 132:
+            return "sctp";
+        default:
+            return "?";
+    }
+}
+
+std::optional<uint8_t> protocol_from_name(std::string_view name) {
+    if (name == "tcp") {
+        return 6;
+    }
+    if (name == "udp") {
+        return 17;
+    }
+    if (name == "sctp") {
+        return 132;
+    }
+    return std::nullopt;
+}
+
+namespace {
+constexpr std::pair<table::FrontendKind, const char*> kFrontendKinds[] = {
+    {table::FrontendKind::kClusterIp, "cluster_ip"},
+    {table::FrontendKind::kNodePort, "node_port"},
+    {table::FrontendKind::kExternalIp, "external_ip"},
+    {table::FrontendKind::kLoadBalancer, "load_balancer"},
+};
+
+std::optional<std::string> parse_port(const std::string& field, uint32_t value, uint16_t& out) {
+    if (value == 0 || value > 65535) {
+        return fmt::format("{}: {} is not a port (1..65535)", field, value);
+    }
+    out = static_cast<uint16_t>(value);
+    return std::nullopt;
+}
+}  // namespace
+
+const char* frontend_kind_name(table::FrontendKind kind) {
+    for (const auto& [k, name] : kFrontendKinds) {
+        if (k == kind) {
+            return name;
+        }
+    }
+    return "?";
+}
+
+std::optional<table::FrontendKind> frontend_kind_from_name(std::string_view name) {
+    for (const auto& [k, n] : kFrontendKinds) {
+        if (name == n) {
+            return k;
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> service_from_proto(const v1::Service& in, table::ServiceSpec& out) {
+    table::ServiceSpec sv;
+    const auto slash = in.name().find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == in.name().size()) {
+        return fmt::format("name: \"{}\" is not \"namespace/name:port\"", in.name());
+    }
+    sv.name = in.name();
+    const auto proto = protocol_from_name(in.protocol());
+    if (!proto) {
+        return fmt::format("protocol: \"{}\" is not tcp, udp or sctp", in.protocol());
+    }
+    sv.proto = *proto;
+    if (in.frontends_size() == 0) {
+        return "frontends: none (a service port needs at least one)";
+    }
+    for (int i = 0; i < in.frontends_size(); ++i) {
+        const v1::Frontend& f = in.frontends(i);
+        const std::string at = fmt::format("frontends[{}]", i);
+        table::FrontendSpec fe;
+        const auto kind = frontend_kind_from_name(f.kind());
+        if (!kind) {
+            return fmt::format(
+                "{}.kind: \"{}\" is not cluster_ip, node_port, external_ip or load_balancer", at,
+                f.kind());
+        }
+        fe.kind = *kind;
+        if (auto e = parse_ip(at + ".ip", f.ip(), fe.ip)) {
+            return e;
+        }
+        if (auto e = parse_port(at + ".port", f.port(), fe.port)) {
+            return e;
+        }
+        sv.frontends.push_back(fe);
+    }
+    for (int i = 0; i < in.backends_size(); ++i) {
+        const v1::Backend& b = in.backends(i);
+        const std::string at = fmt::format("backends[{}]", i);
+        table::BackendSpec be;
+        if (auto e = parse_ip(at + ".ip", b.ip(), be.ip)) {
+            return e;
+        }
+        if (auto e = parse_port(at + ".port", b.port(), be.port)) {
+            return e;
+        }
+        be.pod = b.pod();
+        be.node = b.node();
+        be.ready = b.ready();
+        be.serving = b.serving();
+        be.terminating = b.terminating();
+        sv.backends.push_back(std::move(be));
+    }
+    sv.external_local = in.external_local();
+    sv.internal_local = in.internal_local();
+    sv.affinity_timeout_s = in.affinity_timeout_s();
+    for (int i = 0; i < in.source_ranges_size(); ++i) {
+        Prefix4 r;
+        if (auto e = parse_cidr(fmt::format("source_ranges[{}]", i), in.source_ranges(i), r)) {
+            return e;
+        }
+        sv.source_ranges.push_back(r);
+    }
+    if (in.health_check_node_port() != 0 &&
+        parse_port("health_check_node_port", in.health_check_node_port(),
+                   sv.health_check_node_port)) {
+        return fmt::format("health_check_node_port: {} is not a port (1..65535)",
+                           in.health_check_node_port());
+    }
+    out = std::move(sv);
+    return std::nullopt;
+}
+
+void service_to_proto(const table::ServiceSpec& in, v1::Service* out) {
+    out->set_name(in.name);
+    out->set_protocol(protocol_name(in.proto));
+    for (const auto& f : in.frontends) {
+        auto* pf = out->add_frontends();
+        pf->set_kind(frontend_kind_name(f.kind));
+        pf->set_ip(f.ip.str());
+        pf->set_port(f.port);
+    }
+    for (const auto& b : in.backends) {
+        auto* pb = out->add_backends();
+        pb->set_ip(b.ip.str());
+        pb->set_port(b.port);
+        pb->set_pod(b.pod);
+        pb->set_node(b.node);
+        pb->set_ready(b.ready);
+        pb->set_serving(b.serving);
+        pb->set_terminating(b.terminating);
+    }
+    out->set_external_local(in.external_local);
+    out->set_internal_local(in.internal_local);
+    out->set_affinity_timeout_s(in.affinity_timeout_s);
+    for (const auto& r : in.source_ranges) {
+        out->add_source_ranges(r.str());
+    }
+    out->set_health_check_node_port(in.health_check_node_port);
+}
+
 void route_to_proto(const table::RouteSpec& in, v1::Route* out) {
     out->set_node_name(in.node_name);
     out->set_node_ip(in.node_ip.str());
@@ -112,10 +272,16 @@ std::string pod_label(const char* list, int index, const v1::Pod& p) {
     return fmt::format("{}[{}] (pod \"{}\")", list, index, p.name());
 }
 
+std::string service_label(const char* list, int index, const v1::Service& s) {
+    return fmt::format("{}[{}] (service \"{}\")", list, index, s.name());
+}
+
 void sort_spec(table::TableSpec& spec) {
     std::sort(spec.routes.begin(), spec.routes.end(),
               [](const auto& a, const auto& b) { return a.node_name < b.node_name; });
     std::sort(spec.pods.begin(), spec.pods.end(),
+              [](const auto& a, const auto& b) { return a.name < b.name; });
+    std::sort(spec.services.begin(), spec.services.end(),
               [](const auto& a, const auto& b) { return a.name < b.name; });
 }
 
@@ -144,6 +310,17 @@ std::optional<std::string> spec_from_proto(const v1::SyncTablesRequest& in, tabl
         }
         spec.pods.push_back(std::move(p));
     }
+    seen.clear();
+    for (int i = 0; i < in.services_size(); ++i) {
+        table::ServiceSpec sv;
+        if (auto e = service_from_proto(in.services(i), sv)) {
+            return fmt::format("{}: {}", service_label("services", i, in.services(i)), *e);
+        }
+        if (!seen.insert(sv.name).second) {
+            return fmt::format("{}: duplicate name", service_label("services", i, in.services(i)));
+        }
+        spec.services.push_back(std::move(sv));
+    }
     out = std::move(spec);
     return std::nullopt;
 }
@@ -156,65 +333,98 @@ void spec_to_proto(const table::TableSpec& in, v1::SyncTablesRequest* out) {
     for (const auto& p : in.pods) {
         pod_to_proto(p, out->add_pods());
     }
+    for (const auto& sv : in.services) {
+        service_to_proto(sv, out->add_services());
+    }
 }
+
+namespace {
+
+// Applies one kind's upserts and deletes to `items` (keyed by key(item)). Errors name the
+// entry: a malformed one, a key upserted twice, a key both upserted and deleted.
+template <class Spec, class Msg, class Parse, class Key>
+std::optional<std::string> merge_list(
+    std::map<std::string, Spec>& items,
+    const google::protobuf::RepeatedPtrField<Msg>& upserts,
+    const google::protobuf::RepeatedPtrField<std::string>& deletes,
+    const char* list,
+    const char* delete_list,
+    std::string (*label)(const char*, int, const Msg&),
+    Parse parse,
+    Key key) {
+    const std::set<std::string> deleted(deletes.begin(), deletes.end());
+    std::set<std::string> seen;
+    for (int i = 0; i < upserts.size(); ++i) {
+        Spec item;
+        if (auto e = parse(upserts[i], item)) {
+            return fmt::format("{}: {}", label(list, i, upserts[i]), *e);
+        }
+        const std::string& k = key(item);
+        if (!seen.insert(k).second) {
+            return fmt::format("{}: upserted twice", label(list, i, upserts[i]));
+        }
+        if (deleted.count(k) != 0) {
+            return fmt::format("{}: also in {}", label(list, i, upserts[i]), delete_list);
+        }
+        items[k] = std::move(item);
+    }
+    for (const auto& k : deleted) {
+        items.erase(k);
+    }
+    return std::nullopt;
+}
+
+template <class Spec, class Key>
+std::map<std::string, Spec> keyed(const std::vector<Spec>& v, Key key) {
+    std::map<std::string, Spec> out;
+    for (const auto& item : v) {
+        out.emplace(key(item), item);
+    }
+    return out;
+}
+
+template <class Spec>
+std::vector<Spec> values(std::map<std::string, Spec>& m) {
+    std::vector<Spec> out;
+    out.reserve(m.size());
+    for (auto& [_, v] : m) {
+        out.push_back(std::move(v));
+    }
+    return out;
+}
+
+}  // namespace
 
 std::optional<std::string> merge_update(const table::TableSpec& base,
                                         const v1::UpdateTablesRequest& in,
                                         table::TableSpec& out) {
-    std::map<std::string, table::RouteSpec> routes;
-    std::map<std::string, table::PodSpec> pods;
-    for (const auto& r : base.routes) {
-        routes[r.node_name] = r;
+    const auto route_key = [](const table::RouteSpec& r) -> const std::string& {
+        return r.node_name;
+    };
+    const auto pod_key = [](const table::PodSpec& p) -> const std::string& { return p.name; };
+    const auto service_key = [](const table::ServiceSpec& s) -> const std::string& {
+        return s.name;
+    };
+    auto routes = keyed(base.routes, route_key);
+    auto pods = keyed(base.pods, pod_key);
+    auto services = keyed(base.services, service_key);
+    if (auto e = merge_list(routes, in.upsert_routes(), in.delete_routes(), "upsert_routes",
+                            "delete_routes", route_label, route_from_proto, route_key)) {
+        return e;
     }
-    for (const auto& p : base.pods) {
-        pods[p.name] = p;
+    if (auto e = merge_list(pods, in.upsert_pods(), in.delete_pods(), "upsert_pods", "delete_pods",
+                            pod_label, pod_from_proto, pod_key)) {
+        return e;
     }
-    std::set<std::string> deleted_routes(in.delete_routes().begin(), in.delete_routes().end());
-    std::set<std::string> deleted_pods(in.delete_pods().begin(), in.delete_pods().end());
-    std::set<std::string> seen;
-    for (int i = 0; i < in.upsert_routes_size(); ++i) {
-        const auto& pr = in.upsert_routes(i);
-        table::RouteSpec r;
-        if (auto e = route_from_proto(pr, r)) {
-            return fmt::format("{}: {}", route_label("upsert_routes", i, pr), *e);
-        }
-        if (!seen.insert(r.node_name).second) {
-            return fmt::format("{}: duplicate node_name", route_label("upsert_routes", i, pr));
-        }
-        if (deleted_routes.count(r.node_name) != 0) {
-            return fmt::format("{}: also in delete_routes", route_label("upsert_routes", i, pr));
-        }
-        routes[r.node_name] = std::move(r);
-    }
-    seen.clear();
-    for (int i = 0; i < in.upsert_pods_size(); ++i) {
-        const auto& pp = in.upsert_pods(i);
-        table::PodSpec p;
-        if (auto e = pod_from_proto(pp, p)) {
-            return fmt::format("{}: {}", pod_label("upsert_pods", i, pp), *e);
-        }
-        if (!seen.insert(p.name).second) {
-            return fmt::format("{}: duplicate name", pod_label("upsert_pods", i, pp));
-        }
-        if (deleted_pods.count(p.name) != 0) {
-            return fmt::format("{}: also in delete_pods", pod_label("upsert_pods", i, pp));
-        }
-        pods[p.name] = std::move(p);
-    }
-    for (const auto& n : deleted_routes) {
-        routes.erase(n);
-    }
-    for (const auto& n : deleted_pods) {
-        pods.erase(n);
+    if (auto e = merge_list(services, in.upsert_services(), in.delete_services(), "upsert_services",
+                            "delete_services", service_label, service_from_proto, service_key)) {
+        return e;
     }
     table::TableSpec spec;
     spec.generation = in.generation();
-    for (auto& [_, r] : routes) {
-        spec.routes.push_back(std::move(r));
-    }
-    for (auto& [_, p] : pods) {
-        spec.pods.push_back(std::move(p));
-    }
+    spec.routes = values(routes);
+    spec.pods = values(pods);
+    spec.services = values(services);
     out = std::move(spec);
     return std::nullopt;
 }

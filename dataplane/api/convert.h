@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "api/backend.h"
 #include "kdp/v1/dataplane.pb.h"
@@ -20,27 +21,38 @@ std::optional<std::string> route_from_proto(const v1::Route& in, table::RouteSpe
 /// Parses one pod; on error returns a message naming the field and the bad value.
 std::optional<std::string> pod_from_proto(const v1::Pod& in, table::PodSpec& out);
 
+/// Parses one service port; on error returns a message naming the field and the bad value.
+std::optional<std::string> service_from_proto(const v1::Service& in, table::ServiceSpec& out);
+
 void route_to_proto(const table::RouteSpec& in, v1::Route* out);
 void pod_to_proto(const table::PodSpec& in, v1::Pod* out);
+void service_to_proto(const table::ServiceSpec& in, v1::Service* out);
+
+/// Wire names of the enums: "tcp"/"udp"/"sctp" and "cluster_ip"/"node_port"/...
+const char* protocol_name(uint8_t proto);
+std::optional<uint8_t> protocol_from_name(std::string_view name);
+const char* frontend_kind_name(table::FrontendKind kind);
+std::optional<table::FrontendKind> frontend_kind_from_name(std::string_view name);
 
 /// A human name for an entry in error messages: `routes[2] (node "n3")`.
 std::string route_label(const char* list, int index, const v1::Route& r);
 std::string pod_label(const char* list, int index, const v1::Pod& p);
+std::string service_label(const char* list, int index, const v1::Service& s);
 
-/// Parses routes and pods of a full state into `out` (generation copied). Checks that node
-/// names and pod names are unique. On error returns a message naming the entry.
+/// Parses routes, pods and services of a full state into `out` (generation copied). Checks that
+/// node, pod and service names are unique. On error returns a message naming the entry.
 std::optional<std::string> spec_from_proto(const v1::SyncTablesRequest& in, table::TableSpec& out);
 void spec_to_proto(const table::TableSpec& in, v1::SyncTablesRequest* out);
 
 /// Parses an incremental update and merges it into `base`, giving the next full state with
-/// the request's generation. Routes are keyed by node_name, pods by name; deleting an absent
-/// key is a no-op; upserting and deleting the same key in one request is an error. The result
-/// is sorted (routes by node name, pods by name).
+/// the request's generation. Routes are keyed by node_name, pods and services by name;
+/// deleting an absent key is a no-op; upserting and deleting the same key in one request is an
+/// error. The result is sorted (routes by node name, pods and services by name).
 std::optional<std::string> merge_update(const table::TableSpec& base,
                                         const v1::UpdateTablesRequest& in,
                                         table::TableSpec& out);
 
-/// Sorts routes by node name and pods by name, the order every listing uses.
+/// Sorts routes by node name, pods and services by name, the order every listing uses.
 void sort_spec(table::TableSpec& spec);
 
 void node_info_to_proto(const NodeInfo& in, v1::NodeInfo* out);

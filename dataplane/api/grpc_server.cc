@@ -239,6 +239,7 @@ public:
                          resp->set_generation(spec.generation);
                          resp->set_routes(static_cast<uint32_t>(spec.routes.size()));
                          resp->set_pods(static_cast<uint32_t>(spec.pods.size()));
+                         resp->set_services(static_cast<uint32_t>(spec.services.size()));
                          publish_applied(spec, "update");
                          return grpc::Status::OK;
                      }));
@@ -267,6 +268,20 @@ public:
                          resp->set_generation(spec.generation);
                          for (const auto& p : spec.pods) {
                              pod_to_proto(p, resp->add_pods());
+                         }
+                         return grpc::Status::OK;
+                     }));
+    }
+
+    grpc::ServerUnaryReactor* ListServices(grpc::CallbackServerContext* ctx,
+                                           const v1::ListServicesRequest*,
+                                           v1::ListServicesResponse* resp) override {
+        return reply(ctx, guarded("ListServices", [&] {
+                         auto spec = backend_.tables();
+                         sort_spec(spec);
+                         resp->set_generation(spec.generation);
+                         for (const auto& sv : spec.services) {
+                             service_to_proto(sv, resp->add_services());
                          }
                          return grpc::Status::OK;
                      }));
@@ -313,6 +328,7 @@ public:
             first.set_generation(spec.generation);
             first.set_routes(static_cast<uint32_t>(spec.routes.size()));
             first.set_pods(static_cast<uint32_t>(spec.pods.size()));
+            first.set_services(static_cast<uint32_t>(spec.services.size()));
             return grpc::Status::OK;
         });
         if (!s.ok()) {
@@ -362,6 +378,7 @@ private:
         e.set_generation(spec.generation);
         e.set_routes(static_cast<uint32_t>(spec.routes.size()));
         e.set_pods(static_cast<uint32_t>(spec.pods.size()));
+        e.set_services(static_cast<uint32_t>(spec.services.size()));
         e.set_source(source);
         hub_.publish(e);
     }

@@ -59,10 +59,11 @@ struct ServiceSpec {
     uint8_t proto = 6;  // 6 TCP, 17 UDP, 132 SCTP
     std::vector<FrontendSpec> frontends;
     std::vector<BackendSpec> backends;
-    bool external_local = false;         // externalTrafficPolicy: Local
-    bool internal_local = false;         // internalTrafficPolicy: Local
-    uint32_t affinity_timeout_s = 0;     // sessionAffinity ClientIP (0: None)
-    std::vector<Prefix4> source_ranges;  // loadBalancerSourceRanges (empty: any)
+    bool external_local = false;          // externalTrafficPolicy: Local
+    bool internal_local = false;          // internalTrafficPolicy: Local
+    uint32_t affinity_timeout_s = 0;      // sessionAffinity ClientIP (0: None)
+    std::vector<Prefix4> source_ranges;   // loadBalancerSourceRanges (empty: any)
+    uint16_t health_check_node_port = 0;  // ETP Local: answered on the node IP (0: none)
     friend bool operator==(const ServiceSpec&, const ServiceSpec&) = default;
 };
 

@@ -59,6 +59,28 @@ v1::Pod pod(const std::string& name, const std::string& ip) {
     return p;
 }
 
+v1::Service service(const std::string& name, const std::string& vip, uint32_t port) {
+    v1::Service sv;
+    sv.set_name(name);
+    sv.set_protocol("tcp");
+    auto* f = sv.add_frontends();
+    f->set_kind("cluster_ip");
+    f->set_ip(vip);
+    f->set_port(port);
+    return sv;
+}
+
+v1::Backend backend(const std::string& ip, uint32_t port, const std::string& pod) {
+    v1::Backend b;
+    b.set_ip(ip);
+    b.set_port(port);
+    b.set_pod(pod);
+    b.set_node("node-a");
+    b.set_ready(true);
+    b.set_serving(true);
+    return b;
+}
+
 class GrpcServerTest : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -99,6 +121,24 @@ protected:
         v1::ListRoutesResponse resp;
         grpc::ClientContext ctx;
         EXPECT_TRUE(stub_->ListRoutes(&ctx, {}, &resp).ok());
+        return resp;
+    }
+
+    grpc::Status sync_services(uint64_t gen, std::vector<v1::Service> services) {
+        v1::SyncTablesRequest req;
+        req.set_generation(gen);
+        for (auto& sv : services) {
+            *req.add_services() = sv;
+        }
+        v1::SyncTablesResponse resp;
+        grpc::ClientContext ctx;
+        return stub_->SyncTables(&ctx, req, &resp);
+    }
+
+    v1::ListServicesResponse list_services() {
+        v1::ListServicesResponse resp;
+        grpc::ClientContext ctx;
+        EXPECT_TRUE(stub_->ListServices(&ctx, {}, &resp).ok());
         return resp;
     }
 
@@ -286,6 +326,126 @@ TEST_F(GrpcServerTest, UpdateBatchIsAllOrNothing) {
     EXPECT_EQ(pods.generation(), 3u);
     ASSERT_EQ(pods.pods_size(), 1);
     EXPECT_EQ(pods.pods(0).name(), "ns/a");
+}
+
+TEST_F(GrpcServerTest, ServicesRoundTripEveryField) {
+    auto web = service("ns/web:http", "10.96.0.10", 80);
+    auto* np = web.add_frontends();
+    np->set_kind("node_port");
+    np->set_ip("192.168.0.1");
+    np->set_port(30080);
+    *web.add_backends() = backend("10.244.1.2", 8080, "ns/web-1");
+    auto b2 = backend("10.244.2.2", 8080, "ns/web-2");
+    b2.set_ready(false);
+    b2.set_terminating(true);
+    b2.set_node("node-b");
+    *web.add_backends() = b2;
+    web.set_external_local(true);
+    web.set_internal_local(true);
+    web.set_affinity_timeout_s(10800);
+    web.add_source_ranges("203.0.113.0/24");
+    web.set_health_check_node_port(32000);
+    auto dns = service("kube-system/dns:dns", "10.96.0.53", 53);
+    dns.set_protocol("udp");
+    ASSERT_TRUE(sync_services(5, {web, dns}).ok());
+
+    const table::TableSpec applied = backend_.tables();
+    ASSERT_EQ(applied.services.size(), 2u);
+    const table::ServiceSpec& got = applied.services[1];  // sorted by name
+    EXPECT_EQ(got.name, "ns/web:http");
+    EXPECT_EQ(got.proto, 6);
+    ASSERT_EQ(got.frontends.size(), 2u);
+    EXPECT_EQ(got.frontends[1].kind, table::FrontendKind::kNodePort);
+    EXPECT_EQ(got.frontends[1].ip.str(), "192.168.0.1");
+    EXPECT_EQ(got.frontends[1].port, 30080);
+    ASSERT_EQ(got.backends.size(), 2u);
+    EXPECT_EQ(got.backends[1].ip.str(), "10.244.2.2");
+    EXPECT_EQ(got.backends[1].port, 8080);
+    EXPECT_EQ(got.backends[1].pod, "ns/web-2");
+    EXPECT_EQ(got.backends[1].node, "node-b");
+    EXPECT_FALSE(got.backends[1].ready);
+    EXPECT_TRUE(got.backends[1].serving);
+    EXPECT_TRUE(got.backends[1].terminating);
+    EXPECT_TRUE(got.external_local);
+    EXPECT_TRUE(got.internal_local);
+    EXPECT_EQ(got.affinity_timeout_s, 10800u);
+    ASSERT_EQ(got.source_ranges.size(), 1u);
+    EXPECT_EQ(got.source_ranges[0].str(), "203.0.113.0/24");
+    EXPECT_EQ(got.health_check_node_port, 32000);
+    EXPECT_EQ(applied.services[0].proto, 17);
+
+    const auto listed = list_services();
+    EXPECT_EQ(listed.generation(), 5u);
+    ASSERT_EQ(listed.services_size(), 2);
+    EXPECT_EQ(listed.services(0).name(), "kube-system/dns:dns");
+    EXPECT_EQ(listed.services(0).protocol(), "udp");
+    EXPECT_EQ(listed.services(1).SerializeAsString(), web.SerializeAsString());
+}
+
+TEST_F(GrpcServerTest, BadServicesAreRefusedNamingTheField) {
+    const auto expect_refused = [&](v1::Service sv, const std::string& needle) {
+        grpc::Status s = sync_services(9, {sv});
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << needle;
+        EXPECT_NE(s.error_message().find(needle), std::string::npos) << s.error_message();
+    };
+    auto sv = service("ns/web:http", "10.96.0.10", 80);
+    sv.set_protocol("icmp");
+    expect_refused(sv, "services[0] (service \"ns/web:http\"): protocol: \"icmp\"");
+    sv = service("ns/web:http", "10.96.0.10", 0);
+    expect_refused(sv, "frontends[0].port: 0 is not a port");
+    sv = service("ns/web:http", "10.96.0.10", 80);
+    sv.mutable_frontends(0)->set_kind("nodeport");
+    expect_refused(sv, "frontends[0].kind: \"nodeport\"");
+    sv = service("ns/web:http", "10.96.0.10", 80);
+    sv.clear_frontends();
+    expect_refused(sv, "frontends: none");
+    sv = service("ns/web:http", "10.96.0.10", 80);
+    *sv.add_backends() = backend("10.244.1.2", 70000, "ns/web-1");
+    expect_refused(sv, "backends[0].port: 70000");
+    sv = service("ns/web:http", "10.96.0.10", 80);
+    sv.add_source_ranges("203.0.113.1/24");
+    expect_refused(sv, "source_ranges[0]: \"203.0.113.1/24\" has host bits set");
+    sv = service("web", "10.96.0.10", 80);
+    expect_refused(sv, "name: \"web\"");
+    EXPECT_EQ(
+        sync_services(9, {service("ns/a:x", "10.96.0.1", 80), service("ns/a:x", "10.96.0.2", 80)})
+            .error_code(),
+        grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(backend_.applies(), 0);
+}
+
+TEST_F(GrpcServerTest, UpdateUpsertsAndDeletesServices) {
+    ASSERT_TRUE(
+        sync_services(3, {service("ns/a:x", "10.96.0.1", 80), service("ns/b:x", "10.96.0.2", 80)})
+            .ok());
+    v1::UpdateTablesRequest req;
+    req.set_base_generation(3);
+    req.set_generation(4);
+    auto a = service("ns/a:x", "10.96.0.1", 80);
+    *a.add_backends() = backend("10.244.1.2", 8080, "ns/a-1");
+    *req.add_upsert_services() = a;
+    *req.add_upsert_services() = service("ns/c:x", "10.96.0.3", 80);
+    req.add_delete_services("ns/b:x");
+    v1::UpdateTablesResponse resp;
+    ASSERT_TRUE(update(req, &resp).ok());
+    EXPECT_EQ(resp.services(), 2u);
+    const auto listed = list_services();
+    ASSERT_EQ(listed.services_size(), 2);
+    EXPECT_EQ(listed.services(0).name(), "ns/a:x");
+    EXPECT_EQ(listed.services(0).backends_size(), 1);
+    EXPECT_EQ(listed.services(1).name(), "ns/c:x");
+
+    req.set_base_generation(4);
+    req.set_generation(5);
+    req.clear_upsert_services();
+    *req.add_upsert_services() = service("ns/c:x", "10.96.0.3", 80);
+    req.clear_delete_services();
+    req.add_delete_services("ns/c:x");
+    const auto s = update(req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("also in delete_services"), std::string::npos)
+        << s.error_message();
+    EXPECT_EQ(list_services().generation(), 4u);
 }
 
 TEST_F(GrpcServerTest, StatsRoundTrip) {
