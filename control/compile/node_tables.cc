@@ -6,7 +6,10 @@
 
 namespace kdp::control {
 
-table::TableSpec compile_node_tables(const Model& model, std::string_view node) {
+table::TableSpec compile_node_tables(const Model& model,
+                                     std::string_view node,
+                                     const ServiceOptions& services,
+                                     std::vector<std::string>* warnings) {
     if (model.nodes().find(std::string(node)) == model.nodes().end()) {
         throw CompileError(fmt::format("node \"{}\" is not in the cluster state", node));
     }
@@ -34,6 +37,7 @@ table::TableSpec compile_node_tables(const Model& model, std::string_view node) 
               [](const auto& a, const auto& b) { return a.node_name < b.node_name; });
     std::sort(spec.pods.begin(), spec.pods.end(),
               [](const auto& a, const auto& b) { return a.name < b.name; });
+    spec.services = compile_services(model, node, services, warnings);
     return spec;
 }
 

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "compile/services.h"
 #include "model/model.h"
 #include "table/table_spec.h"
 
@@ -21,7 +22,12 @@ public:
 /// For node `node`: every other Node with a podCIDR and an InternalIP becomes a route (VTEP MAC
 /// from Flannel's backend-data annotation, else Mac::from_ip(InternalIP)); every Pod with
 /// spec.nodeName == node, not hostNetwork, with a podIP becomes a pod whose port is named
-/// "namespace/name". Throws CompileError if `node` is not in the model.
-table::TableSpec compile_node_tables(const Model& model, std::string_view node);
+/// "namespace/name"; every Service port becomes a service port (compile/services.h). Throws
+/// CompileError if `node` is not in the model. `warnings` (optional) collects what was left out
+/// and why (e.g. a frontend two Services claim).
+table::TableSpec compile_node_tables(const Model& model,
+                                     std::string_view node,
+                                     const ServiceOptions& services = {},
+                                     std::vector<std::string>* warnings = nullptr);
 
 }  // namespace kdp::control

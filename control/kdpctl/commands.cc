@@ -184,7 +184,7 @@ json route_json(const v1::Route& r, bool local) {
 
 int get(DataplaneClient& client, const Args& a, std::ostream& out) {
     if (a.positional.size() != 2) {
-        throw UsageError("get needs one of: nodes, routes, pods, ports");
+        throw UsageError("get needs one of: nodes, routes, pods, ports, services, endpoints");
     }
     const std::string& what = a.positional[1];
     json rows = json::array();
@@ -249,14 +249,100 @@ int get(DataplaneClient& client, const Args& a, std::ostream& out) {
                {"RXQ", "rx_queues"},
                {"TXQ", "tx_queues"},
                {"DEVARGS", "devargs"}});
-    } else if (what == "services" || what == "endpoints" || what == "policies" ||
-               what == "conntrack") {
+    } else if (what == "services" || what == "service" || what == "svc") {
+        const auto services = client.list_services();
+        for (const auto& sv : services.services()) {
+            json fronts = json::array();
+            std::string fronts_text;
+            for (const auto& f : sv.frontends()) {
+                fronts.push_back(json{{"kind", f.kind()}, {"ip", f.ip()}, {"port", f.port()}});
+                fronts_text +=
+                    fmt::format("{}{}:{}", fronts_text.empty() ? "" : ",", f.ip(), f.port());
+            }
+            int ready = 0;
+            for (const auto& b : sv.backends()) {
+                ready += b.ready() && !b.terminating() ? 1 : 0;
+            }
+            std::string policy;
+            const auto flag = [&](bool on, const char* name) {
+                if (on) {
+                    policy += fmt::format("{}{}", policy.empty() ? "" : ",", name);
+                }
+            };
+            flag(sv.external_local(), "etp=Local");
+            flag(sv.internal_local(), "itp=Local");
+            flag(sv.affinity_timeout_s() != 0,
+                 fmt::format("affinity={}s", sv.affinity_timeout_s()).c_str());
+            flag(sv.health_check_node_port() != 0,
+                 fmt::format("hc={}", sv.health_check_node_port()).c_str());
+            if (a.format == Format::kTable) {
+                rows.push_back(json{{"name", sv.name()},
+                                    {"protocol", sv.protocol()},
+                                    {"frontends", fronts_text},
+                                    {"endpoints", fmt::format("{}/{}", ready, sv.backends_size())},
+                                    {"policy", policy.empty() ? "-" : policy}});
+            } else {
+                json backends = json::array();
+                for (const auto& b : sv.backends()) {
+                    backends.push_back(json{{"ip", b.ip()},
+                                            {"port", b.port()},
+                                            {"pod", b.pod()},
+                                            {"node", b.node()},
+                                            {"ready", b.ready()},
+                                            {"serving", b.serving()},
+                                            {"terminating", b.terminating()}});
+                }
+                json ranges = json::array();
+                for (const auto& r : sv.source_ranges()) {
+                    ranges.push_back(r);
+                }
+                rows.push_back(json{{"name", sv.name()},
+                                    {"protocol", sv.protocol()},
+                                    {"frontends", fronts},
+                                    {"backends", backends},
+                                    {"external_local", sv.external_local()},
+                                    {"internal_local", sv.internal_local()},
+                                    {"affinity_timeout_s", sv.affinity_timeout_s()},
+                                    {"source_ranges", ranges},
+                                    {"health_check_node_port", sv.health_check_node_port()}});
+            }
+        }
+        print(out, a.format, rows,
+              {{"NAME", "name"},
+               {"PROTO", "protocol"},
+               {"FRONTENDS", "frontends"},
+               {"READY", "endpoints"},
+               {"POLICY", "policy"}});
+    } else if (what == "endpoints" || what == "endpoint" || what == "ep") {
+        const auto services = client.list_services();
+        for (const auto& sv : services.services()) {
+            for (const auto& b : sv.backends()) {
+                rows.push_back(json{{"service", sv.name()},
+                                    {"endpoint", fmt::format("{}:{}", b.ip(), b.port())},
+                                    {"pod", b.pod()},
+                                    {"node", b.node()},
+                                    {"ready", b.ready()},
+                                    {"serving", b.serving()},
+                                    {"terminating", b.terminating()}});
+            }
+        }
+        print(out, a.format, rows,
+              {{"SERVICE", "service"},
+               {"ENDPOINT", "endpoint"},
+               {"POD", "pod"},
+               {"NODE", "node"},
+               {"READY", "ready"},
+               {"SERVING", "serving"},
+               {"TERMINATING", "terminating"}});
+    } else if (what == "policies" || what == "conntrack") {
         // Named by the product spec; the dataplane has no such tables or RPCs yet.
         throw std::runtime_error(fmt::format(
             "get {}: not available yet (the dataplane API has no {} listing)", what, what));
     } else {
         throw UsageError(
-            fmt::format("get: unknown resource \"{}\" (nodes, routes, pods, ports)", what));
+            fmt::format("get: unknown resource \"{}\" (nodes, routes, pods, ports, services, "
+                        "endpoints)",
+                        what));
     }
     return 0;
 }
@@ -315,17 +401,23 @@ int apply(DataplaneClient& client, const Args& a, std::ostream& out, std::ostrea
         throw std::runtime_error(errors.back());
     }
     const std::string node = a.node ? *a.node : client.node_info().node_name();
-    const table::TableSpec spec = compile_node_tables(model, node);
+    std::vector<std::string> warnings;
+    const table::TableSpec spec = compile_node_tables(model, node, {}, &warnings);
+    for (const auto& w : warnings) {
+        err << "kdpctl: warning: " << w << "\n";
+    }
     Pusher pusher(client);
     const auto result = pusher.push(spec);
     if (a.format == Format::kTable) {
-        out << fmt::format("applied generation {} to node {}: {} routes, {} pods\n",
-                           result.generation, node, spec.routes.size(), spec.pods.size());
+        out << fmt::format(
+            "applied generation {} to node {}: {} routes, {} pods, {} service ports\n",
+            result.generation, node, spec.routes.size(), spec.pods.size(), spec.services.size());
     } else {
         const json j{{"node", node},
                      {"generation", result.generation},
                      {"routes", spec.routes.size()},
-                     {"pods", spec.pods.size()}};
+                     {"pods", spec.pods.size()},
+                     {"services", spec.services.size()}};
         out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
     }
     return 0;

@@ -7,6 +7,9 @@
 
 #include <fmt/format.h>
 
+#include "model/json_util.h"
+#include "model/service.h"
+
 namespace kdp::control {
 namespace {
 
@@ -59,80 +62,11 @@ const KindInfo* find_kind(std::string_view kind) {
     return nullptr;
 }
 
-// Builds error messages that name the object: `Pod "ns/name": field: what`.
-class Where {
-public:
-    Where(std::string_view kind, const std::string& ns, const std::string& name)
-        : prefix_(ns.empty() ? fmt::format("{} \"{}\"", kind, name)
-                             : fmt::format("{} \"{}/{}\"", kind, ns, name)) {}
-
-    [[noreturn]] void fail(std::string_view field, std::string_view what) const {
-        throw ModelError(fmt::format("{}: {}: {}", prefix_, field, what));
-    }
-
-private:
-    std::string prefix_;
-};
-
-// Returns obj[a][b]... or nullptr if any step is missing or null.
-const json* find(const json& obj, std::initializer_list<const char*> path) {
-    const json* cur = &obj;
-    for (const char* k : path) {
-        if (!cur->is_object()) {
-            return nullptr;
-        }
-        auto it = cur->find(k);
-        if (it == cur->end() || it->is_null()) {
-            return nullptr;
-        }
-        cur = &*it;
-    }
-    return cur;
-}
-
-std::string get_string(const json& obj,
-                       std::initializer_list<const char*> path,
-                       std::string_view field,
-                       const Where& where) {
-    const json* v = find(obj, path);
-    if (v == nullptr) {
-        return {};
-    }
-    if (!v->is_string()) {
-        where.fail(field, fmt::format("must be a string, not {}", v->type_name()));
-    }
-    return v->get<std::string>();
-}
-
-Labels get_labels(const json& obj,
-                  std::initializer_list<const char*> path,
-                  std::string_view field,
-                  const Where& where) {
-    Labels out;
-    const json* v = find(obj, path);
-    if (v == nullptr) {
-        return out;
-    }
-    if (!v->is_object()) {
-        where.fail(field, "must be a map of strings");
-    }
-    for (const auto& [k, val] : v->items()) {
-        if (!val.is_string()) {
-            where.fail(fmt::format("{}.{}", field, k),
-                       fmt::format("must be a string, not {}", val.type_name()));
-        }
-        out[k] = val.get<std::string>();
-    }
-    return out;
-}
-
-Ip4 parse_ip(const std::string& s, std::string_view field, const Where& where) {
-    const auto ip = Ip4::parse(s);
-    if (!ip) {
-        where.fail(field, fmt::format("\"{}\" is not an IPv4 address", s));
-    }
-    return *ip;
-}
+using jsonu::find;
+using jsonu::get_labels;
+using jsonu::get_string;
+using jsonu::parse_ip;
+using jsonu::Where;
 
 Node parse_node(const json& obj, const std::string& name, const Where& where) {
     Node n;
@@ -205,6 +139,15 @@ Pod parse_pod(const json& obj, const std::string& ns, const std::string& name, c
         }
         p.host_network = hn->get<bool>();
     }
+    p.terminating = find(obj, {"metadata", "deletionTimestamp"}) != nullptr;
+    const json& conditions =
+        jsonu::get_list(obj, {"status", "conditions"}, "status.conditions", where);
+    for (size_t i = 0; i < conditions.size(); ++i) {
+        const std::string field = fmt::format("status.conditions[{}]", i);
+        if (get_string(conditions[i], {"type"}, field + ".type", where) == "Ready") {
+            p.ready = get_string(conditions[i], {"status"}, field + ".status", where) == "True";
+        }
+    }
     const std::string ip = get_string(obj, {"status", "podIP"}, "status.podIP", where);
     if (!ip.empty()) {
         p.pod_ip = parse_ip(ip, "status.podIP", where);
@@ -235,14 +178,9 @@ Pod parse_pod(const json& obj, const std::string& ns, const std::string& name, c
                                            num == nullptr ? "missing" : num->dump()));
                 }
                 cp.port = static_cast<uint16_t>(num->get<int64_t>());
-                cp.protocol = get_string(pj, {"protocol"}, field + ".protocol", where);
-                if (cp.protocol.empty()) {
-                    cp.protocol = "TCP";
-                }
-                if (cp.protocol != "TCP" && cp.protocol != "UDP" && cp.protocol != "SCTP") {
-                    where.fail(field + ".protocol",
-                               fmt::format("\"{}\" is not TCP, UDP or SCTP", cp.protocol));
-                }
+                cp.protocol =
+                    jsonu::parse_protocol(get_string(pj, {"protocol"}, field + ".protocol", where),
+                                          field + ".protocol", where);
                 p.ports.push_back(std::move(cp));
             }
         }
@@ -321,6 +259,12 @@ void Model::upsert(const json& obj) {
     } else if (kind == "Pod") {
         Pod p = parse_pod(obj, ns, name, where);
         pods_[p.key()] = std::move(p);
+    } else if (kind == "Service") {
+        Service sv = parse_service(obj, ns, name);
+        services_[sv.key()] = std::move(sv);
+    } else if (kind == "EndpointSlice") {
+        EndpointSlice es = parse_endpoint_slice(obj, ns, name);
+        slices_[es.key()] = std::move(es);
     } else {
         raw_[fmt::format("{}/{}/{}", kind, ns, name)] = RawObject{kind, ns, name, obj};
     }
@@ -344,6 +288,12 @@ bool Model::remove(std::string_view kind, std::string_view ns, std::string_view 
     }
     if (kind == "Pod") {
         return pods_.erase(space + "/" + n) != 0;
+    }
+    if (kind == "Service") {
+        return services_.erase(space + "/" + n) != 0;
+    }
+    if (kind == "EndpointSlice") {
+        return slices_.erase(space + "/" + n) != 0;
     }
     return raw_.erase(fmt::format("{}/{}/{}", kind, space, n)) != 0;
 }

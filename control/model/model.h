@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/net.h"
+#include "model/service.h"
 
 namespace kdp::control {
 
@@ -60,12 +61,15 @@ struct Pod {
     bool host_network = false;
     std::optional<Ip4> pod_ip;         // status.podIP; absent until the pod has an address
     std::vector<ContainerPort> ports;  // every container's ports, in order
+    /// status.conditions Ready; a pod with no Ready condition at all (hand-written manifests)
+    /// counts as ready once it has an address.
+    bool ready = true;
+    bool terminating = false;  // metadata.deletionTimestamp is set
 
     std::string key() const { return ns + "/" + name; }
 };
 
-/// An object kept as received, for kinds whose compilers come later (Service, EndpointSlice,
-/// NetworkPolicy).
+/// An object kept as received, for kinds whose compilers come later (NetworkPolicy).
 struct RawObject {
     std::string kind;
     std::string ns;
@@ -86,6 +90,9 @@ public:
     const std::map<std::string, Node>& nodes() const { return nodes_; }
     const std::map<std::string, Namespace>& namespaces() const { return namespaces_; }
     const std::map<std::string, Pod>& pods() const { return pods_; }
+    /// Keyed by "namespace/name".
+    const std::map<std::string, Service>& services() const { return services_; }
+    const std::map<std::string, EndpointSlice>& endpoint_slices() const { return slices_; }
     /// Keyed by "Kind/namespace/name".
     const std::map<std::string, RawObject>& raw() const { return raw_; }
 
@@ -96,6 +103,8 @@ private:
     std::map<std::string, Node> nodes_;
     std::map<std::string, Namespace> namespaces_;
     std::map<std::string, Pod> pods_;
+    std::map<std::string, Service> services_;
+    std::map<std::string, EndpointSlice> slices_;
     std::map<std::string, RawObject> raw_;
 };
 

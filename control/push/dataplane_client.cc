@@ -105,6 +105,12 @@ v1::ListPodsResponse DataplaneClient::list_pods() {
     });
 }
 
+v1::ListServicesResponse DataplaneClient::list_services() {
+    return call<v1::ListServicesResponse>("ListServices", [&](auto* r) {
+        return stub_->ListServices(context().get(), v1::ListServicesRequest{}, r);
+    });
+}
+
 v1::ListPortsResponse DataplaneClient::list_ports() {
     return call<v1::ListPortsResponse>("ListPorts", [&](auto* r) {
         return stub_->ListPorts(context().get(), v1::ListPortsRequest{}, r);
@@ -136,44 +142,59 @@ void DataplaneClient::watch_events(const std::function<bool(const v1::Event&)>& 
     }
 }
 
+namespace {
+
+// Appends to the request the upserts (new or changed entries) and deletes (keys gone) that
+// turn `from` into `to`, in key order.
+template <class Spec, class Key, class ToProto, class Upsert, class Delete>
+void diff_list(const std::vector<Spec>& from,
+               const std::vector<Spec>& to,
+               Key key,
+               ToProto to_proto,
+               Upsert upsert,
+               Delete del) {
+    std::map<std::string_view, const Spec*> old_items, new_items;
+    for (const auto& x : from) {
+        old_items[key(x)] = &x;
+    }
+    for (const auto& x : to) {
+        new_items[key(x)] = &x;
+    }
+    for (const auto& [k, x] : new_items) {
+        const auto it = old_items.find(k);
+        if (it == old_items.end() || !(*it->second == *x)) {
+            to_proto(*x, upsert());
+        }
+    }
+    for (const auto& [k, _] : old_items) {
+        if (new_items.count(k) == 0) {
+            del(std::string(k));
+        }
+    }
+}
+
+size_t change_count(const v1::UpdateTablesRequest& req) {
+    return static_cast<size_t>(req.upsert_routes_size() + req.delete_routes_size() +
+                               req.upsert_pods_size() + req.delete_pods_size() +
+                               req.upsert_services_size() + req.delete_services_size());
+}
+
+}  // namespace
+
 v1::UpdateTablesRequest diff_tables(const table::TableSpec& from, const table::TableSpec& to) {
     v1::UpdateTablesRequest req;
-    std::map<std::string, const table::RouteSpec*> old_routes, new_routes;
-    std::map<std::string, const table::PodSpec*> old_pods, new_pods;
-    for (const auto& r : from.routes) {
-        old_routes[r.node_name] = &r;
-    }
-    for (const auto& r : to.routes) {
-        new_routes[r.node_name] = &r;
-    }
-    for (const auto& p : from.pods) {
-        old_pods[p.name] = &p;
-    }
-    for (const auto& p : to.pods) {
-        new_pods[p.name] = &p;
-    }
-    for (const auto& [k, r] : new_routes) {
-        const auto it = old_routes.find(k);
-        if (it == old_routes.end() || !(*it->second == *r)) {
-            api::route_to_proto(*r, req.add_upsert_routes());
-        }
-    }
-    for (const auto& [k, _] : old_routes) {
-        if (new_routes.count(k) == 0) {
-            req.add_delete_routes(k);
-        }
-    }
-    for (const auto& [k, p] : new_pods) {
-        const auto it = old_pods.find(k);
-        if (it == old_pods.end() || !(*it->second == *p)) {
-            api::pod_to_proto(*p, req.add_upsert_pods());
-        }
-    }
-    for (const auto& [k, _] : old_pods) {
-        if (new_pods.count(k) == 0) {
-            req.add_delete_pods(k);
-        }
-    }
+    diff_list(
+        from.routes, to.routes, [](const auto& r) -> std::string_view { return r.node_name; },
+        api::route_to_proto, [&] { return req.add_upsert_routes(); },
+        [&](std::string k) { req.add_delete_routes(std::move(k)); });
+    diff_list(
+        from.pods, to.pods, [](const auto& p) -> std::string_view { return p.name; },
+        api::pod_to_proto, [&] { return req.add_upsert_pods(); },
+        [&](std::string k) { req.add_delete_pods(std::move(k)); });
+    diff_list(
+        from.services, to.services, [](const auto& s) -> std::string_view { return s.name; },
+        api::service_to_proto, [&] { return req.add_upsert_services(); },
+        [&](std::string k) { req.add_delete_services(std::move(k)); });
     return req;
 }
 
@@ -198,8 +219,8 @@ Pusher::Result Pusher::sync(const table::TableSpec& desired,
         }
     }
     last_ = Last{info.started_unix_ns(), spec.generation, spec};
-    return Result{Action::kSync, spec.generation, spec.routes.size() + spec.pods.size(),
-                  std::move(reason)};
+    return Result{Action::kSync, spec.generation,
+                  spec.routes.size() + spec.pods.size() + spec.services.size(), std::move(reason)};
 }
 
 Pusher::Result Pusher::push(const table::TableSpec& desired) {
@@ -216,8 +237,7 @@ Pusher::Result Pusher::push(const table::TableSpec& desired) {
                                 last_->generation));
     }
     v1::UpdateTablesRequest req = diff_tables(last_->spec, desired);
-    const size_t changes = static_cast<size_t>(req.upsert_routes_size() + req.delete_routes_size() +
-                                               req.upsert_pods_size() + req.delete_pods_size());
+    const size_t changes = change_count(req);
     if (changes == 0) {
         return Result{Action::kNone, last_->generation, 0, {}};
     }

@@ -42,6 +42,7 @@ public:
     v1::UpdateTablesResponse update_tables(const v1::UpdateTablesRequest& req);
     v1::ListRoutesResponse list_routes();
     v1::ListPodsResponse list_pods();
+    v1::ListServicesResponse list_services();
     v1::ListPortsResponse list_ports();
     v1::Stats stats();
 

@@ -91,7 +91,15 @@ public:
         }
         dirty_ = false;
         try {
-            return std::optional<table::TableSpec>(compile_node_tables(model_, node_));
+            // The cluster's EndpointSlice controller publishes every Service's endpoints:
+            // none are derived from Pods here, so a Service without slices has no endpoints.
+            std::vector<std::string> warnings;
+            auto spec = compile_node_tables(model_, node_,
+                                            ServiceOptions{.derive_endpoints = false}, &warnings);
+            for (const auto& w : warnings) {
+                fmt::print(stderr, "kdp-control: {}\n", w);
+            }
+            return std::optional<table::TableSpec>(std::move(spec));
         } catch (const std::exception& e) {
             fmt::print(stderr, "kdp-control: {}; keeping the last good state\n", e.what());
             return std::optional<table::TableSpec>();

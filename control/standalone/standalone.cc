@@ -136,7 +136,12 @@ std::optional<kdp::table::TableSpec> load(const Options& o) {
             log("{} error(s) in the manifests; nothing pushed", errors.size());
             return std::nullopt;
         }
-        return compile_node_tables(model, o.node);
+        std::vector<std::string> warnings;
+        auto spec = compile_node_tables(model, o.node, {}, &warnings);
+        for (const auto& w : warnings) {
+            log("{}", w);
+        }
+        return spec;
     } catch (const std::exception& e) {
         log("{}; nothing pushed", e.what());
         return std::nullopt;

@@ -62,7 +62,8 @@ protected:
 TEST_F(KdpctlTest, ApplyCompilesForTheDataplanesOwnNodeAndSyncs) {
     const auto file = dir_.write("c.yaml", kManifest);
     ASSERT_EQ(run_cmd({"apply", "-f", file}), 0) << err_.str();
-    EXPECT_EQ(out_.str(), "applied generation 1 to node node-a: 1 routes, 1 pods\n");
+    EXPECT_EQ(out_.str(),
+              "applied generation 1 to node node-a: 1 routes, 1 pods, 0 service ports\n");
     EXPECT_EQ(backend_.tables().generation, 1u);
 
     ASSERT_EQ(run_cmd({"get", "routes"}), 0) << err_.str();
@@ -80,7 +81,8 @@ TEST_F(KdpctlTest, ApplyCompilesForTheDataplanesOwnNodeAndSyncs) {
 
     // Applying again moves the generation on; --node picks another node's view.
     ASSERT_EQ(run_cmd({"apply", "-f", file, "--node", "node-b"}), 0) << err_.str();
-    EXPECT_EQ(out_.str(), "applied generation 2 to node node-b: 1 routes, 0 pods\n");
+    EXPECT_EQ(out_.str(),
+              "applied generation 2 to node node-b: 1 routes, 0 pods, 0 service ports\n");
     EXPECT_EQ(backend_.tables().routes.at(0).node_name, "node-a");
 
     // A state the dataplane refuses is one line and exit 1, nothing applied.
@@ -94,6 +96,44 @@ status: {podIP: 10.9.9.9}
     ASSERT_EQ(run_cmd({"apply", "-f", moved}), 1);
     EXPECT_THAT(err_.str(), HasSubstr("outside the node pod CIDR"));
     EXPECT_EQ(backend_.tables().generation, 2u);
+}
+
+TEST_F(KdpctlTest, ServicesAndEndpointsFromManifests) {
+    const auto file = dir_.write("s.yaml", std::string(kManifest) + R"(---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-2, namespace: prod, labels: {app: web}}
+spec: {nodeName: node-b, containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIP: 10.244.2.7}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: prod}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  selector: {app: web}
+  externalTrafficPolicy: Local
+  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]
+)");
+    ASSERT_EQ(run_cmd({"apply", "-f", file}), 0) << err_.str();
+    EXPECT_EQ(out_.str(),
+              "applied generation 1 to node node-a: 1 routes, 1 pods, 1 service ports\n");
+    ASSERT_EQ(run_cmd({"get", "services"}), 0) << err_.str();
+    EXPECT_EQ(out_.str(),
+              "NAME           PROTO  FRONTENDS                        READY  POLICY\n"
+              "prod/web:http  tcp    10.96.0.10:80,192.168.0.1:30080  1/1    etp=Local\n");
+    ASSERT_EQ(run_cmd({"get", "endpoints"}), 0) << err_.str();
+    EXPECT_EQ(out_.str(),
+              "SERVICE        ENDPOINT         POD         NODE    READY  SERVING  TERMINATING\n"
+              "prod/web:http  10.244.2.7:8080  prod/web-2  node-b  true   true     false\n");
+    ASSERT_EQ(run_cmd({"get", "svc", "-o", "json"}), 0) << err_.str();
+    const json j = json::parse(out_.str());
+    ASSERT_EQ(j.size(), 1u);
+    EXPECT_EQ(j[0]["frontends"][1],
+              json::parse(R"({"kind":"node_port","ip":"192.168.0.1","port":30080})"));
+    EXPECT_EQ(j[0]["backends"][0]["port"], 8080);
+    EXPECT_EQ(j[0]["external_local"], true);
 }
 
 TEST_F(KdpctlTest, ApplyWithBadManifestPushesNothing) {
@@ -171,12 +211,12 @@ TEST_F(KdpctlTest, EventsStreamsCurrentThenApplied) {
 TEST_F(KdpctlTest, BadArgumentsExitTwoWithOneLine) {
     EXPECT_EQ(run_cmd({"get", "widgets"}), 2);
     EXPECT_EQ(err_.str(),
-              "kdpctl: get: unknown resource \"widgets\" (nodes, routes, pods, ports) (see kdpctl "
-              "--help)\n");
+              "kdpctl: get: unknown resource \"widgets\" (nodes, routes, pods, ports, services, "
+              "endpoints) (see kdpctl --help)\n");
     EXPECT_EQ(run_cmd({"frobnicate"}), 2);
-    EXPECT_EQ(run_cmd({"get", "services"}), 1);  // named by the spec, not served yet
+    EXPECT_EQ(run_cmd({"get", "policies"}), 1);  // named by the spec, not served yet
     EXPECT_EQ(err_.str(),
-              "kdpctl: get services: not available yet (the dataplane API has no services "
+              "kdpctl: get policies: not available yet (the dataplane API has no policies "
               "listing)\n");
     EXPECT_EQ(run_cmd({"get", "pods", "-o", "xml"}), 2);
     EXPECT_EQ(run_cmd({"apply"}), 2);

@@ -108,7 +108,7 @@ items:
     EXPECT_FALSE(m.pods().at("default/a").host_network);
 }
 
-TEST(Manifest, KeepsLaterKindsRaw) {
+TEST(Manifest, ParsesServicesAndSlicesKeepsPoliciesRaw) {
     testing::TempDir dir;
     Model m;
     const auto errors = load_manifests({dir.write("k.yaml", R"(
@@ -119,7 +119,9 @@ spec: {ports: [{port: 80}]}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: web-1, namespace: prod}
+metadata: {name: web-1, namespace: prod, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints: [{addresses: [10.244.1.5]}]
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -127,12 +129,15 @@ metadata: {name: deny}
 )")},
                                        m);
     ASSERT_TRUE(errors.empty()) << errors.front();
-    ASSERT_EQ(m.raw().size(), 3u);
-    EXPECT_EQ(m.raw().at("Service/prod/web").obj["spec"]["ports"][0]["port"], 80);
+    ASSERT_EQ(m.raw().size(), 1u);
     EXPECT_TRUE(m.raw().count("NetworkPolicy/default/deny"));
+    ASSERT_EQ(m.services().size(), 1u);
+    EXPECT_EQ(m.services().at("prod/web").ports.at(0).port, 80);
+    EXPECT_EQ(m.endpoint_slices().at("prod/web-1").service, "web");
     EXPECT_TRUE(m.remove("Service", "prod", "web"));
     EXPECT_FALSE(m.remove("Service", "prod", "web"));
-    EXPECT_EQ(m.raw().size(), 2u);
+    EXPECT_TRUE(m.services().empty());
+    EXPECT_TRUE(m.remove("EndpointSlice", "prod", "web-1"));
 }
 
 struct ErrorCase {

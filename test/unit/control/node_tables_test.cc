@@ -59,7 +59,8 @@ std::vector<json> cluster() {
         pod("prod", "unscheduled", nullptr, nullptr),
         {{"apiVersion", "v1"},
          {"kind", "Service"},
-         {"metadata", {{"name", "web"}, {"namespace", "prod"}}}},
+         {"metadata", {{"name", "web"}, {"namespace", "prod"}}},
+         {"spec", {{"ports", json::array({{{"port", 80}}})}}}},
     };
 }
 
