@@ -9,7 +9,7 @@
 #                          198.51.100.1  ── VXLAN over an underlay bridge ──  198.51.100.2
 #
 # Every step prints ✔ or ✘; everything it creates is removed on exit (also on Ctrl-C).
-# Steps are functions: add new ones (Services, policies) to STEPS at the bottom.
+# Steps are functions: add new ones (policies, ...) to STEPS at the bottom.
 # Environment: KDP_BUILD_DIR, KDP_KEEP=1 (keep the work dir with configs and logs).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -77,12 +77,35 @@ step_tcp() {
     check_tcp "$A2" "$A1" 10.244.1.10 8 "a2 -> a1 on node1"
 }
 
+step_services() {
+    step "Services (kube-proxy's job, done in the dataplane)"
+    local kdpctl="$KDP_BUILD_DIR/control/kdpctl"
+    log "  node1's service ports (kdpctl get services):"
+    "$kdpctl" --dataplane "$(api_socket node1)" get services | sed 's/^/    /'
+    serve_whoami "$A2" a2 80
+    serve_whoami "$B1" b1 80
+    spread "$A1" 10.96.0.10 80 20
+    [[ $SPREAD == *a2:* && $SPREAD == *b1:* ]] || fail "ClusterIP: 20 connections reached only $SPREAD"
+    pass "a1 -> ClusterIP 10.96.0.10:80, 20 connections balanced over both nodes' pods: $SPREAD"
+    outside_host_create ext 198.51.100.200
+    spread "$(ns_name ext)" "$(node_ip 2)" 30080 10
+    pass "outside client 198.51.100.200 -> NodePort $(node_ip 2):30080: $SPREAD"
+    spread "$(ns_name ext)" "$(node_ip 1)" 30081 5
+    [ "$SPREAD" = "a2:5 " ] && [ "$SEEN" = 198.51.100.200 ] \
+        || fail "externalTrafficPolicy Local: got $SPREAD seen as $SEEN"
+    pass "externalTrafficPolicy: Local on node1:30081: only a2 answers, and it sees the client as $SEEN"
+    local out
+    out=$(whoami "$A1" 10.96.0.99 80) && fail "a Service without endpoints answered: $out"
+    [[ $out == *refused* ]] || fail "a Service without endpoints: expected a refusal, got $out"
+    pass "a1 -> 10.96.0.99:80 (no endpoints): connection refused at once, not a timeout"
+}
+
 step_counters() {
     step "dataplane counters (DPDK telemetry /kdp/stats)"
     print_nodes_stats node1 node2
 }
 
-STEPS=(step_cluster step_pods step_control step_ping step_tcp step_counters)
+STEPS=(step_cluster step_pods step_control step_ping step_tcp step_services step_counters)
 for s in "${STEPS[@]}"; do
     "$s"
 done

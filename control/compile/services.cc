@@ -185,7 +185,7 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
         for (size_t i = 0; i < sv.ports.size(); ++i) {
             const ServicePort& sp = sv.ports[i];
             table::ServiceSpec s;
-            s.name = fmt::format("{}:{}", key, sp.name);
+            s.name = sp.name.empty() ? key : fmt::format("{}:{}", key, sp.name);
             s.proto = proto_number(sp.protocol);
             const auto add_frontend = [&](table::FrontendKind kind, Ip4 ip, uint16_t port) {
                 if (port == 0) {
@@ -193,9 +193,10 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
                 }
                 if (!taken.emplace(ip.host(), port, s.proto).second) {
                     if (warnings != nullptr) {
-                        warnings->push_back(fmt::format(
-                            "service {}: {}:{}/{} is already taken by another service; left out",
-                            s.name, ip.str(), port, sp.protocol));
+                        warnings->push_back(
+                            fmt::format("service {}: {}:{}/{} is already taken by another service; "
+                                        "left out of it",
+                                        s.name, ip.str(), port, sp.protocol));
                     }
                     return;
                 }

@@ -1,6 +1,7 @@
 // Compiles Services and their EndpointSlices into one node's service ports.
 //
-// One ServiceSpec per Service port ("namespace/name:portname"), with its frontends (ClusterIP,
+// One ServiceSpec per Service port ("namespace/name:portname", or "namespace/name" for an
+// unnamed port), with its frontends (ClusterIP,
 // this node's IP for node ports, externalIPs, LoadBalancer ingress IPs) and its backends from
 // the EndpointSlices labelled with the Service's name, matched by port name and protocol.
 // Without any EndpointSlice for a Service with a selector, the backends are derived from the

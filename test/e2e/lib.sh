@@ -439,3 +439,66 @@ print_nodes_stats() {
         print_stats "$n"
     done
 }
+
+# ---------------------------------------------------------------- hosts outside the cluster
+
+# outside_host_create NAME IP: a host outside the cluster on the underlay bridge (netns
+# "kdp<id>-NAME", eth0 IP/24): an external client of NodePorts, or a server that pods reach
+# through egress masquerade.
+outside_host_create() {
+    local name=$1 ip=$2 ns peer
+    netns_create "$name"
+    ns=$(ns_name "$name")
+    peer=$(if_name "x$name")
+    ip -n "$ns" link add eth0 type veth peer name "$peer"
+    ip -n "$ns" link set "$peer" netns "$UNDERLAY_NS"
+    ip -n "$UNDERLAY_NS" link set "$peer" master "$UNDERLAY_BR" up
+    ip -n "$ns" addr add "$ip/$UNDERLAY_PREFIX" dev eth0
+    ip -n "$ns" link set eth0 up
+    in_ns "$ns" ethtool -K eth0 tx off >/dev/null  # see kernel_node_create
+}
+
+# ---------------------------------------------------------------- who-am-I servers
+
+# serve_whoami NS NAME PORT [udp]: a server in NS that answers every TCP connection (or UDP
+# datagram) on PORT with one line "NAME PEER_IP", the address it saw the client come from.
+serve_whoami() {
+    local ns=$1 name=$2 port=$3 proto=${4:-tcp} listen
+    if [ "$proto" = udp ]; then
+        listen="UDP4-RECVFROM:$port,fork,reuseaddr"
+    else
+        listen="TCP4-LISTEN:$port,fork,reuseaddr"
+    fi
+    spawn ip netns exec "$ns" socat "$listen" "SYSTEM:echo $name \$SOCAT_PEERADDR" \
+        2>>"$WORK_DIR/whoami-$name-$port.err"
+    if [ "$proto" = tcp ]; then
+        wait_for 5 "$name listening on $port" in_ns "$ns" sh -c "ss -Hltn 'sport = :$port' | grep -q ." \
+            || fail "who-am-I server $name on port $port did not start"
+    fi
+}
+
+# whoami NS IP PORT [udp]: asks a who-am-I server (possibly behind a Service) and prints its
+# answer "NAME PEER_IP"; prints socat's error and returns non-zero if there is none.
+whoami() {
+    local ns=$1 ip=$2 port=$3 proto=${4:-tcp}
+    if [ "$proto" = udp ]; then
+        echo q | in_ns "$ns" timeout 5 socat -t 3 - "UDP4:$ip:$port" 2>&1
+    else
+        in_ns "$ns" timeout 5 socat -T 4 -u "TCP4:$ip:$port,connect-timeout=3" - 2>&1
+    fi
+}
+
+# spread NS IP PORT COUNT [udp]: COUNT who-am-I requests; sets SPREAD to "name:count ..." and
+# SEEN to the peer addresses the servers reported (sorted, unique). Fails on any unanswered one.
+spread() {
+    local ns=$1 ip=$2 port=$3 count=$4 proto=${5:-tcp} i out name peer names=() peers=()
+    for ((i = 0; i < count; i++)); do
+        out=$(whoami "$ns" "$ip" "$port" "$proto") || fail "request $i to $ip:$port/$proto failed: $out"
+        read -r name peer <<<"$out"
+        [ -n "${peer:-}" ] || fail "request $i to $ip:$port/$proto: no answer (got '$out')"
+        names+=("$name") peers+=("$peer")
+    done
+    SPREAD=$(printf '%s\n' "${names[@]}" | sort | uniq -c | awk '{printf "%s:%s ", $2, $1}')
+    SEEN=$(printf '%s\n' "${peers[@]}" | sort -u | tr '\n' ' ')
+    SEEN=${SEEN% }
+}

@@ -92,7 +92,7 @@ TEST(Services, ClusterIpWithApiDefaults) {
     const auto out = compile_services(m, "node-a", {});
     ASSERT_EQ(out.size(), 1u);
     const auto& s = out[0];
-    EXPECT_EQ(s.name, "prod/web:");
+    EXPECT_EQ(s.name, "prod/web");
     EXPECT_EQ(s.proto, 6);  // protocol TCP by default
     ASSERT_EQ(s.frontends.size(), 1u);
     EXPECT_EQ(s.frontends[0].kind, FrontendKind::kClusterIp);
@@ -295,7 +295,7 @@ TEST(Services, ClashingFrontendIsLeftOutWithAWarning) {
     EXPECT_EQ(out[0].frontends.size(), 2u);
     EXPECT_EQ(out[1].frontends.size(), 1u);
     ASSERT_EQ(warnings.size(), 1u);
-    EXPECT_NE(warnings[0].find("prod/b:"), std::string::npos) << warnings[0];
+    EXPECT_NE(warnings[0].find("service prod/b:"), std::string::npos) << warnings[0];
     EXPECT_NE(warnings[0].find("198.51.100.7:80/TCP"), std::string::npos) << warnings[0];
 }
 
@@ -313,7 +313,7 @@ TEST(Services, CompiledIntoTheNodeTables) {
         service("web", {{"clusterIP", "10.96.0.10"}, {"ports", json::array({{{"port", 80}}})}}));
     const auto spec = compile_node_tables(m, "node-a");
     ASSERT_EQ(spec.services.size(), 1u);
-    EXPECT_EQ(spec.services[0].name, "prod/web:");
+    EXPECT_EQ(spec.services[0].name, "prod/web");
     EXPECT_TRUE(m.remove("Service", "prod", "web"));
     EXPECT_TRUE(compile_node_tables(m, "node-a").services.empty());
 }
