@@ -218,20 +218,26 @@ node_uplink() {
 # kernel_node_create N: a plain-kernel node: netns "kdp<id>-nodeN" with underlay interface
 # "eth0" addressed NODE_IP/24 on the bridge and forwarding on.
 kernel_node_create() {
-    local n=$1 ns peer
-    netns_create "node$n"
-    ns=$(ns_name "node$n")
-    peer=$(if_name "b$n")
+    local n=$1
+    _bridge_host "node$n" "$(if_name "b$n")" "$(node_ip "$n")"
+    in_ns "$(ns_name "node$n")" sysctl -qw net.ipv4.ip_forward=1
+}
+
+# _bridge_host NAME PEER_IF IP: netns "kdp<id>-NAME" whose eth0 (IP/24) is a veth to the
+# underlay bridge (the bridge side named PEER_IF).
+_bridge_host() {
+    local name=$1 peer=$2 ip=$3 ns
+    netns_create "$name"
+    ns=$(ns_name "$name")
     ip -n "$ns" link add eth0 type veth peer name "$peer"
     ip -n "$ns" link set "$peer" netns "$UNDERLAY_NS"
     ip -n "$UNDERLAY_NS" link set "$peer" master "$UNDERLAY_BR" up
-    ip -n "$ns" addr add "$(node_ip "$n")/$UNDERLAY_PREFIX" dev eth0
+    ip -n "$ns" addr add "$ip/$UNDERLAY_PREFIX" dev eth0
     ip -n "$ns" link set eth0 up
     # A veth hands its peer frames whose checksums are still to be filled in (CHECKSUM_PARTIAL,
     # including the inner TCP checksum of VXLAN frames); net_af_packet passes them on as they
     # are. A real NIC finishes them on the wire, so make this "NIC" do it too.
     in_ns "$ns" ethtool -K eth0 tx off >/dev/null
-    in_ns "$ns" sysctl -qw net.ipv4.ip_forward=1
 }
 
 # ---------------------------------------------------------------- dataplane
@@ -446,16 +452,7 @@ print_nodes_stats() {
 # "kdp<id>-NAME", eth0 IP/24): an external client of NodePorts, or a server that pods reach
 # through egress masquerade.
 outside_host_create() {
-    local name=$1 ip=$2 ns peer
-    netns_create "$name"
-    ns=$(ns_name "$name")
-    peer=$(if_name "x$name")
-    ip -n "$ns" link add eth0 type veth peer name "$peer"
-    ip -n "$ns" link set "$peer" netns "$UNDERLAY_NS"
-    ip -n "$UNDERLAY_NS" link set "$peer" master "$UNDERLAY_BR" up
-    ip -n "$ns" addr add "$ip/$UNDERLAY_PREFIX" dev eth0
-    ip -n "$ns" link set eth0 up
-    in_ns "$ns" ethtool -K eth0 tx off >/dev/null  # see kernel_node_create
+    _bridge_host "$1" "$(if_name "x$1")" "$2"
 }
 
 # ---------------------------------------------------------------- who-am-I servers
