@@ -72,6 +72,7 @@ struct NodeParams {
     uint16_t mtu = 1500;
     std::vector<std::string> pod_ports = {"default/a", "default/b"};
     uint32_t held = 8;
+    uint32_t conntrack = 4096;  // connections (benchmarks size it up)
 };
 
 class NodeHarness {
@@ -309,7 +310,7 @@ private:
     std::vector<api::PortEntry> entries_;
     dataplane::PortTable ports_;
     table::NeighborTable neighbors_{64};
-    table::Conntrack conntrack_{4096, 1};
+    table::Conntrack conntrack_{params_.conntrack, 1};
     table::TableRef ref_;
     dataplane::NodeContext node_;
     dataplane::Worker worker_;
