@@ -16,13 +16,13 @@ Conntrack::Conntrack(uint32_t capacity, uint32_t workers, CtTimeouts timeouts)
         buckets <<= 1;
     }
     mask_ = buckets - 1;
-    buckets_ = std::make_unique<Bucket[]>(buckets);
+    buckets_ = HugeArray<Bucket>(buckets);
     for (uint32_t b = 0; b < buckets; ++b) {
         for (auto& s : buckets_[b].slot) {
             s.store(0, std::memory_order_relaxed);
         }
     }
-    entries_ = std::make_unique<CtEntry[]>(capacity);
+    entries_ = HugeArray<CtEntry>(capacity);
     live_ = std::make_unique<bool[]>(capacity);
     count_ = std::make_unique<PaddedCount[]>(workers);
     ranges_.resize(workers);

@@ -27,6 +27,7 @@
 
 #include "common/net.h"
 #include "table/flat_map.h"
+#include "table/huge_array.h"
 
 namespace kdp::table {
 
@@ -258,8 +259,8 @@ private:
     uint32_t capacity_;
     uint32_t mask_;
     CtTimeouts timeouts_;
-    std::unique_ptr<Bucket[]> buckets_;
-    std::unique_ptr<CtEntry[]> entries_;
+    HugeArray<Bucket> buckets_;
+    HugeArray<CtEntry> entries_;
     std::unique_ptr<bool[]> live_;  // owner-written; readers use only for_each (racy, benign)
     std::vector<Range> ranges_;
     std::unique_ptr<PaddedCount[]> count_;
