@@ -127,6 +127,19 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
     bump(rxc.rx_packets, b.count);
     bump(rxc.rx_bytes, rx_bytes);
 
+    // Every TCP/UDP/SCTP packet from a pod looks its connection up: start the bucket loads of
+    // the whole burst now, so that their cache misses overlap instead of queueing one by one.
+    if (kind != PortKind::kUplink) {
+        for (uint16_t i = 0; i < b.count; ++i) {
+            const PacketMeta& p = b.meta[i];
+            if (p.pending() && (p.flags & pkt_flag::kL4) != 0) {
+                n.conntrack->prefetch(table::CtKey{p.tuple.src.be, p.tuple.dst.be, p.tuple.sport,
+                                                   p.tuple.dport, p.tuple.proto, 0, 0}
+                                          .hash());
+            }
+        }
+    }
+
     // Stages: the burst comes from one port, so the port kind picks the path once per burst.
     if (kind == PortKind::kUplink) {
         for (uint16_t i = 0; i < b.count; ++i) {
