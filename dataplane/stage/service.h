@@ -352,6 +352,75 @@ inline bool icmp_error_nat(Worker& w, rte_mbuf* m, PacketMeta& p) noexcept {
     return true;
 }
 
+/// The slot (backend index + 1) of backend ip:port among the Service's usable backends (only
+/// this node's when `local_only`), or 0. `hint` is the slot it had when recorded: checked first,
+/// so the scan runs only after the endpoints changed.
+inline uint16_t usable_slot(const NodeContext& n,
+                            const table::Service& s,
+                            bool local_only,
+                            Ip4 ip,
+                            uint16_t port_be,
+                            uint32_t hint) noexcept {
+    if (local_only && !n.pod_cidr.contains(ip)) {
+        return 0;
+    }
+    auto is = [&](uint32_t i) {
+        return s.backends[i].ip == ip && s.backends[i].port_be == port_be;
+    };
+    if (hint != 0 && hint <= s.backend_count && is(hint - 1)) {
+        return static_cast<uint16_t>(hint);
+    }
+    for (uint32_t i = 0; i < s.backend_count; ++i) {
+        if (is(i)) {
+            return static_cast<uint16_t>(i + 1);
+        }
+    }
+    return 0;
+}
+
+/// sessionAffinity: ClientIP with kube-proxy's semantics. A client's first connection to a
+/// Service port records (client IP, Service port) -> backend in conntrack (kCtZoneAffinity);
+/// its later new connections go to that backend while the record was used within the timeout
+/// and the backend is still usable, even if Maglev now picks another; otherwise `fresh` (the
+/// Maglev pick) is taken and recorded. One lookup per new connection, lock-free. A stale
+/// record is replaced by its owner; another worker takes the fresh pick without recording
+/// until the owner's expiry scan clears it (records are immutable once published).
+inline uint16_t affinity_pick(Worker& w,
+                              const table::Service& s,
+                              bool local_only,
+                              Ip4 client,
+                              uint16_t fresh,
+                              uint32_t now_s) noexcept {
+    table::Conntrack& ct = *w.node->conntrack;
+    const table::CtKey key{client.be, s.affinity_id, 0, 0, s.proto, 0, table::kCtZoneAffinity};
+    const uint64_t h = key.hash();
+    const table::CtHit hit = ct.lookup(key, h);
+    if (hit.index != table::kCtNone) {
+        table::CtEntry& e = ct.entry(hit.index);
+        const uint32_t idle = now_s - e.last_seen.load(std::memory_order_relaxed);
+        const uint16_t slot =
+            usable_slot(*w.node, s, local_only, Ip4{e.reply.src}, e.reply.sport, e.backend);
+        if (slot != 0 && idle <= e.timeout_s) {
+            e.last_seen.store(now_s, std::memory_order_relaxed);
+            return slot;
+        }
+        if (e.owner != w.index) {
+            return fresh;
+        }
+        ct.remove(w.index, hit.index, w.qsbr != nullptr ? rte_rcu_qsbr_start(w.qsbr) : 0);
+    }
+    const table::ServiceBackend& be = s.backends[fresh - 1u];
+    const table::CtKey record{
+        be.ip.be, client.be, be.port_be, 0, s.proto, 0, table::kCtZoneAffinity};
+    // A full table only costs the stickiness of this client, never its connection.
+    ct.insert(w.index, key, record, now_s, [&](table::CtEntry& e) {
+        e.nat = kNatDnat;  // the expiry scan clears it when its backend leaves every Service
+        e.backend = fresh;
+        e.timeout_s = s.affinity_timeout_s;
+    });
+    return fresh;
+}
+
 /// Conntrack and Service NAT for a parsed IPv4 packet (TCP, UDP, SCTP). `services` says whether
 /// a new flow may be load-balanced here: for traffic from local pods (the client's node
 /// balances) and from outside the cluster on the uplink, not for traffic decapsulated from
@@ -459,9 +528,13 @@ inline void conntrack_nat(Worker& w,
         return;
     }
     // Maglev over the flow hash, the same on every node; with ClientIP affinity over the
-    // client address alone, so that a client keeps its backend while the endpoints stay.
-    const uint64_t pick = (s.flags & table::Service::kAffinity) ? table::mix64(p.tuple.src.be) : h;
-    const uint16_t slot = table[pick % size];
+    // client address alone (every node agrees on a client's first pick), then as recorded.
+    const bool affinity = (s.flags & table::Service::kAffinity) != 0;
+    const uint64_t pick = affinity ? table::mix64(p.tuple.src.be) : h;
+    uint16_t slot = table[pick % size];
+    if (affinity) {
+        slot = affinity_pick(w, s, local_only, p.tuple.src, slot, now_s);
+    }
     const table::ServiceBackend& be = s.backends[slot - 1u];
     // SNAT to this node's gateway address when the reply would not come back through this
     // node otherwise: an external client's connection to a backend on another node (policy
