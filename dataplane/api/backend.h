@@ -83,6 +83,33 @@ struct StatsSnapshot {
     std::vector<PortStats> ports;
 };
 
+/// One conntrack entry as the API reports it (see ListConntrack in dataplane.proto).
+struct ConntrackInfo {
+    struct Tuple {
+        Ip4 src;
+        uint16_t sport = 0;  // host order
+        Ip4 dst;
+        uint16_t dport = 0;
+    };
+    uint8_t proto = 0;
+    Tuple original;
+    Tuple reply;
+    std::vector<std::string> nat;  // "dnat", "snat", "egress", "external"
+    std::string state;             // "new", "established", "closing", "closed"
+    uint32_t expires_in_s = 0;
+    bool affinity = false;
+    uint32_t worker = 0;
+};
+
+struct ConntrackListing {
+    uint32_t total = 0;
+    uint32_t capacity = 0;
+    std::vector<ConntrackInfo> entries;
+};
+
+/// The most entries one ListConntrack returns: about 10 MB of messages.
+inline constexpr uint32_t kConntrackListCap = 100000;
+
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -99,6 +126,10 @@ public:
 
     virtual std::vector<PortInfo> ports() const = 0;
     virtual StatsSnapshot stats() const = 0;
+
+    /// Up to `limit` (at most kConntrackListCap) conntrack entries, read without disturbing
+    /// the workers.
+    virtual ConntrackListing conntrack(uint32_t limit) const = 0;
 };
 
 }  // namespace kdp::api

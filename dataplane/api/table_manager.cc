@@ -10,6 +10,7 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
+#include "stage/service.h"
 #include "table/maglev.h"
 
 namespace kdp::api {
@@ -366,6 +367,58 @@ std::vector<PortInfo> TableManager::ports() const {
         }
         out.push_back(std::move(p));
     }
+    return out;
+}
+
+ConntrackListing TableManager::conntrack(uint32_t limit) const {
+    ConntrackListing out;
+    const table::Conntrack* ct = node_.conntrack;
+    if (ct == nullptr) {
+        return out;
+    }
+    // No lock: the table is read as the workers see it, racy by nature (an entry may be
+    // removed, or reused after its grace period, while it is copied); a snapshot for people.
+    out.total = ct->size();
+    out.capacity = ct->capacity();
+    const uint64_t tsc = clock_ ? clock_() : rte_rdtsc();
+    const auto now_s = static_cast<uint32_t>(tsc / node_.tsc_hz);
+    const auto tuple = [](const table::CtKey& k) {
+        return ConntrackInfo::Tuple{Ip4{k.src}, from_be16(k.sport), Ip4{k.dst}, from_be16(k.dport)};
+    };
+    static constexpr const char* kStates[] = {"new", "established", "closing", "closed"};
+    const uint32_t cap = std::min(limit, kConntrackListCap);
+    ct->for_each([&](uint32_t, const table::CtEntry& e) {
+        if (out.entries.size() >= cap) {
+            return;
+        }
+        ConntrackInfo i;
+        i.proto = e.orig.proto;
+        i.original = tuple(e.orig);
+        i.reply = tuple(e.reply);
+        i.affinity = e.orig.zone == table::kCtZoneAffinity;
+        if (i.affinity) {
+            i.original.dst = Ip4{};  // the key's Service port id is no address
+            i.original.sport = i.original.dport = 0;
+        }
+        const std::pair<uint8_t, const char*> kinds[] = {
+            {dataplane::stage::kNatDnat, "dnat"},
+            {dataplane::stage::kNatSnat, "snat"},
+            {dataplane::stage::kNatEgress, "egress"},
+            {dataplane::stage::kNatExternal, "external"}};
+        for (const auto& [bit, name] : kinds) {
+            if (e.nat & bit) {
+                i.nat.emplace_back(name);
+            }
+        }
+        const uint8_t st = e.state.load(std::memory_order_relaxed);
+        i.state = st < 4 ? kStates[st] : "?";
+        const uint32_t last = e.last_seen.load(std::memory_order_relaxed);
+        const uint32_t idle = now_s >= last ? now_s - last : 0;  // a worker's clock may lead
+        const uint32_t timeout = ct->timeout_of(e);
+        i.expires_in_s = idle >= timeout ? 0 : timeout - idle;
+        i.worker = e.owner;
+        out.entries.push_back(std::move(i));
+    });
     return out;
 }
 

@@ -49,6 +49,11 @@ public:
     table::TableSpec tables() const override;
     std::vector<PortInfo> ports() const override;
     StatsSnapshot stats() const override;
+    ConntrackListing conntrack(uint32_t limit) const override;
+
+    /// The clock conntrack ages are measured against, in TSC ticks (default: rte_rdtsc), for
+    /// tests that drive the workers' time themselves.
+    void set_clock_for_test(std::function<uint64_t()> clock) { clock_ = std::move(clock); }
 
     /// Validation alone (no publish); the error a apply_tables would return.
     std::optional<std::string> validate(const table::TableSpec& spec) const;
@@ -70,6 +75,7 @@ private:
                        std::pair<table::ServiceSpec, std::shared_ptr<const table::ServiceBlock>>>
         blocks_;
     decltype(blocks_) next_blocks_;  // built with the version being applied
+    std::function<uint64_t()> clock_;
 };
 
 /// Sums a worker's counters into a CounterSet (all ports) or for one port.
