@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -167,6 +168,25 @@ std::optional<std::string> TableManager::validate(const table::TableSpec& spec) 
             }
         }
     }
+    // healthCheckNodePort: one Service's (any of its ports), and no TCP frontend on the node IP.
+    std::map<uint16_t, std::string_view> health;
+    for (size_t i = 0; i < spec.services.size(); ++i) {
+        const table::ServiceSpec& sv = spec.services[i];
+        const uint16_t port = sv.health_check_node_port;
+        if (port == 0 || !sv.external_local) {
+            continue;  // only externalTrafficPolicy: Local has one
+        }
+        const std::string_view svc = std::string_view(sv.name).substr(0, sv.name.find(':'));
+        const std::string at = fmt::format("services[{}] ({})", i, sv.name);
+        if (const auto [it, fresh] = health.emplace(port, svc); !fresh && it->second != svc) {
+            return fmt::format("{}: health_check_node_port {} is used by service {}", at, port,
+                               it->second);
+        }
+        if (frontends.count(table::frontend_key(node_.node_ip, to_be16(port), 6)) != 0) {
+            return fmt::format("{}: health_check_node_port {} is a TCP frontend of the node IP {}",
+                               at, port, node_.node_ip.str());
+        }
+    }
     return std::nullopt;
 }
 
@@ -244,6 +264,8 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
     t->pods = table::FlatMap<table::LocalPod>(pods);
 
     std::vector<std::pair<uint64_t, table::Frontend>> frontends;
+    std::vector<std::pair<uint64_t, uint32_t>> health_checks;
+    std::set<uint16_t> health_ports;
     std::vector<uint64_t> alive;
     next_blocks_.clear();
     for (size_t i = 0; i < spec.services.size(); ++i) {
@@ -310,7 +332,12 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
             frontends.emplace_back(table::frontend_key(fe.ip, to_be16(fe.port), sv.proto),
                                    table::Frontend{svc_index, fe.kind});
         }
+        if (sv.external_local && sv.health_check_node_port != 0 &&
+            health_ports.insert(sv.health_check_node_port).second) {
+            health_checks.emplace_back(sv.health_check_node_port, svc_index);
+        }
     }
+    t->health_checks = table::FlatMap<uint32_t>(health_checks);
     std::sort(alive.begin(), alive.end());
     alive.erase(std::unique(alive.begin(), alive.end()), alive.end());
     std::vector<std::pair<uint64_t, uint8_t>> alive_items;
