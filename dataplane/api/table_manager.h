@@ -18,6 +18,8 @@
 
 #include <rte_rcu_qsbr.h>
 
+struct rte_mempool;
+
 #include "api/backend.h"
 #include "core/node_context.h"
 #include "core/worker.h"
@@ -50,6 +52,10 @@ public:
     std::vector<PortInfo> ports() const override;
     StatsSnapshot stats() const override;
 
+    std::optional<std::string> trace(const TraceQuery& q, TraceResult& out) override;
+    /// The mempool trace packets come from (the dataplane's); tracing is refused without one.
+    void set_trace_pool(rte_mempool* pool);
+
     /// Validation alone (no publish); the error a apply_tables would return.
     std::optional<std::string> validate(const table::TableSpec& spec) const;
 
@@ -70,6 +76,7 @@ private:
                        std::pair<table::ServiceSpec, std::shared_ptr<const table::ServiceBlock>>>
         blocks_;
     decltype(blocks_) next_blocks_;  // built with the version being applied
+    rte_mempool* trace_pool_ = nullptr;
 };
 
 /// Sums a worker's counters into a CounterSet (all ports) or for one port.
