@@ -4,6 +4,8 @@
 // nodes), and Maglev table builds (what one endpoint change costs).
 //
 //   build/benchmarks/table_bench [--benchmark_filter=...]
+#include <time.h>
+
 #include <algorithm>
 #include <numeric>
 #include <random>
@@ -19,6 +21,17 @@
 #include "table/tables.h"
 
 namespace {
+
+// This thread's CPU time in TSC cycles: the machine's other jobs may take the CPU away
+// between two reads, and wall-clock TSC deltas would count that time too.
+uint64_t cpu_cycles() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    const auto ns =
+        static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+    return static_cast<uint64_t>(static_cast<double>(ns) * static_cast<double>(rte_get_tsc_hz()) /
+                                 1e9);
+}
 
 using namespace kdp;
 using namespace kdp::table;
@@ -57,13 +70,13 @@ struct Filled {
 void BM_ConntrackLookup(benchmark::State& state) {
     Filled f(static_cast<uint32_t>(state.range(0)));
     uint64_t i = 0, ops = 0, found = 0;
-    const uint64_t t0 = rte_rdtsc();
+    const uint64_t t0 = cpu_cycles();
     for (auto _ : state) {
         const CtKey k = key_of(f.order[i++ % f.order.size()]);
         found += f.ct.lookup(k).index != kCtNone;
         ++ops;
     }
-    cycles_counter(state, rte_rdtsc() - t0, ops);
+    cycles_counter(state, cpu_cycles() - t0, ops);
     if (found != ops) {
         state.SkipWithError("a tracked connection was not found");
     }
@@ -75,7 +88,7 @@ void BM_ConntrackLookupBurst(benchmark::State& state) {
     uint64_t i = 0, ops = 0, found = 0;
     CtKey keys[32];
     uint64_t hashes[32];
-    const uint64_t t0 = rte_rdtsc();
+    const uint64_t t0 = cpu_cycles();
     for (auto _ : state) {
         for (int k = 0; k < 32; ++k) {
             keys[k] = key_of(f.order[i++ % f.order.size()]);
@@ -87,7 +100,7 @@ void BM_ConntrackLookupBurst(benchmark::State& state) {
         }
         ops += 32;
     }
-    cycles_counter(state, rte_rdtsc() - t0, ops);
+    cycles_counter(state, cpu_cycles() - t0, ops);
     if (found != ops) {
         state.SkipWithError("a tracked connection was not found");
     }
@@ -110,12 +123,12 @@ void BM_FrontendLookup(benchmark::State& state) {
     }
     std::shuffle(probe.begin(), probe.end(), std::mt19937(2));
     uint64_t i = 0, ops = 0, found = 0;
-    const uint64_t t0 = rte_rdtsc();
+    const uint64_t t0 = cpu_cycles();
     for (auto _ : state) {
         found += map.find(probe[i++ % probe.size()]) != nullptr;
         ++ops;
     }
-    cycles_counter(state, rte_rdtsc() - t0, ops);
+    cycles_counter(state, cpu_cycles() - t0, ops);
     if (found != ops) {
         state.SkipWithError("a frontend was not found");
     }
@@ -135,12 +148,12 @@ void BM_RouteLookup(benchmark::State& state) {
         probe.push_back(Ip4::from_host(0x0a000000u + ((rng() % n) << 8) + 7));
     }
     uint64_t i = 0, ops = 0, found = 0;
-    const uint64_t t0 = rte_rdtsc();
+    const uint64_t t0 = cpu_cycles();
     for (auto _ : state) {
         found += table.lookup(probe[i++ % probe.size()]) != nullptr;
         ++ops;
     }
-    cycles_counter(state, rte_rdtsc() - t0, ops);
+    cycles_counter(state, cpu_cycles() - t0, ops);
     if (found != ops) {
         state.SkipWithError("a route was not found");
     }
