@@ -9,10 +9,9 @@
 #
 # Checks that the dataplane's tables, read back with kdpctl, follow the cluster: the initial
 # list, node and pod changes, a Service and its EndpointSlice (conditions changing), a 410 Gone
-# relist that must discover an object whose event was
-# lost, a dataplane restart (control notices and pushes full state), a control restart (the
-# dataplane keeps forwarding with its tables), and an API server that stops answering (the last
-# good state stays).
+# relist that must discover an object whose event was lost, a dataplane restart (control
+# notices and pushes full state), a control restart (the dataplane keeps forwarding with its
+# tables), and an API server that stops answering (the last good state stays).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 need_dataplane
