@@ -300,6 +300,8 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
         s.maglev = block->maglev.data();
         s.backends = block->backends.data();
         s.backend_count = static_cast<uint32_t>(block->backends.size());
+        s.affinity_timeout_s = sv.affinity_timeout_s;
+        s.affinity_id = static_cast<uint32_t>(table::mix64(std::hash<std::string>{}(sv.name)));
         const auto svc_index = static_cast<uint32_t>(t->services.size());
         t->services.push_back(s);
         t->blocks.push_back(std::move(block));

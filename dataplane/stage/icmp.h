@@ -15,6 +15,13 @@ inline constexpr uint8_t kIcmpUnreachable = 3;
 inline constexpr uint8_t kIcmpCodePortUnreachable = 3;
 inline constexpr uint8_t kIcmpCodeFragNeeded = 4;
 inline constexpr uint8_t kIcmpEchoRequest = 8;
+inline constexpr uint8_t kIcmpTimeExceeded = 11;
+inline constexpr uint8_t kIcmpParameterProblem = 12;
+
+/// The ICMP errors that quote a packet of a connection and are translated back with it.
+inline bool is_icmp_error_type(uint8_t type) noexcept {
+    return type == kIcmpUnreachable || type == kIcmpTimeExceeded || type == kIcmpParameterProblem;
+}
 
 /// ICMP errors are never sent about ICMP errors (RFC 1122 §3.2.2).
 inline bool is_icmp_error(const PacketMeta& p) noexcept {

@@ -51,6 +51,12 @@ inline void l4_fix(uint8_t* d,
                 std::memcpy(l4 + 6, &c, 2);
             }
             break;
+        case pkt::kProtoIcmp:
+            // Echo: the identifier plays the port (RFC 5508 §3.1); no pseudo-header.
+            std::memcpy(&c, l4 + 2, 2);
+            c = pkt::csum_replace16(c, port_from, port_to);
+            std::memcpy(l4 + 2, &c, 2);
+            break;
         case pkt::kProtoSctp:
             // No pseudo-header: only a port change touches the CRC, and it must be recomputed.
             if (port_from != port_to && !(p.flags & pkt_flag::kFragment)) {
@@ -65,7 +71,8 @@ inline void l4_fix(uint8_t* d,
 enum class Side : uint8_t { kSrc, kDst };
 
 /// Rewrites one side's address and port (DNAT: kDst; un-DNAT of replies: kSrc), patching the
-/// IP checksum and the L4 checksum incrementally.
+/// IP checksum and the L4 checksum incrementally. For an ICMP echo the "port" of either side is
+/// the identifier (ct_key keeps it in both tuple ports).
 template <Side kSide>
 inline void rewrite(rte_mbuf* m, PacketMeta& p, Ip4 ip, uint16_t port_be) noexcept {
     constexpr bool kDst = kSide == Side::kDst;
@@ -80,9 +87,13 @@ inline void rewrite(rte_mbuf* m, PacketMeta& p, Ip4 ip, uint16_t port_be) noexce
     std::memcpy(&c, iph + 10, 2);
     c = pkt::csum_replace32(c, from, ip.be);
     std::memcpy(iph + 10, &c, 2);
-    std::memcpy(d + p.l4_off + (kDst ? 2 : 0), &port_be, 2);
+    const bool icmp = p.tuple.proto == pkt::kProtoIcmp;
+    std::memcpy(d + p.l4_off + (icmp ? 4 : kDst ? 2 : 0), &port_be, 2);
     addr = ip;
     port = port_be;
+    if (icmp) {
+        p.tuple.sport = p.tuple.dport = port_be;
+    }
     l4_fix(d, p, from, ip.be, port_from, port_be);
 }
 
@@ -182,11 +193,232 @@ inline uint16_t snat_port(const Worker& w,
     for (uint32_t k = 0; k < 64; ++k) {
         const uint32_t port = kBase + ((hash + k) % per_worker) * workers + w.index;
         reply.dport = to_be16(static_cast<uint16_t>(port));
+        if (reply.proto == pkt::kProtoIcmp) {
+            reply.sport = reply.dport;  // an echo identifier is both "ports" (ct_key)
+        }
         if (ct.lookup(reply).index == table::kCtNone) {
             return static_cast<uint16_t>(port);
         }
     }
     return 0;
+}
+
+/// The conntrack key of a parsed packet's tuple. An ICMP echo is keyed on its identifier in
+/// both port fields and its type in `pad` (RFC 5508 §3.1: the identifier plays the port), so
+/// that an echo reply's key is icmp_reversed() of its request's and a request never matches a
+/// reply's entry.
+inline table::CtKey ct_key(const Tuple4& t, uint8_t icmp_type) noexcept {
+    if (t.proto == pkt::kProtoIcmp) {
+        return table::CtKey{t.src.be, t.dst.be, t.sport, t.sport, t.proto, icmp_type, 0};
+    }
+    return table::CtKey{t.src.be, t.dst.be, t.sport, t.dport, t.proto, 0, 0};
+}
+
+/// What a packet travelling the other way looks like, for any key ct_key makes.
+inline table::CtKey ct_reversed(const table::CtKey& k) noexcept {
+    table::CtKey r = k.reversed();
+    if (k.proto == pkt::kProtoIcmp) {
+        r.pad = k.pad == kIcmpEchoRequest ? kIcmpEchoReply : kIcmpEchoRequest;
+    }
+    return r;
+}
+
+/// Sends a packet of a tracked connection on its way once its NAT is done: replies to an
+/// external client go straight back to its MAC; masqueraded egress is flagged for the uplink.
+/// Anything else stays pending, to be routed on its (rewritten) destination.
+inline void after_nat(const NodeContext& n,
+                      rte_mbuf* m,
+                      PacketMeta& p,
+                      const table::CtEntry& e,
+                      table::CtDir dir) noexcept {
+    if (dir == table::CtDir::kOrig) {
+        if (e.nat & kNatEgress) {
+            p.aux = kAuxEgress;
+        }
+    } else if (e.nat & kNatExternal) {
+        to_external_client(n, m, p, e);
+    }
+}
+
+/// An ICMP error (destination unreachable, time exceeded, parameter problem) about a packet of a
+/// tracked connection, translated back as netfilter does for RELATED ICMP (RFC 5508 §4.3): the
+/// quoted header gets the addresses and ports its sender knows, with its IP checksum and (when
+/// quoted) its L4 checksum patched; the outer addresses get the NAT of the direction the error
+/// travels; the ICMP checksum is recomputed. Returns true when it matched (p then routes on
+/// its new destination, or has been sent); false, p pending, when no tracked connection
+/// matches; drops a malformed error. Errors are rare: this is off the per-packet fast path.
+inline bool icmp_error_nat(Worker& w, rte_mbuf* m, PacketMeta& p) noexcept {
+    uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
+    uint8_t* icmp = d + p.l4_off;
+    const uint32_t len = p.l3_len - (p.l4_off - p.l3_off);
+    uint8_t* in = icmp + pkt::kIcmpHdrLen;  // the quoted IPv4 header
+    // The quote must hold the original IPv4 header and the 8 bytes of L4 that carry the ports
+    // (RFC 792); a later fragment or a fragmented error has no such header.
+    const bool whole = !(p.flags & pkt_flag::kFragment) &&
+                       len >= pkt::kIcmpHdrLen + pkt::kIpv4HdrLen + 8u && (in[0] >> 4) == 4;
+    const uint32_t ihl = whole ? (in[0] & 0x0f) * 4u : 0;
+    if (!whole || ihl < pkt::kIpv4HdrLen || len < pkt::kIcmpHdrLen + ihl + 8u ||
+        ((in[6] & 0x1f) | in[7]) != 0) [[unlikely]] {
+        p.drop(DropReason::kIcmpErrorMalformed);
+        return false;
+    }
+    uint8_t* l4 = in + ihl;
+    const uint32_t l4_len = len - pkt::kIcmpHdrLen - ihl;
+    Tuple4 q;
+    std::memcpy(&q.src.be, in + 12, 4);
+    std::memcpy(&q.dst.be, in + 16, 4);
+    q.proto = in[9];
+    uint8_t q_type = 0;
+    switch (q.proto) {
+        case pkt::kProtoTcp:
+        case pkt::kProtoUdp:
+        case pkt::kProtoSctp:
+            std::memcpy(&q.sport, l4, 2);
+            std::memcpy(&q.dport, l4 + 2, 2);
+            break;
+        case pkt::kProtoIcmp:
+            q_type = l4[0];
+            if (q_type != kIcmpEchoRequest && q_type != kIcmpEchoReply) {
+                return false;  // about an error, or ICMP that is never tracked
+            }
+            std::memcpy(&q.sport, l4 + 4, 2);
+            break;
+        default:
+            return false;
+    }
+    // The error travels against the quoted packet: look up what a packet going that way is.
+    const table::Conntrack& ct = *w.node->conntrack;
+    const table::CtHit hit = ct.lookup(ct_reversed(ct_key(q, q_type)));
+    if (hit.index == table::kCtNone) {
+        return false;
+    }
+    const table::CtEntry& e = ct.entry(hit.index);
+    const bool back = hit.dir == table::CtDir::kReply;  // toward the connection's originator
+    // The quoted packet as its sender wrote it: the originator's, or the reply's as sent.
+    const table::CtKey& want = back ? e.orig : e.reply;
+    Ip4 src = p.tuple.src;
+    Ip4 dst = p.tuple.dst;
+    if (back) {
+        src = (e.nat & kNatDnat) ? Ip4{e.orig.dst} : src;
+        dst = (e.nat & kNatSnat) ? Ip4{e.orig.src} : dst;
+    } else {
+        src = (e.nat & kNatSnat) ? Ip4{e.reply.dst} : src;
+        dst = (e.nat & kNatDnat) ? Ip4{e.reply.src} : dst;
+    }
+    // Quoted header: addresses and their checksum.
+    uint16_t c;
+    std::memcpy(&c, in + 10, 2);
+    c = pkt::csum_replace32(c, q.src.be, want.src);
+    c = pkt::csum_replace32(c, q.dst.be, want.dst);
+    std::memcpy(in + 10, &c, 2);
+    std::memcpy(in + 12, &want.src, 4);
+    std::memcpy(in + 16, &want.dst, 4);
+    // Quoted L4: ports (identifier) and the checksum when the quote holds it.
+    if (q.proto == pkt::kProtoIcmp) {
+        std::memcpy(&c, l4 + 2, 2);
+        c = pkt::csum_replace16(c, q.sport, want.sport);
+        std::memcpy(l4 + 2, &c, 2);
+        std::memcpy(l4 + 4, &want.sport, 2);
+    } else {
+        const uint32_t at = q.proto == pkt::kProtoTcp ? 16 : q.proto == pkt::kProtoUdp ? 6 : 0;
+        std::memcpy(l4, &want.sport, 2);
+        std::memcpy(l4 + 2, &want.dport, 2);
+        if (at != 0 && l4_len >= at + 2) {
+            std::memcpy(&c, l4 + at, 2);
+            if (c != 0 || q.proto == pkt::kProtoTcp) {  // UDP zero: no checksum
+                c = pkt::csum_replace32(c, q.src.be, want.src);
+                c = pkt::csum_replace32(c, q.dst.be, want.dst);
+                c = pkt::csum_replace16(c, q.sport, want.sport);
+                c = pkt::csum_replace16(c, q.dport, want.dport);
+                std::memcpy(l4 + at, &c, 2);
+            }
+        }
+        // SCTP's CRC32c covers chunks the quote cut off: it cannot be patched, as in netfilter.
+    }
+    // Outer header, then the ICMP checksum over the whole message.
+    uint8_t* ip = d + p.l3_off;
+    std::memcpy(&c, ip + 10, 2);
+    c = pkt::csum_replace32(c, p.tuple.src.be, src.be);
+    c = pkt::csum_replace32(c, p.tuple.dst.be, dst.be);
+    std::memcpy(ip + 10, &c, 2);
+    std::memcpy(ip + 12, &src.be, 4);
+    std::memcpy(ip + 16, &dst.be, 4);
+    p.tuple.src = src;
+    p.tuple.dst = dst;
+    icmp[2] = icmp[3] = 0;
+    c = pkt::csum(icmp, len);
+    std::memcpy(icmp + 2, &c, 2);
+    after_nat(*w.node, m, p, e, hit.dir);
+    return true;
+}
+
+/// The slot (backend index + 1) of backend ip:port among the Service's usable backends (only
+/// this node's when `local_only`), or 0. `hint` is the slot it had when recorded: checked first,
+/// so the scan runs only after the endpoints changed.
+inline uint16_t usable_slot(const NodeContext& n,
+                            const table::Service& s,
+                            bool local_only,
+                            Ip4 ip,
+                            uint16_t port_be,
+                            uint32_t hint) noexcept {
+    if (local_only && !n.pod_cidr.contains(ip)) {
+        return 0;
+    }
+    auto is = [&](uint32_t i) {
+        return s.backends[i].ip == ip && s.backends[i].port_be == port_be;
+    };
+    if (hint != 0 && hint <= s.backend_count && is(hint - 1)) {
+        return static_cast<uint16_t>(hint);
+    }
+    for (uint32_t i = 0; i < s.backend_count; ++i) {
+        if (is(i)) {
+            return static_cast<uint16_t>(i + 1);
+        }
+    }
+    return 0;
+}
+
+/// sessionAffinity: ClientIP with kube-proxy's semantics. A client's first connection to a
+/// Service port records (client IP, Service port) -> backend in conntrack (kCtZoneAffinity);
+/// its later new connections go to that backend while the record was used within the timeout
+/// and the backend is still usable, even if Maglev now picks another; otherwise `fresh` (the
+/// Maglev pick) is taken and recorded. One lookup per new connection, lock-free. A stale
+/// record is replaced by its owner; another worker takes the fresh pick without recording
+/// until the owner's expiry scan clears it (records are immutable once published).
+inline uint16_t affinity_pick(Worker& w,
+                              const table::Service& s,
+                              bool local_only,
+                              Ip4 client,
+                              uint16_t fresh,
+                              uint32_t now_s) noexcept {
+    table::Conntrack& ct = *w.node->conntrack;
+    const table::CtKey key{client.be, s.affinity_id, 0, 0, s.proto, 0, table::kCtZoneAffinity};
+    const uint64_t h = key.hash();
+    const table::CtHit hit = ct.lookup(key, h);
+    if (hit.index != table::kCtNone) {
+        table::CtEntry& e = ct.entry(hit.index);
+        const uint32_t idle = now_s - e.last_seen.load(std::memory_order_relaxed);
+        const uint16_t slot =
+            usable_slot(*w.node, s, local_only, Ip4{e.reply.src}, e.reply.sport, e.backend);
+        if (slot != 0 && idle <= e.timeout_s) {
+            e.last_seen.store(now_s, std::memory_order_relaxed);
+            return slot;
+        }
+        if (e.owner != w.index) {
+            return fresh;
+        }
+        ct.remove(w.index, hit.index, w.qsbr != nullptr ? rte_rcu_qsbr_start(w.qsbr) : 0);
+    }
+    const table::ServiceBackend& be = s.backends[fresh - 1u];
+    const table::CtKey record{
+        be.ip.be, client.be, be.port_be, 0, s.proto, 0, table::kCtZoneAffinity};
+    // A full table only costs the stickiness of this client, never its connection.
+    ct.insert(w.index, key, record, now_s, [&](table::CtEntry& e) {
+        e.nat = kNatDnat;  // the expiry scan clears it when its backend leaves every Service
+        e.backend = fresh;
+        e.timeout_s = s.affinity_timeout_s;
+    });
+    return fresh;
 }
 
 /// Conntrack and Service NAT for a parsed IPv4 packet (TCP, UDP, SCTP). `services` says whether
@@ -202,13 +434,27 @@ inline void conntrack_nat(Worker& w,
                           bool from_uplink = false) noexcept {
     const NodeContext& n = *w.node;
     const uint8_t proto = p.tuple.proto;
-    if ((p.flags & pkt_flag::kL4) == 0 ||
-        (proto != pkt::kProtoTcp && proto != pkt::kProtoUdp && proto != pkt::kProtoSctp)) {
+    if ((p.flags & pkt_flag::kL4) == 0) {
+        return;
+    }
+    if (proto == pkt::kProtoIcmp) [[unlikely]] {
+        if (is_icmp_error_type(p.icmp_type)) {
+            // Unrelated errors from pods or other nodes are plain pod traffic (no NAT to undo);
+            // from outside the cluster they can only be about a connection of ours.
+            if (!icmp_error_nat(w, m, p) && from_uplink && p.pending()) {
+                p.drop(DropReason::kIcmpErrorUnrelated);
+            }
+            return;
+        }
+        if (p.icmp_type != kIcmpEchoRequest && p.icmp_type != kIcmpEchoReply) {
+            return;
+        }
+        p.tuple.dport = p.tuple.sport;  // the identifier is both "ports" (ct_key)
+    } else if (proto != pkt::kProtoTcp && proto != pkt::kProtoUdp && proto != pkt::kProtoSctp) {
         return;
     }
     table::Conntrack& ct = *n.conntrack;
-    const table::CtKey key{
-        p.tuple.src.be, p.tuple.dst.be, p.tuple.sport, p.tuple.dport, proto, 0, 0};
+    const table::CtKey key = ct_key(p.tuple, p.icmp_type);
     const uint64_t h = key.hash();
     const table::CtHit hit = ct.lookup(key, h);
     if (hit.index != table::kCtNone) {
@@ -231,10 +477,6 @@ inline void conntrack_nat(Worker& w,
             if (e.nat & kNatSnat) {
                 rewrite_src(m, p, Ip4{e.reply.dst}, e.reply.dport);
             }
-            if (e.nat & kNatEgress) {
-                p.aux = kAuxEgress;
-            }
-            ct.touch(hit.index, hit.dir, p.tcp_flags, now_s);
         } else {
             if (e.nat & kNatSnat) {
                 rewrite_dst(m, p, Ip4{e.orig.src}, e.orig.sport);
@@ -242,14 +484,12 @@ inline void conntrack_nat(Worker& w,
             if (e.nat & kNatDnat) {
                 rewrite_src(m, p, Ip4{e.orig.dst}, e.orig.dport);
             }
-            ct.touch(hit.index, hit.dir, p.tcp_flags, now_s);
-            if (e.nat & kNatExternal) {
-                to_external_client(n, m, p, e);
-            }
         }
+        ct.touch(hit.index, hit.dir, p.tcp_flags, now_s);
+        after_nat(n, m, p, e, hit.dir);
         return;
     }
-    if (!services) {
+    if (!services || proto == pkt::kProtoIcmp) {
         return;
     }
     const table::Frontend* fe = t.find_frontend(p.tuple.dst, p.tuple.dport, proto);
@@ -288,9 +528,13 @@ inline void conntrack_nat(Worker& w,
         return;
     }
     // Maglev over the flow hash, the same on every node; with ClientIP affinity over the
-    // client address alone, so that a client keeps its backend while the endpoints stay.
-    const uint64_t pick = (s.flags & table::Service::kAffinity) ? table::mix64(p.tuple.src.be) : h;
-    const uint16_t slot = table[pick % size];
+    // client address alone (every node agrees on a client's first pick), then as recorded.
+    const bool affinity = (s.flags & table::Service::kAffinity) != 0;
+    const uint64_t pick = affinity ? table::mix64(p.tuple.src.be) : h;
+    uint16_t slot = table[pick % size];
+    if (affinity) {
+        slot = affinity_pick(w, s, local_only, p.tuple.src, slot, now_s);
+    }
     const table::ServiceBackend& be = s.backends[slot - 1u];
     // SNAT to this node's gateway address when the reply would not come back through this
     // node otherwise: an external client's connection to a backend on another node (policy
@@ -334,20 +578,31 @@ inline void conntrack_nat(Worker& w,
 inline bool masquerade(Worker& w, rte_mbuf* m, PacketMeta& p, uint32_t now_s) noexcept {
     const NodeContext& n = *w.node;
     const uint8_t proto = p.tuple.proto;
+    const bool echo = proto == pkt::kProtoIcmp && p.icmp_type == kIcmpEchoRequest;
     if ((p.flags & pkt_flag::kL4) == 0 ||
-        (proto != pkt::kProtoTcp && proto != pkt::kProtoUdp && proto != pkt::kProtoSctp)) {
-        return false;  // ICMP and fragments are not masqueraded (yet): no route
+        (proto != pkt::kProtoTcp && proto != pkt::kProtoUdp && proto != pkt::kProtoSctp && !echo)) {
+        return false;  // later fragments, other ICMP: no route
     }
     table::Conntrack& ct = *n.conntrack;
-    const table::CtKey key{
-        p.tuple.src.be, p.tuple.dst.be, p.tuple.sport, p.tuple.dport, proto, 0, 0};
-    table::CtKey reply{p.tuple.dst.be, n.node_ip.be, p.tuple.dport, 0, proto, 0, 0};
+    // An echo request is keyed and allocated like a TCP/UDP source port, on its identifier
+    // (conntrack_nat has put it in both tuple ports); its replies come back as echo replies.
+    const table::CtKey key = ct_key(p.tuple, p.icmp_type);
+    table::CtKey reply{p.tuple.dst.be,
+                       n.node_ip.be,
+                       p.tuple.dport,
+                       0,
+                       proto,
+                       uint8_t{echo ? kIcmpEchoReply : uint8_t{0}},
+                       0};
     const uint16_t port = snat_port(w, ct, reply, key.hash());
     if (port == 0) [[unlikely]] {
         p.drop(DropReason::kSnatExhausted);
         return false;
     }
     reply.dport = to_be16(port);
+    if (echo) {
+        reply.sport = reply.dport;
+    }
     const uint32_t idx = ct.insert(w.index, key, reply, now_s,
                                    [](table::CtEntry& e) { e.nat = kNatSnat | kNatEgress; });
     if (idx == table::kCtNone) [[unlikely]] {

@@ -136,7 +136,7 @@ void Conntrack::defer_free(uint32_t worker, uint32_t idx, uint64_t token) noexce
 void Conntrack::remove(uint32_t worker, uint32_t idx, uint64_t token) noexcept {
     CtEntry& e = entries_[idx];
     unpublish(e.orig, idx, CtDir::kOrig);
-    if (!(e.reply == e.orig)) {
+    if (has_reply_key(e)) {
         unpublish(e.reply, idx, CtDir::kReply);
     }
     defer_free(worker, idx, token);
@@ -186,6 +186,9 @@ void Conntrack::touch(uint32_t idx, CtDir dir, uint8_t tcp_flags, uint32_t now) 
 }
 
 uint32_t Conntrack::timeout_of(const CtEntry& e) const noexcept {
+    if (e.timeout_s != 0) {
+        return e.timeout_s;
+    }
     const auto state = static_cast<CtState>(e.state.load(std::memory_order_relaxed));
     switch (e.orig.proto) {
         case 6:

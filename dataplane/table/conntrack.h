@@ -53,6 +53,12 @@ struct CtKey {
     }
 };
 
+/// The zone of affinity records (sessionAffinity: ClientIP): entries that are no connection but
+/// remember which backend a client's connections to a Service port went to. Looked up by their
+/// `orig` key alone {client, service port id, 0, 0, proto, 0, kCtZoneAffinity}; `reply` holds
+/// the backend (src, sport) and is not published; `timeout_s` is the Service's timeout.
+inline constexpr uint16_t kCtZoneAffinity = 0xffff;
+
 /// Connection states kept by the light TCP tracker; other protocols use kNew/kEstablished.
 enum class CtState : uint8_t {
     kNew = 0,      // only the original direction seen
@@ -75,6 +81,7 @@ struct alignas(64) CtEntry {
     uint32_t backend = 0;           // backend index + 1 within the service (0: none)
     uint32_t policy = 0;            // cached policy verdict bits (0: not checked)
     uint8_t peer_mac[6] = {};       // external clients: the MAC their packets came from
+    uint32_t timeout_s = 0;         // idle timeout of its own (affinity records); 0: by state
     static constexpr uint8_t kFlagReplySeen = 1;
     static constexpr uint8_t kFlagFinOrig = 2;
     static constexpr uint8_t kFlagFinReply = 4;
@@ -135,14 +142,14 @@ public:
         e.flags.store(0, std::memory_order_relaxed);
         e.owner = static_cast<uint8_t>(worker);
         e.nat = 0;
-        e.service = e.backend = e.policy = 0;
+        e.service = e.backend = e.policy = e.timeout_s = 0;
         __builtin_memset(e.peer_mac, 0, sizeof e.peer_mac);
         init(e);
         if (!publish(orig, idx, CtDir::kOrig)) {
             free_now(worker, idx);
             return kCtNone;
         }
-        if (!(reply == orig) && !publish(reply, idx, CtDir::kReply)) {
+        if (has_reply_key(e) && !publish(reply, idx, CtDir::kReply)) {
             unpublish(orig, idx, CtDir::kOrig);
             defer_free(worker, idx, 0);
             return kCtNone;
@@ -223,6 +230,10 @@ public:
 
 private:
     static constexpr uint32_t kSlots = 8;
+    /// Whether the entry's reply key is published (a connection whose replies differ from it).
+    static bool has_reply_key(const CtEntry& e) noexcept {
+        return !(e.reply == e.orig) && e.orig.zone != kCtZoneAffinity;
+    }
     struct alignas(64) Bucket {
         std::atomic<uint64_t> slot[kSlots];
     };

@@ -71,6 +71,9 @@ struct Service {
     const uint16_t* maglev = nullptr;
     const ServiceBackend* backends = nullptr;
     uint32_t backend_count = 0;
+    uint32_t affinity_timeout_s = 0;  // sessionAffinity: ClientIP (with kAffinity)
+    uint32_t affinity_id = 0;         // names the Service port in affinity records; stable
+                                      // across table versions (a hash of its name)
 };
 
 struct Frontend {

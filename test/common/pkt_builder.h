@@ -237,6 +237,26 @@ inline Bytes arp(uint16_t op, const Mac& sha, Ip4 spa, const Mac& tha, Ip4 tpa) 
     return b;
 }
 
+/// A 20-byte IPv4 header (DF, TTL 64, checksum filled) in front of `body`.
+inline Bytes ipv4_around(Ip4 src, Ip4 dst, uint8_t proto, const Bytes& body) {
+    Bytes b;
+    b.push_back(0x45);
+    b.push_back(0);
+    put16(b, static_cast<uint16_t>(20 + body.size()));
+    put16(b, 0);
+    put16(b, 0x4000);
+    b.push_back(64);
+    b.push_back(proto);
+    put16(b, 0);
+    put32(b, src.host());
+    put32(b, dst.host());
+    const uint16_t c = ref_checksum(b.data(), 20);
+    b[10] = static_cast<uint8_t>(c >> 8);
+    b[11] = static_cast<uint8_t>(c);
+    b.insert(b.end(), body.begin(), body.end());
+    return b;
+}
+
 /// Outer IPv4/UDP/VXLAN around `inner_frame` (UDP checksum zero).
 inline Bytes vxlan(Ip4 src,
                    Ip4 dst,
@@ -256,22 +276,26 @@ inline Bytes vxlan(Ip4 src,
     udp.push_back(0);
     put32(udp, vni << 8);
     udp.insert(udp.end(), inner_frame.begin(), inner_frame.end());
-    Bytes b;
-    b.push_back(0x45);
-    b.push_back(0);
-    put16(b, static_cast<uint16_t>(20 + udp.size()));
-    put16(b, 0);
-    put16(b, 0x4000);
-    b.push_back(64);
-    b.push_back(17);
-    put16(b, 0);
-    put32(b, src.host());
-    put32(b, dst.host());
-    const uint16_t c = ref_checksum(b.data(), 20);
-    b[10] = static_cast<uint8_t>(c >> 8);
-    b[11] = static_cast<uint8_t>(c);
-    b.insert(b.end(), udp.begin(), udp.end());
-    return b;
+    return ipv4_around(src, dst, 17, udp);
+}
+
+/// An ICMP error (type, code, 16-bit next-hop MTU in the second word) from `src` to `dst`
+/// quoting the first `quote_len` bytes of the IPv4 datagram `quoted`; checksums filled.
+inline Bytes icmp_error(Ip4 src,
+                        Ip4 dst,
+                        uint8_t type,
+                        uint8_t code,
+                        const Bytes& quoted,
+                        size_t quote_len = 576 - 28,
+                        uint16_t mtu = 0) {
+    Bytes icmp{type, code, 0, 0, 0, 0};
+    put16(icmp, mtu);
+    icmp.insert(icmp.end(), quoted.begin(),
+                quoted.begin() + static_cast<long>(std::min(quote_len, quoted.size())));
+    const uint16_t c = ref_checksum(icmp.data(), icmp.size());
+    icmp[2] = static_cast<uint8_t>(c >> 8);
+    icmp[3] = static_cast<uint8_t>(c);
+    return ipv4_around(src, dst, 1, icmp);
 }
 
 inline Ip4 ip(const char* s) {

@@ -1,61 +1,19 @@
 // Packet-level tests of Service load balancing on one node: DNAT, reverse NAT, Maglev choice,
 // conntrack pinning, rejects and stale backends, every rewritten field and checksum checked.
-//
-//   client a 10.244.1.10 --\                      /-- backend b 10.244.1.11:8080
-//                           >-- node1 --------- <--- backend c 10.244.1.12:8080
-//   VIP 10.96.0.10:80 -----/   (uplink) ---------\-- node2: backend 10.244.2.20:8080
+// Topology: service_fixture.h.
 #include <map>
 
 #include <gtest/gtest.h>
 
-#include "node_harness.h"
 #include "pkt/crc32c.h"
+#include "service_fixture.h"
 
 namespace kdp::test {
 namespace {
 
 using dataplane::DropReason;
 
-const Mac kMacA = mac("02:00:00:00:0a:0a");
-const Ip4 kA = ip("10.244.1.10");
-const Ip4 kB = ip("10.244.1.11");
-const Ip4 kC = ip("10.244.1.12");
-const Ip4 kRemote = ip("10.244.2.20");
-const Ip4 kVip = ip("10.96.0.10");
-
-NodeParams three_pods() {
-    NodeParams p;
-    p.pod_ports = {"default/a", "default/b", "default/c"};
-    return p;
-}
-
-table::BackendSpec backend(Ip4 at, const char* pod, bool ready = true, bool terminating = false) {
-    table::BackendSpec b;
-    b.ip = at;
-    b.port = 8080;
-    b.pod = pod;
-    b.ready = ready;
-    b.serving = true;
-    b.terminating = terminating;
-    return b;
-}
-
-table::TableSpec spec(uint64_t gen, std::vector<table::BackendSpec> backends, uint8_t proto = 6) {
-    table::TableSpec s;
-    s.generation = gen;
-    s.routes.push_back({"node2", ip("198.51.100.2"), *Prefix4::parse("10.244.2.0/24"),
-                        Mac::from_ip(ip("198.51.100.2"))});
-    s.pods = {{"default/a", kA, "default/a"},
-              {"default/b", kB, "default/b"},
-              {"default/c", kC, "default/c"}};
-    table::ServiceSpec sv;
-    sv.name = "default/web:http";
-    sv.proto = proto;
-    sv.frontends.push_back({table::FrontendKind::kClusterIp, kVip, 80});
-    sv.backends = std::move(backends);
-    s.services.push_back(sv);
-    return s;
-}
+using namespace svc;  // NOLINT: the fixture's names are this file's vocabulary
 
 class Services : public ::testing::Test {
 protected:
@@ -86,11 +44,6 @@ protected:
 
     NodeHarness h;
 };
-
-void expect_valid(const Bytes& f, size_t l3, const char* what) {
-    EXPECT_EQ(ref_checksum(&f[l3], (f[l3] & 0xf) * 4u), 0) << what << ": IP checksum";
-    EXPECT_TRUE(l4_checksum_ok(&f[l3])) << what << ": L4 checksum";
-}
 
 TEST(Crc32c, KnownVector) {
     const char* s = "123456789";
@@ -322,11 +275,7 @@ protected:
         return ether(h.params().node_mac, kRouter, 0x0800,
                      ipv4(src, dst, {6, 50000, dport, flags}, 0));
     }
-    void resolve_node2() {
-        h.inject("uplink", ether(h.params().node_mac, mac("02:00:00:00:02:02"), 0x0806,
-                                 arp(2, mac("02:00:00:00:02:02"), ip("198.51.100.2"),
-                                     h.params().node_mac, h.params().node_ip)));
-    }
+    void resolve_node2() { svc::resolve_node2(h); }
 };
 
 TEST_F(External, NodePortToALocalBackendKeepsTheClientAddress) {
