@@ -117,6 +117,7 @@ pass "a1 -> 198.51.100.201:8000: srv saw the client as $(node_ip 1) (node1)"
 out=$(whoami "$B1" 198.51.100.201 8000) || fail "b1 -> srv failed: $out"
 [ "$out" = "srv $(node_ip 2)" ] || fail "srv answered '$out', expected node2's $(node_ip 2)"
 pass "b1 -> 198.51.100.201:8000: srv saw the client as $(node_ip 2) (node2)"
+check_ping "$A1" 198.51.100.201 "a1 -> srv, ICMP echo masqueraded (identifier as the port)"
 
 step "an endpoint leaves: b1 loses its label, the update reaches node1, new connections avoid it"
 sed 's/name: b1, namespace: default, labels: {app: web}/name: b1, namespace: default, labels: {app: gone}/' \
