@@ -87,6 +87,9 @@ step_services() {
     spread "$A1" 10.96.0.10 80 20
     [[ $SPREAD == *a2:* && $SPREAD == *b1:* ]] || fail "ClusterIP: 20 connections reached only $SPREAD"
     pass "a1 -> ClusterIP 10.96.0.10:80, 20 connections balanced over both nodes' pods: $SPREAD"
+    log "  kdpctl trace --from default/a1 --to service:default/web --port 80 (the real pipeline, no side effects):"
+    "$kdpctl" --dataplane "$(api_socket node1)" trace --from default/a1 --to service:default/web --port 80 \
+        | sed 's/^/    /' || fail "kdpctl trace failed"
     outside_host_create ext 198.51.100.200
     spread "$(ns_name ext)" "$(node_ip 2)" 30080 10
     pass "outside client 198.51.100.200 -> NodePort $(node_ip 2):30080: $SPREAD"

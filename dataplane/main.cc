@@ -308,6 +308,7 @@ int run(int argc, char** argv) {
     auto manager =
         std::make_unique<api::TableManager>(info, node, tables, qsbr, worker_ptrs, entries);
     g_manager = manager.get();
+    manager->set_trace_pool(pool);
 
     // The static tables from the config: generation 1. The control plane replaces them.
     table::TableSpec initial;

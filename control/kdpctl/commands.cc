@@ -25,8 +25,12 @@ using json = Json;
 constexpr const char* kUsage = R"(usage: kdpctl [--dataplane SOCK] [-o table|json|yaml] COMMAND
 
 commands:
-  get nodes|routes|pods|ports   list what the dataplane has in force
+  get nodes|routes|pods|ports|services|endpoints
+                                 list what the dataplane has in force
   get conntrack [--limit N]      tracked connections and affinity records (at most N)
+  trace --from NS/POD|IP --to NS/POD|service:NS/NAME|IP --port N [--proto tcp|udp|sctp]
+                                 run a crafted packet through the dataplane's real pipeline
+                                 (no state left behind) and show each stage's decision
   info                           the dataplane's node, config and table generation
   events [--count N]             stream table events (first: the tables in force)
   stats [--interval-ms N]        per port and per worker counters, drops, Mpps, busy %
@@ -53,6 +57,8 @@ struct Args {
     int count = 0;  // events: stop after this many (0: until interrupted)
     int limit = 0;  // get conntrack: at most this many entries (0: the dataplane's cap)
     bool help = false;
+    std::string from, to, proto = "tcp";  // trace
+    int port = 0;
     std::vector<std::string> positional;
 };
 
@@ -109,6 +115,17 @@ Args parse_args(const std::vector<std::string>& args) {
             a.count = int_arg(arg, value(), 1, std::numeric_limits<int>::max());
         } else if (arg == "--limit") {
             a.limit = int_arg(arg, value(), 1, 100'000);
+        } else if (arg == "--from") {
+            a.from = value();
+        } else if (arg == "--to") {
+            a.to = value();
+        } else if (arg == "--proto") {
+            a.proto = value();
+            if (a.proto != "tcp" && a.proto != "udp" && a.proto != "sctp") {
+                throw UsageError(fmt::format("--proto: \"{}\" is not tcp, udp or sctp", a.proto));
+            }
+        } else if (arg == "--port") {
+            a.port = int_arg(arg, value(), 1, 65535);
         } else if (arg.size() > 1 && arg[0] == '-') {
             throw UsageError(fmt::format("unknown option {}", arg));
         } else {
@@ -523,6 +540,41 @@ int info(DataplaneClient& client, const Args& a, std::ostream& out) {
     return 0;
 }
 
+int trace(DataplaneClient& client, const Args& a, std::ostream& out) {
+    if (a.from.empty() || a.to.empty() || a.port == 0) {
+        throw UsageError("trace needs --from, --to and --port");
+    }
+    v1::TraceRequest req;
+    req.set_from(a.from);
+    req.set_to(a.to);
+    req.set_port(static_cast<uint32_t>(a.port));
+    req.set_protocol(a.proto);
+    const v1::TraceResponse r = client.trace(req);
+    json hops = json::array();
+    for (const auto& h : r.hops()) {
+        hops.push_back(json{{"node", h.node()}, {"stage", h.stage()}, {"detail", h.detail()}});
+    }
+    const json j{{"verdict", r.verdict()},
+                 {"backend", r.backend().empty() ? json(nullptr) : json(r.backend())},
+                 {"backend_port", r.backend_port()},
+                 {"seen_src", r.seen_src()},
+                 {"hops", hops}};
+    if (a.format != Format::kTable) {
+        out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
+        return 0;
+    }
+    out << render_table(hops, {{"NODE", "node"}, {"STAGE", "stage"}, {"DETAIL", "detail"}});
+    out << fmt::format("verdict: {}", r.verdict());
+    if (!r.backend().empty()) {
+        out << fmt::format(", backend {}:{}", r.backend(), r.backend_port());
+    }
+    if (!r.seen_src().empty()) {
+        out << fmt::format(", seen from {}", r.seen_src());
+    }
+    out << "\n";
+    return 0;
+}
+
 int events(DataplaneClient& client, const Args& a, std::ostream& out) {
     if (a.positional.size() != 1) {
         throw UsageError("events takes no arguments");
@@ -664,7 +716,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
             throw UsageError("no command given");
         }
         const std::string& cmd = a.positional[0];
-        if (cmd != "get" && cmd != "stats" && cmd != "apply" && cmd != "info" && cmd != "events") {
+        if (cmd != "get" && cmd != "stats" && cmd != "apply" && cmd != "info" && cmd != "events" &&
+            cmd != "trace") {
             throw UsageError(fmt::format("unknown command \"{}\"", cmd));
         }
         DataplaneClient client(a.socket);
@@ -679,6 +732,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         }
         if (cmd == "events") {
             return events(client, a, out);
+        }
+        if (cmd == "trace") {
+            return trace(client, a, out);
         }
         return apply(client, a, out, err);
     } catch (const UsageError& e) {

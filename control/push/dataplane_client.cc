@@ -118,6 +118,11 @@ v1::ListServicesResponse DataplaneClient::list_services() {
     });
 }
 
+v1::TraceResponse DataplaneClient::trace(const v1::TraceRequest& req) {
+    return call<v1::TraceResponse>("Trace",
+                                   [&](auto* r) { return stub_->Trace(context().get(), req, r); });
+}
+
 v1::ListPortsResponse DataplaneClient::list_ports() {
     return call<v1::ListPortsResponse>("ListPorts", [&](auto* r) {
         return stub_->ListPorts(context().get(), v1::ListPortsRequest{}, r);

@@ -359,9 +359,42 @@ public:
     }
 
     grpc::ServerUnaryReactor* Trace(grpc::CallbackServerContext* ctx,
-                                    const v1::TraceRequest*,
-                                    v1::TraceResponse*) override {
-        return reply(ctx, unimplemented("Trace", "packet tracing is not in the dataplane yet"));
+                                    const v1::TraceRequest* req,
+                                    v1::TraceResponse* resp) override {
+        return reply(
+            ctx, guarded("Trace", [&] {
+                TraceQuery q;
+                q.from = req->from();
+                q.to = req->to();
+                const auto proto = protocol_from_name(req->protocol());
+                if (!proto) {
+                    return grpc::Status(
+                        grpc::StatusCode::INVALID_ARGUMENT,
+                        fmt::format("protocol: \"{}\" is not tcp, udp or sctp", req->protocol()));
+                }
+                if (req->port() == 0 || req->port() > 65535) {
+                    return grpc::Status(
+                        grpc::StatusCode::INVALID_ARGUMENT,
+                        fmt::format("port: {} is not a port (1..65535)", req->port()));
+                }
+                q.proto = *proto;
+                q.port = static_cast<uint16_t>(req->port());
+                TraceResult r;
+                if (auto e = backend_.trace(q, r)) {
+                    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, *e);
+                }
+                resp->set_verdict(r.verdict);
+                resp->set_backend(r.backend);
+                resp->set_backend_port(r.backend_port);
+                resp->set_seen_src(r.seen_src);
+                for (const auto& h : r.hops) {
+                    auto* ph = resp->add_hops();
+                    ph->set_node(h.node);
+                    ph->set_stage(h.stage);
+                    ph->set_detail(h.detail);
+                }
+                return grpc::Status::OK;
+            }));
     }
 
     grpc::ServerUnaryReactor* ListConntrack(grpc::CallbackServerContext* ctx,

@@ -18,6 +18,8 @@
 
 #include <rte_rcu_qsbr.h>
 
+struct rte_mempool;
+
 #include "api/backend.h"
 #include "core/node_context.h"
 #include "core/worker.h"
@@ -55,6 +57,10 @@ public:
     /// tests that drive the workers' time themselves.
     void set_clock_for_test(std::function<uint64_t()> clock) { clock_ = std::move(clock); }
 
+    std::optional<std::string> trace(const TraceQuery& q, TraceResult& out) override;
+    /// The mempool trace packets come from (the dataplane's); tracing is refused without one.
+    void set_trace_pool(rte_mempool* pool);
+
     /// Validation alone (no publish); the error a apply_tables would return.
     std::optional<std::string> validate(const table::TableSpec& spec) const;
 
@@ -76,6 +82,7 @@ private:
         blocks_;
     decltype(blocks_) next_blocks_;  // built with the version being applied
     std::function<uint64_t()> clock_;
+    rte_mempool* trace_pool_ = nullptr;
 };
 
 /// Sums a worker's counters into a CounterSet (all ports) or for one port.

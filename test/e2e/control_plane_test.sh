@@ -8,10 +8,10 @@
 #   kdpctl get routes|pods ─────────── gRPC ─────────────┘   (tables read back)
 #
 # Checks that the dataplane's tables, read back with kdpctl, follow the cluster: the initial
-# list, node and pod changes, a 410 Gone relist that must discover an object whose event was
-# lost, a dataplane restart (control notices and pushes full state), a control restart (the
-# dataplane keeps forwarding with its tables), and an API server that stops answering (the last
-# good state stays).
+# list, node and pod changes, a Service and its EndpointSlice (conditions changing), a 410 Gone
+# relist that must discover an object whose event was lost, a dataplane restart (control
+# notices and pushes full state), a control restart (the dataplane keeps forwarding with its
+# tables), and an API server that stops answering (the last good state stays).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 need_dataplane
@@ -114,6 +114,36 @@ api "{\"op\":\"create\",\"path\":\"/api/v1/pods\",\"object\":$(pod_obj web-3 nod
 wait_for 20 "pod web-3" pods_have web-3 \
     || fail "pod web-3 not in the tables: '$(pods)'"
 pass "pod web-3 added: $(pods)"
+
+step "Services and EndpointSlices from the API (the cluster's slices are the only endpoints)"
+svc_obj='{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default"},"spec":{"clusterIP":"10.96.0.10","selector":{"app":"web"},"ports":[{"name":"http","port":80,"targetPort":"http"}]}}'
+slice_obj() { # READY_OF_WEB_2
+    printf '{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"web-abc","namespace":"default","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","ports":[{"name":"http","port":80,"protocol":"TCP"}],"endpoints":[{"addresses":["10.244.1.10"],"conditions":{"ready":true},"nodeName":"node1","targetRef":{"kind":"Pod","name":"web-1","namespace":"default"}},{"addresses":["10.244.2.10"],"conditions":{"ready":%s,"terminating":false},"nodeName":"node2","targetRef":{"kind":"Pod","name":"web-2","namespace":"default"}}]}' "$1"
+}
+endpoints() { "$KDPCTL" --dataplane "$SOCK" get endpoints -o json 2>/dev/null | python3 -c '
+import json, sys
+print(" ".join(sorted("%s=%s:%s" % (e["pod"], e["endpoint"], "ready" if e["ready"] else "notready") for e in json.load(sys.stdin))))'; }
+services() { "$KDPCTL" --dataplane "$SOCK" get services -o json 2>/dev/null | python3 -c '
+import json, sys
+print(" ".join(sorted("%s@%s" % (s["name"], s["frontends"][0]["ip"]) for s in json.load(sys.stdin))))'; }
+endpoints_are() { [ "$(endpoints)" = "$1" ]; }
+services_are() { [ "$(services)" = "$1" ]; }
+api "{\"op\":\"create\",\"path\":\"/api/v1/services\",\"object\":$svc_obj}"
+wait_for 20 "service web" services_are "default/web:http@10.96.0.10" \
+    || fail "service web not in the tables: '$(services)'"
+[ -z "$(endpoints)" ] || fail "endpoints '$(endpoints)' before any EndpointSlice (none may be derived from pods in Kubernetes mode)"
+pass "Service default/web:http at 10.96.0.10, no endpoints until its slice exists"
+api "{\"op\":\"create\",\"path\":\"/apis/discovery.k8s.io/v1/endpointslices\",\"object\":$(slice_obj false)}"
+want="default/web-1=10.244.1.10:80:ready default/web-2=10.244.2.10:80:notready"
+wait_for 20 "endpoints" endpoints_are "$want" || fail "endpoints are '$(endpoints)', expected '$want'"
+pass "EndpointSlice: $(endpoints)"
+api "{\"op\":\"update\",\"path\":\"/apis/discovery.k8s.io/v1/endpointslices\",\"object\":$(slice_obj true)}"
+want="default/web-1=10.244.1.10:80:ready default/web-2=10.244.2.10:80:ready"
+wait_for 20 "web-2 ready" endpoints_are "$want" || fail "endpoints are '$(endpoints)', expected '$want'"
+pass "web-2 turned ready: $(endpoints)"
+api '{"op":"delete","path":"/api/v1/services","name":"web"}'
+wait_for 20 "service gone" services_are "" || fail "service still in the tables: '$(services)'"
+pass "Service deleted: no service ports left"
 
 step "410 Gone: the relist finds what the lost event said"
 api "{\"op\":\"create\",\"path\":\"/api/v1/nodes\",\"silent\":true,\"object\":$(node_obj node5 198.51.100.5 10.244.5.0/24)}"

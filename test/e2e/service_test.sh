@@ -56,6 +56,22 @@ spread "$A1" 10.96.0.10 80 24
 [ "$SEEN" = 10.244.1.10 ] || fail "the backends saw the client as '$SEEN', expected a1's 10.244.1.10"
 pass "24 connections: $SPREAD; every backend saw a1's own address 10.244.1.10"
 
+step "kdpctl trace: the Service and backend a flow from a1 gets, live, without side effects"
+before=$("$KDPCTL" --dataplane "$(api_socket node1)" stats -o json --interval-ms 100 | python3 -c 'import json,sys; print(sum(p["rx_packets"] for p in json.load(sys.stdin)["ports"]))')
+"$KDPCTL" --dataplane "$(api_socket node1)" trace --from default/a1 --to service:default/web --port 80 | sed 's/^/    /'
+tj=$("$KDPCTL" --dataplane "$(api_socket node1)" trace --from default/a1 --to service:default/web --port 80 -o json) \
+    || fail "kdpctl trace failed: $tj"
+read -r verdict backend bport seen < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["verdict"], j["backend"], j["backend_port"], j["seen_src"])' "$tj")
+[ "$verdict" = allow ] || fail "trace verdict '$verdict', expected allow"
+[[ $backend == default/a2 || $backend == default/b1 ]] || fail "trace backend '$backend', expected default/a2 or default/b1"
+[ "$bport" = 80 ] && [ "$seen" = 10.244.1.10 ] || fail "trace: backend port $bport seen_src $seen"
+after=$("$KDPCTL" --dataplane "$(api_socket node1)" stats -o json --interval-ms 100 | python3 -c 'import json,sys; print(sum(p["rx_packets"] for p in json.load(sys.stdin)["ports"]))')
+[ "$before" = "$after" ] || fail "two traces moved node1's receive counters from $before to $after"
+pass "trace: allow, backend $backend:$bport, client seen as $seen; node1's counters unchanged ($after packets)"
+out=$("$KDPCTL" --dataplane "$(api_socket node1)" trace --from default/a1 --to service:default/nobody --port 80 -o json)
+[[ $out == *'"verdict": "reject"'* ]] || fail "trace to a Service without endpoints: $out"
+pass "trace to default/nobody: reject"
+
 step "UDP: ClusterIP 10.96.0.10:53 -> targetPort 5353"
 spread "$A1" 10.96.0.10 53 12 udp
 [[ $SPREAD == *a2:* || $SPREAD == *b1:* ]] || fail "no UDP answer: $SPREAD"
@@ -101,6 +117,7 @@ pass "a1 -> 198.51.100.201:8000: srv saw the client as $(node_ip 1) (node1)"
 out=$(whoami "$B1" 198.51.100.201 8000) || fail "b1 -> srv failed: $out"
 [ "$out" = "srv $(node_ip 2)" ] || fail "srv answered '$out', expected node2's $(node_ip 2)"
 pass "b1 -> 198.51.100.201:8000: srv saw the client as $(node_ip 2) (node2)"
+check_ping "$A1" 198.51.100.201 "a1 -> srv, ICMP echo masqueraded (identifier as the port)"
 
 step "an endpoint leaves: b1 loses its label, the update reaches node1, new connections avoid it"
 sed 's/name: b1, namespace: default, labels: {app: web}/name: b1, namespace: default, labels: {app: gone}/' \

@@ -130,6 +130,7 @@ public:
         }
         manager_ = std::make_unique<api::TableManager>(
             info, node_, ref_, qsbr_, std::vector<dataplane::Worker*>{&worker_}, entries_);
+        manager_->set_trace_pool(pool_);
     }
 
     /// Launches the real worker loop on lcore 1 (params.real_worker).

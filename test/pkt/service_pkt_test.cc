@@ -489,3 +489,75 @@ TEST_F(External, ConntrackListingShowsTuplesNatStateAndExpiry) {
 
 }  // namespace
 }  // namespace kdp::test
+
+namespace kdp::test {
+namespace {
+
+// kdpctl trace runs the same pipeline: for the same flow it must pick the backend the real
+// packet got, and leave the conntrack and the counters as they were.
+TEST_F(Services, TraceAgreesWithTheRealPacketAndLeavesNoState) {
+    apply(spec(
+        1, {backend(kB, "default/b"), backend(kC, "default/c"), backend(kRemote, "default/r")}));
+    int checked = 0;
+    for (const char* to : {"service:default/web", "10.96.0.10"}) {
+        api::TraceResult r;
+        const uint64_t rx_before = h.worker().counters.port[h.port("default/a")].rx_packets.load();
+        ASSERT_EQ(h.manager().trace({"default/a", to, 80, 6}, r), std::nullopt);
+        EXPECT_EQ(h.conntrack().size(), 0u) << "the trace left a connection behind";
+        EXPECT_EQ(h.total_drops("default/a"), 0u);
+        EXPECT_EQ(h.worker().counters.port[h.port("default/a")].rx_packets.load(), rx_before)
+            << "the trace moved the node's counters";
+        // The real packet of the same flow (the trace's client port is 47000).
+        h.inject("default/a", client(47000));
+        const auto [port, f] = delivered();
+        ASSERT_FALSE(port.empty()) << h.drop_summary("default/a");
+        EXPECT_EQ(r.verdict, "allow");
+        EXPECT_EQ(r.backend_port, 8080);
+        EXPECT_EQ(r.seen_src, "10.244.1.10");
+        if (port == "uplink") {
+            EXPECT_EQ(r.backend, "default/r");
+            ASSERT_FALSE(r.hops.empty());
+            EXPECT_EQ(r.hops.back().stage, "vxlan_encap");
+            EXPECT_NE(r.hops.back().detail.find("node node2"), std::string::npos)
+                << r.hops.back().detail;
+        } else {
+            EXPECT_EQ(r.backend, port) << "trace and packet disagree";
+            EXPECT_EQ(r.hops.back().stage, "output");
+        }
+        bool service_hop = false;
+        for (const auto& hop : r.hops) {
+            service_hop = service_hop || (hop.stage == "service" &&
+                                          hop.detail.find("default/web:http") != std::string::npos);
+        }
+        EXPECT_TRUE(service_hop);
+        ++checked;
+        // Now established: the trace says so, still without changing anything.
+        api::TraceResult again;
+        ASSERT_EQ(h.manager().trace({"default/a", to, 80, 6}, again), std::nullopt);
+        EXPECT_NE(again.hops[1].detail.find("established"), std::string::npos)
+            << again.hops[1].detail;
+        EXPECT_EQ(again.backend, r.backend);
+        EXPECT_EQ(h.conntrack().size(), 1u);
+        h.expire(1'000'000'000'000ull);  // forget it before the next round
+    }
+    EXPECT_EQ(checked, 2);
+}
+
+TEST_F(Services, TraceReportsRejectAndDropAndBadQueries) {
+    apply(spec(1, {}));
+    api::TraceResult r;
+    ASSERT_EQ(h.manager().trace({"default/a", "10.96.0.10", 80, 6}, r), std::nullopt);
+    EXPECT_EQ(r.verdict, "reject");
+    EXPECT_EQ(r.backend, "");
+    EXPECT_EQ(r.hops.back().stage, "reject");
+    r = {};
+    ASSERT_EQ(h.manager().trace({"default/a", "10.244.1.99", 80, 6}, r), std::nullopt);
+    EXPECT_EQ(r.verdict, "deny");
+    EXPECT_NE(r.hops.back().detail.find("no_pod"), std::string::npos) << r.hops.back().detail;
+    EXPECT_NE(h.manager().trace({"default/zz", "10.96.0.10", 80, 6}, r), std::nullopt);
+    EXPECT_NE(h.manager().trace({"default/a", "service:default/nope", 80, 6}, r), std::nullopt);
+    EXPECT_EQ(h.total_drops("default/a"), 0u);
+}
+
+}  // namespace
+}  // namespace kdp::test

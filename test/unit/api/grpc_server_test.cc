@@ -521,7 +521,7 @@ TEST_F(GrpcServerTest, PortsAreListedByPortId) {
     EXPECT_TRUE(resp.ports(1).link_up());
 }
 
-TEST_F(GrpcServerTest, PortAndTraceRpcsSayUnimplemented) {
+TEST_F(GrpcServerTest, PortRpcsSayUnimplemented) {
     {
         grpc::ClientContext ctx;
         v1::AddPortResponse resp;
@@ -534,10 +534,34 @@ TEST_F(GrpcServerTest, PortAndTraceRpcsSayUnimplemented) {
         v1::RemovePortResponse resp;
         EXPECT_EQ(stub_->RemovePort(&ctx, {}, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
     }
+}
+
+TEST_F(GrpcServerTest, TraceChecksItsArgumentsBeforeTheBackend) {
+    v1::TraceRequest req;
+    req.set_from("ns/a");
+    req.set_to("10.96.0.10");
+    req.set_port(80);
+    req.set_protocol("icmp");
+    v1::TraceResponse resp;
     {
         grpc::ClientContext ctx;
-        v1::TraceResponse resp;
-        EXPECT_EQ(stub_->Trace(&ctx, {}, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+        const auto s = stub_->Trace(&ctx, req, &resp);
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+        EXPECT_NE(s.error_message().find("protocol: \"icmp\""), std::string::npos);
+    }
+    req.set_protocol("tcp");
+    req.set_port(70000);
+    {
+        grpc::ClientContext ctx;
+        EXPECT_EQ(stub_->Trace(&ctx, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    }
+    req.set_port(80);
+    {
+        // A backend that cannot trace says so; the packet-level tests trace through the real one.
+        grpc::ClientContext ctx;
+        const auto s = stub_->Trace(&ctx, req, &resp);
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+        EXPECT_NE(s.error_message().find("not supported"), std::string::npos);
     }
 }
 
