@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -26,6 +27,7 @@ constexpr const char* kUsage = R"(usage: kdpctl [--dataplane SOCK] [-o table|jso
 commands:
   get nodes|routes|pods|ports|services|endpoints
                                  list what the dataplane has in force
+  get conntrack [--limit N]      tracked connections and affinity records (at most N)
   trace --from NS/POD|IP --to NS/POD|service:NS/NAME|IP --port N [--proto tcp|udp|sctp]
                                  run a crafted packet through the dataplane's real pipeline
                                  (no state left behind) and show each stage's decision
@@ -53,11 +55,30 @@ struct Args {
     std::optional<std::string> node;
     int interval_ms = 1000;
     int count = 0;  // events: stop after this many (0: until interrupted)
+    int limit = 0;  // get conntrack: at most this many entries (0: the dataplane's cap)
     bool help = false;
     std::string from, to, proto = "tcp";  // trace
     int port = 0;
     std::vector<std::string> positional;
 };
+
+// The integer value of option `name`, which must be in lo..hi.
+int int_arg(const std::string& name, const std::string& v, int lo, int hi) {
+    int n = lo - 1;
+    try {
+        size_t used = 0;
+        n = std::stoi(v, &used);
+        n = used == v.size() ? n : lo - 1;
+    } catch (const std::exception&) {
+        n = lo - 1;
+    }
+    if (n < lo || n > hi) {
+        throw UsageError(hi == std::numeric_limits<int>::max()
+                             ? fmt::format("{}: \"{}\" is not a positive number", name, v)
+                             : fmt::format("{}: \"{}\" is not in {}..{}", name, v, lo, hi));
+    }
+    return n;
+}
 
 Args parse_args(const std::vector<std::string>& args) {
     Args a;
@@ -89,25 +110,11 @@ Args parse_args(const std::vector<std::string>& args) {
         } else if (arg == "--node") {
             a.node = value();
         } else if (arg == "--interval-ms") {
-            const std::string& v = value();
-            try {
-                a.interval_ms = std::stoi(v);
-            } catch (const std::exception&) {
-                a.interval_ms = -1;
-            }
-            if (a.interval_ms <= 0 || a.interval_ms > 60'000) {
-                throw UsageError(fmt::format("--interval-ms: \"{}\" is not in 1..60000", v));
-            }
+            a.interval_ms = int_arg(arg, value(), 1, 60'000);
         } else if (arg == "--count") {
-            const std::string& v = value();
-            try {
-                a.count = std::stoi(v);
-            } catch (const std::exception&) {
-                a.count = -1;
-            }
-            if (a.count <= 0) {
-                throw UsageError(fmt::format("--count: \"{}\" is not a positive number", v));
-            }
+            a.count = int_arg(arg, value(), 1, std::numeric_limits<int>::max());
+        } else if (arg == "--limit") {
+            a.limit = int_arg(arg, value(), 1, 100'000);
         } else if (arg == "--from") {
             a.from = value();
         } else if (arg == "--to") {
@@ -118,15 +125,7 @@ Args parse_args(const std::vector<std::string>& args) {
                 throw UsageError(fmt::format("--proto: \"{}\" is not tcp, udp or sctp", a.proto));
             }
         } else if (arg == "--port") {
-            const std::string& v = value();
-            try {
-                a.port = std::stoi(v);
-            } catch (const std::exception&) {
-                a.port = -1;
-            }
-            if (a.port < 1 || a.port > 65535) {
-                throw UsageError(fmt::format("--port: \"{}\" is not a port (1..65535)", v));
-            }
+            a.port = int_arg(arg, value(), 1, 65535);
         } else if (arg.size() > 1 && arg[0] == '-') {
             throw UsageError(fmt::format("unknown option {}", arg));
         } else {
@@ -359,7 +358,57 @@ int get(DataplaneClient& client, const Args& a, std::ostream& out) {
                {"READY", "ready"},
                {"SERVING", "serving"},
                {"TERMINATING", "terminating"}});
-    } else if (what == "policies" || what == "conntrack") {
+    } else if (what == "conntrack" || what == "ct") {
+        const auto ct = client.list_conntrack(static_cast<uint32_t>(a.limit));
+        const auto ends = [](const v1::ConntrackTuple& t) {
+            return fmt::format("{}:{} -> {}:{}", t.src(), t.sport(), t.dst(), t.dport());
+        };
+        const auto tuple = [](const v1::ConntrackTuple& t) {
+            return json{
+                {"src", t.src()}, {"sport", t.sport()}, {"dst", t.dst()}, {"dport", t.dport()}};
+        };
+        for (const auto& e : ct.entries()) {
+            std::string nat;
+            json nats = json::array();
+            for (const auto& n : e.nat()) {
+                nat += fmt::format("{}{}", nat.empty() ? "" : ",", n);
+                nats.push_back(n);
+            }
+            if (a.format == Format::kTable) {
+                // An affinity record's "reply" is the backend its client is held to.
+                rows.push_back(json{
+                    {"proto", e.affinity() ? e.protocol() + "/affinity" : e.protocol()},
+                    {"original", e.affinity() ? fmt::format("client {}", e.original().src())
+                                              : ends(e.original())},
+                    {"reply", e.affinity()
+                                  ? fmt::format("backend {}:{}", e.reply().src(), e.reply().sport())
+                                  : ends(e.reply())},
+                    {"nat", nat.empty() ? "-" : nat},
+                    {"state", e.state()},
+                    {"expires", fmt::format("{}s", e.expires_in_s())}});
+            } else {
+                rows.push_back(json{{"protocol", e.protocol()},
+                                    {"original", tuple(e.original())},
+                                    {"reply", tuple(e.reply())},
+                                    {"nat", nats},
+                                    {"state", e.state()},
+                                    {"expires_in_s", e.expires_in_s()},
+                                    {"affinity", e.affinity()},
+                                    {"worker", e.worker()}});
+            }
+        }
+        print(out, a.format, rows,
+              {{"PROTO", "proto"},
+               {"ORIGINAL", "original"},
+               {"REPLY", "reply"},
+               {"NAT", "nat"},
+               {"STATE", "state"},
+               {"EXPIRES", "expires"}});
+        if (a.format == Format::kTable && ct.total() > static_cast<uint32_t>(ct.entries_size())) {
+            out << fmt::format("({} of {} entries shown; --limit N for more)\n", ct.entries_size(),
+                               ct.total());
+        }
+    } else if (what == "policies") {
         // Named by the product spec; the dataplane has no such tables or RPCs yet.
         throw std::runtime_error(fmt::format(
             "get {}: not available yet (the dataplane API has no {} listing)", what, what));

@@ -105,6 +105,13 @@ v1::ListPodsResponse DataplaneClient::list_pods() {
     });
 }
 
+v1::ListConntrackResponse DataplaneClient::list_conntrack(uint32_t limit) {
+    v1::ListConntrackRequest req;
+    req.set_limit(limit);
+    return call<v1::ListConntrackResponse>(
+        "ListConntrack", [&](auto* r) { return stub_->ListConntrack(context().get(), req, r); });
+}
+
 v1::ListServicesResponse DataplaneClient::list_services() {
     return call<v1::ListServicesResponse>("ListServices", [&](auto* r) {
         return stub_->ListServices(context().get(), v1::ListServicesRequest{}, r);

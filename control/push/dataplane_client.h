@@ -46,6 +46,8 @@ public:
     v1::TraceResponse trace(const v1::TraceRequest& req);
     v1::ListPortsResponse list_ports();
     v1::Stats stats();
+    /// Up to `limit` conntrack entries (0: the server's cap).
+    v1::ListConntrackResponse list_conntrack(uint32_t limit);
 
     /// Streams WatchEvents, calling `on_event` for each event until it returns false, the
     /// server ends the stream (returns normally) or the call fails (throws RpcError). No

@@ -105,6 +105,33 @@ struct TraceResult {
     std::vector<TraceHop> hops;
 };
 
+/// One conntrack entry as the API reports it (see ListConntrack in dataplane.proto).
+struct ConntrackInfo {
+    struct Tuple {
+        Ip4 src;
+        uint16_t sport = 0;  // host order
+        Ip4 dst;
+        uint16_t dport = 0;
+    };
+    uint8_t proto = 0;
+    Tuple original;
+    Tuple reply;
+    std::vector<std::string> nat;  // "dnat", "snat", "egress", "external"
+    std::string state;             // "new", "established", "closing", "closed"
+    uint32_t expires_in_s = 0;
+    bool affinity = false;
+    uint32_t worker = 0;
+};
+
+struct ConntrackListing {
+    uint32_t total = 0;
+    uint32_t capacity = 0;
+    std::vector<ConntrackInfo> entries;
+};
+
+/// The most entries one ListConntrack returns: about 10 MB of messages.
+inline constexpr uint32_t kConntrackListCap = 100000;
+
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -127,6 +154,9 @@ public:
     virtual std::optional<std::string> trace(const TraceQuery&, TraceResult&) {
         return std::string("tracing is not supported by this dataplane");
     }
+    /// Up to `limit` (at most kConntrackListCap) conntrack entries, read without disturbing
+    /// the workers.
+    virtual ConntrackListing conntrack(uint32_t limit) const = 0;
 };
 
 }  // namespace kdp::api

@@ -478,4 +478,43 @@ void stats_to_proto(const StatsSnapshot& in, v1::Stats* out) {
     }
 }
 
+void conntrack_to_proto(const ConntrackListing& in, v1::ListConntrackResponse* out) {
+    out->set_total(in.total);
+    out->set_capacity(in.capacity);
+    const auto tuple = [](const ConntrackInfo::Tuple& t, v1::ConntrackTuple* o) {
+        o->set_src(t.src.str());
+        o->set_sport(t.sport);
+        o->set_dst(t.dst.str());
+        o->set_dport(t.dport);
+    };
+    for (const ConntrackInfo& e : in.entries) {
+        auto* pe = out->add_entries();
+        switch (e.proto) {
+            case 1:
+                pe->set_protocol("icmp");
+                break;
+            case 6:
+                pe->set_protocol("tcp");
+                break;
+            case 17:
+                pe->set_protocol("udp");
+                break;
+            case 132:
+                pe->set_protocol("sctp");
+                break;
+            default:
+                pe->set_protocol(std::to_string(e.proto));
+        }
+        tuple(e.original, pe->mutable_original());
+        tuple(e.reply, pe->mutable_reply());
+        for (const std::string& n : e.nat) {
+            pe->add_nat(n);
+        }
+        pe->set_state(e.state);
+        pe->set_expires_in_s(e.expires_in_s);
+        pe->set_affinity(e.affinity);
+        pe->set_worker(e.worker);
+    }
+}
+
 }  // namespace kdp::api

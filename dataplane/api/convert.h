@@ -58,5 +58,6 @@ void sort_spec(table::TableSpec& spec);
 void node_info_to_proto(const NodeInfo& in, v1::NodeInfo* out);
 void port_to_proto(const PortInfo& in, v1::Port* out);
 void stats_to_proto(const StatsSnapshot& in, v1::Stats* out);
+void conntrack_to_proto(const ConntrackListing& in, v1::ListConntrackResponse* out);
 
 }  // namespace kdp::api

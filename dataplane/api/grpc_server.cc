@@ -397,6 +397,19 @@ public:
             }));
     }
 
+    grpc::ServerUnaryReactor* ListConntrack(grpc::CallbackServerContext* ctx,
+                                            const v1::ListConntrackRequest* req,
+                                            v1::ListConntrackResponse* resp) override {
+        return reply(ctx, guarded("ListConntrack", [&] {
+                         const uint32_t limit =
+                             req->limit() == 0 || req->limit() > kConntrackListCap
+                                 ? kConntrackListCap
+                                 : req->limit();
+                         conntrack_to_proto(backend_.conntrack(limit), resp);
+                         return grpc::Status::OK;
+                     }));
+    }
+
 private:
     static grpc::Status unimplemented(const char* rpc, const char* why) {
         return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -10,6 +11,7 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
+#include "stage/service.h"
 #include "table/maglev.h"
 
 namespace kdp::api {
@@ -166,6 +168,25 @@ std::optional<std::string> TableManager::validate(const table::TableSpec& spec) 
             }
         }
     }
+    // healthCheckNodePort: one Service's (any of its ports), and no TCP frontend on the node IP.
+    std::map<uint16_t, std::string_view> health;
+    for (size_t i = 0; i < spec.services.size(); ++i) {
+        const table::ServiceSpec& sv = spec.services[i];
+        const uint16_t port = sv.health_check_node_port;
+        if (port == 0 || !sv.external_local) {
+            continue;  // only externalTrafficPolicy: Local has one
+        }
+        const std::string_view svc = std::string_view(sv.name).substr(0, sv.name.find(':'));
+        const std::string at = fmt::format("services[{}] ({})", i, sv.name);
+        if (const auto [it, fresh] = health.emplace(port, svc); !fresh && it->second != svc) {
+            return fmt::format("{}: health_check_node_port {} is used by service {}", at, port,
+                               it->second);
+        }
+        if (frontends.count(table::frontend_key(node_.node_ip, to_be16(port), 6)) != 0) {
+            return fmt::format("{}: health_check_node_port {} is a TCP frontend of the node IP {}",
+                               at, port, node_.node_ip.str());
+        }
+    }
     return std::nullopt;
 }
 
@@ -243,6 +264,8 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
     t->pods = table::FlatMap<table::LocalPod>(pods);
 
     std::vector<std::pair<uint64_t, table::Frontend>> frontends;
+    std::vector<std::pair<uint64_t, uint32_t>> health_checks;
+    std::set<uint16_t> health_ports;
     std::vector<uint64_t> alive;
     next_blocks_.clear();
     for (size_t i = 0; i < spec.services.size(); ++i) {
@@ -309,7 +332,12 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
             frontends.emplace_back(table::frontend_key(fe.ip, to_be16(fe.port), sv.proto),
                                    table::Frontend{svc_index, fe.kind});
         }
+        if (sv.external_local && sv.health_check_node_port != 0 &&
+            health_ports.insert(sv.health_check_node_port).second) {
+            health_checks.emplace_back(sv.health_check_node_port, svc_index);
+        }
     }
+    t->health_checks = table::FlatMap<uint32_t>(health_checks);
     std::sort(alive.begin(), alive.end());
     alive.erase(std::unique(alive.begin(), alive.end()), alive.end());
     std::vector<std::pair<uint64_t, uint8_t>> alive_items;
@@ -366,6 +394,58 @@ std::vector<PortInfo> TableManager::ports() const {
         }
         out.push_back(std::move(p));
     }
+    return out;
+}
+
+ConntrackListing TableManager::conntrack(uint32_t limit) const {
+    ConntrackListing out;
+    const table::Conntrack* ct = node_.conntrack;
+    if (ct == nullptr) {
+        return out;
+    }
+    // No lock: the table is read as the workers see it, racy by nature (an entry may be
+    // removed, or reused after its grace period, while it is copied); a snapshot for people.
+    out.total = ct->size();
+    out.capacity = ct->capacity();
+    const uint64_t tsc = clock_ ? clock_() : rte_rdtsc();
+    const auto now_s = static_cast<uint32_t>(tsc / node_.tsc_hz);
+    const auto tuple = [](const table::CtKey& k) {
+        return ConntrackInfo::Tuple{Ip4{k.src}, from_be16(k.sport), Ip4{k.dst}, from_be16(k.dport)};
+    };
+    static constexpr const char* kStates[] = {"new", "established", "closing", "closed"};
+    const uint32_t cap = std::min(limit, kConntrackListCap);
+    ct->for_each([&](uint32_t, const table::CtEntry& e) {
+        if (out.entries.size() >= cap) {
+            return;
+        }
+        ConntrackInfo i;
+        i.proto = e.orig.proto;
+        i.original = tuple(e.orig);
+        i.reply = tuple(e.reply);
+        i.affinity = e.orig.zone == table::kCtZoneAffinity;
+        if (i.affinity) {
+            i.original.dst = Ip4{};  // the key's Service port id is no address
+            i.original.sport = i.original.dport = 0;
+        }
+        const std::pair<uint8_t, const char*> kinds[] = {
+            {dataplane::stage::kNatDnat, "dnat"},
+            {dataplane::stage::kNatSnat, "snat"},
+            {dataplane::stage::kNatEgress, "egress"},
+            {dataplane::stage::kNatExternal, "external"}};
+        for (const auto& [bit, name] : kinds) {
+            if (e.nat & bit) {
+                i.nat.emplace_back(name);
+            }
+        }
+        const uint8_t st = e.state.load(std::memory_order_relaxed);
+        i.state = st < 4 ? kStates[st] : "?";
+        const uint32_t last = e.last_seen.load(std::memory_order_relaxed);
+        const uint32_t idle = now_s >= last ? now_s - last : 0;  // a worker's clock may lead
+        const uint32_t timeout = ct->timeout_of(e);
+        i.expires_in_s = idle >= timeout ? 0 : timeout - idle;
+        i.worker = e.owner;
+        out.entries.push_back(std::move(i));
+    });
     return out;
 }
 

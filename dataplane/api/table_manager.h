@@ -51,6 +51,11 @@ public:
     table::TableSpec tables() const override;
     std::vector<PortInfo> ports() const override;
     StatsSnapshot stats() const override;
+    ConntrackListing conntrack(uint32_t limit) const override;
+
+    /// The clock conntrack ages are measured against, in TSC ticks (default: rte_rdtsc), for
+    /// tests that drive the workers' time themselves.
+    void set_clock_for_test(std::function<uint64_t()> clock) { clock_ = std::move(clock); }
 
     std::optional<std::string> trace(const TraceQuery& q, TraceResult& out) override;
     /// The mempool trace packets come from (the dataplane's); tracing is refused without one.
@@ -77,6 +82,7 @@ private:
         blocks_;
     decltype(blocks_) next_blocks_;  // built with the version being applied
     rte_mempool* trace_pool_ = nullptr;
+    std::function<uint64_t()> clock_;
 };
 
 /// Sums a worker's counters into a CounterSet (all ports) or for one port.

@@ -9,6 +9,7 @@
 #include "core/worker.h"
 #include "pkt/parse.h"
 #include "stage/arp.h"
+#include "stage/health_check.h"
 #include "stage/icmp.h"
 #include "stage/l2.h"
 #include "stage/service.h"
@@ -228,6 +229,17 @@ inline void uplink_service(Worker& w,
     }
     if (p.tuple.dst != dst && route_to_pod(w, t, m, p, now)) {
         return;
+    }
+    if (dst == w.node->node_ip && p.tuple.proto == pkt::kProtoTcp) {
+        if (const uint32_t* hc = t.health_checks.find(from_be16(p.tuple.dport))) {
+            const table::Service& s = t.services[*hc];
+            uint32_t local = 0;
+            for (uint32_t i = 0; i < s.backend_count; ++i) {
+                local += w.node->pod_cidr.contains(s.backends[i].ip) ? 1 : 0;
+            }
+            health_check(*w.node, m, p, t.spec.services[s.spec_index].name, local);
+            return;
+        }
     }
     if (dst == w.node->node_ip) {
         p.drop(DropReason::kHostPath);

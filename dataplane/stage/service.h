@@ -13,6 +13,7 @@
 #include "pkt/crc32c.h"
 #include "stage/icmp.h"
 #include "stage/l2.h"
+#include "stage/tcp_answer.h"
 #include "table/flat_map.h"
 
 namespace kdp::dataplane::stage {
@@ -104,48 +105,9 @@ inline void rewrite_src(rte_mbuf* m, PacketMeta& p, Ip4 ip, uint16_t port_be) no
     rewrite<Side::kSrc>(m, p, ip, port_be);
 }
 
-/// Turns a TCP segment into the RST that refuses it (RFC 9293 §3.10.7.1), sent back out of the
-/// port it came from, from the address it was sent to.
+/// Refuses a TCP segment from a pod with a RST from the address it was sent to.
 inline void tcp_reset(const NodeContext& n, rte_mbuf* m, PacketMeta& p) noexcept {
-    uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
-    const Mac peer = pkt::read_mac(d + 6);
-    const uint8_t* tcp = d + p.l4_off;
-    uint32_t seq;
-    uint32_t ack;
-    std::memcpy(&seq, tcp + 4, 4);
-    std::memcpy(&ack, tcp + 8, 4);
-    const uint8_t flags = tcp[13];
-    const uint32_t doff = (tcp[12] >> 4) * 4u;
-    const uint32_t payload = p.l3_len - (p.l4_off - p.l3_off) - doff;
-    const Tuple4 t = p.tuple;
-    uint8_t* ip = d + p.l3_off;
-    uint8_t* th = ip + pkt::kIpv4HdrLen;
-    std::memset(th, 0, pkt::kTcpHdrLen);
-    std::memcpy(th, &t.dport, 2);
-    std::memcpy(th + 2, &t.sport, 2);
-    if (flags & 0x10) {  // ACK set: RST with seq = their ack
-        std::memcpy(th + 4, &ack, 4);
-        th[13] = 0x04;
-    } else {
-        const uint32_t next =
-            from_be32(seq) + payload + ((flags & 0x02) ? 1 : 0) + ((flags & 0x01) ? 1 : 0);
-        const uint32_t next_be = to_be32(next);
-        std::memcpy(th + 8, &next_be, 4);
-        th[13] = 0x14;  // RST|ACK
-    }
-    th[12] = 0x50;
-    pkt::write_ipv4(ip, pkt::kIpv4HdrLen + pkt::kTcpHdrLen, 0, true, 64, pkt::kProtoTcp, t.dst,
-                    t.src);
-    // Checksum over the pseudo-header and the 20-byte header.
-    uint32_t sum = pkt::csum_partial(ip + 12, 8);
-    const uint16_t proto_len[2] = {to_be16(pkt::kProtoTcp), to_be16(pkt::kTcpHdrLen)};
-    sum = pkt::csum_partial(proto_len, 4, sum);
-    const uint16_t c = static_cast<uint16_t>(~pkt::csum_fold(pkt::csum_partial(th, 20, sum)));
-    std::memcpy(th + 16, &c, 2);
-    const uint32_t want = uint32_t{p.l3_off} + pkt::kIpv4HdrLen + pkt::kTcpHdrLen;
-    rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - want));
-    rewrite_l2(m, p, peer, n.gateway_mac);
-    p.tx(p.in_port);
+    tcp_reset(m, p, n.gateway_mac);
 }
 
 /// Refuses a packet to a Service that has no usable endpoint: RST for TCP, ICMP port

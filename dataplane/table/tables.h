@@ -99,6 +99,9 @@ struct TableSet {
     /// Every (ip, port, proto) that is a usable backend of some Service: a tracked connection
     /// whose backend is not here any more is stale.
     FlatMap<uint8_t> backend_set;
+    /// healthCheckNodePort (host order) of externalTrafficPolicy: Local Services -> index into
+    /// services of the Service's first port: answered on the node IP (stage/health_check.h).
+    FlatMap<uint32_t> health_checks;
 
     const LocalPod* find_pod(Ip4 ip) const noexcept { return pods.find(ip.be); }
     const Frontend* find_frontend(Ip4 ip, uint16_t port_be, uint8_t proto) const noexcept {

@@ -109,6 +109,24 @@ struct Ipv4Opts {
     uint8_t tos = 0;
 };
 
+/// Fills the TCP or UDP checksum of segment `l4b` (its checksum field zero) sent src -> dst.
+inline void fill_l4_checksum(Ip4 src, Ip4 dst, uint8_t proto, Bytes& l4b) {
+    Bytes ph;
+    put32(ph, src.host());
+    put32(ph, dst.host());
+    ph.push_back(0);
+    ph.push_back(proto);
+    put16(ph, static_cast<uint16_t>(l4b.size()));
+    ph.insert(ph.end(), l4b.begin(), l4b.end());
+    uint16_t c = ref_checksum(ph.data(), ph.size());
+    if (proto == 17 && c == 0) {
+        c = 0xffff;
+    }
+    const size_t at = proto == 6 ? 16 : 6;
+    l4b[at] = static_cast<uint8_t>(c >> 8);
+    l4b[at + 1] = static_cast<uint8_t>(c);
+}
+
 /// IPv4 datagram (header + L4 + payload), checksums filled.
 inline Bytes ipv4(Ip4 src, Ip4 dst, const L4& l4, size_t payload, const Ipv4Opts& o = {}) {
     Bytes l4b;
@@ -167,20 +185,7 @@ inline Bytes ipv4(Ip4 src, Ip4 dst, const L4& l4, size_t payload, const Ipv4Opts
         l4b[3] = static_cast<uint8_t>(c);
     }
     if (l4.proto == 6 || l4.proto == 17) {
-        Bytes ph;
-        put32(ph, src.host());
-        put32(ph, dst.host());
-        ph.push_back(0);
-        ph.push_back(l4.proto);
-        put16(ph, static_cast<uint16_t>(l4b.size()));
-        ph.insert(ph.end(), l4b.begin(), l4b.end());
-        uint16_t c = ref_checksum(ph.data(), ph.size());
-        if (l4.proto == 17 && c == 0) {
-            c = 0xffff;
-        }
-        const size_t at = l4.proto == 6 ? 16 : 6;
-        l4b[at] = static_cast<uint8_t>(c >> 8);
-        l4b[at + 1] = static_cast<uint8_t>(c);
+        fill_l4_checksum(src, dst, l4.proto, l4b);
     }
     if (l4.proto == 132) {
         const uint32_t c = ref_crc32c(l4b.data(), l4b.size());
@@ -277,6 +282,31 @@ inline Bytes vxlan(Ip4 src,
     put32(udp, vni << 8);
     udp.insert(udp.end(), inner_frame.begin(), inner_frame.end());
     return ipv4_around(src, dst, 17, udp);
+}
+
+/// An IPv4 TCP segment with the given numbers, flags and payload (20-byte header, window
+/// 65535); checksums filled.
+inline Bytes tcp_segment(Ip4 src,
+                         Ip4 dst,
+                         uint16_t sport,
+                         uint16_t dport,
+                         uint32_t seq,
+                         uint32_t ack,
+                         uint8_t flags,
+                         const std::string& payload = "") {
+    Bytes t;
+    put16(t, sport);
+    put16(t, dport);
+    put32(t, seq);
+    put32(t, ack);
+    t.push_back(0x50);
+    t.push_back(flags);
+    put16(t, 65535);
+    put16(t, 0);
+    put16(t, 0);
+    t.insert(t.end(), payload.begin(), payload.end());
+    fill_l4_checksum(src, dst, 6, t);
+    return ipv4_around(src, dst, 6, t);
 }
 
 /// An ICMP error (type, code, 16-bit next-hop MTU in the second word) from `src` to `dst`

@@ -458,6 +458,35 @@ TEST_F(Services, EgressIsMasqueradedToTheNodeIpAndRepliesUnNated) {
     EXPECT_EQ(h.drops("default/a", DropReason::kNoRoute), 1u);
 }
 
+// ListConntrack's source: the shared table read from the API thread, while the test plays
+// the worker.
+TEST_F(External, ConntrackListingShowsTuplesNatStateAndExpiry) {
+    apply(external_spec(1, {backend(kRemote, "default/r")}));
+    resolve_node2();
+    h.inject("uplink", from_client(h.params().node_ip, 30080), 5 * 1000000);
+    ASSERT_EQ(h.collect("uplink").size(), 1u) << h.drop_summary("uplink");
+    h.manager().set_clock_for_test([] { return uint64_t{25} * 1000000; });
+    const api::ConntrackListing l = h.manager().conntrack(10);
+    EXPECT_EQ(l.total, 1u);
+    EXPECT_EQ(l.capacity, h.conntrack().capacity());
+    ASSERT_EQ(l.entries.size(), 1u);
+    const api::ConntrackInfo& e = l.entries[0];
+    EXPECT_EQ(e.proto, 6);
+    EXPECT_EQ(e.original.src, kClient);
+    EXPECT_EQ(e.original.sport, 50000);
+    EXPECT_EQ(e.original.dst, h.params().node_ip);
+    EXPECT_EQ(e.original.dport, 30080);
+    EXPECT_EQ(e.reply.src, kRemote);
+    EXPECT_EQ(e.reply.sport, 8080);
+    EXPECT_EQ(e.reply.dst, h.params().gateway);
+    EXPECT_GE(e.reply.dport, 32768);
+    EXPECT_EQ(e.nat, (std::vector<std::string>{"dnat", "snat", "external"}));
+    EXPECT_EQ(e.state, "new");
+    EXPECT_EQ(e.expires_in_s, 120u - 20) << "SYN timeout, 20 s idle";
+    EXPECT_FALSE(e.affinity);
+    EXPECT_EQ(h.manager().conntrack(0).entries.size(), 0u) << "the limit holds";
+}
+
 }  // namespace
 }  // namespace kdp::test
 

@@ -64,7 +64,20 @@ public:
         return stats_;
     }
 
+    ConntrackListing conntrack(uint32_t limit) const override {
+        std::lock_guard lock(mu_);
+        ConntrackListing l = conntrack_;
+        if (l.entries.size() > limit) {
+            l.entries.resize(limit);
+        }
+        return l;
+    }
+
     // Test hooks.
+    void set_conntrack_for_test(ConntrackListing l) {
+        std::lock_guard lock(mu_);
+        conntrack_ = std::move(l);
+    }
     void set_ports_for_test(std::vector<PortInfo> p) {
         std::lock_guard lock(mu_);
         ports_ = std::move(p);
@@ -94,6 +107,7 @@ private:
     table::TableSpec spec_;
     std::vector<PortInfo> ports_;
     StatsSnapshot stats_;
+    ConntrackListing conntrack_;
     bool throw_ = false;
     int applies_ = 0;
 };

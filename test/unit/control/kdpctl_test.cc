@@ -169,6 +169,66 @@ TEST_F(KdpctlTest, StatsShowsRatesDropsAndBusy) {
     EXPECT_EQ(j["ports"][0]["name"], "uplink");
 }
 
+TEST_F(KdpctlTest, GetConntrackShowsBothTuplesNatStateAndExpiry) {
+    api::ConntrackListing l;
+    l.total = 3;
+    l.capacity = 4096;
+    api::ConntrackInfo dnat;
+    dnat.proto = 6;
+    dnat.original = {*Ip4::parse("10.244.1.10"), 40000, *Ip4::parse("10.96.0.10"), 80};
+    dnat.reply = {*Ip4::parse("10.244.2.20"), 8080, *Ip4::parse("10.244.1.10"), 40000};
+    dnat.nat = {"dnat"};
+    dnat.state = "established";
+    dnat.expires_in_s = 86399;
+    api::ConntrackInfo ping;
+    ping.proto = 1;
+    ping.original = {*Ip4::parse("10.244.1.10"), 7, *Ip4::parse("203.0.113.9"), 7};
+    ping.reply = {*Ip4::parse("203.0.113.9"), 32769, *Ip4::parse("192.168.0.1"), 32769};
+    ping.nat = {"snat", "egress"};
+    ping.state = "new";
+    ping.expires_in_s = 29;
+    api::ConntrackInfo affinity;
+    affinity.proto = 6;
+    affinity.affinity = true;
+    affinity.original = {*Ip4::parse("10.244.1.10"), 0, Ip4{}, 0};
+    affinity.reply = {*Ip4::parse("10.244.2.20"), 8080, *Ip4::parse("10.244.1.10"), 0};
+    affinity.nat = {"dnat"};
+    affinity.state = "new";
+    affinity.expires_in_s = 10799;
+    l.entries = {dnat, ping, affinity};
+    backend_.set_conntrack_for_test(l);
+
+    ASSERT_EQ(run_cmd({"get", "conntrack"}), 0) << err_.str();
+    const std::string t = out_.str();
+    EXPECT_THAT(t, HasSubstr("PROTO"));
+    EXPECT_THAT(t, HasSubstr("EXPIRES"));
+    EXPECT_THAT(t, HasSubstr("10.244.1.10:40000 -> 10.96.0.10:80"));
+    EXPECT_THAT(t, HasSubstr("10.244.2.20:8080 -> 10.244.1.10:40000"));
+    EXPECT_THAT(t, HasSubstr("established"));
+    EXPECT_THAT(t, HasSubstr("86399s"));
+    EXPECT_THAT(t, HasSubstr("snat,egress"));
+    EXPECT_THAT(t, HasSubstr("tcp/affinity"));
+    EXPECT_THAT(t, HasSubstr("backend 10.244.2.20:8080"));
+
+    ASSERT_EQ(run_cmd({"get", "conntrack", "-o", "json", "--limit", "2"}), 0) << err_.str();
+    const auto j = json::parse(out_.str());
+    ASSERT_EQ(j.size(), 2u) << "--limit";
+    EXPECT_EQ(j[0]["protocol"], "tcp");
+    EXPECT_EQ(j[0]["original"]["dst"], "10.96.0.10");
+    EXPECT_EQ(j[0]["original"]["dport"], 80);
+    EXPECT_EQ(j[0]["reply"]["src"], "10.244.2.20");
+    EXPECT_EQ(j[0]["reply"]["sport"], 8080);
+    EXPECT_EQ(j[0]["nat"], json::array({"dnat"}));
+    EXPECT_EQ(j[0]["expires_in_s"], 86399);
+    EXPECT_EQ(j[1]["protocol"], "icmp");
+    EXPECT_EQ(j[1]["affinity"], false);
+
+    ASSERT_EQ(run_cmd({"get", "conntrack", "--limit", "1"}), 0) << err_.str();
+    EXPECT_THAT(out_.str(), HasSubstr("(1 of 3 entries shown; --limit N for more)"));
+    EXPECT_EQ(run_cmd({"get", "conntrack", "--limit", "0"}), 2);
+    EXPECT_EQ(err_.str(), "kdpctl: --limit: \"0\" is not in 1..100000 (see kdpctl --help)\n");
+}
+
 TEST_F(KdpctlTest, InfoShowsNodeAndGeneration) {
     ASSERT_EQ(run_cmd({"info"}), 0) << err_.str();
     EXPECT_THAT(out_.str(), HasSubstr("node         node-a\n"));
