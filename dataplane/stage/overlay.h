@@ -118,6 +118,9 @@ inline void encap_to_node(
     if (p.l3_len > n.pod_mtu()) [[unlikely]] {
         if (p.flags & pkt_flag::kDontFragment) {
             icmp_frag_needed(n, m, p, n.pod_mtu());
+            if (p.action == Action::kTx) {
+                nat_own_icmp_error(w, m, p);  // quoting a Service packet: the client's view
+            }
         } else {
             p.drop(DropReason::kTooBig);
         }

@@ -314,6 +314,25 @@ inline bool icmp_error_nat(Worker& w, rte_mbuf* m, PacketMeta& p) noexcept {
     return true;
 }
 
+/// An ICMP error the node itself built in place (icmp_error) about a packet it had already
+/// NATed, e.g. "fragmentation needed" for a Service packet too big for the overlay: the quote
+/// shows the rewritten packet, which its sender would not recognise, so it is translated like
+/// an error that arrived (RFC 5508 §4.3 asks the same of errors a NAT originates).
+inline void nat_own_icmp_error(Worker& w, rte_mbuf* m, PacketMeta& p) noexcept {
+    const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*) + p.l3_off;
+    p.l3_len = static_cast<uint16_t>(ip[2] << 8 | ip[3]);
+    p.l4_off = static_cast<uint16_t>(p.l3_off + pkt::kIpv4HdrLen);
+    p.flags = pkt_flag::kL4;
+    p.ttl = ip[8];
+    p.tuple = Tuple4{};
+    p.tuple.proto = pkt::kProtoIcmp;
+    std::memcpy(&p.tuple.src.be, ip + 12, 4);
+    std::memcpy(&p.tuple.dst.be, ip + 16, 4);
+    p.icmp_type = ip[pkt::kIpv4HdrLen];
+    p.icmp_code = ip[pkt::kIpv4HdrLen + 1];
+    icmp_error_nat(w, m, p);
+}
+
 /// The slot (backend index + 1) of backend ip:port among the Service's usable backends (only
 /// this node's when `local_only`), or 0. `hint` is the slot it had when recorded: checked first,
 /// so the scan runs only after the endpoints changed.

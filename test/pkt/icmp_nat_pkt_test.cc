@@ -258,6 +258,51 @@ TEST_F(IcmpNat, PingToOutsideIsMasqueradedOnItsIdentifier) {
     EXPECT_EQ(h.conntrack().size(), 0u) << "40 s idle";
 }
 
+// The node's own "fragmentation needed" for a Service packet too big for the overlay quotes
+// what the client sent (the VIP), not the DNATed packet its socket never saw.
+TEST_F(IcmpNat, OwnFragNeededForAServicePacketQuotesTheVip) {
+    apply(spec(1, {backend(kRemote, "default/r")}));
+    resolve_node2(h);
+    const Bytes big = ipv4(kA, kVip, {6, 40600, 80, 0x10}, 1420);  // 1460 > pod MTU 1450, DF
+    h.inject("default/a", from_pod(kMacA, big));
+    const Bytes f = one("default/a", "default/a");
+    ASSERT_FALSE(f.empty());
+    EXPECT_EQ(read_mac_at(f, 0), kMacA);
+    EXPECT_EQ(get32(&f[kOuter + 16]), kA.host());
+    EXPECT_EQ(get32(&f[kOuter + 12]), kVip.host()) << "from the address a talked to";
+    EXPECT_EQ(f[kIcmp], 3);
+    EXPECT_EQ(f[kIcmp + 1], 4);
+    EXPECT_EQ(get16(&f[kIcmp + 6]), 1450) << "the pod MTU";
+    EXPECT_EQ(get32(&f[kQuote + 12]), kA.host());
+    EXPECT_EQ(get32(&f[kQuote + 16]), kVip.host()) << "quoted destination: the VIP";
+    EXPECT_EQ(get16(&f[kQuoteL4]), 40600);
+    EXPECT_EQ(get16(&f[kQuoteL4 + 2]), 80);
+    expect_error_checksums(f);
+    EXPECT_EQ(get16(&f[kQuoteL4 + 16]), get16(&big[20 + 16])) << "quoted TCP checksum as sent";
+    EXPECT_TRUE(h.collect("uplink").empty());
+
+    // An external client's NodePort connection to that backend: the error leaves by the
+    // uplink to the client's router, from the node IP, quoting the NodePort.
+    const Ip4 client = ip("203.0.113.7");
+    const Mac router = mac("02:00:00:00:0e:0e");
+    table::TableSpec s = spec(2, {backend(kRemote, "default/r")});
+    s.services[0].frontends.push_back({table::FrontendKind::kNodePort, h.params().node_ip, 30080});
+    apply(s);
+    h.inject("uplink",
+             from_uplink(router, ipv4(client, h.params().node_ip, {6, 50000, 30080, 0x10}, 1420)));
+    const Bytes g = one("uplink", "uplink");
+    ASSERT_FALSE(g.empty());
+    EXPECT_EQ(read_mac_at(g, 0), router);
+    EXPECT_EQ(read_mac_at(g, 6), h.params().node_mac);
+    EXPECT_EQ(get32(&g[kOuter + 12]), h.params().node_ip.host());
+    EXPECT_EQ(get32(&g[kOuter + 16]), client.host());
+    EXPECT_EQ(get32(&g[kQuote + 12]), client.host());
+    EXPECT_EQ(get32(&g[kQuote + 16]), h.params().node_ip.host());
+    EXPECT_EQ(get16(&g[kQuoteL4]), 50000);
+    EXPECT_EQ(get16(&g[kQuoteL4 + 2]), 30080) << "quoted port: the NodePort";
+    expect_error_checksums(g);
+}
+
 TEST_F(IcmpNat, MalformedAndUnrelatedErrorsAreDroppedByReason) {
     apply(spec(1, {backend(kB, "default/b")}, 17));
     const Bytes probe = ipv4(h.params().node_ip, kServer, {17, 33000, 53}, 8);

@@ -38,6 +38,38 @@ TEST(Conntrack, FindsBothDirections) {
     EXPECT_EQ(ct.size(), 1u);
 }
 
+// sessionAffinity records: found by their key alone, with their own timeout; their reply
+// (the backend) is data, never a key, so two records naming one backend never collide.
+TEST(Conntrack, AffinityRecordsAreKeyedOnceAndKeepTheirOwnTimeout) {
+    Conntrack ct(64, 1);
+    const CtKey backend{to_be32(0x0af40263), to_be32(0x0af40105), to_be16(8080), 0, 6, 0,
+                        kCtZoneAffinity};
+    CtKey k1{to_be32(0x0af40105), 0x1234, 0, 0, 6, 0, kCtZoneAffinity};
+    CtKey k2 = k1;
+    k2.dst = 0x5678;  // another Service port, same client and backend
+    const auto init = [](CtEntry& e) { e.timeout_s = 10800; };
+    const uint32_t a = ct.insert(0, k1, backend, 100, init);
+    const uint32_t b = ct.insert(0, k2, backend, 100, init);
+    ASSERT_NE(a, kCtNone);
+    ASSERT_NE(b, kCtNone) << "the same backend in another record";
+    EXPECT_EQ(ct.lookup(k1).index, a);
+    EXPECT_EQ(ct.lookup(k2).index, b);
+    EXPECT_EQ(ct.lookup(backend).index, kCtNone);
+    EXPECT_EQ(ct.timeout_of(ct.entry(a)), 10800u);
+    ct.expire(0, 100 + 10800, 64, 0, keep_all);
+    EXPECT_EQ(ct.size(), 2u);
+    ct.expire(0, 100 + 10801, 64, 0, keep_all);
+    EXPECT_EQ(ct.size(), 0u);
+    EXPECT_EQ(ct.lookup(k1).index, kCtNone);
+    // Entries are reused: a connection in a former record's entry has its protocol's timeouts.
+    ct.reclaim(0, [](uint64_t) { return true; });
+    for (uint32_t i = 0; i < 64; ++i) {
+        const uint32_t c = ct.insert(0, key(i), key(i).reversed(), 200, none);
+        ASSERT_NE(c, kCtNone);
+        EXPECT_EQ(ct.timeout_of(ct.entry(c)), CtTimeouts{}.tcp_syn);
+    }
+}
+
 TEST(Conntrack, ZoneSeparatesOverlappingAddresses) {
     Conntrack ct(64, 1);
     CtKey a = key(5);
