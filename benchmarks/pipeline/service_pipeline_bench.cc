@@ -12,28 +12,19 @@
 // difference is what Services cost.
 //
 //   build/benchmarks/service_pipeline_bench [--benchmark_filter=...]
-#include <time.h>
 
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 #include <rte_cycles.h>
 
+#include "common/cpu_cycles.h"
 #include "common/pkt_builder.h"
 #include "pkt/node_harness.h"
 
 namespace kdp::test {
 namespace {
 
-// This thread's CPU time in TSC cycles: the machine's other jobs may take the CPU away
-// between two reads, and wall-clock TSC deltas would count that time too.
-uint64_t cpu_cycles() {
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    const auto ns =
-        static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-    return static_cast<uint64_t>(static_cast<double>(ns) * static_cast<double>(rte_get_tsc_hz()) /
-                                 1e9);
-}
+using kdp::bench::cpu_cycles;
 
 constexpr int kClientPods = 16;  // clients a0..a15 on this node, 10.244.1.10..25
 constexpr int kBackends = 10;    // per Service, pods on node2

@@ -4,7 +4,6 @@
 // nodes), and Maglev table builds (what one endpoint change costs).
 //
 //   build/benchmarks/table_bench [--benchmark_filter=...]
-#include <time.h>
 
 #include <algorithm>
 #include <numeric>
@@ -14,6 +13,7 @@
 #include <benchmark/benchmark.h>
 #include <rte_cycles.h>
 
+#include "common/cpu_cycles.h"
 #include "table/conntrack.h"
 #include "table/flat_map.h"
 #include "table/maglev.h"
@@ -22,16 +22,7 @@
 
 namespace {
 
-// This thread's CPU time in TSC cycles: the machine's other jobs may take the CPU away
-// between two reads, and wall-clock TSC deltas would count that time too.
-uint64_t cpu_cycles() {
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    const auto ns =
-        static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-    return static_cast<uint64_t>(static_cast<double>(ns) * static_cast<double>(rte_get_tsc_hz()) /
-                                 1e9);
-}
+using kdp::bench::cpu_cycles;
 
 using namespace kdp;
 using namespace kdp::table;

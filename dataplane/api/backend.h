@@ -83,6 +83,28 @@ struct StatsSnapshot {
     std::vector<PortStats> ports;
 };
 
+/// A crafted packet to run through the pipeline (kdpctl trace).
+struct TraceQuery {
+    std::string from;   // "NS/POD" (a pod on this node) or an IPv4 literal (outside client)
+    std::string to;     // "NS/POD" (on this node), "service:NS/NAME" or an IPv4 literal
+    uint16_t port = 0;  // destination port
+    uint8_t proto = 6;  // 6 TCP, 17 UDP, 132 SCTP
+};
+
+struct TraceHop {
+    std::string node;
+    std::string stage;   // "parse", "conntrack", "service", "snat", "route", "vxlan_encap", ...
+    std::string detail;  // what it decided
+};
+
+struct TraceResult {
+    std::string verdict;        // "allow" | "deny" | "reject"
+    std::string backend;        // "NS/POD" chosen by a Service, "" if none
+    uint16_t backend_port = 0;  // 0 if none
+    std::string seen_src;       // the source address the packet carries when it leaves
+    std::vector<TraceHop> hops;
+};
+
 /// One conntrack entry as the API reports it (see ListConntrack in dataplane.proto).
 struct ConntrackInfo {
     struct Tuple {
@@ -110,28 +132,6 @@ struct ConntrackListing {
 /// The most entries one ListConntrack returns: about 10 MB of messages.
 inline constexpr uint32_t kConntrackListCap = 100000;
 
-/// A crafted packet to run through the pipeline (kdpctl trace).
-struct TraceQuery {
-    std::string from;   // "NS/POD" (a pod on this node) or an IPv4 literal (outside client)
-    std::string to;     // "NS/POD" (on this node), "service:NS/NAME" or an IPv4 literal
-    uint16_t port = 0;  // destination port
-    uint8_t proto = 6;  // 6 TCP, 17 UDP, 132 SCTP
-};
-
-struct TraceHop {
-    std::string node;
-    std::string stage;   // "parse", "conntrack", "service", "snat", "route", "vxlan_encap", ...
-    std::string detail;  // what it decided
-};
-
-struct TraceResult {
-    std::string verdict;        // "allow" | "deny" | "reject"
-    std::string backend;        // "NS/POD" chosen by a Service, "" if none
-    uint16_t backend_port = 0;  // 0 if none
-    std::string seen_src;       // the source address the packet carries when it leaves
-    std::vector<TraceHop> hops;
-};
-
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -149,15 +149,14 @@ public:
     virtual std::vector<PortInfo> ports() const = 0;
     virtual StatsSnapshot stats() const = 0;
 
-    /// Up to `limit` (at most kConntrackListCap) conntrack entries, read without disturbing
-    /// the workers.
-    virtual ConntrackListing conntrack(uint32_t limit) const = 0;
-
     /// Runs a crafted packet through the real pipeline without touching ports, conntrack or
     /// counters. Returns an error message (bad query, nothing to trace) or fills `out`.
     virtual std::optional<std::string> trace(const TraceQuery&, TraceResult&) {
         return std::string("tracing is not supported by this dataplane");
     }
+    /// Up to `limit` (at most kConntrackListCap) conntrack entries, read without disturbing
+    /// the workers.
+    virtual ConntrackListing conntrack(uint32_t limit) const = 0;
 };
 
 }  // namespace kdp::api

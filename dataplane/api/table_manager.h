@@ -81,8 +81,8 @@ private:
                        std::pair<table::ServiceSpec, std::shared_ptr<const table::ServiceBlock>>>
         blocks_;
     decltype(blocks_) next_blocks_;  // built with the version being applied
-    std::function<uint64_t()> clock_;
     rte_mempool* trace_pool_ = nullptr;
+    std::function<uint64_t()> clock_;
 };
 
 /// Sums a worker's counters into a CounterSet (all ports) or for one port.

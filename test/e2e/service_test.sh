@@ -43,8 +43,8 @@ for n in node1 node2; do
 done
 "$KDPCTL" --dataplane "$(api_socket node1)" get services | sed 's/^/    /'
 n=$("$KDPCTL" --dataplane "$(api_socket node1)" get endpoints -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
-[ "$n" -eq 6 ] || fail "node1 lists $n endpoints, expected 6 (web:http, web:echo and web-local:http, each on a2 and b1)"
-pass "both nodes hold 4 service ports; node1 lists $n endpoints"
+[ "$n" -eq 8 ] || fail "node1 lists $n endpoints, expected 8 (web:http, web:echo, web-local:http and web-lb:http, each on a2 and b1)"
+pass "both nodes hold 5 service ports; node1 lists $n endpoints"
 serve_whoami "$A2" a2 80
 serve_whoami "$B1" b1 80
 serve_whoami "$A2" a2 5353 udp
@@ -128,6 +128,21 @@ grep -q 'app: gone' "$WORK_DIR/update.yaml" || fail "could not rewrite b1's labe
 spread "$A1" 10.96.0.10 80 12
 [ "$SPREAD" = "a2:12 " ] || fail "after the update 12 connections went to $SPREAD, expected a2 only"
 pass "12 connections after the update: $SPREAD"
+
+step "healthCheckNodePort 32000 of the LoadBalancer web-lb (externalTrafficPolicy: Local)"
+health() { # NODE_N: prints the status line and the localEndpoints count
+    printf 'GET /healthz HTTP/1.1\r\nHost: lb\r\n\r\n' |
+        in_ns "$EXT" timeout 5 socat -T 3 - "TCP4:$(node_ip "$1"):32000,connect-timeout=3" 2>&1 |
+        python3 -c 'import sys,json; t=sys.stdin.read(); head,_,body=t.partition("\r\n\r\n"); print(head.splitlines()[0] if head else "none", json.loads(body).get("localEndpoints") if body.strip().startswith("{") else "-")'
+}
+out=$(health 1)
+[[ $out == "HTTP/1.1 200 OK 1" ]] || fail "node1:32000 answered '$out', expected 200 with 1 local endpoint"
+pass "node1 $(node_ip 1):32000: $out (a2 is local)"
+"$KDPCTL" --dataplane "$(api_socket node2)" apply -f "$WORK_DIR/update.yaml" --node node2 >/dev/null \
+    || fail "kdpctl apply of the update to node2 failed"
+out=$(health 2)
+[[ $out == "HTTP/1.1 503 Service Unavailable 0" ]] || fail "node2:32000 answered '$out', expected 503 with 0 local endpoints"
+pass "node2 $(node_ip 2):32000 after b1 left: $out"
 
 step "dataplane counters"
 print_nodes_stats node1 node2
