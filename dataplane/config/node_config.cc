@@ -828,11 +828,27 @@ void read_limits(const Section& s, NodeConfig& c) {
     }
 }
 
+void read_conntrack_timeouts(const Section& s, NodeConfig& c) {
+    table::CtTimeouts& t = c.conntrack_timeouts;
+    // At most a week: an established TCP entry idle longer than that is gone for good.
+    constexpr uint32_t kWeek = 7 * 86'400;
+    s.read_uint("tcp_syn", t.tcp_syn, 1, kWeek);
+    s.read_uint("tcp_established", t.tcp_established, 1, kWeek);
+    s.read_uint("tcp_closing", t.tcp_closing, 1, kWeek);
+    s.read_uint("tcp_closed", t.tcp_closed, 1, kWeek);
+    s.read_uint("udp", t.udp, 1, kWeek);
+    s.read_uint("udp_stream", t.udp_stream, 1, kWeek);
+    s.read_uint("sctp", t.sctp, 1, kWeek);
+    s.read_uint("icmp", t.icmp, 1, kWeek);
+    s.read_uint("other", t.other, 1, kWeek);
+}
+
 NodeConfig build(const YAML::Node& root) {
-    const Section top = root.IsNull() ? Section::absent("")
-                                      : Section(root, "",
-                                                {"node", "vxlan", "dpdk", "workers", "uplink",
-                                                 "pods", "remote_nodes", "api", "limits"});
+    const Section top = root.IsNull()
+                            ? Section::absent("")
+                            : Section(root, "",
+                                      {"node", "vxlan", "dpdk", "workers", "uplink", "pods",
+                                       "remote_nodes", "api", "limits", "conntrack_timeouts"});
     NodeConfig c;
     read_node(top.section("node", {"name", "ip", "mac", "pod_cidr", "gateway", "gateway_mac",
                                    "cluster_cidr", "mtu"}),
@@ -847,6 +863,10 @@ NodeConfig build(const YAML::Node& root) {
     read_limits(top.section("limits", {"mbufs", "max_pods", "max_routes", "arp_pending",
                                        "arp_timeout_ms", "arp_reachable_s", "conntrack"}),
                 c);
+    read_conntrack_timeouts(top.section("conntrack_timeouts",
+                                        {"tcp_syn", "tcp_established", "tcp_closing", "tcp_closed",
+                                         "udp", "udp_stream", "sctp", "icmp", "other"}),
+                            c);
     return c;
 }
 

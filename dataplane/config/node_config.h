@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/net.h"
+#include "table/conntrack.h"
 
 namespace kdp::config {
 
@@ -104,6 +105,7 @@ struct NodeConfig {
 
     std::string api_socket = "/run/kdp/dataplane.sock";  // api.socket
     LimitsConfig limits;                                 // limits
+    table::CtTimeouts conntrack_timeouts;                // conntrack_timeouts (seconds)
 
     /// Overlay MTU offered to pods: mtu - 50 (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
     uint16_t pod_mtu() const noexcept { return static_cast<uint16_t>(mtu - 50); }

@@ -455,6 +455,28 @@ outside_host_create() {
     _bridge_host "$1" "$(if_name "x$1")" "$2"
 }
 
+# demo_cluster_create: the pods and hosts of config/cluster/demo.yaml on two kdp nodes, tables
+# still empty: node1 (a1 10.244.1.10, a2 10.244.1.11), node2 (b1 10.244.2.10), outside hosts
+# ext 198.51.100.200 and srv 198.51.100.201. Sets A1 A2 B1 EXT SRV to their namespaces.
+demo_cluster_create() {
+    underlay_create
+    node_uplink 1
+    node_uplink 2
+    local c1 c2
+    c1=$(kdp_node_config node1 1 "$(uplink_if 1)" standard \
+        "a1:10.244.1.10:$(if_name a1) a2:10.244.1.11:$(if_name a2)" "")
+    c2=$(kdp_node_config node2 2 "$(uplink_if 2)" standard "b1:10.244.2.10:$(if_name b1)" "")
+    start_dataplane node1 "$c1"
+    start_dataplane node2 "$c2"
+    pod_attach 1 a1 10.244.1.10 "$(if_name a1)"
+    pod_attach 1 a2 10.244.1.11 "$(if_name a2)"
+    pod_attach 2 b1 10.244.2.10 "$(if_name b1)"
+    A1=$(ns_name a1) A2=$(ns_name a2) B1=$(ns_name b1)
+    outside_host_create ext 198.51.100.200
+    outside_host_create srv 198.51.100.201
+    EXT=$(ns_name ext) SRV=$(ns_name srv)
+}
+
 # ---------------------------------------------------------------- who-am-I servers
 
 # serve_whoami NS NAME PORT [udp]: a server in NS that answers every TCP connection (or UDP

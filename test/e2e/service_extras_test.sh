@@ -46,21 +46,7 @@ spec:
 YAML
 
 step "two nodes, three pods, two outside hosts"
-underlay_create
-node_uplink 1
-node_uplink 2
-CONFIG1=$(kdp_node_config node1 1 "$(uplink_if 1)" standard \
-    "a1:10.244.1.10:$(if_name a1) a2:10.244.1.11:$(if_name a2)" "")
-CONFIG2=$(kdp_node_config node2 2 "$(uplink_if 2)" standard "b1:10.244.2.10:$(if_name b1)" "")
-start_dataplane node1 "$CONFIG1"
-start_dataplane node2 "$CONFIG2"
-pod_attach 1 a1 10.244.1.10 "$(if_name a1)"
-pod_attach 1 a2 10.244.1.11 "$(if_name a2)"
-pod_attach 2 b1 10.244.2.10 "$(if_name b1)"
-A1=$(ns_name a1) A2=$(ns_name a2) B1=$(ns_name b1)
-outside_host_create ext 198.51.100.200
-outside_host_create srv 198.51.100.201
-EXT=$(ns_name ext) SRV=$(ns_name srv)
+demo_cluster_create
 pass "node1 (a1, a2), node2 (b1), ext 198.51.100.200, srv 198.51.100.201"
 
 step "Services compiled from demo.yaml and the extra manifest"

@@ -12,11 +12,14 @@
 namespace kdp::test {
 namespace {
 
+const Ip4 kVip = ip("10.96.0.10");
+
 std::vector<Bytes> seeds(const NodeParams& p) {
     const Mac a = mac("02:00:00:00:0a:0a");
     const Mac n2 = mac("02:00:00:00:02:02");
     L4 echo;
     echo.proto = 1;
+    const Mac b = mac("02:00:00:00:0b:0b");
     const Ip4 ia = ip("10.244.1.10");
     return {
         ether(p.gateway_mac, a, 0x0800, ipv4(ia, ip("10.244.1.11"), {6, 1, 2}, 40)),
@@ -28,6 +31,21 @@ std::vector<Bytes> seeds(const NodeParams& p) {
         ether(p.node_mac, n2, 0x0800,
               vxlan(ip("198.51.100.2"), p.node_ip, 5000, 4789, 1,
                     ether(p.vtep_mac, n2, 0x0800, ipv4(ip("10.244.2.5"), ia, {6, 1, 2}, 20)))),
+        // Services: a new connection to the VIP, its backend's port unreachable, an outside
+        // router's frag-needed and the health check port's request.
+        ether(p.gateway_mac, a, 0x0800, ipv4(ia, kVip, {17, 3000, 80}, 24)),
+        ether(p.gateway_mac, b, 0x0800,
+              icmp_error(ip("10.244.1.11"), ia, 3, 3,
+                         ipv4(ia, ip("10.244.1.11"), {17, 3000, 8080}, 24))),
+        ether(
+            p.node_mac, n2, 0x0800,
+            icmp_error(ip("198.51.100.254"), p.node_ip, 3, 4,
+                       ipv4(p.node_ip, ip("198.51.100.9"), {6, 33000, 443, 0x10}, 100), 28, 1280)),
+        ether(p.node_mac, n2, 0x0800,
+              tcp_segment(ip("203.0.113.7"), p.node_ip, 40000, 31000, 1, 2, 0x18,
+                          "GET / HTTP/1.1\r\n\r\n")),
+        ether(p.node_mac, n2, 0x0800,
+              tcp_segment(ip("203.0.113.7"), p.node_ip, 40000, 31000, 1, 0, 0x02)),
     };
 }
 
@@ -39,6 +57,20 @@ TEST(Robustness, RandomMutationsNeverCrashOrLeak) {
                         Mac::from_ip(ip("198.51.100.2"))});
     s.pods.push_back({"default/a", ip("10.244.1.10"), "default/a"});
     s.pods.push_back({"default/b", ip("10.244.1.11"), "default/b"});
+    table::ServiceSpec sv;  // UDP with affinity, and a Local TCP one with a health check port
+    sv.name = "default/dns:udp";
+    sv.proto = 17;
+    sv.frontends = {{table::FrontendKind::kClusterIp, kVip, 80}};
+    sv.backends = {{ip("10.244.1.11"), 8080, "default/b", "node1", true, true, false}};
+    sv.affinity_timeout_s = 60;
+    s.services.push_back(sv);
+    sv.name = "default/web:http";
+    sv.proto = 6;
+    sv.frontends.push_back({table::FrontendKind::kNodePort, h.params().node_ip, 30080});
+    sv.affinity_timeout_s = 0;
+    sv.external_local = true;
+    sv.health_check_node_port = 31000;
+    s.services.push_back(sv);
     ASSERT_EQ(h.manager().apply_tables(s), std::nullopt);
     const unsigned baseline = h.pool_available();
     const std::vector<Bytes> base = seeds(h.params());

@@ -640,6 +640,22 @@ INSTANTIATE_TEST_SUITE_P(NodeConfig,
                              return name;
                          });
 
+TEST(NodeConfig, ConntrackTimeoutsAreReadAndBounded) {
+    Sections s;
+    EXPECT_EQ(parse_node_config(s.yaml()).conntrack_timeouts.icmp, 30u) << "the default";
+    s.extra = "conntrack_timeouts:\n  icmp: 5\n  udp_stream: 300\n  tcp_established: 3600\n";
+    const NodeConfig c = parse_node_config(s.yaml());
+    EXPECT_EQ(c.conntrack_timeouts.icmp, 5u);
+    EXPECT_EQ(c.conntrack_timeouts.udp_stream, 300u);
+    EXPECT_EQ(c.conntrack_timeouts.tcp_established, 3600u);
+    EXPECT_EQ(c.conntrack_timeouts.tcp_syn, 120u) << "unset keys keep their defaults";
+    s.extra = "conntrack_timeouts:\n  icmp: 0\n";
+    EXPECT_NE(error_of(s.yaml()).find("conntrack_timeouts.icmp"), std::string::npos)
+        << error_of(s.yaml());
+    s.extra = "conntrack_timeouts:\n  gre: 30\n";
+    EXPECT_NE(error_of(s.yaml()).find("gre"), std::string::npos) << error_of(s.yaml());
+}
+
 TEST(NodeConfig, EveryErrorIsOneLine) {
     // A block scalar carries a newline into the value; the message must still be one line.
     Sections s;
