@@ -521,6 +521,54 @@ TEST_F(GrpcServerTest, PortsAreListedByPortId) {
     EXPECT_TRUE(resp.ports(1).link_up());
 }
 
+TEST_F(GrpcServerTest, ConntrackIsListedUpToTheLimitWithEveryField) {
+    ConntrackListing l;
+    l.total = 3;
+    l.capacity = 1024;
+    for (const uint8_t proto : {6, 1, 47}) {
+        ConntrackInfo e;
+        e.proto = proto;
+        e.original = {*Ip4::parse("10.244.1.10"), 40000, *Ip4::parse("10.96.0.10"), 80};
+        e.reply = {*Ip4::parse("10.244.2.20"), 8080, *Ip4::parse("10.244.1.10"), 40000};
+        e.nat = {"dnat", "snat"};
+        e.state = "established";
+        e.expires_in_s = 42;
+        e.affinity = proto == 47;
+        e.worker = 1;
+        l.entries.push_back(e);
+    }
+    backend_.set_conntrack_for_test(l);
+    v1::ListConntrackResponse resp;
+    {
+        grpc::ClientContext ctx;
+        ASSERT_TRUE(stub_->ListConntrack(&ctx, {}, &resp).ok()) << "limit 0: the server's cap";
+    }
+    EXPECT_EQ(resp.total(), 3u);
+    EXPECT_EQ(resp.capacity(), 1024u);
+    ASSERT_EQ(resp.entries_size(), 3);
+    const v1::ConntrackEntry& e = resp.entries(0);
+    EXPECT_EQ(e.protocol(), "tcp");
+    EXPECT_EQ(e.original().src(), "10.244.1.10");
+    EXPECT_EQ(e.original().sport(), 40000u);
+    EXPECT_EQ(e.original().dst(), "10.96.0.10");
+    EXPECT_EQ(e.original().dport(), 80u);
+    EXPECT_EQ(e.reply().src(), "10.244.2.20");
+    EXPECT_EQ(e.reply().sport(), 8080u);
+    ASSERT_EQ(e.nat_size(), 2);
+    EXPECT_EQ(e.nat(1), "snat");
+    EXPECT_EQ(e.state(), "established");
+    EXPECT_EQ(e.expires_in_s(), 42u);
+    EXPECT_EQ(e.worker(), 1u);
+    EXPECT_EQ(resp.entries(1).protocol(), "icmp");
+    EXPECT_EQ(resp.entries(2).protocol(), "47") << "other protocols by number";
+    EXPECT_TRUE(resp.entries(2).affinity());
+    v1::ListConntrackRequest req;
+    req.set_limit(2);
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ListConntrack(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.entries_size(), 2);
+}
+
 TEST_F(GrpcServerTest, PortRpcsSayUnimplemented) {
     {
         grpc::ClientContext ctx;
