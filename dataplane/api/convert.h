@@ -44,13 +44,10 @@ std::string service_label(const char* list, int index, const v1::Service& s);
 std::optional<std::string> spec_from_proto(const v1::SyncTablesRequest& in, table::TableSpec& out);
 void spec_to_proto(const table::TableSpec& in, v1::SyncTablesRequest* out);
 
-/// Parses an incremental update and merges it into `base`, giving the next full state with
-/// the request's generation. Routes are keyed by node_name, pods and services by name;
-/// deleting an absent key is a no-op; upserting and deleting the same key in one request is an
-/// error. The result is sorted (routes by node name, pods and services by name).
-std::optional<std::string> merge_update(const table::TableSpec& base,
-                                        const v1::UpdateTablesRequest& in,
-                                        table::TableSpec& out);
+/// Parses an incremental update: its entries are parsed as in a full state; a key upserted
+/// twice, or both upserted and deleted, is an error naming the entry. Deletes are deduplicated.
+std::optional<std::string> update_from_proto(const v1::UpdateTablesRequest& in,
+                                             table::TableUpdate& out);
 
 /// Sorts routes by node name, pods and services by name, the order every listing uses.
 void sort_spec(table::TableSpec& spec);
