@@ -16,6 +16,11 @@
 
 namespace kdp::api {
 
+/// The largest kdp.v1 message the server and its clients accept. gRPC's default (4 MiB) is
+/// less than one SyncTablesRequest of 10,000 Services with 10 endpoints each (~5.2 MB); 256 MiB
+/// holds a state fifty times that.
+inline constexpr int kMaxMessageBytes = 256 << 20;
+
 /// Parses one route; on error returns a message naming the field and the bad value.
 std::optional<std::string> route_from_proto(const v1::Route& in, table::RouteSpec& out);
 /// Parses one pod; on error returns a message naming the field and the bad value.

@@ -475,6 +475,8 @@ void GrpcServer::start() {
     int bound = 0;
     builder.AddListeningPort("unix:" + socket_path_, grpc::InsecureServerCredentials(), &bound);
     builder.RegisterService(service_.get());
+    builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+    builder.SetMaxSendMessageSize(kMaxMessageBytes);
     server_ = builder.BuildAndStart();
     if (!server_ || bound == 0) {
         server_.reset();
