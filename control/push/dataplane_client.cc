@@ -53,6 +53,8 @@ std::shared_ptr<grpc::Channel> channel(const std::string& socket_path) {
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    args.SetMaxReceiveMessageSize(api::kMaxMessageBytes);  // ListServices of a large node
+    args.SetMaxSendMessageSize(api::kMaxMessageBytes);
     return grpc::CreateCustomChannel("unix:" + socket_path, grpc::InsecureChannelCredentials(),
                                      args);
 }

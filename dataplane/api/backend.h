@@ -5,8 +5,10 @@
 // is thread-safe. Methods that change state either apply everything or nothing.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -132,6 +134,47 @@ struct ConntrackListing {
 /// The most entries one ListConntrack returns: about 10 MB of messages.
 inline constexpr uint32_t kConntrackListCap = 100000;
 
+/// The size of the tables in force, as the API reports it after an apply.
+struct TableCounts {
+    uint64_t generation = 0;
+    uint32_t routes = 0;
+    uint32_t pods = 0;
+    uint32_t services = 0;
+};
+
+/// `base` with `u` applied: upserts replace or add by key, deletes of absent keys are no-ops;
+/// the result has u.generation and is sorted (routes by node name, pods and services by name).
+inline table::TableSpec merge_update(const table::TableSpec& base, const table::TableUpdate& u) {
+    const auto merge = [](const auto& items, const auto& upserts, const auto& deletes, auto key) {
+        using Spec = typename std::decay_t<decltype(items)>::value_type;
+        std::map<std::string, Spec> m;
+        for (const Spec& x : items) {
+            m.emplace(key(x), x);
+        }
+        for (const Spec& x : upserts) {
+            m.insert_or_assign(key(x), x);
+        }
+        for (const std::string& k : deletes) {
+            m.erase(k);
+        }
+        std::vector<Spec> out;
+        out.reserve(m.size());
+        for (auto& [_, x] : m) {
+            out.push_back(std::move(x));
+        }
+        return out;
+    };
+    table::TableSpec out;
+    out.generation = u.generation;
+    out.routes = merge(base.routes, u.upsert_routes, u.delete_routes,
+                       [](const table::RouteSpec& r) { return r.node_name; });
+    out.pods = merge(base.pods, u.upsert_pods, u.delete_pods,
+                     [](const table::PodSpec& p) { return p.name; });
+    out.services = merge(base.services, u.upsert_services, u.delete_services,
+                         [](const table::ServiceSpec& sv) { return sv.name; });
+    return out;
+}
+
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -143,8 +186,24 @@ public:
     /// spec.generation is not greater than the generation in force.
     virtual std::optional<std::string> apply_tables(const table::TableSpec& spec) = 0;
 
+    /// Applies an incremental change on top of the tables in force, all or nothing, with the
+    /// same rules as apply_tables (the result must be valid as a whole, u.generation newer
+    /// than the generation in force). This default merges into tables() and applies the whole
+    /// result; a dataplane overrides it to apply small changes without copying everything.
+    virtual std::optional<std::string> apply_update(const table::TableUpdate& u) {
+        return apply_tables(merge_update(tables(), u));
+    }
+
     /// The spec of the tables in force (generation 0 and empty before the first apply).
     virtual table::TableSpec tables() const = 0;
+
+    /// The generation and entry counts of the tables in force, without copying them.
+    virtual TableCounts table_counts() const {
+        const table::TableSpec s = tables();
+        return TableCounts{s.generation, static_cast<uint32_t>(s.routes.size()),
+                           static_cast<uint32_t>(s.pods.size()),
+                           static_cast<uint32_t>(s.services.size())};
+    }
 
     virtual std::vector<PortInfo> ports() const = 0;
     virtual StatsSnapshot stats() const = 0;

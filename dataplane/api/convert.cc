@@ -340,18 +340,19 @@ void spec_to_proto(const table::TableSpec& in, v1::SyncTablesRequest* out) {
 
 namespace {
 
-// Applies one kind's upserts and deletes to `items` (keyed by key(item)). Errors name the
+// Parses one kind's upserts and deletes into `upsert_out` and `delete_out`. Errors name the
 // entry: a malformed one, a key upserted twice, a key both upserted and deleted.
 template <class Spec, class Msg, class Parse, class Key>
-std::optional<std::string> merge_list(
-    std::map<std::string, Spec>& items,
+std::optional<std::string> parse_list(
     const google::protobuf::RepeatedPtrField<Msg>& upserts,
     const google::protobuf::RepeatedPtrField<std::string>& deletes,
     const char* list,
     const char* delete_list,
     std::string (*label)(const char*, int, const Msg&),
     Parse parse,
-    Key key) {
+    Key key,
+    std::vector<Spec>& upsert_out,
+    std::vector<std::string>& delete_out) {
     const std::set<std::string> deleted(deletes.begin(), deletes.end());
     std::set<std::string> seen;
     for (int i = 0; i < upserts.size(); ++i) {
@@ -366,66 +367,39 @@ std::optional<std::string> merge_list(
         if (deleted.count(k) != 0) {
             return fmt::format("{}: also in {}", label(list, i, upserts[i]), delete_list);
         }
-        items[k] = std::move(item);
+        upsert_out.push_back(std::move(item));
     }
-    for (const auto& k : deleted) {
-        items.erase(k);
-    }
+    delete_out.assign(deleted.begin(), deleted.end());
     return std::nullopt;
-}
-
-template <class Spec, class Key>
-std::map<std::string, Spec> keyed(const std::vector<Spec>& v, Key key) {
-    std::map<std::string, Spec> out;
-    for (const auto& item : v) {
-        out.emplace(key(item), item);
-    }
-    return out;
-}
-
-template <class Spec>
-std::vector<Spec> values(std::map<std::string, Spec>& m) {
-    std::vector<Spec> out;
-    out.reserve(m.size());
-    for (auto& [_, v] : m) {
-        out.push_back(std::move(v));
-    }
-    return out;
 }
 
 }  // namespace
 
-std::optional<std::string> merge_update(const table::TableSpec& base,
-                                        const v1::UpdateTablesRequest& in,
-                                        table::TableSpec& out) {
-    const auto route_key = [](const table::RouteSpec& r) -> const std::string& {
-        return r.node_name;
-    };
-    const auto pod_key = [](const table::PodSpec& p) -> const std::string& { return p.name; };
-    const auto service_key = [](const table::ServiceSpec& s) -> const std::string& {
-        return s.name;
-    };
-    auto routes = keyed(base.routes, route_key);
-    auto pods = keyed(base.pods, pod_key);
-    auto services = keyed(base.services, service_key);
-    if (auto e = merge_list(routes, in.upsert_routes(), in.delete_routes(), "upsert_routes",
-                            "delete_routes", route_label, route_from_proto, route_key)) {
+std::optional<std::string> update_from_proto(const v1::UpdateTablesRequest& in,
+                                             table::TableUpdate& out) {
+    table::TableUpdate u;
+    u.generation = in.generation();
+    if (auto e = parse_list(
+            in.upsert_routes(), in.delete_routes(), "upsert_routes", "delete_routes", route_label,
+            route_from_proto,
+            [](const table::RouteSpec& r) -> const std::string& { return r.node_name; },
+            u.upsert_routes, u.delete_routes)) {
         return e;
     }
-    if (auto e = merge_list(pods, in.upsert_pods(), in.delete_pods(), "upsert_pods", "delete_pods",
-                            pod_label, pod_from_proto, pod_key)) {
+    if (auto e = parse_list(
+            in.upsert_pods(), in.delete_pods(), "upsert_pods", "delete_pods", pod_label,
+            pod_from_proto, [](const table::PodSpec& p) -> const std::string& { return p.name; },
+            u.upsert_pods, u.delete_pods)) {
         return e;
     }
-    if (auto e = merge_list(services, in.upsert_services(), in.delete_services(), "upsert_services",
-                            "delete_services", service_label, service_from_proto, service_key)) {
+    if (auto e = parse_list(
+            in.upsert_services(), in.delete_services(), "upsert_services", "delete_services",
+            service_label, service_from_proto,
+            [](const table::ServiceSpec& sv) -> const std::string& { return sv.name; },
+            u.upsert_services, u.delete_services)) {
         return e;
     }
-    table::TableSpec spec;
-    spec.generation = in.generation();
-    spec.routes = values(routes);
-    spec.pods = values(pods);
-    spec.services = values(services);
-    out = std::move(spec);
+    out = std::move(u);
     return std::nullopt;
 }
 

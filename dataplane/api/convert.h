@@ -16,6 +16,11 @@
 
 namespace kdp::api {
 
+/// The largest kdp.v1 message the server and its clients accept. gRPC's default (4 MiB) is
+/// less than one SyncTablesRequest of 10,000 Services with 10 endpoints each (~5.2 MB); 256 MiB
+/// holds a state fifty times that.
+inline constexpr int kMaxMessageBytes = 256 << 20;
+
 /// Parses one route; on error returns a message naming the field and the bad value.
 std::optional<std::string> route_from_proto(const v1::Route& in, table::RouteSpec& out);
 /// Parses one pod; on error returns a message naming the field and the bad value.
@@ -44,13 +49,10 @@ std::string service_label(const char* list, int index, const v1::Service& s);
 std::optional<std::string> spec_from_proto(const v1::SyncTablesRequest& in, table::TableSpec& out);
 void spec_to_proto(const table::TableSpec& in, v1::SyncTablesRequest* out);
 
-/// Parses an incremental update and merges it into `base`, giving the next full state with
-/// the request's generation. Routes are keyed by node_name, pods and services by name;
-/// deleting an absent key is a no-op; upserting and deleting the same key in one request is an
-/// error. The result is sorted (routes by node name, pods and services by name).
-std::optional<std::string> merge_update(const table::TableSpec& base,
-                                        const v1::UpdateTablesRequest& in,
-                                        table::TableSpec& out);
+/// Parses an incremental update: its entries are parsed as in a full state; a key upserted
+/// twice, or both upserted and deleted, is an error naming the entry. Deletes are deduplicated.
+std::optional<std::string> update_from_proto(const v1::UpdateTablesRequest& in,
+                                             table::TableUpdate& out);
 
 /// Sorts routes by node name, pods and services by name, the order every listing uses.
 void sort_spec(table::TableSpec& spec);

@@ -193,7 +193,7 @@ public:
                          }
                          sort_spec(spec);
                          std::lock_guard lock(write_mu_);
-                         const uint64_t current = backend_.tables().generation;
+                         const uint64_t current = backend_.table_counts().generation;
                          if (spec.generation <= current) {
                              return grpc::Status(
                                  grpc::StatusCode::FAILED_PRECONDITION,
@@ -205,23 +205,25 @@ public:
                              return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, *e);
                          }
                          resp->set_generation(spec.generation);
-                         publish_applied(spec, "sync");
+                         publish_applied(backend_.table_counts(), "sync");
                          return grpc::Status::OK;
                      }));
     }
 
+    // Parses only the change and hands it to the Backend, which applies an endpoint change in
+    // place; nothing here copies the tables in force.
     grpc::ServerUnaryReactor* UpdateTables(grpc::CallbackServerContext* ctx,
                                            const v1::UpdateTablesRequest* req,
                                            v1::UpdateTablesResponse* resp) override {
         return reply(ctx, guarded("UpdateTables", [&] {
                          std::lock_guard lock(write_mu_);
-                         const table::TableSpec current = backend_.tables();
-                         if (req->base_generation() != current.generation) {
+                         const uint64_t current = backend_.table_counts().generation;
+                         if (req->base_generation() != current) {
                              return grpc::Status(
                                  grpc::StatusCode::ABORTED,
                                  fmt::format("base_generation {} is not the generation in force "
                                              "({}); resync",
-                                             req->base_generation(), current.generation));
+                                             req->base_generation(), current));
                          }
                          if (req->generation() <= req->base_generation()) {
                              return grpc::Status(
@@ -229,18 +231,19 @@ public:
                                  fmt::format("generation {} is not newer than base_generation {}",
                                              req->generation(), req->base_generation()));
                          }
-                         table::TableSpec spec;
-                         if (auto e = merge_update(current, *req, spec)) {
+                         table::TableUpdate update;
+                         if (auto e = update_from_proto(*req, update)) {
                              return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, *e);
                          }
-                         if (auto e = backend_.apply_tables(spec)) {
+                         if (auto e = backend_.apply_update(update)) {
                              return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, *e);
                          }
-                         resp->set_generation(spec.generation);
-                         resp->set_routes(static_cast<uint32_t>(spec.routes.size()));
-                         resp->set_pods(static_cast<uint32_t>(spec.pods.size()));
-                         resp->set_services(static_cast<uint32_t>(spec.services.size()));
-                         publish_applied(spec, "update");
+                         const TableCounts c = backend_.table_counts();
+                         resp->set_generation(c.generation);
+                         resp->set_routes(c.routes);
+                         resp->set_pods(c.pods);
+                         resp->set_services(c.services);
+                         publish_applied(c, "update");
                          return grpc::Status::OK;
                      }));
     }
@@ -322,13 +325,13 @@ public:
         auto* r = new WatchReactor(hub_);
         v1::Event first;
         const grpc::Status s = guarded("WatchEvents", [&] {
-            const auto spec = backend_.tables();
+            const TableCounts c = backend_.table_counts();
             first.set_kind(v1::Event::KIND_CURRENT);
             first.set_unix_ns(now_unix_ns());
-            first.set_generation(spec.generation);
-            first.set_routes(static_cast<uint32_t>(spec.routes.size()));
-            first.set_pods(static_cast<uint32_t>(spec.pods.size()));
-            first.set_services(static_cast<uint32_t>(spec.services.size()));
+            first.set_generation(c.generation);
+            first.set_routes(c.routes);
+            first.set_pods(c.pods);
+            first.set_services(c.services);
             return grpc::Status::OK;
         });
         if (!s.ok()) {
@@ -417,14 +420,14 @@ private:
     }
 
     // Called with write_mu_ held, after a successful apply.
-    void publish_applied(const table::TableSpec& spec, const char* source) {
+    void publish_applied(const TableCounts& c, const char* source) {
         v1::Event e;
         e.set_kind(v1::Event::KIND_TABLES_APPLIED);
         e.set_unix_ns(now_unix_ns());
-        e.set_generation(spec.generation);
-        e.set_routes(static_cast<uint32_t>(spec.routes.size()));
-        e.set_pods(static_cast<uint32_t>(spec.pods.size()));
-        e.set_services(static_cast<uint32_t>(spec.services.size()));
+        e.set_generation(c.generation);
+        e.set_routes(c.routes);
+        e.set_pods(c.pods);
+        e.set_services(c.services);
         e.set_source(source);
         hub_.publish(e);
     }
@@ -472,6 +475,8 @@ void GrpcServer::start() {
     int bound = 0;
     builder.AddListeningPort("unix:" + socket_path_, grpc::InsecureServerCredentials(), &bound);
     builder.RegisterService(service_.get());
+    builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+    builder.SetMaxSendMessageSize(kMaxMessageBytes);
     server_ = builder.BuildAndStart();
     if (!server_ || bound == 0) {
         server_.reset();

@@ -38,7 +38,8 @@ TableManager::TableManager(NodeInfo info,
       ref_(ref),
       qsbr_(qsbr),
       workers_(std::move(workers)),
-      ports_(std::move(ports)) {
+      ports_(std::move(ports)),
+      empty_block_(std::make_shared<const table::ServiceBlock>()) {
     info_.started_unix_ns = now_unix_ns();
 }
 
@@ -49,20 +50,80 @@ TableManager::~TableManager() {
 NodeInfo TableManager::node_info() const {
     std::lock_guard lock(mu_);
     NodeInfo i = info_;
-    i.generation = current_ ? current_->generation : 0;
+    i.generation = generation_;
     return i;
 }
 
 table::TableSpec TableManager::tables() const {
     std::lock_guard lock(mu_);
-    return current_ ? current_->spec : table::TableSpec{};
+    return tables_locked();
 }
 
+table::TableSpec TableManager::tables_locked() const {
+    table::TableSpec s;
+    s.generation = generation_;
+    s.routes = routes_;
+    s.pods = pods_;
+    s.services.reserve(services_.size());
+    for (const auto& [name, port] : services_) {
+        s.services.push_back(port.block->spec);
+    }
+    return s;
+}
+
+TableCounts TableManager::table_counts() const {
+    std::lock_guard lock(mu_);
+    return TableCounts{generation_, static_cast<uint32_t>(routes_.size()),
+                       static_cast<uint32_t>(pods_.size()),
+                       static_cast<uint32_t>(services_.size())};
+}
+
+TableManager::PathCounts TableManager::path_counts() const {
+    std::lock_guard lock(mu_);
+    return paths_;
+}
+
+namespace {
+
+std::string stale_generation(uint64_t generation, uint64_t in_force) {
+    return fmt::format("generation {} is not newer than the generation in force ({})", generation,
+                       in_force);
+}
+
+// The checks of the fields a delta may change (a Service port's block): its backends.
+std::optional<std::string> check_backends(const table::ServiceSpec& sv, const std::string& at) {
+    if (sv.backends.size() > 65535) {
+        return fmt::format("{}: more than 65535 backends", at);
+    }
+    for (size_t b = 0; b < sv.backends.size(); ++b) {
+        const table::BackendSpec& be = sv.backends[b];
+        if (be.ip.is_zero() || be.port == 0) {
+            return fmt::format("{}: backends[{}] ({}): {}:{} is not an address and port", at, b,
+                               be.pod, be.ip.str(), be.port);
+        }
+    }
+    return std::nullopt;
+}
+
+// Whether two specs of one Service port differ at most in their block's fields (backends,
+// loadBalancerSourceRanges): then a delta may swap the block and leave the rest in force.
+bool same_structure(const table::ServiceSpec& a, const table::ServiceSpec& b) {
+    return a.name == b.name && a.proto == b.proto && a.frontends == b.frontends &&
+           a.external_local == b.external_local && a.internal_local == b.internal_local &&
+           a.affinity_timeout_s == b.affinity_timeout_s &&
+           a.health_check_node_port == b.health_check_node_port;
+}
+
+}  // namespace
+
 std::optional<std::string> TableManager::validate(const table::TableSpec& spec) const {
-    const uint64_t in_force = current_ ? current_->generation : 0;
-    if (spec.generation <= in_force) {
-        return fmt::format("generation {} is not newer than the generation in force ({})",
-                           spec.generation, in_force);
+    std::lock_guard lock(mu_);
+    return validate_locked(spec);
+}
+
+std::optional<std::string> TableManager::validate_locked(const table::TableSpec& spec) const {
+    if (spec.generation <= generation_) {
+        return stale_generation(spec.generation, generation_);
     }
     const Prefix4 own = node_.pod_cidr;
     std::set<std::string> names;
@@ -129,6 +190,10 @@ std::optional<std::string> TableManager::validate(const table::TableSpec& spec) 
             return fmt::format("{}: port {} is bound to another pod", at, p.port_name);
         }
     }
+    if (spec.services.size() > table::kMaxServiceSlots) {
+        return fmt::format("{} service ports: more than {}", spec.services.size(),
+                           table::kMaxServiceSlots);
+    }
     std::set<uint64_t> frontends;
     std::set<std::string> service_names;
     for (size_t i = 0; i < spec.services.size(); ++i) {
@@ -157,15 +222,8 @@ std::optional<std::string> TableManager::validate(const table::TableSpec& spec) 
                                    f, fe.ip.str(), fe.port);
             }
         }
-        if (sv.backends.size() > 65535) {
-            return fmt::format("{}: more than 65535 backends", at);
-        }
-        for (size_t b = 0; b < sv.backends.size(); ++b) {
-            const table::BackendSpec& be = sv.backends[b];
-            if (be.ip.is_zero() || be.port == 0) {
-                return fmt::format("{}: backends[{}] ({}): {}:{} is not an address and port", at, b,
-                                   be.pod, be.ip.str(), be.port);
-            }
+        if (auto e = check_backends(sv, at)) {
+            return e;
         }
     }
     // healthCheckNodePort: one Service's (any of its ports), and no TCP frontend on the node IP.
@@ -227,11 +285,49 @@ std::vector<uint16_t> usable_backends(const table::ServiceSpec& sv) {
 
 }  // namespace
 
+std::shared_ptr<const table::ServiceBlock> TableManager::make_block(
+    const table::ServiceSpec& sv) const {
+    auto b = std::make_shared<table::ServiceBlock>();
+    const std::vector<uint16_t> use = usable_backends(sv);
+    std::vector<uint64_t> keys;
+    std::vector<std::pair<uint64_t, uint16_t>> slots;
+    for (const uint16_t u : use) {
+        const table::BackendSpec& be = sv.backends[u];
+        b->backends.push_back(table::ServiceBackend{be.ip, to_be16(be.port), u});
+        keys.push_back(table::frontend_key(be.ip, to_be16(be.port), sv.proto));
+        slots.emplace_back(keys.back(), static_cast<uint16_t>(keys.size()));
+    }
+    if (!use.empty()) {
+        b->maglev = table::maglev_build(keys, {}, table::maglev_size(use.size()));
+    }
+    b->backend_slots = table::FlatMap<uint16_t>(slots);
+    // Local endpoints: those in this node's pod CIDR. Their Maglev table entries still index
+    // `backends`, so one pick path serves both tables.
+    std::vector<uint64_t> local_keys;
+    std::vector<uint16_t> local_index;
+    for (size_t k = 0; k < b->backends.size(); ++k) {
+        if (node_.pod_cidr.contains(b->backends[k].ip)) {
+            local_keys.push_back(keys[k]);
+            local_index.push_back(static_cast<uint16_t>(k + 1));
+        }
+    }
+    b->local_backends = static_cast<uint32_t>(local_keys.size());
+    if (!local_keys.empty()) {
+        b->local_maglev =
+            table::maglev_build(local_keys, {}, table::maglev_size(local_keys.size()));
+        for (uint16_t& e : b->local_maglev) {
+            e = local_index[e - 1u];
+        }
+    }
+    b->source_ranges = sv.source_ranges;
+    b->spec = sv;
+    return b;
+}
+
 std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spec,
+                                                     ServiceMap& services,
                                                      std::string& err) {
     auto t = std::make_unique<table::TableSet>();
-    t->generation = spec.generation;
-    t->spec = spec;
     std::vector<std::pair<Prefix4, table::Route>> routes;
     for (size_t i = 0; i < spec.routes.size(); ++i) {
         const table::RouteSpec& r = spec.routes[i];
@@ -263,112 +359,164 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
     }
     t->pods = table::FlatMap<table::LocalPod>(pods);
 
+    // Slots: a Service port keeps the slot it has (conntrack entries refer to it); a new one
+    // takes the lowest free slot. Blocks are reused when the port's spec is unchanged.
+    services.clear();
+    std::vector<bool> taken;
+    std::vector<const table::ServiceSpec*> fresh;
+    for (const table::ServiceSpec& sv : spec.services) {
+        const auto it = services_.find(sv.name);
+        if (it == services_.end()) {
+            fresh.push_back(&sv);
+            continue;
+        }
+        const uint32_t slot = it->second.slot;
+        taken.resize(std::max<size_t>(taken.size(), slot + 1u), false);
+        taken[slot] = true;
+        services.emplace(sv.name, ServicePort{slot, it->second.block->spec == sv ? it->second.block
+                                                                                 : make_block(sv)});
+    }
+    size_t cursor = 0;
+    for (const table::ServiceSpec* sv : fresh) {
+        while (cursor < taken.size() && taken[cursor]) {
+            ++cursor;
+        }
+        if (cursor == taken.size()) {
+            taken.push_back(true);
+        } else {
+            taken[cursor] = true;
+        }
+        services.emplace(sv->name, ServicePort{static_cast<uint32_t>(cursor), make_block(*sv)});
+    }
+    if (taken.size() > table::kMaxServiceSlots) {
+        err = fmt::format("more than {} service port slots in use", table::kMaxServiceSlots);
+        return nullptr;
+    }
+    t->service_count = static_cast<uint32_t>(taken.size());
+    t->services = std::make_unique<table::Service[]>(taken.size());
+    t->blocks.assign(taken.size(), empty_block_);
+    for (size_t i = 0; i < taken.size(); ++i) {
+        t->services[i].block.store(empty_block_.get(), std::memory_order_relaxed);
+    }
+
     std::vector<std::pair<uint64_t, table::Frontend>> frontends;
     std::vector<std::pair<uint64_t, uint32_t>> health_checks;
     std::set<uint16_t> health_ports;
-    std::vector<uint64_t> alive;
-    next_blocks_.clear();
-    for (size_t i = 0; i < spec.services.size(); ++i) {
-        const table::ServiceSpec& sv = spec.services[i];
-        std::shared_ptr<const table::ServiceBlock> block;
-        if (const auto it = blocks_.find(sv.name); it != blocks_.end() && it->second.first == sv) {
-            block = it->second.second;
-        } else {
-            auto b = std::make_shared<table::ServiceBlock>();
-            const std::vector<uint16_t> use = usable_backends(sv);
-            std::vector<uint64_t> keys;
-            for (const uint16_t u : use) {
-                const table::BackendSpec& be = sv.backends[u];
-                b->backends.push_back(table::ServiceBackend{be.ip, to_be16(be.port), u});
-                keys.push_back(table::frontend_key(be.ip, to_be16(be.port), sv.proto));
-            }
-            if (!use.empty()) {
-                b->maglev = table::maglev_build(keys, {}, table::maglev_size(use.size()));
-            }
-            // Local endpoints: those in this node's pod CIDR. Their Maglev table entries
-            // still index `backends`, so one pick path serves both tables.
-            std::vector<uint64_t> local_keys;
-            std::vector<uint16_t> local_index;
-            for (size_t k = 0; k < b->backends.size(); ++k) {
-                if (node_.pod_cidr.contains(b->backends[k].ip)) {
-                    local_keys.push_back(keys[k]);
-                    local_index.push_back(static_cast<uint16_t>(k + 1));
-                }
-            }
-            if (!local_keys.empty()) {
-                b->local_maglev =
-                    table::maglev_build(local_keys, {}, table::maglev_size(local_keys.size()));
-                for (uint16_t& e : b->local_maglev) {
-                    e = local_index[e - 1u];
-                }
-            }
-            b->source_ranges = sv.source_ranges;
-            block = std::move(b);
-        }
-        next_blocks_.emplace(sv.name, std::make_pair(sv, block));
-        for (const table::ServiceBackend& be : block->backends) {
-            alive.push_back(table::frontend_key(be.ip, be.port_be, sv.proto));
-        }
-        table::Service s;
-        s.spec_index = static_cast<uint32_t>(i);
+    for (const table::ServiceSpec& sv : spec.services) {
+        const ServicePort& port = services.at(sv.name);
+        table::Service& s = t->services[port.slot];
         s.proto = sv.proto;
         s.flags =
             static_cast<uint8_t>((sv.external_local ? table::Service::kExternalLocal : 0) |
                                  (sv.internal_local ? table::Service::kInternalLocal : 0) |
                                  (sv.affinity_timeout_s != 0 ? table::Service::kAffinity : 0));
-        s.local_maglev_size = static_cast<uint32_t>(block->local_maglev.size());
-        s.local_maglev = block->local_maglev.data();
-        s.block = block.get();
-        s.maglev_size = static_cast<uint32_t>(block->maglev.size());
-        s.maglev = block->maglev.data();
-        s.backends = block->backends.data();
-        s.backend_count = static_cast<uint32_t>(block->backends.size());
         s.affinity_timeout_s = sv.affinity_timeout_s;
         s.affinity_id = static_cast<uint32_t>(table::mix64(std::hash<std::string>{}(sv.name)));
-        const auto svc_index = static_cast<uint32_t>(t->services.size());
-        t->services.push_back(s);
-        t->blocks.push_back(std::move(block));
+        s.ct_ref = table::ct_service_ref(port.slot, s.affinity_id);
+        s.block.store(port.block.get(), std::memory_order_relaxed);
+        t->blocks[port.slot] = port.block;
         for (const table::FrontendSpec& fe : sv.frontends) {
             frontends.emplace_back(table::frontend_key(fe.ip, to_be16(fe.port), sv.proto),
-                                   table::Frontend{svc_index, fe.kind});
+                                   table::Frontend{port.slot, fe.kind});
         }
         if (sv.external_local && sv.health_check_node_port != 0 &&
             health_ports.insert(sv.health_check_node_port).second) {
-            health_checks.emplace_back(sv.health_check_node_port, svc_index);
+            health_checks.emplace_back(sv.health_check_node_port, port.slot);
         }
     }
     t->health_checks = table::FlatMap<uint32_t>(health_checks);
-    std::sort(alive.begin(), alive.end());
-    alive.erase(std::unique(alive.begin(), alive.end()), alive.end());
-    std::vector<std::pair<uint64_t, uint8_t>> alive_items;
-    alive_items.reserve(alive.size());
-    for (const uint64_t k : alive) {
-        alive_items.emplace_back(k, 1);
-    }
     t->frontends = table::FlatMap<table::Frontend>(frontends);
-    t->backend_set = table::FlatMap<uint8_t>(alive_items);
     return t;
+}
+
+void TableManager::synchronize() {
+    if (qsbr_ != nullptr) {
+        // Every worker passes a quiescent point (or is offline) before old memory goes.
+        rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
+    }
+}
+
+std::optional<std::string> TableManager::apply_full(const table::TableSpec& spec) {
+    if (auto err = validate_locked(spec)) {
+        return err;
+    }
+    std::string err;
+    ServiceMap services;
+    std::unique_ptr<table::TableSet> next = build(spec, services, err);
+    if (!next) {
+        return err;
+    }
+    std::vector<table::RouteSpec> routes = spec.routes;
+    std::vector<table::PodSpec> pods = spec.pods;
+    ref_.current.store(next.get(), std::memory_order_release);
+    synchronize();
+    // The old version and the blocks only it used are freed here, after the grace period.
+    current_ = std::move(next);
+    services_.swap(services);
+    routes_.swap(routes);
+    pods_.swap(pods);
+    generation_ = spec.generation;
+    ++paths_.full;
+    return std::nullopt;
 }
 
 std::optional<std::string> TableManager::apply_tables(const table::TableSpec& spec) {
     std::lock_guard lock(mu_);
-    if (auto err = validate(spec)) {
+    return apply_full(spec);
+}
+
+bool TableManager::try_delta(const table::TableUpdate& u, std::optional<std::string>& err) {
+    if (!current_ || u.upsert_services.empty() || !u.upsert_routes.empty() ||
+        !u.delete_routes.empty() || !u.upsert_pods.empty() || !u.delete_pods.empty() ||
+        !u.delete_services.empty()) {
+        return false;
+    }
+    struct Change {
+        ServicePort* port;
+        std::shared_ptr<const table::ServiceBlock> block;
+    };
+    std::vector<Change> changes;
+    for (size_t i = 0; i < u.upsert_services.size(); ++i) {
+        const table::ServiceSpec& sv = u.upsert_services[i];
+        const auto it = services_.find(sv.name);
+        if (it == services_.end() || !same_structure(it->second.block->spec, sv)) {
+            return false;  // a new port, or new frontends or flags: a full build
+        }
+        if (it->second.block->spec == sv) {
+            continue;
+        }
+        if (auto e = check_backends(sv, fmt::format("upsert_services[{}] ({})", i, sv.name))) {
+            err = std::move(e);
+            return true;
+        }
+        changes.push_back(Change{&it->second, make_block(sv)});
+    }
+    // Nothing below allocates or fails: from here the update is in force.
+    std::vector<std::shared_ptr<const table::ServiceBlock>> retired;
+    retired.reserve(changes.size());
+    for (Change& c : changes) {
+        const uint32_t slot = c.port->slot;
+        current_->services[slot].block.store(c.block.get(), std::memory_order_release);
+        retired.push_back(std::move(current_->blocks[slot]));
+        current_->blocks[slot] = c.block;
+        c.port->block = std::move(c.block);
+    }
+    synchronize();
+    generation_ = u.generation;
+    ++paths_.delta;
+    return true;  // `retired` goes now, after the grace period
+}
+
+std::optional<std::string> TableManager::apply_update(const table::TableUpdate& u) {
+    std::lock_guard lock(mu_);
+    if (u.generation <= generation_) {
+        return stale_generation(u.generation, generation_);
+    }
+    std::optional<std::string> err;
+    if (try_delta(u, err)) {
         return err;
     }
-    std::string err;
-    std::unique_ptr<table::TableSet> next = build(spec, err);
-    if (!next) {
-        return err;
-    }
-    ref_.current.store(next.get(), std::memory_order_release);
-    if (qsbr_ != nullptr) {
-        // Every worker passes a quiescent point (or is offline) before the old version goes.
-        rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
-    }
-    current_ = std::move(next);
-    blocks_.swap(next_blocks_);
-    next_blocks_.clear();
-    return std::nullopt;
+    return apply_full(merge_update(tables_locked(), u));
 }
 
 std::vector<PortInfo> TableManager::ports() const {

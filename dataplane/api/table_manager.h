@@ -6,14 +6,26 @@
 // publishes it with one release store, waits for an RCU grace period (every worker has
 // passed a quiescent point or is offline) and only then frees the old version. Workers are
 // never stopped or locked. Lock order: mu_ only; never held by a worker.
+//
+// Two paths for an update (apply_update):
+// - delta: every change is to existing Service ports and only to their blocks (backends,
+//   loadBalancerSourceRanges), with frontends, protocol and flags unchanged: the common case,
+//   an endpoint change. Validation and work are O(size of the change): each changed port gets
+//   a new ServiceBlock, stored in place into its slot of the TableSet in force (one release
+//   store each), then one grace period, then the old blocks are freed.
+// - full: anything else (routes, pods, new or deleted Service ports, frontends, flags) merges
+//   into the state in force and builds a new TableSet, reusing unchanged blocks by name.
+// Both are all or nothing: nothing is published until the whole update has validated and
+// built. The state in force is kept by key (Service ports in a map by name), so neither path
+// copies the whole spec to apply a change.
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include <rte_rcu_qsbr.h>
@@ -48,7 +60,9 @@ public:
 
     NodeInfo node_info() const override;
     std::optional<std::string> apply_tables(const table::TableSpec& spec) override;
+    std::optional<std::string> apply_update(const table::TableUpdate& u) override;
     table::TableSpec tables() const override;
+    TableCounts table_counts() const override;
     std::vector<PortInfo> ports() const override;
     StatsSnapshot stats() const override;
     ConntrackListing conntrack(uint32_t limit) const override;
@@ -64,8 +78,32 @@ public:
     /// Validation alone (no publish); the error a apply_tables would return.
     std::optional<std::string> validate(const table::TableSpec& spec) const;
 
+    /// How many updates took each path since start (tests, benchmarks).
+    struct PathCounts {
+        uint64_t delta = 0;
+        uint64_t full = 0;
+    };
+    PathCounts path_counts() const;
+
 private:
-    std::unique_ptr<table::TableSet> build(const table::TableSpec& spec, std::string& err);
+    /// A Service port in force: its stable slot in TableSet::services and its block (whose
+    /// `spec` is the port's spec).
+    struct ServicePort {
+        uint32_t slot = 0;
+        std::shared_ptr<const table::ServiceBlock> block;
+    };
+    using ServiceMap = std::map<std::string, ServicePort>;
+
+    std::optional<std::string> validate_locked(const table::TableSpec& spec) const;
+    std::optional<std::string> apply_full(const table::TableSpec& spec);
+    /// The delta path; returns false (nothing changed) when `u` is not a block-only change.
+    bool try_delta(const table::TableUpdate& u, std::optional<std::string>& err);
+    std::unique_ptr<table::TableSet> build(const table::TableSpec& spec,
+                                           ServiceMap& services,
+                                           std::string& err);
+    std::shared_ptr<const table::ServiceBlock> make_block(const table::ServiceSpec& sv) const;
+    table::TableSpec tables_locked() const;
+    void synchronize();
 
     mutable std::mutex mu_;
     NodeInfo info_;
@@ -74,13 +112,15 @@ private:
     rte_rcu_qsbr* qsbr_;
     std::vector<dataplane::Worker*> workers_;
     std::vector<PortEntry> ports_;
-    std::unique_ptr<const table::TableSet> current_;  // owned copy of what ref_ points to
-    /// The blocks of the version in force, by service port name, with the spec they were
-    /// built from: reused as they are when a new version has the same spec for that name.
-    std::unordered_map<std::string,
-                       std::pair<table::ServiceSpec, std::shared_ptr<const table::ServiceBlock>>>
-        blocks_;
-    decltype(blocks_) next_blocks_;  // built with the version being applied
+    std::unique_ptr<table::TableSet> current_;  // owned copy of what ref_ points to
+    // The state in force, by key. Service blocks are reused as they are by a full build when
+    // a port's spec is unchanged.
+    uint64_t generation_ = 0;
+    std::vector<table::RouteSpec> routes_;
+    std::vector<table::PodSpec> pods_;
+    ServiceMap services_;
+    std::shared_ptr<const table::ServiceBlock> empty_block_;  // what free slots point at
+    PathCounts paths_;
     rte_mempool* trace_pool_ = nullptr;
     std::function<uint64_t()> clock_;
 };

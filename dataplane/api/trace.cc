@@ -91,7 +91,7 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
     }
     const std::string& node = info_.node_name;
     const auto pod_of = [&](const std::string& name) -> const table::PodSpec* {
-        for (const auto& p : t->spec.pods) {
+        for (const auto& p : pods_) {
             if (p.name == name) {
                 return &p;
             }
@@ -139,7 +139,8 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
         dst = *ip;
     } else if (q.to.rfind("service:", 0) == 0) {
         const std::string want = q.to.substr(8);
-        for (const auto& sv : t->spec.services) {
+        for (const auto& [name, port] : services_) {
+            const table::ServiceSpec& sv = port.block->spec;
             const std::string base = sv.name.substr(0, sv.name.find(':'));
             if (base != want || sv.proto != q.proto) {
                 continue;
@@ -213,7 +214,7 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
     // What came out.
     const table::ServiceSpec* svc = nullptr;
     if (const table::Frontend* fe = t->find_frontend(dst, to_be16(q.port), q.proto)) {
-        svc = &t->spec.services[t->services[fe->service].spec_index];
+        svc = &t->services[fe->service].current().spec;
     }
     bool sent = false;
     for (uint16_t port = 0; port < RTE_MAX_ETHPORTS; ++port) {
@@ -242,7 +243,7 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
             if (port == node_.uplink_port && iproto == 17 && p.tuple.dport == node_.vxlan_port_be) {
                 // Encapsulated: read the inner packet (outer 14 + 20 + 8 + VXLAN 8).
                 std::string to_node = p.tuple.dst.str();
-                for (const auto& r : t->spec.routes) {
+                for (const auto& r : routes_) {
                     if (r.node_ip == p.tuple.dst) {
                         to_node = r.node_name;
                     }

@@ -226,7 +226,7 @@ void conntrack_maintenance(Worker& w, const table::TableSet* t, uint64_t now) {
         // A load-balanced connection whose backend left: clear it, so that the next packet
         // picks a live backend instead of being black-holed (UDP) or reset forever (TCP).
         return t != nullptr && (e.nat & stage::kNatDnat) &&
-               !t->backend_alive(Ip4{e.reply.src}, e.reply.sport, e.orig.proto);
+               !t->backend_alive(e.service, Ip4{e.reply.src}, e.reply.sport, e.backend);
     });
     ct.reclaim(w.index, [&w](uint64_t tok) {
         return w.qsbr == nullptr || rte_rcu_qsbr_check(w.qsbr, tok, false) == 1;

@@ -235,12 +235,8 @@ inline void uplink_service(Worker& w,
     }
     if (dst == w.node->node_ip && p.tuple.proto == pkt::kProtoTcp) {
         if (const uint32_t* hc = t.health_checks.find(from_be16(p.tuple.dport))) {
-            const table::Service& s = t.services[*hc];
-            uint32_t local = 0;
-            for (uint32_t i = 0; i < s.backend_count; ++i) {
-                local += w.node->pod_cidr.contains(s.backends[i].ip) ? 1 : 0;
-            }
-            health_check(*w.node, m, p, t.spec.services[s.spec_index].name, local);
+            const table::ServiceBlock& b = t.services[*hc].current();
+            health_check(*w.node, m, p, b.spec.name, b.local_backends);
             return;
         }
     }

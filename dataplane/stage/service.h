@@ -6,7 +6,9 @@
 //   later packets of either direction -> conntrack hit -> rewrite dst (orig) / src (reply)
 //   no usable backend -> reject: TCP RST, or ICMP port unreachable for UDP/SCTP
 //   tracked connection whose backend is gone -> TCP RST / UDP dropped; the owner's expiry
-//        scan removes the entry so the next packet picks a live backend
+//        scan removes the entry so the next packet picks a live backend. "Gone": no longer a
+//        usable backend of the Service port the entry records (CtEntry::service), checked in
+//        that port's current block, which a delta may have swapped since the last packet
 #pragma once
 
 #include "core/worker.h"
@@ -333,11 +335,11 @@ inline void nat_own_icmp_error(Worker& w, rte_mbuf* m, PacketMeta& p) noexcept {
     icmp_error_nat(w, m, p);
 }
 
-/// The slot (backend index + 1) of backend ip:port among the Service's usable backends (only
-/// this node's when `local_only`), or 0. `hint` is the slot it had when recorded: checked first,
-/// so the scan runs only after the endpoints changed.
+/// The slot (backend index + 1) of backend ip:port among the block's usable backends (only
+/// this node's when `local_only`), or 0. `hint` is the slot it had when recorded.
 inline uint16_t usable_slot(const NodeContext& n,
-                            const table::Service& s,
+                            const table::ServiceBlock& b,
+                            uint8_t proto,
                             bool local_only,
                             Ip4 ip,
                             uint16_t port_be,
@@ -345,18 +347,7 @@ inline uint16_t usable_slot(const NodeContext& n,
     if (local_only && !n.pod_cidr.contains(ip)) {
         return 0;
     }
-    auto is = [&](uint32_t i) {
-        return s.backends[i].ip == ip && s.backends[i].port_be == port_be;
-    };
-    if (hint != 0 && hint <= s.backend_count && is(hint - 1)) {
-        return static_cast<uint16_t>(hint);
-    }
-    for (uint32_t i = 0; i < s.backend_count; ++i) {
-        if (is(i)) {
-            return static_cast<uint16_t>(i + 1);
-        }
-    }
-    return 0;
+    return b.slot_of(ip, port_be, proto, hint);
 }
 
 /// sessionAffinity: ClientIP with kube-proxy's semantics. A client's first connection to a
@@ -368,6 +359,7 @@ inline uint16_t usable_slot(const NodeContext& n,
 /// until the owner's expiry scan clears it (records are immutable once published).
 inline uint16_t affinity_pick(Worker& w,
                               const table::Service& s,
+                              const table::ServiceBlock& b,
                               bool local_only,
                               Ip4 client,
                               uint16_t fresh,
@@ -379,8 +371,8 @@ inline uint16_t affinity_pick(Worker& w,
     if (hit.index != table::kCtNone) {
         table::CtEntry& e = ct.entry(hit.index);
         const uint32_t idle = now_s - e.last_seen.load(std::memory_order_relaxed);
-        const uint16_t slot =
-            usable_slot(*w.node, s, local_only, Ip4{e.reply.src}, e.reply.sport, e.backend);
+        const uint16_t slot = usable_slot(*w.node, b, s.proto, local_only, Ip4{e.reply.src},
+                                          e.reply.sport, e.backend);
         if (slot != 0 && idle <= e.timeout_s) {
             e.last_seen.store(now_s, std::memory_order_relaxed);
             return slot;
@@ -390,12 +382,13 @@ inline uint16_t affinity_pick(Worker& w,
         }
         ct.remove(w.index, hit.index, w.qsbr != nullptr ? rte_rcu_qsbr_start(w.qsbr) : 0);
     }
-    const table::ServiceBackend& be = s.backends[fresh - 1u];
+    const table::ServiceBackend& be = b.backends[fresh - 1u];
     const table::CtKey record{
         be.ip.be, client.be, be.port_be, 0, s.proto, 0, table::kCtZoneAffinity};
     // A full table only costs the stickiness of this client, never its connection.
     ct.insert(w.index, key, record, now_s, [&](table::CtEntry& e) {
-        e.nat = kNatDnat;  // the expiry scan clears it when its backend leaves every Service
+        e.nat = kNatDnat;  // the expiry scan clears it when its backend leaves the Service
+        e.service = s.ct_ref;
         e.backend = fresh;
         e.timeout_s = s.affinity_timeout_s;
     });
@@ -443,7 +436,7 @@ inline void conntrack_nat(Worker& w,
         if (hit.dir == table::CtDir::kOrig) {
             if (e.nat & kNatDnat) {
                 const Ip4 be{e.reply.src};
-                if (!t.backend_alive(be, e.reply.sport, proto)) [[unlikely]] {
+                if (!t.backend_alive(e.service, be, e.reply.sport, e.backend)) [[unlikely]] {
                     if (proto == pkt::kProtoTcp && !(p.tcp_flags & 0x04) && !from_uplink) {
                         bump(w.port_counters(p.in_port)
                                  .drops[static_cast<size_t>(DropReason::kStaleBackend)]);
@@ -482,9 +475,10 @@ inline void conntrack_nat(Worker& w,
         return;  // ClusterIPs are not reachable from outside the cluster
     }
     const table::Service& s = t.services[fe->service];
-    if (fe->kind == table::FrontendKind::kLoadBalancer && !s.block->source_ranges.empty()) {
+    const table::ServiceBlock& b = s.current();  // one block for the whole packet
+    if (fe->kind == table::FrontendKind::kLoadBalancer && !b.source_ranges.empty()) {
         bool allowed = false;
-        for (const Prefix4& r : s.block->source_ranges) {
+        for (const Prefix4& r : b.source_ranges) {
             allowed = allowed || r.contains(p.tuple.src);
         }
         if (!allowed) {
@@ -496,10 +490,10 @@ inline void conntrack_nat(Worker& w,
     // clients) and internalTrafficPolicy: Local (pods), all of them otherwise.
     const bool local_only = external ? (s.flags & table::Service::kExternalLocal) != 0
                                      : (s.flags & table::Service::kInternalLocal) != 0;
-    const uint16_t* table = local_only ? s.local_maglev : s.maglev;
-    const uint32_t size = local_only ? s.local_maglev_size : s.maglev_size;
+    const uint16_t* table = local_only ? b.local_maglev.data() : b.maglev.data();
+    const auto size = static_cast<uint32_t>(local_only ? b.local_maglev.size() : b.maglev.size());
     if (size == 0) [[unlikely]] {
-        if (local_only && s.maglev_size != 0) {
+        if (local_only && !b.maglev.empty()) {
             p.drop(DropReason::kNoLocalEndpoint);
         } else if (from_uplink) {
             p.drop(DropReason::kNoEndpoints);
@@ -514,9 +508,9 @@ inline void conntrack_nat(Worker& w,
     const uint64_t pick = affinity ? table::mix64(p.tuple.src.be) : h;
     uint16_t slot = table[pick % size];
     if (affinity) {
-        slot = affinity_pick(w, s, local_only, p.tuple.src, slot, now_s);
+        slot = affinity_pick(w, s, b, local_only, p.tuple.src, slot, now_s);
     }
-    const table::ServiceBackend& be = s.backends[slot - 1u];
+    const table::ServiceBackend& be = b.backends[slot - 1u];
     // SNAT to this node's gateway address when the reply would not come back through this
     // node otherwise: an external client's connection to a backend on another node (policy
     // Cluster), and a pod reaching itself through its Service (hairpin), as kube-proxy does.
@@ -536,7 +530,7 @@ inline void conntrack_nat(Worker& w,
     const uint32_t idx = ct.insert(w.index, key, reply, now_s, [&](table::CtEntry& e) {
         e.nat =
             static_cast<uint8_t>(kNatDnat | (snat ? kNatSnat : 0) | (external ? kNatExternal : 0));
-        e.service = fe->service + 1;
+        e.service = s.ct_ref;
         e.backend = slot;
         if (external) {
             std::memcpy(e.peer_mac, frame + 6, 6);

@@ -75,4 +75,17 @@ struct TableSpec {
     friend bool operator==(const TableSpec&, const TableSpec&) = default;
 };
 
+/// An incremental change to a TableSpec (UpdateTables): entries upserted by key (routes by
+/// node_name, pods and services by name) and keys deleted. Parsed and checked for syntax by
+/// api/convert.h (no key upserted twice, or both upserted and deleted).
+struct TableUpdate {
+    uint64_t generation = 0;  // of the state it gives; strictly increasing
+    std::vector<RouteSpec> upsert_routes;
+    std::vector<std::string> delete_routes;
+    std::vector<PodSpec> upsert_pods;
+    std::vector<std::string> delete_pods;
+    std::vector<ServiceSpec> upsert_services;
+    std::vector<std::string> delete_services;
+};
+
 }  // namespace kdp::table

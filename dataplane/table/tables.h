@@ -6,6 +6,13 @@
 // it reports quiescent (rte_rcu_qsbr_quiescent) at the end of the iteration.
 // When memory is freed: the publisher frees the previous version only after an RCU grace
 // period (rte_rcu_qsbr_synchronize), so a worker never sees a freed table.
+//
+// One exception to "immutable": each Service port's block (its backends and Maglev tables) is
+// behind its own atomic pointer, which the TableManager swaps in place when an update changes
+// only blocks (an endpoint change), without building a new TableSet; the old block is freed
+// after a grace period too. A worker loads that pointer once per packet, so a packet sees one
+// block, old or new, never a mix. Lock order: none on the worker side; the TableManager's
+// mutex on the writer side.
 #pragma once
 
 #include <array>
@@ -29,15 +36,19 @@ inline constexpr uint16_t kNoPort = 0xffff;
 struct LocalPod {
     Ip4 ip;
     uint16_t port_id = kNoPort;  // kNoPort: the pod's port is not up (packets dropped, counted)
-    uint32_t spec_index = 0;     // index into TableSet::spec.pods
+    uint32_t spec_index = 0;     // index into the pods of the spec it was built from
 };
 
 struct Route {
     Ip4 vtep_ip;          // remote node's underlay address
     Mac vtep_mac;         // inner destination MAC
     uint32_t neigh_slot;  // NeighborTable slot of the underlay next hop (VTEP or gateway)
-    uint32_t spec_index;  // index into TableSet::spec.routes
+    uint32_t spec_index;  // index into the routes of the spec it was built from
 };
+
+inline uint64_t frontend_key(Ip4 ip, uint16_t port_be, uint8_t proto) noexcept {
+    return uint64_t{ip.be} << 32 | uint64_t{port_be} << 8 | proto;
+}
 
 struct ServiceBackend {
     Ip4 ip;
@@ -45,70 +56,108 @@ struct ServiceBackend {
     uint16_t spec_index = 0;  // index into the ServiceSpec's backends
 };
 
-/// The immutable part of one Service port that only its endpoints determine: the usable
-/// backends and their Maglev table. Shared by every table version in which the Service's spec
-/// is unchanged, so that one endpoint change rebuilds one Maglev table, not all of them.
-struct ServiceBlock {
+/// The part of one Service port that a delta may replace: its usable backends, their Maglev
+/// tables, loadBalancerSourceRanges and the spec it was built from. Immutable once built.
+/// Shared by every table version in which the Service port's spec is unchanged, so that one
+/// endpoint change builds one block, not all of them.
+struct alignas(64) ServiceBlock {
+    // What a worker reads for a new flow comes first.
+    std::vector<uint16_t> maglev;  // entries are backends index + 1; empty: no endpoint
     std::vector<ServiceBackend> backends;
-    std::vector<uint16_t> maglev;        // entries are backends index + 1; empty: no endpoint
     std::vector<uint16_t> local_maglev;  // the same over endpoints on this node only
     std::vector<Prefix4> source_ranges;  // loadBalancerSourceRanges (empty: any client)
+    /// frontend_key(ip, port, proto) of each usable backend -> its index + 1: whether a tracked
+    /// connection's backend is still usable (stale detection), one probe.
+    FlatMap<uint16_t> backend_slots;
+    uint32_t local_backends = 0;  // backends on this node (the health check answers with it)
+    ServiceSpec spec;             // what it was built from; read by the API side and the
+                                  // health check (its name), never changed
+
+    /// The slot (index + 1) of backend ip:port, or 0. `hint` is the slot it had when recorded:
+    /// checked first, so the map is probed only after the endpoints changed.
+    uint16_t slot_of(Ip4 ip, uint16_t port_be, uint8_t proto, uint32_t hint) const noexcept {
+        if (hint != 0 && hint <= backends.size() && backends[hint - 1].ip == ip &&
+            backends[hint - 1].port_be == port_be) {
+            return static_cast<uint16_t>(hint);
+        }
+        const uint16_t* s = backend_slots.find(frontend_key(ip, port_be, proto));
+        return s == nullptr ? 0 : *s;
+    }
+    /// Bytes of the tables a worker reads (the block, its vectors and map; not the spec).
+    size_t table_bytes() const noexcept {
+        return sizeof(ServiceBlock) + maglev.capacity() * sizeof(uint16_t) +
+               backends.capacity() * sizeof(ServiceBackend) +
+               local_maglev.capacity() * sizeof(uint16_t) +
+               source_ranges.capacity() * sizeof(Prefix4) + backend_slots.memory_bytes();
+    }
 };
 
-/// One Service port as the workers see it; the pointers are into a ServiceBlock that the
-/// TableSet keeps alive.
+/// A conntrack entry's reference to its Service port (CtEntry::service): the slot + 1 in the
+/// low 20 bits, and 12 bits of the port's id above them, so that the connections of a deleted
+/// Service port almost never pass for those of a new one that reuses its slot (1 in 4096; even
+/// then they survive only if their backend is a usable backend of the new one).
+inline constexpr uint32_t kServiceSlotBits = 20;
+inline constexpr uint32_t kMaxServiceSlots = (1u << kServiceSlotBits) - 1;
+inline uint32_t ct_service_ref(uint32_t slot, uint32_t id) noexcept {
+    return (slot + 1) | (id << kServiceSlotBits);
+}
+
+/// One Service port as the workers see it. Its slot in TableSet::services is stable for as
+/// long as the port exists, across table versions, so that conntrack can refer to it.
 struct Service {
     static constexpr uint8_t kExternalLocal = 1;  // externalTrafficPolicy: Local
     static constexpr uint8_t kInternalLocal = 2;  // internalTrafficPolicy: Local
     static constexpr uint8_t kAffinity = 4;       // sessionAffinity: ClientIP
-    uint32_t spec_index = 0;                      // into TableSet::spec.services
+    /// The block in force. Workers acquire-load it once per packet; the TableManager swaps it
+    /// with a release store when only the block changed (a delta), and frees the old block
+    /// after an RCU grace period. Never null (a free slot has an empty block).
+    std::atomic<const ServiceBlock*> block{nullptr};
     uint8_t proto = 0;
     uint8_t flags = 0;
-    uint32_t local_maglev_size = 0;
-    const uint16_t* local_maglev = nullptr;
-    const ServiceBlock* block = nullptr;
-    uint32_t maglev_size = 0;
-    const uint16_t* maglev = nullptr;
-    const ServiceBackend* backends = nullptr;
-    uint32_t backend_count = 0;
     uint32_t affinity_timeout_s = 0;  // sessionAffinity: ClientIP (with kAffinity)
     uint32_t affinity_id = 0;         // names the Service port in affinity records; stable
                                       // across table versions (a hash of its name)
+    uint32_t ct_ref = 0;              // ct_service_ref(slot, affinity_id); 0: a free slot
+
+    const ServiceBlock& current() const noexcept { return *block.load(std::memory_order_acquire); }
 };
 
 struct Frontend {
-    uint32_t service = 0;  // index into TableSet::services
+    uint32_t service = 0;  // slot in TableSet::services
     FrontendKind kind = FrontendKind::kClusterIp;
 };
 
-inline uint64_t frontend_key(Ip4 ip, uint16_t port_be, uint8_t proto) noexcept {
-    return uint64_t{ip.be} << 32 | uint64_t{port_be} << 8 | proto;
-}
-
 struct TableSet {
-    uint64_t generation = 0;
     FlatMap<LocalPod> pods;  // key: pod IPv4, network order
     PrefixTable<Route> routes;
     /// The pod address bound to each port (zero: none): the anti-spoofing check.
     std::array<Ip4, RTE_MAX_ETHPORTS> port_pod_ip{};
-    TableSpec spec;  // what this version was built from, for reading back
 
     FlatMap<Frontend> frontends;  // key: frontend_key(vip, port, proto)
-    std::vector<Service> services;
-    std::vector<std::shared_ptr<const ServiceBlock>> blocks;  // keeps Service pointers valid
-    /// Every (ip, port, proto) that is a usable backend of some Service: a tracked connection
-    /// whose backend is not here any more is stale.
-    FlatMap<uint8_t> backend_set;
-    /// healthCheckNodePort (host order) of externalTrafficPolicy: Local Services -> index into
-    /// services of the Service's first port: answered on the node IP (stage/health_check.h).
+    /// Service ports by slot (TableManager keeps each port's slot across versions).
+    std::unique_ptr<Service[]> services;
+    uint32_t service_count = 0;
+    /// Owners of the blocks the services point at, by slot. Written by the TableManager only
+    /// (under its lock), never read by a worker.
+    std::vector<std::shared_ptr<const ServiceBlock>> blocks;
+    /// healthCheckNodePort (host order) of externalTrafficPolicy: Local Services -> slot of
+    /// the Service's first port: answered on the node IP (stage/health_check.h).
     FlatMap<uint32_t> health_checks;
 
     const LocalPod* find_pod(Ip4 ip) const noexcept { return pods.find(ip.be); }
     const Frontend* find_frontend(Ip4 ip, uint16_t port_be, uint8_t proto) const noexcept {
         return frontends.find(frontend_key(ip, port_be, proto));
     }
-    bool backend_alive(Ip4 ip, uint16_t port_be, uint8_t proto) const noexcept {
-        return backend_set.find(frontend_key(ip, port_be, proto)) != nullptr;
+    /// Whether the backend ip:port that conntrack entry recorded (service: CtEntry::service,
+    /// hint: CtEntry::backend) is still a usable backend of its Service port. A connection whose
+    /// backend left, or whose Service port is gone, is stale.
+    bool backend_alive(uint32_t service, Ip4 ip, uint16_t port_be, uint32_t hint) const noexcept {
+        const uint32_t slot = (service & kMaxServiceSlots) - 1;
+        if (slot >= service_count) [[unlikely]] {
+            return false;  // also service 0: a NATed entry always names its Service port
+        }
+        const Service& s = services[slot];
+        return s.ct_ref == service && s.current().slot_of(ip, port_be, s.proto, hint) != 0;
     }
     const Route* find_route(Ip4 ip) const noexcept { return routes.lookup(ip); }
 };

@@ -73,6 +73,10 @@ struct NodeParams {
     std::vector<std::string> pod_ports = {"default/a", "default/b"};
     uint32_t held = 8;
     uint32_t conntrack = 4096;  // connections (benchmarks size it up)
+    /// TSC ticks per conntrack second. The default suits tests that drive time themselves (1
+    /// "tsc" = 1 us); a test on the real worker loop, which reads the real TSC, passes
+    /// rte_get_tsc_hz() so that timeouts are in real seconds.
+    uint64_t tsc_hz = 1000000;
 };
 
 class NodeHarness {
@@ -104,7 +108,7 @@ public:
         node_.vni = params_.vni;
         node_.mtu = params_.mtu;
         node_.uplink_port = port("uplink");
-        node_.tsc_hz = 1000000;  // the tests drive time: 1 "tsc" = 1 us
+        node_.tsc_hz = params_.tsc_hz;
         node_.arp_retry_tsc = 100000;
         node_.arp_timeout_tsc = 1000000;
         node_.arp_stale_tsc = 300000000;

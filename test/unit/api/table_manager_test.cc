@@ -1,0 +1,385 @@
+// Unit tests of the TableManager's two update paths: the delta path (an endpoint change swaps
+// one Service port's block in place) and the full build it falls back to. The tables are the
+// real ones the workers read; no EAL, no workers (the RCU wait is then empty; the packet test
+// delta_pkt_test.cc runs a delta against a real worker lcore).
+#include "api/table_manager.h"
+
+#include <unistd.h>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "api/convert.h"
+#include "api/grpc_server.h"
+#include "kdp/v1/dataplane.grpc.pb.h"
+#include "table/maglev.h"
+
+namespace kdp::api {
+namespace {
+
+Ip4 ip(const char* s) {
+    return *Ip4::parse(s);
+}
+
+table::BackendSpec backend(const char* at, uint16_t port = 8080, bool ready = true) {
+    table::BackendSpec b;
+    b.ip = ip(at);
+    b.port = port;
+    b.pod = std::string("default/") + at;
+    b.ready = ready;
+    return b;
+}
+
+table::ServiceSpec service(const std::string& name,
+                           const char* vip,
+                           std::vector<table::BackendSpec> backends) {
+    table::ServiceSpec sv;
+    sv.name = name;
+    sv.frontends.push_back({table::FrontendKind::kClusterIp, ip(vip), 80});
+    sv.backends = std::move(backends);
+    return sv;
+}
+
+// Three Service ports with a few endpoints each, on this node (10.244.1.0/24) and node2.
+table::TableSpec base_spec(uint64_t gen) {
+    table::TableSpec s;
+    s.generation = gen;
+    s.routes.push_back({"node2", ip("198.51.100.2"), *Prefix4::parse("10.244.2.0/24"),
+                        Mac::from_ip(ip("198.51.100.2"))});
+    s.pods.push_back({"default/a", ip("10.244.1.10"), "default/a"});
+    s.services.push_back(
+        service("default/api:http", "10.96.0.10",
+                {backend("10.244.1.11"), backend("10.244.1.12"), backend("10.244.2.11")}));
+    s.services.push_back(
+        service("default/db:sql", "10.96.0.20", {backend("10.244.2.21"), backend("10.244.2.22")}));
+    s.services.push_back(service("default/web:http", "10.96.0.30", {backend("10.244.1.31")}));
+    return s;
+}
+
+class Manager {
+public:
+    Manager() {
+        node_.node_ip = ip("198.51.100.1");
+        node_.underlay_subnet = *Prefix4::parse("198.51.100.0/24");
+        node_.pod_cidr = *Prefix4::parse("10.244.1.0/24");
+        node_.gateway_ip = ip("10.244.1.1");
+        node_.neighbors = &neighbors_;
+        node_.ports = &ports_;
+        node_.tables = &ref_;
+        NodeInfo info;
+        info.node_name = "node1";
+        info.pod_cidr = node_.pod_cidr;
+        manager_ = std::make_unique<TableManager>(info, node_, ref_, nullptr,
+                                                  std::vector<dataplane::Worker*>{},
+                                                  std::vector<PortEntry>{});
+    }
+    TableManager& operator*() { return *manager_; }
+    TableManager* operator->() { return manager_.get(); }
+    const table::TableSet& tables() const { return *ref_.current.load(); }
+    const table::TableSet* published() const { return ref_.current.load(); }
+    /// The Service port a worker finds behind vip:80/TCP, and its block.
+    const table::Service& service_at(const char* vip) const {
+        const table::Frontend* fe = tables().find_frontend(ip(vip), to_be16(80), 6);
+        EXPECT_NE(fe, nullptr) << vip;
+        return tables().services[fe->service];
+    }
+
+private:
+    dataplane::PortTable ports_;
+    table::NeighborTable neighbors_{64};
+    table::TableRef ref_;
+    dataplane::NodeContext node_;
+    std::unique_ptr<TableManager> manager_;
+};
+
+table::TableUpdate endpoints_of(uint64_t gen,
+                                const table::ServiceSpec& sv,
+                                std::vector<table::BackendSpec> backends) {
+    table::TableUpdate u;
+    u.generation = gen;
+    u.upsert_services.push_back(sv);
+    u.upsert_services.back().backends = std::move(backends);
+    return u;
+}
+
+// What a worker reads for every frontend of `spec`: protocol, flags, backends, both Maglev
+// tables and source ranges. Two managers that agree here forward every packet alike.
+void expect_same_worker_view(const Manager& a, const Manager& b, const table::TableSpec& spec) {
+    for (const table::ServiceSpec& sv : spec.services) {
+        for (const table::FrontendSpec& f : sv.frontends) {
+            const table::Frontend* fa = a.tables().find_frontend(f.ip, to_be16(f.port), sv.proto);
+            const table::Frontend* fb = b.tables().find_frontend(f.ip, to_be16(f.port), sv.proto);
+            ASSERT_NE(fa, nullptr) << sv.name;
+            ASSERT_NE(fb, nullptr) << sv.name;
+            EXPECT_EQ(fa->kind, fb->kind);
+            const table::Service& sa = a.tables().services[fa->service];
+            const table::Service& sb = b.tables().services[fb->service];
+            EXPECT_EQ(sa.proto, sb.proto) << sv.name;
+            EXPECT_EQ(sa.flags, sb.flags) << sv.name;
+            EXPECT_EQ(sa.affinity_id, sb.affinity_id) << sv.name;
+            const table::ServiceBlock& ba = sa.current();
+            const table::ServiceBlock& bb = sb.current();
+            EXPECT_EQ(ba.maglev, bb.maglev) << sv.name;
+            EXPECT_EQ(ba.local_maglev, bb.local_maglev) << sv.name;
+            EXPECT_EQ(ba.local_backends, bb.local_backends) << sv.name;
+            EXPECT_EQ(ba.source_ranges, bb.source_ranges) << sv.name;
+            ASSERT_EQ(ba.backends.size(), bb.backends.size()) << sv.name;
+            for (size_t i = 0; i < ba.backends.size(); ++i) {
+                EXPECT_EQ(ba.backends[i].ip, bb.backends[i].ip) << sv.name;
+                EXPECT_EQ(ba.backends[i].port_be, bb.backends[i].port_be) << sv.name;
+            }
+        }
+    }
+}
+
+TEST(TableManagerDelta, AnEndpointChangeSwapsOneBlockInPlace) {
+    Manager m;
+    const table::TableSpec s = base_spec(1);
+    ASSERT_EQ(m->apply_tables(s), std::nullopt);
+    const table::TableSet* before = m.published();
+    const table::ServiceBlock* db_block = &m.service_at("10.96.0.20").current();
+    const table::ServiceBlock* web_block = &m.service_at("10.96.0.30").current();
+
+    // One endpoint of default/api:http leaves, another arrives.
+    ASSERT_EQ(m->apply_update(endpoints_of(
+                  2, s.services[0],
+                  {backend("10.244.1.11"), backend("10.244.2.11"), backend("10.244.2.12")})),
+              std::nullopt);
+    EXPECT_EQ(m->path_counts().delta, 1u);
+    EXPECT_EQ(m->path_counts().full, 1u) << "only the first apply was a full build";
+    EXPECT_EQ(m.published(), before) << "no new TableSet: the block was swapped in place";
+    const table::ServiceBlock& api = m.service_at("10.96.0.10").current();
+    ASSERT_EQ(api.backends.size(), 3u);
+    EXPECT_EQ(api.backends[0].ip, ip("10.244.1.11"));
+    EXPECT_EQ(api.backends[1].ip, ip("10.244.2.11"));
+    EXPECT_EQ(api.backends[2].ip, ip("10.244.2.12"));
+    EXPECT_EQ(api.local_backends, 1u);
+    EXPECT_EQ(api.maglev.size(), table::maglev_size(3));
+    EXPECT_EQ(&m.service_at("10.96.0.20").current(), db_block) << "untouched ports keep theirs";
+    EXPECT_EQ(&m.service_at("10.96.0.30").current(), web_block);
+
+    const table::TableSpec now = m->tables();
+    EXPECT_EQ(now.generation, 2u);
+    EXPECT_EQ(m->table_counts().generation, 2u);
+    EXPECT_EQ(m->node_info().generation, 2u);
+    ASSERT_EQ(now.services.size(), 3u);
+    EXPECT_EQ(now.services[0].backends.size(), 3u);
+    EXPECT_EQ(now.services[0].backends[2].ip, ip("10.244.2.12"));
+    EXPECT_EQ(now.services[1], s.services[1]);
+
+    // Backend conditions are block fields too: one turns not ready, it leaves the Maglev table.
+    ASSERT_EQ(m->apply_update(endpoints_of(3, s.services[0],
+                                           {backend("10.244.1.11", 8080, false),
+                                            backend("10.244.2.11"), backend("10.244.2.12")})),
+              std::nullopt);
+    EXPECT_EQ(m->path_counts().delta, 2u);
+    EXPECT_EQ(m.service_at("10.96.0.10").current().backends.size(), 2u);
+    EXPECT_EQ(m.service_at("10.96.0.10").current().local_backends, 0u);
+}
+
+TEST(TableManagerDelta, ABadChangeChangesNothing) {
+    Manager m;
+    const table::TableSpec s = base_spec(1);
+    ASSERT_EQ(m->apply_tables(s), std::nullopt);
+    const table::ServiceBlock* api = &m.service_at("10.96.0.10").current();
+
+    // A good change to one port and a bad backend in another: neither applies.
+    table::TableUpdate u = endpoints_of(2, s.services[0], {backend("10.244.1.11")});
+    u.upsert_services.push_back(s.services[1]);
+    u.upsert_services.back().backends.push_back(backend("10.244.2.23", 0));
+    const auto err = m->apply_update(u);
+    ASSERT_TRUE(err.has_value());
+    EXPECT_NE(err->find("default/db:sql"), std::string::npos) << *err;
+    EXPECT_NE(err->find("is not an address and port"), std::string::npos) << *err;
+    EXPECT_EQ(&m.service_at("10.96.0.10").current(), api);
+    EXPECT_EQ(m->tables(), s);
+    EXPECT_EQ(m->path_counts().delta, 0u);
+
+    // A stale generation is refused before anything else.
+    const auto stale = m->apply_update(endpoints_of(1, s.services[0], {backend("10.244.1.11")}));
+    ASSERT_TRUE(stale.has_value());
+    EXPECT_NE(stale->find("not newer"), std::string::npos) << *stale;
+    EXPECT_EQ(m->tables(), s);
+
+    // A structural change that is invalid (a frontend another port owns) fails in the full
+    // build it falls back to, and changes nothing either.
+    table::TableUpdate clash = endpoints_of(3, s.services[0], {backend("10.244.1.11")});
+    clash.upsert_services[0].frontends[0].ip = ip("10.96.0.20");
+    const auto clash_err = m->apply_update(clash);
+    ASSERT_TRUE(clash_err.has_value());
+    EXPECT_NE(clash_err->find("used by another service port"), std::string::npos) << *clash_err;
+    EXPECT_EQ(m->tables(), s);
+    EXPECT_EQ(&m.service_at("10.96.0.10").current(), api);
+}
+
+// The same final state reached by updates (deltas where possible, full builds otherwise) and
+// by one full sync gives the same spec and the same worker view.
+TEST(TableManagerDelta, UpdatesGiveTheSameTablesAsAFullSync) {
+    Manager updated;
+    table::TableSpec s = base_spec(1);
+    ASSERT_EQ(updated->apply_tables(s), std::nullopt);
+    uint64_t gen = 1;
+    std::vector<table::TableUpdate> steps;
+    // Delta: endpoints and source ranges of existing ports.
+    steps.push_back(endpoints_of(++gen, s.services[1], {backend("10.244.2.21")}));
+    steps.push_back(endpoints_of(++gen, s.services[2], {}));
+    {
+        table::TableUpdate u = endpoints_of(++gen, s.services[0], {backend("10.244.1.12")});
+        u.upsert_services[0].source_ranges.push_back(*Prefix4::parse("192.0.2.0/24"));
+        steps.push_back(u);
+    }
+    // Structural: a new port, a flag, a deleted port, a route, a frontend moved.
+    {
+        table::TableUpdate u;
+        u.generation = ++gen;
+        u.upsert_services.push_back(service("default/aaa:first", "10.96.0.40",
+                                            {backend("10.244.1.41"), backend("10.244.2.41")}));
+        steps.push_back(u);
+    }
+    {
+        table::TableUpdate u = endpoints_of(++gen, s.services[1], {backend("10.244.2.21")});
+        u.upsert_services[0].affinity_timeout_s = 600;
+        steps.push_back(u);
+    }
+    {
+        table::TableUpdate u;
+        u.generation = ++gen;
+        u.delete_services.push_back("default/web:http");
+        u.upsert_routes.push_back({"node3", ip("198.51.100.3"), *Prefix4::parse("10.244.3.0/24"),
+                                   Mac::from_ip(ip("198.51.100.3"))});
+        steps.push_back(u);
+    }
+    {
+        table::ServiceSpec moved = s.services[0];
+        moved.frontends[0].ip = ip("10.96.0.11");
+        moved.backends = {backend("10.244.1.12"), backend("10.244.3.5")};
+        moved.source_ranges.push_back(*Prefix4::parse("192.0.2.0/24"));
+        table::TableUpdate u;
+        u.generation = ++gen;
+        u.upsert_services.push_back(moved);
+        steps.push_back(u);
+    }
+    // And a delta again on top of the rebuilt tables.
+    {
+        table::TableUpdate u;
+        u.generation = ++gen;
+        u.upsert_services.push_back(service("default/aaa:first", "10.96.0.40",
+                                            {backend("10.244.2.41"), backend("10.244.2.42")}));
+        steps.push_back(u);
+    }
+    table::TableSpec expected = s;
+    for (const table::TableUpdate& u : steps) {
+        ASSERT_EQ(updated->apply_update(u), std::nullopt) << "generation " << u.generation;
+        expected = merge_update(expected, u);
+    }
+    EXPECT_EQ(updated->path_counts().delta, 4u);
+    EXPECT_EQ(updated->path_counts().full, 5u);
+
+    Manager synced;
+    ASSERT_EQ(synced->apply_tables(expected), std::nullopt);
+    EXPECT_EQ(updated->tables(), expected);
+    EXPECT_EQ(synced->tables(), expected);
+    expect_same_worker_view(updated, synced, expected);
+    EXPECT_EQ(updated.tables().frontends.size(), synced.tables().frontends.size());
+    EXPECT_EQ(updated.tables().find_frontend(ip("10.96.0.10"), to_be16(80), 6), nullptr);
+    EXPECT_EQ(updated.tables().find_frontend(ip("10.96.0.30"), to_be16(80), 6), nullptr);
+}
+
+// Conntrack entries name their Service port (CtEntry::service) and backend slot; after a delta
+// the port's new block decides whether the backend is still usable.
+TEST(TableManagerDelta, StaleDetectionFollowsTheSwappedBlock) {
+    Manager m;
+    const table::TableSpec s = base_spec(1);
+    ASSERT_EQ(m->apply_tables(s), std::nullopt);
+    const table::Service& api = m.service_at("10.96.0.10");
+    const uint32_t ref = api.ct_ref;
+    const auto alive = [&](uint32_t service, const char* at, uint32_t hint) {
+        return m.tables().backend_alive(service, ip(at), to_be16(8080), hint);
+    };
+    // Backends sort by address: 10.244.1.11 (slot 1), 10.244.1.12 (2), 10.244.2.11 (3).
+    EXPECT_TRUE(alive(ref, "10.244.1.12", 2));
+    EXPECT_TRUE(alive(ref, "10.244.2.11", 3));
+    EXPECT_FALSE(alive(ref, "10.244.2.21", 0)) << "a backend of another port is not this one's";
+    EXPECT_FALSE(alive(0, "10.244.1.12", 2)) << "no Service port named";
+
+    ASSERT_EQ(m->apply_update(
+                  endpoints_of(2, s.services[0], {backend("10.244.1.11"), backend("10.244.2.11")})),
+              std::nullopt);
+    ASSERT_EQ(m->path_counts().delta, 1u);
+    EXPECT_FALSE(alive(ref, "10.244.1.12", 2)) << "its backend left: stale";
+    EXPECT_TRUE(alive(ref, "10.244.2.11", 3)) << "moved to slot 2: found past the old hint";
+    EXPECT_TRUE(alive(ref, "10.244.1.11", 1));
+
+    // The port is deleted (full build); a new port takes its slot: the old entries stay stale
+    // even though the new port has the same backend.
+    table::TableUpdate del;
+    del.generation = 3;
+    del.delete_services.push_back("default/api:http");
+    ASSERT_EQ(m->apply_update(del), std::nullopt);
+    EXPECT_FALSE(alive(ref, "10.244.2.11", 2)) << "its Service port is gone";
+    table::TableUpdate add;
+    add.generation = 4;
+    add.upsert_services.push_back(
+        service("default/other:http", "10.96.0.50", {backend("10.244.2.11")}));
+    ASSERT_EQ(m->apply_update(add), std::nullopt);
+    const table::Service& other = m.service_at("10.96.0.50");
+    EXPECT_EQ(&other, &m.tables().services[(ref & table::kMaxServiceSlots) - 1])
+        << "the new port reuses the freed slot";
+    EXPECT_TRUE(alive(other.ct_ref, "10.244.2.11", 1));
+    EXPECT_FALSE(alive(ref, "10.244.2.11", 1)) << "the old port's entries do not pass for it";
+}
+
+// A Service port keeps its slot when others come and go, so conntrack entries keep meaning.
+TEST(TableManagerDelta, ServicePortsKeepTheirSlotAcrossFullBuilds) {
+    Manager m;
+    table::TableSpec s = base_spec(1);
+    ASSERT_EQ(m->apply_tables(s), std::nullopt);
+    const uint32_t db = m.service_at("10.96.0.20").ct_ref;
+    s.generation = 2;
+    s.services.insert(s.services.begin(), service("default/aaa:x", "10.96.0.5", {}));
+    s.services.erase(s.services.begin() + 1);  // default/api:http goes
+    ASSERT_EQ(m->apply_tables(s), std::nullopt);
+    EXPECT_EQ(m.service_at("10.96.0.20").ct_ref, db);
+    EXPECT_EQ(m.tables().service_count, 3u) << "the new port filled the freed slot";
+}
+
+// UpdateTables over the real gRPC server reaches the delta path: the server hands the parsed
+// change to the Backend instead of copying and merging the whole spec.
+TEST(TableManagerDelta, UpdateTablesOverGrpcTakesTheDeltaPath) {
+    Manager m;
+    const std::string socket = "/tmp/kdp-tm-test-" + std::to_string(getpid()) + ".sock";
+    GrpcServer server(*m, socket);
+    server.start();
+    auto stub = v1::Dataplane::NewStub(
+        grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials()));
+    const table::TableSpec s = base_spec(1);
+    ASSERT_EQ(m->apply_tables(s), std::nullopt);
+
+    v1::UpdateTablesRequest req;
+    req.set_base_generation(1);
+    req.set_generation(2);
+    table::ServiceSpec changed = s.services[1];
+    changed.backends.push_back(backend("10.244.2.23"));
+    service_to_proto(changed, req.add_upsert_services());
+    grpc::ClientContext ctx;
+    v1::UpdateTablesResponse resp;
+    const grpc::Status st = stub->UpdateTables(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(resp.generation(), 2u);
+    EXPECT_EQ(resp.services(), 3u);
+    EXPECT_EQ(resp.routes(), 1u);
+    EXPECT_EQ(resp.pods(), 1u);
+    EXPECT_EQ(m->path_counts().delta, 1u);
+    EXPECT_EQ(m.service_at("10.96.0.20").current().backends.size(), 3u);
+
+    grpc::ClientContext lctx;
+    v1::ListServicesResponse list;
+    ASSERT_TRUE(stub->ListServices(&lctx, v1::ListServicesRequest{}, &list).ok());
+    ASSERT_EQ(list.services_size(), 3);
+    EXPECT_EQ(list.generation(), 2u);
+    EXPECT_EQ(list.services(1).backends_size(), 3);
+    server.shutdown();
+}
+
+}  // namespace
+}  // namespace kdp::api
