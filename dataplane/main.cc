@@ -320,6 +320,9 @@ int run(int argc, char** argv) {
     for (const config::PodPortConfig& p : cfg.pods) {
         initial.pods.push_back(table::PodSpec{p.name, p.ip, p.name});
     }
+    // No policy (nothing isolated) when the config says so; otherwise none is in force until
+    // the control plane sends it, and pod traffic waits for it.
+    initial.policy.present = cfg.policy_allow_before_sync;
     if (auto e = manager->apply_tables(initial)) {
         die("tables from the config: " + *e);
     }

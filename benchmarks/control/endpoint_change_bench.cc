@@ -43,6 +43,7 @@ constexpr int kEndpoints = 10;
 table::TableSpec cluster(uint32_t services) {
     table::TableSpec s;
     s.generation = 1;
+    s.policy.present = true;  // managed, no NetworkPolicy: nothing isolated
     s.routes.push_back(
         {"node2", ip("198.51.100.2"), *Prefix4::parse("10.244.2.0/24"), mac("02:00:00:00:02:02")});
     s.pods = {{"default/a", ip("10.244.1.10"), "default/a"},

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "compile/policy.h"
+
 namespace kdp::control {
 
 table::TableSpec compile_node_tables(const Model& model,
@@ -38,6 +40,7 @@ table::TableSpec compile_node_tables(const Model& model,
     std::sort(spec.pods.begin(), spec.pods.end(),
               [](const auto& a, const auto& b) { return a.name < b.name; });
     spec.services = compile_services(model, node, services, warnings);
+    spec.policy = compile_policy(model, node);
     return spec;
 }
 

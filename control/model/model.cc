@@ -265,6 +265,9 @@ void Model::upsert(const json& obj) {
     } else if (kind == "EndpointSlice") {
         EndpointSlice es = parse_endpoint_slice(obj, ns, name);
         slices_[es.key()] = std::move(es);
+    } else if (kind == "NetworkPolicy") {
+        NetworkPolicy np = parse_network_policy(obj, ns, name);
+        policies_[np.key()] = std::move(np);
     } else {
         raw_[fmt::format("{}/{}/{}", kind, ns, name)] = RawObject{kind, ns, name, obj};
     }
@@ -294,6 +297,9 @@ bool Model::remove(std::string_view kind, std::string_view ns, std::string_view 
     }
     if (kind == "EndpointSlice") {
         return slices_.erase(space + "/" + n) != 0;
+    }
+    if (kind == "NetworkPolicy") {
+        return policies_.erase(space + "/" + n) != 0;
     }
     return raw_.erase(fmt::format("{}/{}/{}", kind, space, n)) != 0;
 }

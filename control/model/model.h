@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/net.h"
+#include "model/policy.h"
 #include "model/service.h"
 
 namespace kdp::control {
@@ -69,7 +70,7 @@ struct Pod {
     std::string key() const { return ns + "/" + name; }
 };
 
-/// An object kept as received, for kinds whose compilers come later (NetworkPolicy).
+/// An object kept as received, for kinds the model accepts but does not type.
 struct RawObject {
     std::string kind;
     std::string ns;
@@ -93,6 +94,7 @@ public:
     /// Keyed by "namespace/name".
     const std::map<std::string, Service>& services() const { return services_; }
     const std::map<std::string, EndpointSlice>& endpoint_slices() const { return slices_; }
+    const std::map<std::string, NetworkPolicy>& network_policies() const { return policies_; }
     /// Keyed by "Kind/namespace/name".
     const std::map<std::string, RawObject>& raw() const { return raw_; }
 
@@ -105,6 +107,7 @@ private:
     std::map<std::string, Pod> pods_;
     std::map<std::string, Service> services_;
     std::map<std::string, EndpointSlice> slices_;
+    std::map<std::string, NetworkPolicy> policies_;
     std::map<std::string, RawObject> raw_;
 };
 

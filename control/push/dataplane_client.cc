@@ -120,6 +120,12 @@ v1::ListServicesResponse DataplaneClient::list_services() {
     });
 }
 
+v1::GetPolicyResponse DataplaneClient::get_policy() {
+    return call<v1::GetPolicyResponse>("GetPolicy", [&](auto* r) {
+        return stub_->GetPolicy(context().get(), v1::GetPolicyRequest{}, r);
+    });
+}
+
 v1::TraceResponse DataplaneClient::trace(const v1::TraceRequest& req) {
     return call<v1::TraceResponse>("Trace",
                                    [&](auto* r) { return stub_->Trace(context().get(), req, r); });
@@ -190,7 +196,8 @@ void diff_list(const std::vector<Spec>& from,
 size_t change_count(const v1::UpdateTablesRequest& req) {
     return static_cast<size_t>(req.upsert_routes_size() + req.delete_routes_size() +
                                req.upsert_pods_size() + req.delete_pods_size() +
-                               req.upsert_services_size() + req.delete_services_size());
+                               req.upsert_services_size() + req.delete_services_size() +
+                               (req.has_policy() ? 1 : 0));
 }
 
 }  // namespace
@@ -209,6 +216,10 @@ v1::UpdateTablesRequest diff_tables(const table::TableSpec& from, const table::T
         from.services, to.services, [](const auto& s) -> std::string_view { return s.name; },
         api::service_to_proto, [&] { return req.add_upsert_services(); },
         [&](std::string k) { req.add_delete_services(std::move(k)); });
+    // Policy goes whole when any of it changed.
+    if (to.policy.present && !(from.policy == to.policy)) {
+        api::policy_to_proto(to.policy, req.mutable_policy());
+    }
     return req;
 }
 

@@ -43,6 +43,7 @@ public:
     v1::ListRoutesResponse list_routes();
     v1::ListPodsResponse list_pods();
     v1::ListServicesResponse list_services();
+    v1::GetPolicyResponse get_policy();
     v1::TraceResponse trace(const v1::TraceRequest& req);
     v1::ListPortsResponse list_ports();
     v1::Stats stats();

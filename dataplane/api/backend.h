@@ -172,6 +172,7 @@ inline table::TableSpec merge_update(const table::TableSpec& base, const table::
                      [](const table::PodSpec& p) { return p.name; });
     out.services = merge(base.services, u.upsert_services, u.delete_services,
                          [](const table::ServiceSpec& sv) { return sv.name; });
+    out.policy = u.policy ? *u.policy : base.policy;
     return out;
 }
 

@@ -251,6 +251,112 @@ void service_to_proto(const table::ServiceSpec& in, v1::Service* out) {
     out->set_health_check_node_port(in.health_check_node_port);
 }
 
+std::optional<std::string> policy_from_proto(const v1::Policy& in, table::PolicySpec& out) {
+    table::PolicySpec p;
+    p.present = true;
+    for (int i = 0; i < in.peers_size(); ++i) {
+        table::PeerIdentitySpec x;
+        if (auto e = parse_ip(fmt::format("policy.peers[{}].ip", i), in.peers(i).ip(), x.ip)) {
+            return e;
+        }
+        x.identity = in.peers(i).identity();
+        p.peers.push_back(x);
+    }
+    for (int i = 0; i < in.cidrs_size(); ++i) {
+        table::CidrIdentitySpec x;
+        if (auto e =
+                parse_cidr(fmt::format("policy.cidrs[{}].cidr", i), in.cidrs(i).cidr(), x.cidr)) {
+            return e;
+        }
+        x.identity = in.cidrs(i).identity();
+        p.cidrs.push_back(x);
+    }
+    for (int i = 0; i < in.pods_size(); ++i) {
+        const v1::PodPolicy& pp = in.pods(i);
+        const std::string at = fmt::format("policy.pods[{}] ({})", i, pp.pod());
+        table::PodPolicySpec x;
+        if (pp.pod().empty()) {
+            return fmt::format("{}: pod: empty", at);
+        }
+        x.pod = pp.pod();
+        if (auto e = parse_ip(at + ".ip", pp.ip(), x.ip)) {
+            return e;
+        }
+        x.ingress_isolated = pp.ingress_isolated();
+        x.egress_isolated = pp.egress_isolated();
+        for (int r = 0; r < pp.rules_size(); ++r) {
+            const v1::PolicyRule& in_r = pp.rules(r);
+            const std::string rat = fmt::format("{}.rules[{}]", at, r);
+            table::PolicyRuleSpec y;
+            if (in_r.direction() == "ingress") {
+                y.dir = table::PolicyDir::kIngress;
+            } else if (in_r.direction() == "egress") {
+                y.dir = table::PolicyDir::kEgress;
+            } else {
+                return fmt::format("{}: direction \"{}\" is not ingress or egress", rat,
+                                   in_r.direction());
+            }
+            y.identity = in_r.identity();
+            if (in_r.protocol() == "any") {
+                y.proto = 0;
+            } else if (const auto proto = protocol_from_name(in_r.protocol())) {
+                y.proto = *proto;
+            } else {
+                return fmt::format("{}: protocol \"{}\" is not tcp, udp, sctp or any", rat,
+                                   in_r.protocol());
+            }
+            if (in_r.port_min() > 65535 || in_r.port_max() > 65535) {
+                return fmt::format("{}: port range {}-{} is not within 0..65535", rat,
+                                   in_r.port_min(), in_r.port_max());
+            }
+            y.port_min = static_cast<uint16_t>(in_r.port_min());
+            y.port_max = static_cast<uint16_t>(in_r.port_max());
+            y.rule = in_r.rule();
+            x.rules.push_back(y);
+        }
+        p.pods.push_back(std::move(x));
+    }
+    p.rule_names.assign(in.rule_names().begin(), in.rule_names().end());
+    p.identity_names.assign(in.identity_names().begin(), in.identity_names().end());
+    out = std::move(p);
+    return std::nullopt;
+}
+
+void policy_to_proto(const table::PolicySpec& in, v1::Policy* out) {
+    for (const auto& x : in.peers) {
+        auto* o = out->add_peers();
+        o->set_ip(x.ip.str());
+        o->set_identity(x.identity);
+    }
+    for (const auto& x : in.cidrs) {
+        auto* o = out->add_cidrs();
+        o->set_cidr(x.cidr.str());
+        o->set_identity(x.identity);
+    }
+    for (const auto& x : in.pods) {
+        auto* o = out->add_pods();
+        o->set_pod(x.pod);
+        o->set_ip(x.ip.str());
+        o->set_ingress_isolated(x.ingress_isolated);
+        o->set_egress_isolated(x.egress_isolated);
+        for (const auto& r : x.rules) {
+            auto* y = o->add_rules();
+            y->set_direction(r.dir == table::PolicyDir::kIngress ? "ingress" : "egress");
+            y->set_identity(r.identity);
+            y->set_protocol(r.proto == 0 ? "any" : protocol_name(r.proto));
+            y->set_port_min(r.port_min);
+            y->set_port_max(r.port_max);
+            y->set_rule(r.rule);
+        }
+    }
+    for (const auto& n : in.rule_names) {
+        out->add_rule_names(n);
+    }
+    for (const auto& n : in.identity_names) {
+        out->add_identity_names(n);
+    }
+}
+
 void route_to_proto(const table::RouteSpec& in, v1::Route* out) {
     out->set_node_name(in.node_name);
     out->set_node_ip(in.node_ip.str());
@@ -321,6 +427,11 @@ std::optional<std::string> spec_from_proto(const v1::SyncTablesRequest& in, tabl
         }
         spec.services.push_back(std::move(sv));
     }
+    if (in.has_policy()) {
+        if (auto e = policy_from_proto(in.policy(), spec.policy)) {
+            return e;
+        }
+    }
     out = std::move(spec);
     return std::nullopt;
 }
@@ -335,6 +446,9 @@ void spec_to_proto(const table::TableSpec& in, v1::SyncTablesRequest* out) {
     }
     for (const auto& sv : in.services) {
         service_to_proto(sv, out->add_services());
+    }
+    if (in.policy.present) {
+        policy_to_proto(in.policy, out->mutable_policy());
     }
 }
 
@@ -398,6 +512,12 @@ std::optional<std::string> update_from_proto(const v1::UpdateTablesRequest& in,
             [](const table::ServiceSpec& sv) -> const std::string& { return sv.name; },
             u.upsert_services, u.delete_services)) {
         return e;
+    }
+    if (in.has_policy()) {
+        u.policy.emplace();
+        if (auto e = policy_from_proto(in.policy(), *u.policy)) {
+            return e;
+        }
     }
     out = std::move(u);
     return std::nullopt;

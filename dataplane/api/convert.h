@@ -29,6 +29,10 @@ std::optional<std::string> pod_from_proto(const v1::Pod& in, table::PodSpec& out
 /// Parses one service port; on error returns a message naming the field and the bad value.
 std::optional<std::string> service_from_proto(const v1::Service& in, table::ServiceSpec& out);
 
+/// Parses a whole NetworkPolicy (present is set); on error returns a message naming the entry.
+std::optional<std::string> policy_from_proto(const v1::Policy& in, table::PolicySpec& out);
+void policy_to_proto(const table::PolicySpec& in, v1::Policy* out);
+
 void route_to_proto(const table::RouteSpec& in, v1::Route* out);
 void pod_to_proto(const table::PodSpec& in, v1::Pod* out);
 void service_to_proto(const table::ServiceSpec& in, v1::Service* out);

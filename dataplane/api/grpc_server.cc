@@ -276,6 +276,18 @@ public:
                      }));
     }
 
+    grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext* ctx,
+                                        const v1::GetPolicyRequest*,
+                                        v1::GetPolicyResponse* resp) override {
+        return reply(ctx, guarded("GetPolicy", [&] {
+                         const auto spec = backend_.tables();
+                         resp->set_generation(spec.generation);
+                         resp->set_synced(spec.policy.present);
+                         policy_to_proto(spec.policy, resp->mutable_policy());
+                         return grpc::Status::OK;
+                     }));
+    }
+
     grpc::ServerUnaryReactor* ListServices(grpc::CallbackServerContext* ctx,
                                            const v1::ListServicesRequest*,
                                            v1::ListServicesResponse* resp) override {

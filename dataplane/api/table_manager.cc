@@ -11,6 +11,7 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
+#include "api/policy_tables.h"
 #include "stage/service.h"
 #include "table/maglev.h"
 
@@ -41,6 +42,13 @@ TableManager::TableManager(NodeInfo info,
       ports_(std::move(ports)),
       empty_block_(std::make_shared<const table::ServiceBlock>()) {
     info_.started_unix_ns = now_unix_ns();
+    policy_ = make_policy(table::PolicySpec{});
+}
+
+std::shared_ptr<const table::PolicyTables> TableManager::make_policy(
+    const table::PolicySpec& spec) {
+    policy_epoch_ = policy_epoch_ % 0x7fffffffu + 1;  // 31 bits: CtEntry::policy keeps one more
+    return build_policy(spec, policy_epoch_);
 }
 
 TableManager::~TableManager() {
@@ -68,6 +76,7 @@ table::TableSpec TableManager::tables_locked() const {
     for (const auto& [name, port] : services_) {
         s.services.push_back(port.block->spec);
     }
+    s.policy = policy_->spec;
     return s;
 }
 
@@ -245,7 +254,7 @@ std::optional<std::string> TableManager::validate_locked(const table::TableSpec&
                                at, port, node_.node_ip.str());
         }
     }
-    return std::nullopt;
+    return check_policy(spec.policy, own);
 }
 
 namespace {
@@ -426,6 +435,9 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
     }
     t->health_checks = table::FlatMap<uint32_t>(health_checks);
     t->frontends = table::FlatMap<table::Frontend>(frontends);
+    // A spec that carries no policy keeps the one in force.
+    t->policy_owner = spec.policy.present ? make_policy(spec.policy) : policy_;
+    t->policy.store(t->policy_owner.get(), std::memory_order_relaxed);
     return t;
 }
 
@@ -452,6 +464,7 @@ std::optional<std::string> TableManager::apply_full(const table::TableSpec& spec
     synchronize();
     // The old version and the blocks only it used are freed here, after the grace period.
     current_ = std::move(next);
+    policy_ = current_->policy_owner;
     services_.swap(services);
     routes_.swap(routes);
     pods_.swap(pods);
@@ -466,7 +479,7 @@ std::optional<std::string> TableManager::apply_tables(const table::TableSpec& sp
 }
 
 bool TableManager::try_delta(const table::TableUpdate& u, std::optional<std::string>& err) {
-    if (!current_ || u.upsert_services.empty() || !u.upsert_routes.empty() ||
+    if (!current_ || u.policy || u.upsert_services.empty() || !u.upsert_routes.empty() ||
         !u.delete_routes.empty() || !u.upsert_pods.empty() || !u.delete_pods.empty() ||
         !u.delete_services.empty()) {
         return false;
@@ -516,7 +529,26 @@ std::optional<std::string> TableManager::apply_update(const table::TableUpdate& 
     if (try_delta(u, err)) {
         return err;
     }
+    if (current_ && u.policy && u.policy->present && u.upsert_routes.empty() &&
+        u.delete_routes.empty() && u.upsert_pods.empty() && u.delete_pods.empty() &&
+        u.upsert_services.empty() && u.delete_services.empty()) {
+        return apply_policy(u);
+    }
     return apply_full(merge_update(tables_locked(), u));
+}
+
+std::optional<std::string> TableManager::apply_policy(const table::TableUpdate& u) {
+    if (auto e = check_policy(*u.policy, node_.pod_cidr)) {
+        return e;
+    }
+    std::shared_ptr<const table::PolicyTables> next = make_policy(*u.policy);
+    current_->policy.store(next.get(), std::memory_order_release);
+    synchronize();
+    current_->policy_owner = next;
+    policy_ = std::move(next);  // the old version goes here, after the grace period
+    generation_ = u.generation;
+    ++paths_.policy;
+    return std::nullopt;
 }
 
 std::vector<PortInfo> TableManager::ports() const {

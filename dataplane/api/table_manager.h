@@ -82,6 +82,7 @@ public:
     struct PathCounts {
         uint64_t delta = 0;
         uint64_t full = 0;
+        uint64_t policy = 0;  // policy-only updates, swapped in place
     };
     PathCounts path_counts() const;
 
@@ -102,6 +103,10 @@ private:
                                            ServiceMap& services,
                                            std::string& err);
     std::shared_ptr<const table::ServiceBlock> make_block(const table::ServiceSpec& sv) const;
+    /// The tables of a new policy version (the next epoch).
+    std::shared_ptr<const table::PolicyTables> make_policy(const table::PolicySpec& spec);
+    /// The policy-only path of an update: swapped in place, one grace period.
+    std::optional<std::string> apply_policy(const table::TableUpdate& u);
     table::TableSpec tables_locked() const;
     void synchronize();
 
@@ -120,6 +125,9 @@ private:
     std::vector<table::PodSpec> pods_;
     ServiceMap services_;
     std::shared_ptr<const table::ServiceBlock> empty_block_;  // what free slots point at
+    // NetworkPolicy in force: until a control plane sends one, a version that allows nothing.
+    std::shared_ptr<const table::PolicyTables> policy_;
+    uint32_t policy_epoch_ = 0;
     PathCounts paths_;
     rte_mempool* trace_pool_ = nullptr;
     std::function<uint64_t()> clock_;

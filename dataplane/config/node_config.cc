@@ -843,12 +843,26 @@ void read_conntrack_timeouts(const Section& s, NodeConfig& c) {
     s.read_uint("other", t.other, 1, kWeek);
 }
 
+void read_network_policy(const Section& s, NodeConfig& c) {
+    if (const auto f = s.get("before_sync")) {
+        const std::string& v = as_string(*f);
+        if (v == "deny") {
+            c.policy_allow_before_sync = false;
+        } else if (v == "allow") {
+            c.policy_allow_before_sync = true;
+        } else {
+            fail(f->path, quote(v) + " is not one of deny, allow");
+        }
+    }
+}
+
 NodeConfig build(const YAML::Node& root) {
-    const Section top = root.IsNull()
-                            ? Section::absent("")
-                            : Section(root, "",
-                                      {"node", "vxlan", "dpdk", "workers", "uplink", "pods",
-                                       "remote_nodes", "api", "limits", "conntrack_timeouts"});
+    const Section top =
+        root.IsNull()
+            ? Section::absent("")
+            : Section(root, "",
+                      {"node", "vxlan", "dpdk", "workers", "uplink", "pods", "remote_nodes", "api",
+                       "limits", "conntrack_timeouts", "network_policy"});
     NodeConfig c;
     read_node(top.section("node", {"name", "ip", "mac", "pod_cidr", "gateway", "gateway_mac",
                                    "cluster_cidr", "mtu"}),
@@ -867,6 +881,7 @@ NodeConfig build(const YAML::Node& root) {
                                         {"tcp_syn", "tcp_established", "tcp_closing", "tcp_closed",
                                          "udp", "udp_stream", "sctp", "icmp", "other"}),
                             c);
+    read_network_policy(top.section("network_policy", {"before_sync"}), c);
     return c;
 }
 

@@ -106,6 +106,10 @@ struct NodeConfig {
     std::string api_socket = "/run/kdp/dataplane.sock";  // api.socket
     LimitsConfig limits;                                 // limits
     table::CtTimeouts conntrack_timeouts;                // conntrack_timeouts (seconds)
+    /// network_policy.before_sync: "deny" (false, the default): until the control plane's
+    /// first sync carries NetworkPolicy, no pod traffic is forwarded; "allow" (true): the
+    /// static tables of this file have no policy and are enforced as such (no control plane).
+    bool policy_allow_before_sync = false;
 
     /// Overlay MTU offered to pods: mtu - 50 (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
     uint16_t pod_mtu() const noexcept { return static_cast<uint16_t>(mtu - 50); }

@@ -46,6 +46,8 @@ inline constexpr uint8_t kLaterFragment = 1 << 2;  // fragment offset non-zero: 
 inline constexpr uint8_t kDontFragment = 1 << 3;   // DF set
 inline constexpr uint8_t kIpOptions = 1 << 4;      // IHL > 5
 inline constexpr uint8_t kL4 = 1 << 5;             // l4_off and the tuple's ports are valid
+inline constexpr uint8_t kTracked = 1 << 6;  // conntrack knows its connection (judged by policy)
+inline constexpr uint8_t kNewFlow = 1 << 7;  // a trackable first packet without NAT: admit()
 }  // namespace pkt_flag
 
 /// Per-packet results of parsing plus the decision of the stages. Offsets are from the start

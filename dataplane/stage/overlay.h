@@ -171,7 +171,9 @@ inline void pod_ipv4(Worker& w,
     }
     const Ip4 dst = p.tuple.dst;
     if (const table::LocalPod* pod = t.find_pod(dst)) {
-        deliver_local(n, m, p, *pod);
+        if (admit(w, t, p, now_s)) {
+            deliver_local(n, m, p, *pod);
+        }
         return;
     }
     if (dst == n.gateway_ip) {
@@ -187,12 +189,14 @@ inline void pod_ipv4(Worker& w,
         return;
     }
     if (const table::Route* r = t.find_route(dst)) {
-        encap_to_node(w, m, p, *r, now);
+        if (admit(w, t, p, now_s)) {
+            encap_to_node(w, m, p, *r, now);
+        }
         return;
     }
     const bool way_out =
         n.underlay_subnet.contains(dst) || n.underlay_gateway_slot != table::kNoSlot;
-    if (way_out && !n.cluster_cidr.contains(dst) && masquerade(w, m, p, now_s)) {
+    if (way_out && !n.cluster_cidr.contains(dst) && masquerade(w, t, m, p, now_s)) {
         egress_out(w, m, p, now);
         return;
     }
@@ -306,7 +310,9 @@ inline void uplink_ipv4(Worker& w,
         return;
     }
     if (const table::LocalPod* pod = t.find_pod(p.tuple.dst)) {
-        deliver_local(n, m, p, *pod);
+        if (admit(w, t, p, now_s)) {  // ingress of the destination pod
+            deliver_local(n, m, p, *pod);
+        }
         return;
     }
     p.drop(n.pod_cidr.contains(p.tuple.dst) ? DropReason::kNoPod : DropReason::kNoRoute);

@@ -15,6 +15,7 @@
 #include "pkt/crc32c.h"
 #include "stage/icmp.h"
 #include "stage/l2.h"
+#include "stage/policy.h"
 #include "stage/tcp_answer.h"
 #include "table/flat_map.h"
 
@@ -413,9 +414,12 @@ inline void conntrack_nat(Worker& w,
     }
     if (proto == pkt::kProtoIcmp) [[unlikely]] {
         if (is_icmp_error_type(p.icmp_type)) {
-            // Unrelated errors from pods or other nodes are plain pod traffic (no NAT to undo);
-            // from outside the cluster they can only be about a connection of ours.
-            if (!icmp_error_nat(w, m, p) && from_uplink && p.pending()) {
+            // Unrelated errors from pods or other nodes are plain pod traffic (no NAT to undo),
+            // judged by policy on their own; from outside the cluster they can only be about a
+            // connection of ours. Related ones pass with their connection.
+            if (icmp_error_nat(w, m, p)) {
+                p.flags |= pkt_flag::kTracked;
+            } else if (from_uplink && p.pending()) {
                 p.drop(DropReason::kIcmpErrorUnrelated);
             }
             return;
@@ -433,6 +437,12 @@ inline void conntrack_nat(Worker& w,
     const table::CtHit hit = ct.lookup(key, h);
     if (hit.index != table::kCtNone) {
         table::CtEntry& e = ct.entry(hit.index);
+        DropReason why;
+        if (!entry_allowed(n, t.current_policy(), e, why)) [[unlikely]] {
+            p.drop(why);  // the policy changed and no longer allows the connection
+            return;
+        }
+        p.flags |= pkt_flag::kTracked;
         if (hit.dir == table::CtDir::kOrig) {
             if (e.nat & kNatDnat) {
                 const Ip4 be{e.reply.src};
@@ -463,6 +473,11 @@ inline void conntrack_nat(Worker& w,
         after_nat(n, m, p, e, hit.dir);
         return;
     }
+    // Not a Service: the first packet of a connection between pods (or out of the cluster),
+    // judged and tracked where it is delivered, sent to another node or masqueraded (admit).
+    if (proto != pkt::kProtoIcmp || p.icmp_type == kIcmpEchoRequest) {
+        p.flags |= pkt_flag::kNewFlow;
+    }
     if (!services || proto == pkt::kProtoIcmp) {
         return;
     }
@@ -470,6 +485,7 @@ inline void conntrack_nat(Worker& w,
     if (fe == nullptr) {
         return;
     }
+    p.flags &= static_cast<uint8_t>(~pkt_flag::kNewFlow);
     const bool external = from_uplink && fe->kind != table::FrontendKind::kClusterIp;
     if (from_uplink && !external) {
         return;  // ClusterIPs are not reachable from outside the cluster
@@ -516,6 +532,14 @@ inline void conntrack_nat(Worker& w,
     // Cluster), and a pod reaching itself through its Service (hairpin), as kube-proxy does.
     const bool hairpin = be.ip == p.tuple.src;
     const bool snat = hairpin || (external && !n.pod_cidr.contains(be.ip));
+    // Policy judges the connection the backend will see: after DNAT, and after SNAT.
+    const table::PolicyTables& pol = t.current_policy();
+    const PolicyVerdict v =
+        judge(n, pol, p.tuple.src, snat ? n.gateway_ip : p.tuple.src, be.ip, be.port_be, proto);
+    if (!v.allowed) {
+        p.drop(v.reason);
+        return;
+    }
     table::CtKey reply{be.ip.be, p.tuple.src.be, be.port_be, p.tuple.sport, proto, 0, 0};
     if (snat) {
         reply.dst = n.gateway_ip.be;
@@ -532,6 +556,7 @@ inline void conntrack_nat(Worker& w,
             static_cast<uint8_t>(kNatDnat | (snat ? kNatSnat : 0) | (external ? kNatExternal : 0));
         e.service = s.ct_ref;
         e.backend = slot;
+        e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
         if (external) {
             std::memcpy(e.peer_mac, frame + 6, 6);
         }
@@ -540,6 +565,7 @@ inline void conntrack_nat(Worker& w,
         p.drop(DropReason::kConntrackFull);
         return;
     }
+    p.flags |= pkt_flag::kTracked;
     ct.touch(idx, table::CtDir::kOrig, p.tcp_flags, now_s);
     rewrite_dst(m, p, be.ip, be.port_be);
     if (snat) {
@@ -550,13 +576,21 @@ inline void conntrack_nat(Worker& w,
 /// Masquerades a new connection from a pod to outside the cluster: SNAT to the node IP on a
 /// port this worker owns, tracked so that replies are un-NATed. Returns false (with p dropped)
 /// when it cannot; the caller then routes the packet out of the uplink.
-inline bool masquerade(Worker& w, rte_mbuf* m, PacketMeta& p, uint32_t now_s) noexcept {
+inline bool masquerade(
+    Worker& w, const table::TableSet& t, rte_mbuf* m, PacketMeta& p, uint32_t now_s) noexcept {
     const NodeContext& n = *w.node;
     const uint8_t proto = p.tuple.proto;
     const bool echo = proto == pkt::kProtoIcmp && p.icmp_type == kIcmpEchoRequest;
     if ((p.flags & pkt_flag::kL4) == 0 ||
         (proto != pkt::kProtoTcp && proto != pkt::kProtoUdp && proto != pkt::kProtoSctp && !echo)) {
         return false;  // later fragments, other ICMP: no route
+    }
+    const table::PolicyTables& pol = t.current_policy();
+    const PolicyVerdict v =
+        judge(n, pol, p.tuple.src, n.node_ip, p.tuple.dst, echo ? 0 : p.tuple.dport, proto);
+    if (!v.allowed) {
+        p.drop(v.reason);
+        return false;
     }
     table::Conntrack& ct = *n.conntrack;
     // An echo request is keyed and allocated like a TCP/UDP source port, on its identifier
@@ -578,14 +612,54 @@ inline bool masquerade(Worker& w, rte_mbuf* m, PacketMeta& p, uint32_t now_s) no
     if (echo) {
         reply.sport = reply.dport;
     }
-    const uint32_t idx = ct.insert(w.index, key, reply, now_s,
-                                   [](table::CtEntry& e) { e.nat = kNatSnat | kNatEgress; });
+    const uint32_t idx = ct.insert(w.index, key, reply, now_s, [&](table::CtEntry& e) {
+        e.nat = kNatSnat | kNatEgress;
+        e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
+    });
     if (idx == table::kCtNone) [[unlikely]] {
         p.drop(DropReason::kConntrackFull);
         return false;
     }
     ct.touch(idx, table::CtDir::kOrig, p.tcp_flags, now_s);
     rewrite_src(m, p, n.node_ip, reply.dport);
+    return true;
+}
+
+/// Policy for a packet conntrack_nat left untracked, before it is delivered to a pod or sent to
+/// another node: the first packet of a connection (kNewFlow) is judged and tracked without NAT,
+/// so that its replies pass and a policy change finds it; a packet conntrack cannot follow
+/// (a later fragment, ICMP other than echo, another protocol) is judged by itself, without
+/// ports. Returns false, p dropped, when policy denies it.
+inline bool admit(Worker& w, const table::TableSet& t, PacketMeta& p, uint32_t now_s) noexcept {
+    if (p.flags & pkt_flag::kTracked) [[likely]] {
+        return true;
+    }
+    const NodeContext& n = *w.node;
+    const table::PolicyTables& pol = t.current_policy();
+    const bool ports = (p.flags & pkt_flag::kL4) && p.tuple.proto != pkt::kProtoIcmp;
+    const PolicyVerdict v = judge(n, pol, p.tuple.src, p.tuple.src, p.tuple.dst,
+                                  ports ? p.tuple.dport : uint16_t{0}, p.tuple.proto);
+    if (!v.allowed) {
+        p.drop(v.reason);
+        return false;
+    }
+    if (!(p.flags & pkt_flag::kNewFlow)) {
+        return true;
+    }
+    table::Conntrack& ct = *n.conntrack;
+    const table::CtKey key = ct_key(p.tuple, p.icmp_type);
+    const uint32_t idx = ct.insert(w.index, key, ct_reversed(key), now_s, [&](table::CtEntry& e) {
+        e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
+    });
+    if (idx == table::kCtNone) [[unlikely]] {
+        if (v.egress_judged || v.ingress_judged) {
+            p.drop(DropReason::kConntrackFull);  // its replies could not be told from attacks
+            return false;
+        }
+        return true;  // no policy involved: forwarded untracked
+    }
+    ct.touch(idx, table::CtDir::kOrig, p.tcp_flags, now_s);
+    p.flags |= pkt_flag::kTracked;
     return true;
 }
 

@@ -79,9 +79,11 @@ struct alignas(64) CtEntry {
     uint8_t nat = 0;                // NatKind
     uint32_t service = 0;           // service index + 1 (0: none)
     uint32_t backend = 0;           // backend index + 1 within the service (0: none)
-    uint32_t policy = 0;            // cached policy verdict bits (0: not checked)
-    uint8_t peer_mac[6] = {};       // external clients: the MAC their packets came from
-    uint32_t timeout_s = 0;         // idle timeout of its own (affinity records); 0: by state
+    /// The policy verdict cached for the connection: PolicyTables::epoch << 1 | denied (0: not
+    /// judged yet). Any worker may store it (relaxed) when it judges the connection again.
+    std::atomic<uint32_t> policy{0};
+    uint8_t peer_mac[6] = {};  // external clients: the MAC their packets came from
+    uint32_t timeout_s = 0;    // idle timeout of its own (affinity records); 0: by state
     static constexpr uint8_t kFlagReplySeen = 1;
     static constexpr uint8_t kFlagFinOrig = 2;
     static constexpr uint8_t kFlagFinReply = 4;
@@ -142,7 +144,8 @@ public:
         e.flags.store(0, std::memory_order_relaxed);
         e.owner = static_cast<uint8_t>(worker);
         e.nat = 0;
-        e.service = e.backend = e.policy = e.timeout_s = 0;
+        e.service = e.backend = e.timeout_s = 0;
+        e.policy.store(0, std::memory_order_relaxed);
         __builtin_memset(e.peer_mac, 0, sizeof e.peer_mac);
         init(e);
         if (!publish(orig, idx, CtDir::kOrig)) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,11 +68,69 @@ struct ServiceSpec {
     friend bool operator==(const ServiceSpec&, const ServiceSpec&) = default;
 };
 
+/// NetworkPolicy, compiled by the control plane into identities and per-pod rule lists.
+///
+/// An identity stands for a set of addresses that every policy treats alike: the pods of one
+/// namespace with one label set (and one set of named ports), or one cell of the partition
+/// that all ipBlocks (cidrs and excepts) make of the address space. A packet's peer has up to
+/// two: its pod identity (exact address) and its CIDR identity (longest prefix); a rule
+/// matches if it names either, or kIdentityAny.
+inline constexpr uint32_t kIdentityMax = (1u << 24) - 2;
+inline constexpr uint32_t kIdentityAny = (1u << 24) - 1;  // a rule without peers: every peer
+
+enum class PolicyDir : uint8_t { kIngress = 0, kEgress = 1 };
+
+/// One allowed (peer identity, protocol, port range) of a pod in one direction.
+struct PolicyRuleSpec {
+    PolicyDir dir = PolicyDir::kIngress;
+    uint32_t identity = 0;  // 1..kIdentityMax, or kIdentityAny
+    uint8_t proto = 0;      // 6, 17, 132; 0: every protocol and port (a rule without ports)
+    uint16_t port_min = 0;  // host order, inclusive; 0..65535 for "every port"
+    uint16_t port_max = 0;
+    uint32_t rule = 0;  // index into PolicySpec::rule_names: which rule allowed it
+    friend bool operator==(const PolicyRuleSpec&, const PolicyRuleSpec&) = default;
+};
+
+/// A local pod that some policy selects. Pods no policy selects are absent: not isolated.
+struct PodPolicySpec {
+    std::string pod;  // "namespace/pod"
+    Ip4 ip;           // the pod's address: how the dataplane finds it
+    bool ingress_isolated = false;
+    bool egress_isolated = false;
+    std::vector<PolicyRuleSpec> rules;
+    friend bool operator==(const PodPolicySpec&, const PodPolicySpec&) = default;
+};
+
+struct PeerIdentitySpec {
+    Ip4 ip;  // a pod's address (any node)
+    uint32_t identity = 0;
+    friend bool operator==(const PeerIdentitySpec&, const PeerIdentitySpec&) = default;
+};
+
+struct CidrIdentitySpec {
+    Prefix4 cidr;  // one prefix of the ipBlock partition; 0.0.0.0/0 is always present
+    uint32_t identity = 0;
+    friend bool operator==(const CidrIdentitySpec&, const CidrIdentitySpec&) = default;
+};
+
+struct PolicySpec {
+    /// Whether a control plane manages policy. Until a spec with `present` arrives, a node
+    /// configured to wait (network_policy.before_sync: deny) forwards no pod traffic.
+    bool present = false;
+    std::vector<PeerIdentitySpec> peers;
+    std::vector<CidrIdentitySpec> cidrs;
+    std::vector<PodPolicySpec> pods;
+    std::vector<std::string> rule_names;      // "namespace/policy ingress[i]" / "... egress[i]"
+    std::vector<std::string> identity_names;  // by identity - 1, for display (may be empty)
+    friend bool operator==(const PolicySpec&, const PolicySpec&) = default;
+};
+
 struct TableSpec {
     uint64_t generation = 0;  // strictly increasing; a stale or replayed spec is refused
     std::vector<RouteSpec> routes;
     std::vector<PodSpec> pods;
     std::vector<ServiceSpec> services;
+    PolicySpec policy;
     friend bool operator==(const TableSpec&, const TableSpec&) = default;
 };
 
@@ -86,6 +145,8 @@ struct TableUpdate {
     std::vector<std::string> delete_pods;
     std::vector<ServiceSpec> upsert_services;
     std::vector<std::string> delete_services;
+    /// Replaces the policy in force when set (policy changes are sent whole).
+    std::optional<PolicySpec> policy;
 };
 
 }  // namespace kdp::table

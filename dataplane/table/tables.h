@@ -26,6 +26,7 @@
 #include "common/net.h"
 #include "table/flat_map.h"
 #include "table/neighbor.h"
+#include "table/policy.h"
 #include "table/prefix_table.h"
 #include "table/table_spec.h"
 
@@ -143,6 +144,11 @@ struct TableSet {
     /// healthCheckNodePort (host order) of externalTrafficPolicy: Local Services -> slot of
     /// the Service's first port: answered on the node IP (stage/health_check.h).
     FlatMap<uint32_t> health_checks;
+    /// NetworkPolicy in force. Like a Service block, swapped in place (release store) when only
+    /// the policy changes, and carried over into a rebuilt TableSet otherwise; the TableManager
+    /// frees a replaced version after a grace period. Never null once published.
+    std::atomic<const PolicyTables*> policy{nullptr};
+    std::shared_ptr<const PolicyTables> policy_owner;  // TableManager only, under its lock
 
     const LocalPod* find_pod(Ip4 ip) const noexcept { return pods.find(ip.be); }
     const Frontend* find_frontend(Ip4 ip, uint16_t port_be, uint8_t proto) const noexcept {
@@ -160,6 +166,9 @@ struct TableSet {
         return s.ct_ref == service && s.current().slot_of(ip, port_be, s.proto, hint) != 0;
     }
     const Route* find_route(Ip4 ip) const noexcept { return routes.lookup(ip); }
+    const PolicyTables& current_policy() const noexcept {
+        return *policy.load(std::memory_order_acquire);
+    }
 };
 
 /// The published pointer. One per dataplane; see TableSet for the rules.

@@ -21,9 +21,9 @@ underlay_create
 node_uplink 1
 node_uplink 2
 c1=$(kdp_node_config node1 1 "$(uplink_if 1)" flannel "a1:10.244.1.10:$(if_name a1)" \
-    "node2:2 node3:3:$FLANNEL_MAC")
+    "node2:2 node3:3:$FLANNEL_MAC" "$STATIC_POLICY")
 c2=$(kdp_node_config node2 2 "$(uplink_if 2)" flannel "b1:10.244.2.10:$(if_name b1)" \
-    "node1:1 node3:3:$FLANNEL_MAC")
+    "node1:1 node3:3:$FLANNEL_MAC" "$STATIC_POLICY")
 
 # node3, as Flannel sets up a node: flannel.1 holds the node's pod network address .0/32; each
 # remote pod CIDR is routed onlink via the remote's .0 address, whose neighbour entry is the

@@ -284,6 +284,10 @@ kdp_node_config() {
     printf '%s' "$f"
 }
 
+# Extra YAML for a node that runs on its static tables, with no control plane to send
+# NetworkPolicy: without it the node keeps pod traffic waiting for the first sync.
+STATIC_POLICY="network_policy: {before_sync: allow}"
+
 # vtep_mac N: the VTEP MAC used for node N (locally administered, unicast).
 vtep_mac() { printf '02:00:c6:33:64:%02x' "$1"; }
 

@@ -17,9 +17,9 @@ underlay_create
 node_uplink 1
 node_uplink 2
 c1=$(kdp_node_config node1 1 "$(uplink_if 1)" standard \
-    "a1:10.244.1.10:$(if_name a1) a2:10.244.1.11:$(if_name a2)" "node2:2")
+    "a1:10.244.1.10:$(if_name a1) a2:10.244.1.11:$(if_name a2)" "node2:2" "$STATIC_POLICY")
 c2=$(kdp_node_config node2 2 "$(uplink_if 2)" standard \
-    "b1:10.244.2.10:$(if_name b1) b2:10.244.2.11:$(if_name b2)" "node1:1")
+    "b1:10.244.2.10:$(if_name b1) b2:10.244.2.11:$(if_name b2)" "node1:1" "$STATIC_POLICY")
 start_dataplane node1 "$c1"
 start_dataplane node2 "$c2"
 pass "node1 198.51.100.1 (uplink $(uplink_if 1)) and node2 198.51.100.2 (uplink $(uplink_if 2)) ready"

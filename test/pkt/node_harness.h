@@ -138,10 +138,14 @@ public:
     }
 
     /// Launches the real worker loop on lcore 1 (params.real_worker).
-    void launch() { rte_eal_remote_launch(dataplane::worker_main, &worker_, 1); }
+    void launch() {
+        rte_eal_remote_launch(dataplane::worker_main, &worker_, 1);
+        launched_ = true;
+    }
     void stop() {
         stop_.store(true);
         rte_eal_wait_lcore(1);
+        launched_ = false;
     }
     /// Enqueues frames on a port's receive ring without running anything (the real worker
     /// is polling). Returns how many fit.
@@ -178,6 +182,9 @@ public:
     }
 
     ~NodeHarness() {
+        if (launched_) {
+            stop();  // a failed assertion returned early: the worker must not outlive us
+        }
         for (auto& [name, pid] : port_ids_) {
             rte_eth_dev_stop(pid);
             rte_eth_dev_close(pid);
@@ -320,6 +327,7 @@ private:
     dataplane::NodeContext node_;
     dataplane::Worker worker_;
     std::unique_ptr<api::TableManager> manager_;
+    bool launched_ = false;
     rte_rcu_qsbr* qsbr_ = nullptr;
     std::atomic<bool> stop_{false};
 };

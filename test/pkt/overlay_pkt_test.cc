@@ -28,6 +28,7 @@ const Ip4 kNode2Ip = ip("198.51.100.2");
 table::TableSpec spec(uint64_t gen, bool with_b = true) {
     table::TableSpec s;
     s.generation = gen;
+    s.policy.present = true;  // managed, no NetworkPolicy: nothing isolated
     s.routes.push_back(
         {"node2", kNode2Ip, *Prefix4::parse("10.244.2.0/24"), Mac::from_ip(kNode2Ip)});
     s.pods.push_back({"default/a", kIpA, "default/a"});

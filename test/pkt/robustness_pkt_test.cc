@@ -53,6 +53,7 @@ TEST(Robustness, RandomMutationsNeverCrashOrLeak) {
     NodeHarness h;
     table::TableSpec s;
     s.generation = 1;
+    s.policy.present = true;  // managed, no NetworkPolicy: nothing isolated
     s.routes.push_back({"node2", ip("198.51.100.2"), *Prefix4::parse("10.244.2.0/24"),
                         Mac::from_ip(ip("198.51.100.2"))});
     s.pods.push_back({"default/a", ip("10.244.1.10"), "default/a"});

@@ -52,6 +52,7 @@ inline table::TableSpec spec(uint64_t gen,
                              uint8_t proto = 6) {
     table::TableSpec s;
     s.generation = gen;
+    s.policy.present = true;  // managed, no NetworkPolicy: nothing isolated
     s.routes.push_back({"node2", kNode2, *Prefix4::parse("10.244.2.0/24"), Mac::from_ip(kNode2)});
     s.pods = {{"default/a", kA, "default/a"},
               {"default/b", kB, "default/b"},

@@ -16,6 +16,7 @@ namespace {
 table::TableSpec spec(uint64_t gen) {
     table::TableSpec s;
     s.generation = gen;
+    s.policy.present = true;  // managed, no NetworkPolicy: nothing isolated
     s.pods = {{"default/a", ip("10.244.1.10"), "default/a"},
               {"default/b", ip("10.244.1.11"), "default/b"}};
     // Churn that does not change the a -> b path: remote nodes come and go, services change.

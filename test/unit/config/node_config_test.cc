@@ -656,6 +656,21 @@ TEST(NodeConfig, ConntrackTimeoutsAreReadAndBounded) {
     EXPECT_NE(error_of(s.yaml()).find("gre"), std::string::npos) << error_of(s.yaml());
 }
 
+TEST(NodeConfig, PodTrafficWaitsForPolicyUnlessTheConfigAllowsIt) {
+    Sections s;
+    EXPECT_FALSE(parse_node_config(s.yaml()).policy_allow_before_sync)
+        << "the default: no window without enforcement";
+    s.extra = "network_policy: {before_sync: allow}\n";
+    EXPECT_TRUE(parse_node_config(s.yaml()).policy_allow_before_sync);
+    s.extra = "network_policy: {before_sync: deny}\n";
+    EXPECT_FALSE(parse_node_config(s.yaml()).policy_allow_before_sync);
+    s.extra = "network_policy: {before_sync: open}\n";
+    EXPECT_THAT(error_of(s.yaml()),
+                HasSubstr("network_policy.before_sync: \"open\" is not one of deny, allow"));
+    s.extra = "network_policy: {default: allow}\n";
+    EXPECT_THAT(error_of(s.yaml()), HasSubstr("default"));
+}
+
 TEST(NodeConfig, EveryErrorIsOneLine) {
     // A block scalar carries a newline into the value; the message must still be one line.
     Sections s;

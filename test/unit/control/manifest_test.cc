@@ -126,11 +126,13 @@ endpoints: [{addresses: [10.244.1.5]}]
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: deny}
+spec: {podSelector: {}}
 )")},
                                        m);
     ASSERT_TRUE(errors.empty()) << errors.front();
-    ASSERT_EQ(m.raw().size(), 1u);
-    EXPECT_TRUE(m.raw().count("NetworkPolicy/default/deny"));
+    ASSERT_EQ(m.network_policies().size(), 1u);
+    EXPECT_TRUE(m.network_policies().at("default/deny").ingress);
+    EXPECT_FALSE(m.network_policies().at("default/deny").egress);
     ASSERT_EQ(m.services().size(), 1u);
     EXPECT_EQ(m.services().at("prod/web").ports.at(0).port, 80);
     EXPECT_EQ(m.endpoint_slices().at("prod/web-1").service, "web");
