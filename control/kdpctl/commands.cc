@@ -25,8 +25,9 @@ using json = Json;
 constexpr const char* kUsage = R"(usage: kdpctl [--dataplane SOCK] [-o table|json|yaml] COMMAND
 
 commands:
-  get nodes|routes|pods|ports|services|endpoints
-                                 list what the dataplane has in force
+  get nodes|routes|pods|ports|services|endpoints|policy
+                                 list what the dataplane has in force (policy: each isolated
+                                 pod's allowed peers and ports, and the rule allowing each)
   get conntrack [--limit N]      tracked connections and affinity records (at most N)
   trace --from NS/POD|IP --to NS/POD|service:NS/NAME|IP --port N [--proto tcp|udp|sctp]
                                  run a crafted packet through the dataplane's real pipeline
@@ -208,7 +209,8 @@ json route_json(const v1::Route& r, bool local) {
 
 int get(DataplaneClient& client, const Args& a, std::ostream& out) {
     if (a.positional.size() != 2) {
-        throw UsageError("get needs one of: nodes, routes, pods, ports, services, endpoints");
+        throw UsageError(
+            "get needs one of: nodes, routes, pods, ports, services, endpoints, policy");
     }
     const std::string& what = a.positional[1];
     json rows = json::array();
@@ -273,6 +275,87 @@ int get(DataplaneClient& client, const Args& a, std::ostream& out) {
                {"RXQ", "rx_queues"},
                {"TXQ", "tx_queues"},
                {"DEVARGS", "devargs"}});
+    } else if (what == "policy" || what == "policies" || what == "netpol") {
+        // Per local pod that some NetworkPolicy selects: isolation, and each allowed
+        // (direction, peer, protocol, ports) with the rule that allows it.
+        const auto r = client.get_policy();
+        const auto& p = r.policy();
+        const auto id_name = [&](uint32_t id) -> std::string {
+            if (id == table::kIdentityAny) {
+                return "any";
+            }
+            return id >= 1 && static_cast<int>(id) <= p.identity_names_size()
+                       ? p.identity_names(static_cast<int>(id - 1))
+                       : fmt::format("identity {}", id);
+        };
+        if (a.format != Format::kTable) {
+            json pods = json::array();
+            for (const auto& pp : p.pods()) {
+                json rules = json::array();
+                for (const auto& x : pp.rules()) {
+                    rules.push_back(json{{"direction", x.direction()},
+                                         {"peer", id_name(x.identity())},
+                                         {"protocol", x.protocol()},
+                                         {"port_min", x.port_min()},
+                                         {"port_max", x.port_max()},
+                                         {"rule", static_cast<int>(x.rule()) < p.rule_names_size()
+                                                      ? p.rule_names(static_cast<int>(x.rule()))
+                                                      : std::string()}});
+                }
+                pods.push_back(json{{"pod", pp.pod()},
+                                    {"ip", pp.ip()},
+                                    {"ingress_isolated", pp.ingress_isolated()},
+                                    {"egress_isolated", pp.egress_isolated()},
+                                    {"rules", rules}});
+            }
+            const json j{{"generation", r.generation()},
+                         {"synced", r.synced()},
+                         {"identities", p.identity_names_size()},
+                         {"pods", pods}};
+            out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
+            return 0;
+        }
+        for (const auto& pp : p.pods()) {
+            const std::string iso = pp.ingress_isolated() && pp.egress_isolated() ? "ingress,egress"
+                                    : pp.ingress_isolated()                       ? "ingress"
+                                                                                  : "egress";
+            if (pp.rules_size() == 0) {
+                rows.push_back(json{{"pod", pp.pod()},
+                                    {"isolated", iso},
+                                    {"dir", "-"},
+                                    {"peer", "(nothing allowed)"},
+                                    {"ports", "-"},
+                                    {"rule", "-"}});
+            }
+            for (const auto& x : pp.rules()) {
+                const std::string ports =
+                    x.protocol() == "any" ? "any"
+                    : x.port_min() == x.port_max()
+                        ? fmt::format("{}/{}", x.port_min(), x.protocol())
+                    : x.port_min() == 0 && x.port_max() == 65535
+                        ? fmt::format("*/{}", x.protocol())
+                        : fmt::format("{}-{}/{}", x.port_min(), x.port_max(), x.protocol());
+                rows.push_back(json{{"pod", pp.pod()},
+                                    {"isolated", iso},
+                                    {"dir", x.direction()},
+                                    {"peer", id_name(x.identity())},
+                                    {"ports", ports},
+                                    {"rule", static_cast<int>(x.rule()) < p.rule_names_size()
+                                                 ? p.rule_names(static_cast<int>(x.rule()))
+                                                 : std::string()}});
+            }
+        }
+        out << fmt::format("NetworkPolicy generation {}: {}; {} isolated pods, {} identities\n",
+                           r.generation(),
+                           r.synced() ? "synced" : "NOT SYNCED (pod traffic waits for control)",
+                           p.pods_size(), p.identity_names_size());
+        print(out, a.format, rows,
+              {{"POD", "pod"},
+               {"ISOLATED", "isolated"},
+               {"DIR", "dir"},
+               {"PEER", "peer"},
+               {"PORTS", "ports"},
+               {"RULE", "rule"}});
     } else if (what == "services" || what == "service" || what == "svc") {
         const auto services = client.list_services();
         for (const auto& sv : services.services()) {
@@ -408,14 +491,10 @@ int get(DataplaneClient& client, const Args& a, std::ostream& out) {
             out << fmt::format("({} of {} entries shown; --limit N for more)\n", ct.entries_size(),
                                ct.total());
         }
-    } else if (what == "policies") {
-        // Named by the product spec; the dataplane has no such tables or RPCs yet.
-        throw std::runtime_error(fmt::format(
-            "get {}: not available yet (the dataplane API has no {} listing)", what, what));
     } else {
         throw UsageError(
             fmt::format("get: unknown resource \"{}\" (nodes, routes, pods, ports, services, "
-                        "endpoints)",
+                        "endpoints, policy, conntrack)",
                         what));
     }
     return 0;
@@ -484,14 +563,18 @@ int apply(DataplaneClient& client, const Args& a, std::ostream& out, std::ostrea
     const auto result = pusher.push(spec);
     if (a.format == Format::kTable) {
         out << fmt::format(
-            "applied generation {} to node {}: {} routes, {} pods, {} service ports\n",
-            result.generation, node, spec.routes.size(), spec.pods.size(), spec.services.size());
+            "applied generation {} to node {}: {} routes, {} pods, {} service ports, {} "
+            "NetworkPolicies ({} pods isolated here)\n",
+            result.generation, node, spec.routes.size(), spec.pods.size(), spec.services.size(),
+            model.network_policies().size(), spec.policy.pods.size());
     } else {
         const json j{{"node", node},
                      {"generation", result.generation},
                      {"routes", spec.routes.size()},
                      {"pods", spec.pods.size()},
-                     {"services", spec.services.size()}};
+                     {"services", spec.services.size()},
+                     {"network_policies", model.network_policies().size()},
+                     {"isolated_pods", spec.policy.pods.size()}};
         out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
     }
     return 0;

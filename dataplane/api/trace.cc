@@ -15,11 +15,66 @@
 #include "api/table_manager.h"
 #include "core/worker.h"
 #include "pkt/parse.h"
+#include "stage/policy.h"
 
 namespace kdp::api {
 namespace {
 
 constexpr uint16_t kTraceSport = 47000;  // the client port of the crafted packet
+
+// What NetworkPolicy says of a connection from `client` to `server`:`port` (after DNAT), seen
+// by the server as coming from `seen`: which policy rule allowed each isolated side, or that
+// none did. The same judge() the workers run on a connection's first packet.
+std::string policy_detail(const dataplane::NodeContext& n,
+                          const table::PolicyTables& pol,
+                          Ip4 client,
+                          Ip4 seen,
+                          Ip4 server,
+                          uint16_t port,
+                          uint8_t proto) {
+    if (!pol.synced) {
+        return "not synced: no NetworkPolicy from the control plane yet "
+               "(network_policy.before_sync: deny); only the node's own traffic passes";
+    }
+    const auto pod_name = [&](Ip4 ip) {
+        for (const auto& p : pol.spec.pods) {
+            if (p.ip == ip) {
+                return p.pod;
+            }
+        }
+        return ip.str();
+    };
+    const auto rule_name = [&](uint32_t rule) {
+        return rule != 0 && rule <= pol.spec.rule_names.size() ? pol.spec.rule_names[rule - 1]
+                                                               : fmt::format("rule {}", rule);
+    };
+    const dataplane::stage::PolicyVerdict v =
+        dataplane::stage::judge(n, pol, client, seen, server, rte_cpu_to_be_16(port), proto);
+    std::string out;
+    const auto add = [&](const std::string& s) { out += (out.empty() ? "" : "; ") + s; };
+    const auto verdict = [&](const char* dir, Ip4 pod, uint32_t rule) {
+        add(rule != 0 ? fmt::format("{} of {}: allowed by {}", dir, pod_name(pod), rule_name(rule))
+                      : fmt::format("{} of {}: no rule allows it (isolated for {})", dir,
+                                    pod_name(pod), dir));
+    };
+    const auto* from = pol.find_pod(client);
+    const auto* to = pol.find_pod(server);
+    if (v.egress_judged) {
+        verdict("egress", client, v.egress_rule);
+    } else if (from != nullptr && (from->isolation & table::PodPolicy::kEgressIsolated) != 0) {
+        add(fmt::format("egress of {}: to its own node, always allowed", pod_name(client)));
+    }
+    if (v.ingress_judged) {
+        verdict("ingress", server, v.ingress_rule);
+    } else if (to != nullptr && (to->isolation & table::PodPolicy::kIngressIsolated) != 0 &&
+               v.allowed) {
+        add(fmt::format("ingress of {}: from its own node, always allowed", pod_name(server)));
+    }
+    if (out.empty()) {
+        out = "no pod on this node isolated for this flow: allowed";
+    }
+    return out;
+}
 
 // Ethernet + IPv4 + a TCP SYN or an 8-byte UDP/SCTP-less header, checksums filled in.
 std::vector<uint8_t> craft(
@@ -59,6 +114,39 @@ std::vector<uint8_t> craft(
         l4[15] = 16;
     }
     ip->hdr_checksum = rte_ipv4_cksum(ip);
+    return f;
+}
+
+// `inner` (an Ethernet frame) as a VXLAN packet from node `from_ip` to this node.
+std::vector<uint8_t> encapsulate(const std::vector<uint8_t>& inner,
+                                 const dataplane::NodeContext& n,
+                                 Ip4 from_ip,
+                                 const Mac& from_mac) {
+    constexpr size_t kOuter = 14 + 20 + 8 + 8;
+    std::vector<uint8_t> f(kOuter + inner.size());
+    std::memcpy(f.data() + kOuter, inner.data(), inner.size());
+    std::memcpy(f.data(), n.node_mac.b.data(), 6);
+    std::memcpy(f.data() + 6, from_mac.b.data(), 6);
+    f[12] = 0x08;
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(f.data() + 14);
+    ip->version_ihl = 0x45;
+    ip->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(f.size() - 14));
+    ip->time_to_live = 64;
+    ip->next_proto_id = 17;
+    ip->src_addr = from_ip.be;
+    ip->dst_addr = n.node_ip.be;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    uint8_t* udp = f.data() + 34;
+    const uint16_t sp = rte_cpu_to_be_16(kTraceSport);
+    std::memcpy(udp, &sp, 2);
+    std::memcpy(udp + 2, &n.vxlan_port_be, 2);
+    const uint16_t len = rte_cpu_to_be_16(static_cast<uint16_t>(8 + 8 + inner.size()));
+    std::memcpy(udp + 4, &len, 2);  // checksum 0: none, as VXLAN senders do
+    uint8_t* vx = udp + 8;
+    vx[0] = 0x08;  // I flag: the VNI is valid
+    vx[4] = static_cast<uint8_t>(n.vni >> 16);
+    vx[5] = static_cast<uint8_t>(n.vni >> 8);
+    vx[6] = static_cast<uint8_t>(n.vni);
     return f;
 }
 
@@ -168,7 +256,18 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
             node);
     }
 
-    const std::vector<uint8_t> frame = craft(dst_mac, src_mac, src, dst, q.proto, q.port);
+    std::vector<uint8_t> frame = craft(dst_mac, src_mac, src, dst, q.proto, q.port);
+    std::string arrival;
+    if (in_port == node_.uplink_port) {
+        // A pod of another node arrives encapsulated by its node, as the real one would.
+        for (const auto& r : routes_) {
+            if (r.pod_cidr.contains(src)) {
+                frame = encapsulate(craft(node_.vtep_mac, r.vtep_mac, src, dst, q.proto, q.port),
+                                    node_, r.node_ip, Mac::from_ip(r.node_ip));
+                arrival = fmt::format(", in VXLAN from node {} ({})", r.node_name, r.node_ip.str());
+            }
+        }
+    }
     rte_mbuf* m = rte_pktmbuf_alloc(trace_pool_);
     if (m == nullptr) {
         return std::string("no mbuf free for the trace packet; try again");
@@ -188,8 +287,8 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
         }
         return std::string("?");
     }();
-    hop("parse", fmt::format("{} arriving on port {}",
-                             flow_text(q.proto, src, kTraceSport, dst, q.port), in_name));
+    hop("parse", fmt::format("{} arriving on port {}{}",
+                             flow_text(q.proto, src, kTraceSport, dst, q.port), in_name, arrival));
     const table::CtKey key{src.be, dst.be, to_be16(kTraceSport), to_be16(q.port), q.proto, 0, 0};
     const table::CtHit hit = node_.conntrack->lookup(key);
     hop("conntrack", hit.index == table::kCtNone
@@ -217,6 +316,8 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
         svc = &t->services[fe->service].current().spec;
     }
     bool sent = false;
+    Ip4 pol_server = dst, pol_seen = src;  // the connection NetworkPolicy judges
+    uint16_t pol_port = q.port;
     for (uint16_t port = 0; port < RTE_MAX_ETHPORTS; ++port) {
         dataplane::TxBuffer& tx = w->tx[port];
         for (uint16_t i = 0; i < tx.count; ++i) {
@@ -286,6 +387,9 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
                 hop("snat", fmt::format("source rewritten to {}:{}", isrc.str(), isp));
             }
             out.seen_src = isrc.str();
+            pol_server = idst;
+            pol_port = idp;
+            pol_seen = isrc;
             hop(via.empty() ? "output" : "vxlan_encap",
                 via.empty() ? fmt::format("{} out of port {}",
                                           flow_text(iproto, isrc, isp, idst, idp), port_name)
@@ -301,6 +405,25 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
         out.verdict = "allow";
         sent = true;
         rte_pktmbuf_free(w->held[i].m);
+    }
+    if (out.verdict != "reject") {
+        // Judged after DNAT (and SNAT), before the packet leaves: shown in that place.
+        const table::PolicyTables* pol = t->policy.load(std::memory_order_acquire);
+        std::string detail;
+        if (svc != nullptr && pol_server == dst && !sent) {
+            detail = fmt::format("{} (judged against the backend after DNAT)",
+                                 pol->synced ? "no rule allows this client to the backend chosen"
+                                             : "not synced: no NetworkPolicy from the control "
+                                               "plane yet");
+        } else {
+            detail = policy_detail(tn, *pol, src, pol_seen, pol_server, pol_port, q.proto);
+        }
+        auto at = out.hops.begin();
+        while (at != out.hops.end() &&
+               (at->stage == "parse" || at->stage == "conntrack" || at->stage == "service")) {
+            ++at;
+        }
+        out.hops.insert(at, TraceHop{node, "policy", std::move(detail)});
     }
     if (!sent) {
         out.verdict = "deny";

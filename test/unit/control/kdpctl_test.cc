@@ -63,7 +63,8 @@ TEST_F(KdpctlTest, ApplyCompilesForTheDataplanesOwnNodeAndSyncs) {
     const auto file = dir_.write("c.yaml", kManifest);
     ASSERT_EQ(run_cmd({"apply", "-f", file}), 0) << err_.str();
     EXPECT_EQ(out_.str(),
-              "applied generation 1 to node node-a: 1 routes, 1 pods, 0 service ports\n");
+              "applied generation 1 to node node-a: 1 routes, 1 pods, 0 service ports, 0 "
+              "NetworkPolicies (0 pods isolated here)\n");
     EXPECT_EQ(backend_.tables().generation, 1u);
 
     ASSERT_EQ(run_cmd({"get", "routes"}), 0) << err_.str();
@@ -82,7 +83,8 @@ TEST_F(KdpctlTest, ApplyCompilesForTheDataplanesOwnNodeAndSyncs) {
     // Applying again moves the generation on; --node picks another node's view.
     ASSERT_EQ(run_cmd({"apply", "-f", file, "--node", "node-b"}), 0) << err_.str();
     EXPECT_EQ(out_.str(),
-              "applied generation 2 to node node-b: 1 routes, 0 pods, 0 service ports\n");
+              "applied generation 2 to node node-b: 1 routes, 0 pods, 0 service ports, 0 "
+              "NetworkPolicies (0 pods isolated here)\n");
     EXPECT_EQ(backend_.tables().routes.at(0).node_name, "node-a");
 
     // A state the dataplane refuses is one line and exit 1, nothing applied.
@@ -96,6 +98,43 @@ status: {podIP: 10.9.9.9}
     ASSERT_EQ(run_cmd({"apply", "-f", moved}), 1);
     EXPECT_THAT(err_.str(), HasSubstr("outside the node pod CIDR"));
     EXPECT_EQ(backend_.tables().generation, 2u);
+}
+
+TEST_F(KdpctlTest, NetworkPolicyIsAppliedAndListedWithTheRulesThatAllow) {
+    const auto file = dir_.write("p.yaml", std::string(kManifest) + R"(---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: prod, labels: {app: client}}
+spec: {nodeName: node-b}
+status: {podIP: 10.244.2.7}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-client, namespace: prod}
+spec:
+  podSelector: {}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 80}, {protocol: UDP, port: 5000, endPort: 5010}]
+)");
+    ASSERT_EQ(run_cmd({"get", "policy"}), 0) << err_.str();
+    EXPECT_THAT(out_.str(), HasSubstr("NOT SYNCED")) << "the fake backend starts without policy";
+    ASSERT_EQ(run_cmd({"apply", "-f", file}), 0) << err_.str();
+    EXPECT_EQ(out_.str(),
+              "applied generation 1 to node node-a: 1 routes, 1 pods, 0 service ports, 1 "
+              "NetworkPolicies (1 pods isolated here)\n");
+    ASSERT_EQ(run_cmd({"get", "policy"}), 0) << err_.str();
+    EXPECT_THAT(out_.str(), HasSubstr("generation 1: synced; 1 isolated pods"));
+    EXPECT_THAT(out_.str(), HasSubstr("prod/web  ingress   ingress  prod {app=client}  80/tcp"));
+    EXPECT_THAT(out_.str(), HasSubstr("5000-5010/udp  prod/web-from-client ingress[0]"));
+    ASSERT_EQ(run_cmd({"get", "policy", "-o", "json"}), 0) << err_.str();
+    const json j = json::parse(out_.str());
+    EXPECT_EQ(j["synced"], true);
+    ASSERT_EQ(j["pods"].size(), 1u);
+    EXPECT_EQ(j["pods"][0]["pod"], "prod/web");
+    EXPECT_EQ(j["pods"][0]["ingress_isolated"], true);
+    EXPECT_EQ(j["pods"][0]["egress_isolated"], false);
+    EXPECT_EQ(j["pods"][0]["rules"].size(), 2u);
 }
 
 TEST_F(KdpctlTest, ServicesAndEndpointsFromManifests) {
@@ -118,7 +157,8 @@ spec:
 )");
     ASSERT_EQ(run_cmd({"apply", "-f", file}), 0) << err_.str();
     EXPECT_EQ(out_.str(),
-              "applied generation 1 to node node-a: 1 routes, 1 pods, 1 service ports\n");
+              "applied generation 1 to node node-a: 1 routes, 1 pods, 1 service ports, 0 "
+              "NetworkPolicies (0 pods isolated here)\n");
     ASSERT_EQ(run_cmd({"get", "services"}), 0) << err_.str();
     EXPECT_EQ(out_.str(),
               "NAME           PROTO  FRONTENDS                        READY  POLICY\n"
@@ -272,12 +312,8 @@ TEST_F(KdpctlTest, BadArgumentsExitTwoWithOneLine) {
     EXPECT_EQ(run_cmd({"get", "widgets"}), 2);
     EXPECT_EQ(err_.str(),
               "kdpctl: get: unknown resource \"widgets\" (nodes, routes, pods, ports, services, "
-              "endpoints) (see kdpctl --help)\n");
+              "endpoints, policy, conntrack) (see kdpctl --help)\n");
     EXPECT_EQ(run_cmd({"frobnicate"}), 2);
-    EXPECT_EQ(run_cmd({"get", "policies"}), 1);  // named by the spec, not served yet
-    EXPECT_EQ(err_.str(),
-              "kdpctl: get policies: not available yet (the dataplane API has no policies "
-              "listing)\n");
     EXPECT_EQ(run_cmd({"get", "pods", "-o", "xml"}), 2);
     EXPECT_EQ(run_cmd({"apply"}), 2);
     EXPECT_EQ(run_cmd({}), 2);
