@@ -103,12 +103,40 @@ step_services() {
     pass "a1 -> 10.96.0.99:80 (no endpoints): connection refused at once, not a timeout"
 }
 
+step_policy() {
+    step "NetworkPolicy: web pods take http only from the client"
+    local n out kdpctl="$KDP_BUILD_DIR/control/kdpctl" manifests="$ROOT/config/cluster/demo.yaml"
+    local policy="$ROOT/config/cluster/policy.yaml"
+    for n in node1 node2; do
+        "$kdpctl" --dataplane "$(api_socket "$n")" apply -f "$manifests" -f "$policy" --node "$n" \
+            >/dev/null || fail "kdpctl apply with the policy to $n failed"
+    done
+    pass "kdpctl apply -f config/cluster/demo.yaml -f config/cluster/policy.yaml (both nodes)"
+    log "  node2's policy (kdpctl get policy):"
+    "$kdpctl" --dataplane "$(api_socket node2)" get policy | sed 's/^/    /'
+    out=$(whoami "$A1" 10.244.2.10 80) || fail "a1 (app=client) -> b1:80 was refused: $out"
+    pass "a1 (app=client) -> b1 10.244.2.10:80 allowed: $out"
+    out=$(whoami "$A2" 10.244.2.10 80) && fail "a2 (app=web) -> b1:80 got through: $out"
+    pass "a2 (app=web) -> b1 10.244.2.10:80 blocked: no answer, dropped by node2"
+    log "  kdpctl trace on node2, from a2 (blocked) and from a1 (allowed) to b1:80:"
+    "$kdpctl" --dataplane "$(api_socket node2)" trace --from 10.244.1.11 --to default/b1 --port 80 \
+        | sed 's/^/    /'
+    "$kdpctl" --dataplane "$(api_socket node2)" trace --from 10.244.1.10 --to default/b1 --port 80 \
+        | sed 's/^/    /'
+    for n in node1 node2; do
+        "$kdpctl" --dataplane "$(api_socket "$n")" apply -f "$manifests" --node "$n" >/dev/null \
+            || fail "kdpctl apply without the policy to $n failed"
+    done
+    out=$(whoami "$A2" 10.244.2.10 80) || fail "a2 -> b1:80 still blocked after the policy went: $out"
+    pass "policy removed: a2 -> b1:80 answered again: $out"
+}
+
 step_counters() {
     step "dataplane counters (DPDK telemetry /kdp/stats)"
     print_nodes_stats node1 node2
 }
 
-STEPS=(step_cluster step_pods step_control step_ping step_tcp step_services step_counters)
+STEPS=(step_cluster step_pods step_control step_ping step_tcp step_services step_policy step_counters)
 for s in "${STEPS[@]}"; do
     "$s"
 done
