@@ -19,6 +19,7 @@
 
 #include "common/cpu_cycles.h"
 #include "common/pkt_builder.h"
+#include "pipeline/rounds.h"
 #include "pkt/node_harness.h"
 
 namespace kdp::test {
@@ -51,6 +52,7 @@ NodeParams params(uint32_t conntrack) {
 table::TableSpec spec(uint32_t services) {
     table::TableSpec s;
     s.generation = 1;
+    s.policy.present = true;  // managed, no NetworkPolicy: nothing isolated
     s.routes.push_back(
         {"node2", ip("198.51.100.2"), *Prefix4::parse("10.244.2.0/24"), mac("02:00:00:00:02:02")});
     for (int i = 0; i < kClientPods; ++i) {
@@ -118,13 +120,6 @@ struct Bench {
     }
 };
 
-void report(benchmark::State& state, uint64_t cycles, uint64_t packets) {
-    state.counters["cycles/pkt"] = packets ? static_cast<double>(cycles) / packets : 0;
-    state.counters["Mpps@core"] =
-        cycles ? static_cast<double>(packets) * rte_get_tsc_hz() / cycles / 1e6 : 0;
-    state.SetItemsProcessed(static_cast<int64_t>(packets));
-}
-
 // Established: every connection is tracked first (its SYN went through), then rounds replay
 // packets of those connections.
 void BM_ServiceEstablished(benchmark::State& state) {
@@ -165,10 +160,7 @@ void BM_ServiceNewConnections(benchmark::State& state) {
     for (auto _ : state) {
         if (at + 32 > per_pod) {
             state.PauseTiming();
-            now += 100'000'000'000ull;  // 1e5 s later: past every timeout
-            for (int i = 0; i < 1'000'000 && b.h.conntrack().size() != 0; ++i) {
-                dataplane::conntrack_maintenance(b.h.worker(), nullptr, now);
-            }
+            expire_all(b.h, now);
             at = 0;
             state.ResumeTiming();
         }
