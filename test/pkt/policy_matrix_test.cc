@@ -1,12 +1,16 @@
 // The Kubernetes e2e NetworkPolicy model, judged by kdp: namespaces x, y, z; pods a, b, c in
 // each (labels pod=<name>, namespaces ns=<name>), spread over two nodes; ports 80 and 81 over
 // TCP, UDP and SCTP, plus 53 for DNS. For each case, manifests go through kdp-control's model
-// and compiler, over the wire format (policy_to_proto / policy_from_proto) into the workers'
-// tables (build_policy), and every (from, to, port, protocol) probe is judged by the very
-// function the pipeline calls on a connection's first packet (stage::judge), on the source
-// pod's node (egress) and on the destination pod's node (ingress). The whole reachability
-// matrix is compared with one written by hand from the policy text, and printed as a truth
-// table when they differ.
+// and compiler, over the wire format (policy_to_proto / policy_from_proto) into two real
+// nodes' TableManagers (NodeHarness: the production pipeline on net_ring ports), and every
+// (from, to, port, protocol) probe is a real packet: sent from the source pod's port, through
+// node1's or node2's pipeline, VXLAN-encapsulated and carried to the other node's uplink when
+// the destination is there; reachable when it comes out of the destination pod's port. Each
+// probe is also judged by the function the pipeline calls on a first packet (stage::judge)
+// on the tables built from the same spec, and both must agree; the reply of every allowed
+// probe must come back to the source pod. The whole reachability matrix
+// is compared with one written by hand from the policy text, and printed as a truth table
+// when they differ.
 #include <array>
 #include <functional>
 #include <map>
@@ -21,9 +25,10 @@
 #include "compile/policy.h"
 #include "manifest/manifest.h"
 #include "model/model.h"
+#include "node_harness.h"
 #include "stage/policy.h"
 
-namespace kdp {
+namespace kdp::test {
 namespace {
 
 using nlohmann::json;
@@ -67,8 +72,114 @@ const char* proto_name(uint8_t p) {
     return p == kTcp ? "TCP" : p == kUdp ? "UDP" : "SCTP";
 }
 
+// Two nodes of real pipelines, shared by every case of the suite (each case applies its own
+// tables; every probe is a new connection with a source port of its own).
+struct PacketCluster {
+    std::map<int, std::unique_ptr<NodeHarness>> nodes;
+    uint16_t next_sport = 1024;
+    uint64_t generation = 0;
+
+    explicit PacketCluster(const std::vector<PodRef>& pods) {
+        for (int n = 1; n <= 2; ++n) {
+            NodeParams p;
+            p.name = fmt::format("node{}", n);
+            p.node_ip = *Ip4::parse(fmt::format("198.51.100.{}", n));
+            p.node_mac = mac(fmt::format("02:00:00:00:0{}:0{}", n, n).c_str());
+            p.pod_cidr = *Prefix4::parse(fmt::format("10.244.{}.0/24", n));
+            p.gateway = *Ip4::parse(fmt::format("10.244.{}.1", n));
+            p.gateway_mac = Mac::from_ip(p.gateway);
+            p.vtep_mac = Mac::from_ip(p.node_ip);
+            p.conntrack = 1 << 16;
+            p.pod_ports.clear();
+            for (const PodRef& pod : pods) {
+                if (pod.node == n) {
+                    p.pod_ports.push_back(pod.str());
+                }
+            }
+            nodes[n] = std::make_unique<NodeHarness>(p);
+        }
+    }
+
+    // Both nodes' tables: routes to the other node, the local pods, the compiled policy.
+    void apply(const std::vector<PodRef>& pods, const std::map<int, table::PolicySpec>& policy) {
+        ++generation;
+        for (int n = 1; n <= 2; ++n) {
+            const NodeParams& peer = nodes[3 - n]->params();
+            table::TableSpec s;
+            s.generation = generation;
+            s.routes.push_back({peer.name, peer.node_ip, peer.pod_cidr, peer.vtep_mac});
+            for (const PodRef& pod : pods) {
+                if (pod.node == n) {
+                    s.pods.push_back({pod.str(), pod.ip, pod.str()});
+                }
+            }
+            s.policy = policy.at(n);
+            ASSERT_EQ(nodes[n]->manager().apply_tables(s), std::nullopt);
+        }
+        if (generation == 1) {
+            // Each node learns the other's underlay MAC, as after the first ARP exchange.
+            for (int n = 1; n <= 2; ++n) {
+                const NodeParams& self = nodes[n]->params();
+                const NodeParams& peer = nodes[3 - n]->params();
+                nodes[n]->inject("uplink", ether(self.node_mac, peer.node_mac, 0x0806,
+                                                 arp(2, peer.node_mac, peer.node_ip, self.node_mac,
+                                                     self.node_ip)));
+                nodes[n]->collect("uplink");
+            }
+        }
+    }
+
+    // Sends a first packet from -> to:port over proto; whether it came out of to's port.
+    bool probe(const PodRef& from, const PodRef& to, uint16_t port, uint8_t proto) {
+        NodeHarness& src = *nodes[from.node];
+        NodeHarness& dst = *nodes[to.node];
+        const uint16_t sport = next_sport++;
+        if (next_sport == 0) {
+            next_sport = 1024;
+        }
+        src.inject(from.str(), ether(src.params().gateway_mac, Mac::from_ip(from.ip), 0x0800,
+                                     ipv4(from.ip, to.ip, {proto, sport, port, 0x02}, 8)));
+        if (from.node != to.node) {
+            const std::vector<Bytes> wire = src.collect("uplink");
+            if (wire.empty()) {
+                return false;
+            }
+            EXPECT_EQ(wire.size(), 1u);
+            dst.inject("uplink", wire);
+        }
+        const std::vector<Bytes> out = dst.collect(to.str());
+        if (out.size() != 1) {
+            EXPECT_EQ(out.size(), 0u) << from.str() << " -> " << to.str();
+            return false;
+        }
+        // What arrives is the probe itself, addresses and ports untouched.
+        const Bytes& f = out[0];
+        EXPECT_EQ(get32(&f[14 + 12]), from.ip.host());
+        EXPECT_EQ(get32(&f[14 + 16]), to.ip.host());
+        EXPECT_EQ(get16(&f[14 + 20]), sport);
+        EXPECT_EQ(get16(&f[14 + 22]), port);
+        EXPECT_EQ(f[14 + 9], proto);
+        // The reply of an allowed connection comes back, whatever isolates either side.
+        dst.inject(to.str(), ether(dst.params().gateway_mac, Mac::from_ip(to.ip), 0x0800,
+                                   ipv4(to.ip, from.ip, {proto, port, sport, 0x12}, 8)));
+        if (from.node != to.node) {
+            src.inject("uplink", dst.collect("uplink"));
+        }
+        EXPECT_EQ(src.collect(from.str()).size(), 1u)
+            << "the reply " << to.str() << " -> " << from.str() << " of an allowed connection";
+        return true;
+    }
+};
+
 class PolicyMatrix : public ::testing::Test {
 protected:
+    static void SetUpTestSuite() { cluster_ = new PacketCluster(cluster_pods()); }
+    static void TearDownTestSuite() {
+        delete cluster_;
+        cluster_ = nullptr;
+    }
+    static inline PacketCluster* cluster_ = nullptr;
+
     PolicyMatrix() : pods_(cluster_pods()) {
         for (int n = 1; n <= 2; ++n) {
             model_.upsert(json::parse(fmt::format(
@@ -136,8 +247,10 @@ protected:
         ASSERT_TRUE(model_.remove("NetworkPolicy", ns, name));
     }
 
-    // Compiles both nodes' policy and sends it over the wire format into worker tables.
+    // Compiles both nodes' policy and sends it over the wire format into worker tables, and
+    // into the two nodes of real pipelines.
     void compile() {
+        std::map<int, table::PolicySpec> specs;
         for (int n = 1; n <= 2; ++n) {
             const table::PolicySpec spec =
                 control::compile_policy(model_, fmt::format("node{}", n));
@@ -149,7 +262,9 @@ protected:
             ASSERT_EQ(api::policy_from_proto(wire, back), std::nullopt);
             ASSERT_TRUE(back == spec) << "the wire format loses nothing";
             tables_[n] = api::build_policy(back, ++epoch_);
+            specs[n] = back;
         }
+        cluster_->apply(pods_, specs);
     }
 
     // Whether a connection's first packet passes both nodes' checks.
@@ -193,7 +308,11 @@ protected:
                     table += fmt::format("\n{:>5} ", from.str());
                     for (const PodRef& to : pods_) {
                         const bool want = expect(from, to, port, proto);
-                        const bool got = reachable({&from, &to, {}, port, proto});
+                        const bool got = cluster_->probe(from, to, port, proto);
+                        const bool judged = reachable({&from, &to, {}, port, proto});
+                        EXPECT_EQ(got, judged)
+                            << from.str() << " -> " << to.str() << ":" << port << "/"
+                            << proto_name(proto) << ": the packet and judge() disagree";
                         ++probes;
                         differs |= want != got;
                         table += want == got
@@ -614,4 +733,4 @@ spec:
 }
 
 }  // namespace
-}  // namespace kdp
+}  // namespace kdp::test
