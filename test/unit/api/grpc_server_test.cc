@@ -414,6 +414,73 @@ TEST_F(GrpcServerTest, BadServicesAreRefusedNamingTheField) {
     EXPECT_EQ(backend_.applies(), 0);
 }
 
+TEST_F(GrpcServerTest, PolicyRoundTripsAndBadPolicyIsRefusedNamingTheField) {
+    v1::Policy p;
+    auto* peer = p.add_peers();
+    peer->set_ip("10.244.2.7");
+    peer->set_identity(1);
+    auto* cidr = p.add_cidrs();
+    cidr->set_cidr("0.0.0.0/0");
+    cidr->set_identity(2);
+    auto* pod = p.add_pods();
+    pod->set_pod("ns/web");
+    pod->set_ip("10.244.1.5");
+    pod->set_ingress_isolated(true);
+    auto* r = pod->add_rules();
+    r->set_direction("ingress");
+    r->set_identity(1);
+    r->set_protocol("tcp");
+    r->set_port_min(80);
+    r->set_port_max(80);
+    r->set_rule(0);
+    p.add_rule_names("ns/web-allow ingress[0]");
+    p.add_identity_names("ns {app=client}");
+    p.add_identity_names("cidr 0.0.0.0/0");
+
+    v1::SyncTablesRequest req;
+    req.set_generation(3);
+    *req.mutable_policy() = p;
+    v1::SyncTablesResponse resp;
+    {
+        grpc::ClientContext ctx;
+        ASSERT_TRUE(stub_->SyncTables(&ctx, req, &resp).ok());
+    }
+    v1::GetPolicyResponse got;
+    {
+        grpc::ClientContext ctx;
+        ASSERT_TRUE(stub_->GetPolicy(&ctx, {}, &got).ok());
+    }
+    EXPECT_EQ(got.generation(), 3u);
+    EXPECT_TRUE(got.synced());
+    EXPECT_EQ(got.policy().SerializeAsString(), p.SerializeAsString()) << "every field back";
+
+    const auto expect_refused = [&](const v1::Policy& bad, const std::string& needle) {
+        v1::SyncTablesRequest b;
+        b.set_generation(9);
+        *b.mutable_policy() = bad;
+        grpc::ClientContext ctx;
+        const grpc::Status s = stub_->SyncTables(&ctx, b, &resp);
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << needle;
+        EXPECT_NE(s.error_message().find(needle), std::string::npos) << s.error_message();
+    };
+    v1::Policy bad = p;
+    bad.mutable_pods(0)->mutable_rules(0)->set_direction("sideways");
+    expect_refused(bad, "direction \"sideways\" is not ingress or egress");
+    bad = p;
+    bad.mutable_pods(0)->mutable_rules(0)->set_protocol("icmp");
+    expect_refused(bad, "policy.pods[0] (ns/web).rules[0]");
+    bad = p;
+    bad.mutable_pods(0)->mutable_rules(0)->set_port_max(70000);
+    expect_refused(bad, "70000");
+    bad = p;
+    bad.mutable_peers(0)->set_ip("10.244.2.300");
+    expect_refused(bad, "policy.peers[0].ip");
+    bad = p;
+    bad.mutable_cidrs(0)->set_cidr("10.0.0.1/8");
+    expect_refused(bad, "policy.cidrs[0].cidr");
+    EXPECT_EQ(backend_.tables().generation, 3u) << "nothing refused was applied";
+}
+
 TEST_F(GrpcServerTest, UpdateUpsertsAndDeletesServices) {
     ASSERT_TRUE(
         sync_services(3, {service("ns/a:x", "10.96.0.1", 80), service("ns/b:x", "10.96.0.2", 80)})

@@ -167,6 +167,80 @@ INSTANTIATE_TEST_SUITE_P(
     AllPaths,
     ManifestErrors,
     ::testing::Values(
+        ErrorCase{"PolicyWithoutPodSelector",
+                  "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, "
+                  "namespace: ns}\nspec: {ingress: [{}]}\n",
+                  "document 1: NetworkPolicy \"ns/p\": spec.podSelector: missing ({} selects every "
+                  "pod of the namespace)"},
+        ErrorCase{
+            "PolicyBadOperator",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: "
+            "ns}\nspec: {podSelector: {matchExpressions: [{key: app, operator: Has, values: "
+            "[a]}]}}\n",
+            "document 1: NetworkPolicy \"ns/p\": spec.podSelector.matchExpressions[0].operator: "
+            "\"Has\" is not In, NotIn, Exists or DoesNotExist"},
+        ErrorCase{
+            "PolicyInWithoutValues",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: "
+            "ns}\nspec: {podSelector: {matchExpressions: [{key: app, operator: In}]}}\n",
+            "document 1: NetworkPolicy \"ns/p\": spec.podSelector.matchExpressions[0].values: must "
+            "be non-empty for In"},
+        ErrorCase{"PolicyExistsWithValues",
+                  "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, "
+                  "namespace: ns}\nspec: {podSelector: {matchExpressions: [{key: app, operator: "
+                  "Exists, values: [a]}]}}\n",
+                  "document 1: NetworkPolicy \"ns/p\": "
+                  "spec.podSelector.matchExpressions[0].values: must be empty for Exists"},
+        ErrorCase{"PolicyExceptOutsideCidr",
+                  "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, "
+                  "namespace: ns}\nspec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: "
+                  "10.0.0.0/8, except: [192.0.2.0/24]}}]}]}\n",
+                  "document 1: NetworkPolicy \"ns/p\": spec.ingress[0].from[0].ipBlock.except[0]: "
+                  "\"192.0.2.0/24\" is not a strict subset of cidr \"10.0.0.0/8\""},
+        ErrorCase{
+            "PolicyBadCidr",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: "
+            "ns}\nspec: {podSelector: {}, egress: [{to: [{ipBlock: {cidr: 10.0.0.300/8}}]}]}\n",
+            "document 1: NetworkPolicy \"ns/p\": spec.egress[0].to[0].ipBlock.cidr: "
+            "\"10.0.0.300/8\" is not a CIDR"},
+        ErrorCase{"PolicyIpBlockAndSelector",
+                  "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, "
+                  "namespace: ns}\nspec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: "
+                  "10.0.0.0/8}, podSelector: {}}]}]}\n",
+                  "document 1: NetworkPolicy \"ns/p\": spec.ingress[0].from[0]: may not specify "
+                  "both ipBlock and a selector"},
+        ErrorCase{"PolicyEmptyPeer",
+                  "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, "
+                  "namespace: ns}\nspec: {podSelector: {}, ingress: [{from: [{}]}]}\n",
+                  "document 1: NetworkPolicy \"ns/p\": spec.ingress[0].from[0]: must specify a "
+                  "podSelector, a namespaceSelector or an ipBlock"},
+        ErrorCase{
+            "PolicyEndPortWithNamedPort",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: "
+            "ns}\nspec: {podSelector: {}, ingress: [{ports: [{port: http, endPort: 90}]}]}\n",
+            "document 1: NetworkPolicy \"ns/p\": spec.ingress[0].ports[0].endPort: may only be "
+            "given with a numeric port"},
+        ErrorCase{
+            "PolicyEndPortBelowPort",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: "
+            "ns}\nspec: {podSelector: {}, ingress: [{ports: [{port: 90, endPort: 80}]}]}\n",
+            "document 1: NetworkPolicy \"ns/p\": spec.ingress[0].ports[0].endPort: 80 is less than "
+            "port 90"},
+        ErrorCase{
+            "PolicyBadProtocol",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: "
+            "ns}\nspec: {podSelector: {}, ingress: [{ports: [{protocol: ICMP, port: 1}]}]}\n",
+            "document 1: NetworkPolicy \"ns/p\": spec.ingress[0].ports[0].protocol: \"ICMP\" is "
+            "not TCP, UDP or SCTP"},
+        ErrorCase{"PolicyBadPolicyType",
+                  "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, "
+                  "namespace: ns}\nspec: {podSelector: {}, policyTypes: [Sideways]}\n",
+                  "document 1: NetworkPolicy \"ns/p\": spec.policyTypes[0]: \"Sideways\" is not "
+                  "Ingress or Egress"},
+        ErrorCase{"PolicyUnknownField",
+                  "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, "
+                  "namespace: ns}\nspec: {podSelector: {}, ingres: [{}]}\n",
+                  "document 1: NetworkPolicy \"ns/p\": spec.ingres: unknown field"},
         ErrorCase{"UnknownKind", "apiVersion: v1\nkind: Foo\nmetadata: {name: x}\n",
                   "document 1: unknown kind \"Foo\""},
         ErrorCase{"UnknownApiVersion",
