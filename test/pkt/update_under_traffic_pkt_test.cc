@@ -2,7 +2,10 @@
 // its own lcore while the control side publishes a thousand table versions through RCU. Not
 // one packet may be lost to the updates, by the counters and by count at the far end, and
 // every retired version must be freed only after the worker has moved past it (ASan would see
-// a use after free otherwise).
+// a use after free otherwise). The NetworkPolicy changes with every version too — b isolated
+// for ingress, a for egress, both or neither, always allowing the stream — so the connection's
+// cached verdict is judged again after every change, racing the updates; later policy-only
+// updates take the in-place swap path.
 #include <chrono>
 #include <thread>
 
@@ -13,10 +16,34 @@
 namespace kdp::test {
 namespace {
 
+// A policy that isolates b (gen & 1) and a (gen & 2), each allowing the a -> b stream.
+table::PolicySpec policy(uint64_t gen) {
+    table::PolicySpec p;
+    p.present = true;
+    p.peers = {{ip("10.244.1.10"), 1}, {ip("10.244.1.11"), 2}};
+    p.rule_names = {"default/b-in ingress[0]", "default/a-out egress[0]"};
+    if (gen & 1) {
+        p.pods.push_back({"default/b",
+                          ip("10.244.1.11"),
+                          true,
+                          false,
+                          {{table::PolicyDir::kIngress, 1, 17, 2000,
+                            static_cast<uint16_t>(2000 + gen % 7), 0}}});
+    }
+    if (gen & 2) {
+        p.pods.push_back({"default/a",
+                          ip("10.244.1.10"),
+                          false,
+                          true,
+                          {{table::PolicyDir::kEgress, 2, 0, 0, 65535, 1}}});
+    }
+    return p;
+}
+
 table::TableSpec spec(uint64_t gen) {
     table::TableSpec s;
     s.generation = gen;
-    s.policy.present = true;  // managed, no NetworkPolicy: nothing isolated
+    s.policy = policy(gen);
     s.pods = {{"default/a", ip("10.244.1.10"), "default/a"},
               {"default/b", ip("10.244.1.11"), "default/b"}};
     // Churn that does not change the a -> b path: remote nodes come and go, services change.
@@ -57,7 +84,14 @@ TEST(UpdateUnderTraffic, NoPacketIsLostToAThousandUpdates) {
         // pause leaves the two CPUs to the worker and the traffic as well.
         uint64_t gen = 1002;
         while (sending.load()) {
-            ASSERT_EQ(h.manager().apply_tables(spec(gen++)), std::nullopt);
+            if (gen % 2 == 0) {
+                ASSERT_EQ(h.manager().apply_tables(spec(gen++)), std::nullopt);
+            } else {
+                table::TableUpdate u;  // policy only: swapped in place
+                u.generation = gen;
+                u.policy = policy(gen++);
+                ASSERT_EQ(h.manager().apply_update(u), std::nullopt);
+            }
             updates.fetch_add(1);
             std::this_thread::sleep_for(std::chrono::microseconds(20));
         }
