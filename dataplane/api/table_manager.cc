@@ -659,3 +659,107 @@ StatsSnapshot TableManager::stats() const {
 }
 
 }  // namespace kdp::api
+
+namespace kdp::api {
+
+std::optional<std::string> TableManager::republish_locked() {
+    if (!current_) {
+        return std::nullopt;  // nothing published yet: the first apply binds the ports
+    }
+    const table::TableSpec spec = tables_locked();
+    std::string err;
+    ServiceMap services;
+    std::unique_ptr<table::TableSet> next = build(spec, services, err);
+    if (!next) {
+        return err;
+    }
+    ref_.current.store(next.get(), std::memory_order_release);
+    synchronize();
+    current_ = std::move(next);
+    policy_ = current_->policy_owner;
+    services_.swap(services);
+    return std::nullopt;
+}
+
+void TableManager::publish_rx_locked(std::vector<std::vector<dataplane::RxQueue>> lists) {
+    std::vector<std::unique_ptr<const std::vector<dataplane::RxQueue>>> next;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+        next.push_back(
+            std::make_unique<const std::vector<dataplane::RxQueue>>(std::move(lists[i])));
+        workers_[i]->live_rxqs.store(next.back().get(), std::memory_order_release);
+    }
+    synchronize();
+    rx_lists_.swap(next);  // the lists replaced are freed here, after the grace period
+}
+
+std::optional<std::string> TableManager::add_port(const PortEntry& e) {
+    std::lock_guard lock(mu_);
+    for (const PortEntry& p : ports_) {
+        if (p.name == e.name) {
+            return fmt::format("port {}: a port of that name exists (id {})", e.name, p.port_id);
+        }
+        if (p.port_id == e.port_id) {
+            return fmt::format("port {}: id {} is already port {}", e.name, e.port_id, p.name);
+        }
+    }
+    if (e.port_id >= RTE_MAX_ETHPORTS) {
+        return fmt::format("port {}: id {} out of range", e.name, e.port_id);
+    }
+    ports_.push_back(e);
+    if (!workers_.empty()) {
+        std::vector<std::vector<dataplane::RxQueue>> lists;
+        for (const dataplane::Worker* w : workers_) {
+            const auto* live = w->live_rxqs.load(std::memory_order_relaxed);
+            lists.push_back(live != nullptr ? *live : w->rxqs);
+        }
+        const uint16_t nb_rxq = std::max<uint16_t>(node_.ports->port[e.port_id].nb_rxq, 1);
+        for (uint16_t q = 0; q < nb_rxq; ++q) {
+            auto fewest = std::min_element(lists.begin(), lists.end(),
+                                           [](auto& a, auto& b) { return a.size() < b.size(); });
+            fewest->push_back(dataplane::RxQueue{e.port_id, q});
+        }
+        publish_rx_locked(std::move(lists));
+    }
+    if (auto err = republish_locked()) {
+        return fmt::format("port {}: added, but its pods could not be bound: {}", e.name, *err);
+    }
+    return std::nullopt;
+}
+
+std::optional<uint16_t> TableManager::remove_port(const std::string& name) {
+    std::lock_guard lock(mu_);
+    const auto it = std::find_if(ports_.begin(), ports_.end(),
+                                 [&](const PortEntry& p) { return p.name == name; });
+    if (it == ports_.end()) {
+        return std::nullopt;
+    }
+    const uint16_t id = it->port_id;
+    ports_.erase(it);
+    // First nothing is sent to it (tables without it), then nothing polls it.
+    (void)republish_locked();  // the same spec built before: it cannot fail now
+    if (!workers_.empty()) {
+        std::vector<std::vector<dataplane::RxQueue>> lists;
+        for (const dataplane::Worker* w : workers_) {
+            const auto* live = w->live_rxqs.load(std::memory_order_relaxed);
+            std::vector<dataplane::RxQueue> l = live != nullptr ? *live : w->rxqs;
+            std::erase_if(l, [&](const dataplane::RxQueue& q) { return q.port == id; });
+            lists.push_back(std::move(l));
+        }
+        publish_rx_locked(std::move(lists));
+        // No worker touches the port now: its counters start again from zero for the next
+        // port that gets this id.
+        for (dataplane::Worker* w : workers_) {
+            for (auto& c : w->counters.port[id].drops) {
+                c.store(0, std::memory_order_relaxed);
+            }
+            auto& pc = w->counters.port[id];
+            pc.rx_packets.store(0, std::memory_order_relaxed);
+            pc.rx_bytes.store(0, std::memory_order_relaxed);
+            pc.tx_packets.store(0, std::memory_order_relaxed);
+            pc.tx_bytes.store(0, std::memory_order_relaxed);
+        }
+    }
+    return id;
+}
+
+}  // namespace kdp::api

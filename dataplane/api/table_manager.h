@@ -75,6 +75,16 @@ public:
     /// The mempool trace packets come from (the dataplane's); tracing is refused without one.
     void set_trace_pool(rte_mempool* pool);
 
+    /// Takes a port created at run time (configured and started by the caller) into service:
+    /// its receive queues go to the workers polling the fewest, and pods naming it are bound
+    /// to it in a new table version. Traffic on other ports is not disturbed. Errors: a name or
+    /// port id already in use.
+    std::optional<std::string> add_port(const PortEntry& e);
+    /// Takes a port out of service: its pods are unbound (their traffic is dropped as having
+    /// no port) and no worker polls it. When it returns, no worker touches the port any more;
+    /// the caller stops and closes it. Returns its id, or nothing for an unknown name.
+    std::optional<uint16_t> remove_port(const std::string& name);
+
     /// Validation alone (no publish); the error a apply_tables would return.
     std::optional<std::string> validate(const table::TableSpec& spec) const;
 
@@ -109,6 +119,10 @@ private:
     std::optional<std::string> apply_policy(const table::TableUpdate& u);
     table::TableSpec tables_locked() const;
     void synchronize();
+    /// Rebuilds the tables in force (same spec and generation) after the ports changed.
+    std::optional<std::string> republish_locked();
+    /// Publishes each worker's receive-queue list and waits until every worker polls its own.
+    void publish_rx_locked(std::vector<std::vector<dataplane::RxQueue>> lists);
 
     mutable std::mutex mu_;
     NodeInfo info_;
@@ -117,6 +131,8 @@ private:
     rte_rcu_qsbr* qsbr_;
     std::vector<dataplane::Worker*> workers_;
     std::vector<PortEntry> ports_;
+    // Each worker's receive queues as published (live_rxqs); empty until a port is added.
+    std::vector<std::unique_ptr<const std::vector<dataplane::RxQueue>>> rx_lists_;
     std::unique_ptr<table::TableSet> current_;  // owned copy of what ref_ points to
     // The state in force, by key. Service blocks are reused as they are by a full build when
     // a port's spec is unchanged.

@@ -253,7 +253,8 @@ int worker_main(void* arg) {
         const uint64_t t0 = rte_rdtsc();
         const table::TableSet* t = n.tables->current.load(std::memory_order_acquire);
         uint32_t got = 0;
-        for (const RxQueue& rq : w.rxqs) {
+        const std::vector<RxQueue>* live = w.live_rxqs.load(std::memory_order_acquire);
+        for (const RxQueue& rq : live != nullptr ? *live : w.rxqs) {
             const uint16_t nb = rte_eth_rx_burst(rq.port, rq.queue, w.burst.pkts, kBurstSize);
             if (nb == 0) {
                 continue;

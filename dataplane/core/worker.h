@@ -52,6 +52,9 @@ struct Worker {
     uint32_t index = 0;
     unsigned lcore = 0;
     std::vector<RxQueue> rxqs;
+    /// The queues to poll once ports come and go at run time: published by the TableManager
+    /// (RCU: the old list is freed after a grace period); null means `rxqs`.
+    std::atomic<const std::vector<RxQueue>*> live_rxqs{nullptr};
     rte_mempool* pool = nullptr;  // for packets the worker originates (ARP requests)
     const NodeContext* node = nullptr;
     rte_rcu_qsbr* qsbr = nullptr;

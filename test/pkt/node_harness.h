@@ -85,6 +85,7 @@ public:
         ensure_eal();
         static int instance = 0;
         const int id = instance++;
+        id_ = id;
         pool_ = rte_pktmbuf_pool_create(("pool" + std::to_string(id)).c_str(), 4095, 0, 0,
                                         RTE_MBUF_DEFAULT_BUF_SIZE, 0);
         if (pool_ == nullptr) {
@@ -198,6 +199,19 @@ public:
     }
 
     uint16_t port(const std::string& name) const { return port_ids_.at(name); }
+    /// Creates a ring pod port at run time, as a CNI ADD has the dataplane create a TAP, and
+    /// returns its registry entry for manager().add_port.
+    api::PortEntry create_port(const std::string& name) {
+        add_ring_port(name, dataplane::PortKind::kPod, id_);
+        return entries_.back();
+    }
+    /// Stops and closes a port the manager has let go of (remove_port).
+    void destroy_port(const std::string& name) {
+        const uint16_t pid = port(name);
+        rte_eth_dev_stop(pid);
+        rte_eth_dev_close(pid);
+        port_ids_.erase(name);
+    }
     api::TableManager& manager() { return *manager_; }
     dataplane::Worker& worker() { return worker_; }
     const dataplane::NodeContext& node() const { return node_; }
@@ -314,6 +328,7 @@ private:
     }
 
     NodeParams params_;
+    int id_ = 0;
     rte_mempool* pool_ = nullptr;
     std::vector<rte_ring*> rings_;
     std::map<std::string, uint16_t> port_ids_;
