@@ -308,6 +308,44 @@ int run(int argc, char** argv) {
     auto manager =
         std::make_unique<api::TableManager>(info, node, tables, qsbr, worker_ptrs, entries);
     g_manager = manager.get();
+    // Pod ports created at run time (AddPort, from kdp-cni or kdpctl): TAPs and vhost-user
+    // sockets in server mode (the dataplane owns the socket, so a pod's application that
+    // restarts reconnects to it).
+    uint32_t next_runtime_port = 0;
+    manager->set_port_factory(api::PortFactory{
+        [&](const api::PodPortRequest& r, api::PortEntry& e) -> std::optional<std::string> {
+            PortSetup s;
+            s.kind = PortKind::kPod;
+            s.workers = nb_workers;
+            s.mtu = r.mtu != 0 ? r.mtu : cfg.pod_mtu();
+            s.pool = pool;
+            const uint32_t n = next_runtime_port++;
+            if (r.type == "tap") {
+                s.devargs = fmt::format("net_tap_kdpr{},iface={}", n, r.iface);
+                e.kind = "tap";
+            } else {
+                s.devargs = fmt::format("net_vhost_kdpr{},iface={},queues=1", n, r.socket_path);
+                e.kind = "vhostuser";
+            }
+            std::string why;
+            const auto pid = setup_port(s, ports, why);
+            if (!pid) {
+                return why;
+            }
+            e.devargs = s.devargs;
+            e.port_id = *pid;
+            return std::nullopt;
+        },
+        [&](const api::PortEntry& e) {
+            rte_eth_dev_stop(e.port_id);
+            rte_eth_dev_close(e.port_id);
+            const std::string dev = e.devargs.substr(0, e.devargs.find(','));
+            if (int rc = rte_eal_hotplug_remove("vdev", dev.c_str()); rc != 0) {
+                fmt::print(stderr, "kdp-dataplane: port {}: unplugging {}: {}\n", e.name, dev,
+                           rte_strerror(-rc));
+            }
+            ports.port[e.port_id].peer_mac.store(0, std::memory_order_relaxed);
+        }});
     manager->set_trace_pool(pool);
 
     // The static tables from the config: generation 1. The control plane replaces them.
@@ -364,10 +402,13 @@ int run(int argc, char** argv) {
     grpc.shutdown();
     rte_eal_mp_wait_lcore();
     print_stats(manager->stats());
+    // Every port in service now: those of the config and those added at run time (less any
+    // removed), all closed before their mempool goes.
+    const std::vector<api::PortInfo> live = manager->ports();
     g_manager = nullptr;
     manager.reset();
-    for (const api::PortEntry& e : entries) {
-        teardown_port(e.port_id);
+    for (const api::PortInfo& p : live) {
+        teardown_port(p.port_id);
     }
     rte_free(qsbr);
     rte_mempool_free(pool);

@@ -32,6 +32,10 @@ commands:
   trace --from NS/POD|IP --to NS/POD|service:NS/NAME|IP --port N [--proto tcp|udp|sctp]
                                  run a crafted packet through the dataplane's real pipeline
                                  (no state left behind) and show each stage's decision
+  port add NS/POD [--type tap|vhostuser] [--iface IF] [--socket PATH] [--ip IP] [--mtu N]
+                                 create a pod port at run time (what kdp-cni does): a TAP
+                                 named IF, or a vhost-user socket at PATH; IP binds the pod
+  port remove NS/POD             take a pod port out of service and destroy it
   info                           the dataplane's node, config and table generation
   events [--count N]             stream table events (first: the tables in force)
   stats [--interval-ms N]        per port and per worker counters, drops, Mpps, busy %
@@ -60,6 +64,8 @@ struct Args {
     bool help = false;
     std::string from, to, proto = "tcp";  // trace
     int port = 0;
+    std::string type = "tap", iface, socket_path, ip;  // port add
+    int mtu = 0;
     std::vector<std::string> positional;
 };
 
@@ -127,6 +133,19 @@ Args parse_args(const std::vector<std::string>& args) {
             }
         } else if (arg == "--port") {
             a.port = int_arg(arg, value(), 1, 65535);
+        } else if (arg == "--type") {
+            a.type = value();
+            if (a.type != "tap" && a.type != "vhostuser") {
+                throw UsageError(fmt::format("--type: \"{}\" is not tap or vhostuser", a.type));
+            }
+        } else if (arg == "--iface") {
+            a.iface = value();
+        } else if (arg == "--socket") {
+            a.socket_path = value();
+        } else if (arg == "--ip") {
+            a.ip = value();
+        } else if (arg == "--mtu") {
+            a.mtu = int_arg(arg, value(), 576, 9000);
         } else if (arg.size() > 1 && arg[0] == '-') {
             throw UsageError(fmt::format("unknown option {}", arg));
         } else {
@@ -658,6 +677,39 @@ int trace(DataplaneClient& client, const Args& a, std::ostream& out) {
     return 0;
 }
 
+// port add NAME ... / port remove NAME: a pod port created or destroyed at run time, as the CNI
+// plugin does for a pod.
+int port(DataplaneClient& client, const Args& a, std::ostream& out) {
+    if (a.positional.size() != 3 || (a.positional[1] != "add" && a.positional[1] != "remove")) {
+        throw UsageError("port needs: add NAMESPACE/POD ... | remove NAMESPACE/POD");
+    }
+    const std::string& name = a.positional[2];
+    if (a.positional[1] == "remove") {
+        client.remove_port(name);
+        out << fmt::format("port {} removed\n", name);
+        return 0;
+    }
+    v1::AddPortRequest req;
+    req.set_name(name);
+    req.set_type(a.type == "tap" ? v1::PORT_TYPE_TAP : v1::PORT_TYPE_VHOSTUSER);
+    req.set_iface(a.iface);
+    req.set_socket_path(a.socket_path);
+    req.set_pod_ip(a.ip);
+    req.set_mtu(static_cast<uint32_t>(a.mtu));
+    const v1::AddPortResponse r = client.add_port(req);
+    const auto& p = r.port();
+    if (a.format != Format::kTable) {
+        const json j{{"name", p.name()},       {"kind", p.kind()},
+                     {"port_id", p.port_id()}, {"mac", p.mac()},
+                     {"devargs", p.devargs()}, {"link", p.link_up() ? "up" : "down"}};
+        out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
+        return 0;
+    }
+    out << fmt::format("port {} added: id {}, {} {}, MAC {}\n", p.name(), p.port_id(), p.kind(),
+                       p.devargs(), p.mac());
+    return 0;
+}
+
 int events(DataplaneClient& client, const Args& a, std::ostream& out) {
     if (a.positional.size() != 1) {
         throw UsageError("events takes no arguments");
@@ -800,7 +852,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         }
         const std::string& cmd = a.positional[0];
         if (cmd != "get" && cmd != "stats" && cmd != "apply" && cmd != "info" && cmd != "events" &&
-            cmd != "trace") {
+            cmd != "trace" && cmd != "port") {
             throw UsageError(fmt::format("unknown command \"{}\"", cmd));
         }
         DataplaneClient client(a.socket);
@@ -818,6 +870,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         }
         if (cmd == "trace") {
             return trace(client, a, out);
+        }
+        if (cmd == "port") {
+            return port(client, a, out);
         }
         return apply(client, a, out, err);
     } catch (const UsageError& e) {

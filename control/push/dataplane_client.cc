@@ -126,6 +126,18 @@ v1::GetPolicyResponse DataplaneClient::get_policy() {
     });
 }
 
+v1::AddPortResponse DataplaneClient::add_port(const v1::AddPortRequest& req) {
+    return call<v1::AddPortResponse>(
+        "AddPort", [&](auto* r) { return stub_->AddPort(context().get(), req, r); });
+}
+
+void DataplaneClient::remove_port(const std::string& name) {
+    v1::RemovePortRequest req;
+    req.set_name(name);
+    call<v1::RemovePortResponse>(
+        "RemovePort", [&](auto* r) { return stub_->RemovePort(context().get(), req, r); });
+}
+
 v1::TraceResponse DataplaneClient::trace(const v1::TraceRequest& req) {
     return call<v1::TraceResponse>("Trace",
                                    [&](auto* r) { return stub_->Trace(context().get(), req, r); });

@@ -44,6 +44,8 @@ public:
     v1::ListPodsResponse list_pods();
     v1::ListServicesResponse list_services();
     v1::GetPolicyResponse get_policy();
+    v1::AddPortResponse add_port(const v1::AddPortRequest& req);
+    void remove_port(const std::string& name);
     v1::TraceResponse trace(const v1::TraceRequest& req);
     v1::ListPortsResponse list_ports();
     v1::Stats stats();

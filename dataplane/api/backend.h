@@ -176,6 +176,23 @@ inline table::TableSpec merge_update(const table::TableSpec& base, const table::
     return out;
 }
 
+/// A pod port to create at run time (AddPort; the CNI plugin's ADD).
+struct PodPortRequest {
+    std::string name;           // the pod's "namespace/pod": the port's name
+    std::string type;           // "tap" | "vhostuser"
+    std::string iface;          // tap: the interface to create (1-15 characters)
+    std::string socket_path;    // vhostuser: the socket the dataplane creates (absolute)
+    std::optional<Ip4> pod_ip;  // bound to the port at once, until the control plane says more
+    uint16_t mtu = 0;           // 0: the node's pod MTU
+};
+
+/// Why a port operation failed, for the API's status code.
+struct PortError {
+    enum class Kind : uint8_t { kInvalid, kExists, kNotFound, kFailed, kUnsupported };
+    Kind kind = Kind::kInvalid;
+    std::string message;
+};
+
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -217,6 +234,19 @@ public:
     /// Up to `limit` (at most kConntrackListCap) conntrack entries, read without disturbing
     /// the workers.
     virtual ConntrackListing conntrack(uint32_t limit) const = 0;
+
+    /// Creates a pod port and puts it in service; fills `out` with the port as created.
+    virtual std::optional<PortError> add_pod_port(const PodPortRequest&, PortInfo& out) {
+        (void)out;
+        return PortError{PortError::Kind::kUnsupported,
+                         "pod ports are not created at run time here"};
+    }
+    /// Takes a pod port out of service and destroys it.
+    virtual std::optional<PortError> remove_pod_port(const std::string& name) {
+        (void)name;
+        return PortError{PortError::Kind::kUnsupported,
+                         "pod ports are not removed at run time here"};
+    }
 };
 
 }  // namespace kdp::api

@@ -160,6 +160,16 @@ grpc::Status guarded(const char* rpc, F&& body) {
     }
 }
 
+grpc::Status port_status(const PortError& e) {
+    using K = PortError::Kind;
+    const grpc::StatusCode code = e.kind == K::kInvalid       ? grpc::StatusCode::INVALID_ARGUMENT
+                                  : e.kind == K::kExists      ? grpc::StatusCode::ALREADY_EXISTS
+                                  : e.kind == K::kNotFound    ? grpc::StatusCode::NOT_FOUND
+                                  : e.kind == K::kUnsupported ? grpc::StatusCode::UNIMPLEMENTED
+                                                              : grpc::StatusCode::INTERNAL;
+    return grpc::Status(code, e.message);
+}
+
 grpc::ServerUnaryReactor* reply(grpc::CallbackServerContext* ctx, const grpc::Status& s) {
     auto* r = ctx->DefaultReactor();
     r->Finish(s);
@@ -361,16 +371,57 @@ public:
     }
 
     grpc::ServerUnaryReactor* AddPort(grpc::CallbackServerContext* ctx,
-                                      const v1::AddPortRequest*,
-                                      v1::AddPortResponse*) override {
-        return reply(ctx, unimplemented("AddPort", "pod ports are not created over the API yet"));
+                                      const v1::AddPortRequest* req,
+                                      v1::AddPortResponse* resp) override {
+        return reply(
+            ctx, guarded("AddPort", [&] {
+                PodPortRequest r;
+                r.name = req->name();
+                switch (req->type()) {
+                    case v1::PORT_TYPE_TAP:
+                        r.type = "tap";
+                        break;
+                    case v1::PORT_TYPE_VHOSTUSER:
+                        r.type = "vhostuser";
+                        break;
+                    default:
+                        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                            "type: must be PORT_TYPE_TAP or "
+                                            "PORT_TYPE_VHOSTUSER");
+                }
+                r.iface = req->iface();
+                r.socket_path = req->socket_path();
+                if (!req->pod_ip().empty()) {
+                    r.pod_ip = Ip4::parse(req->pod_ip());
+                    if (!r.pod_ip) {
+                        return grpc::Status(
+                            grpc::StatusCode::INVALID_ARGUMENT,
+                            fmt::format("pod_ip: \"{}\" is not an IPv4 address", req->pod_ip()));
+                    }
+                }
+                if (req->mtu() > 65535) {
+                    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        fmt::format("mtu: {} is not an MTU", req->mtu()));
+                }
+                r.mtu = static_cast<uint16_t>(req->mtu());
+                PortInfo out;
+                if (auto e = backend_.add_pod_port(r, out)) {
+                    return port_status(*e);
+                }
+                port_to_proto(out, resp->mutable_port());
+                return grpc::Status::OK;
+            }));
     }
 
     grpc::ServerUnaryReactor* RemovePort(grpc::CallbackServerContext* ctx,
-                                         const v1::RemovePortRequest*,
+                                         const v1::RemovePortRequest* req,
                                          v1::RemovePortResponse*) override {
-        return reply(ctx,
-                     unimplemented("RemovePort", "pod ports are not removed over the API yet"));
+        return reply(ctx, guarded("RemovePort", [&] {
+                         if (auto e = backend_.remove_pod_port(req->name())) {
+                             return port_status(*e);
+                         }
+                         return grpc::Status::OK;
+                     }));
     }
 
     grpc::ServerUnaryReactor* Trace(grpc::CallbackServerContext* ctx,

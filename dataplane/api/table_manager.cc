@@ -454,7 +454,7 @@ std::optional<std::string> TableManager::apply_full(const table::TableSpec& spec
     }
     std::string err;
     ServiceMap services;
-    std::unique_ptr<table::TableSet> next = build(spec, services, err);
+    std::unique_ptr<table::TableSet> next = build(with_port_pods(spec), services, err);
     if (!next) {
         return err;
     }
@@ -553,6 +553,10 @@ std::optional<std::string> TableManager::apply_policy(const table::TableUpdate& 
 
 std::vector<PortInfo> TableManager::ports() const {
     std::lock_guard lock(mu_);
+    return ports_locked();
+}
+
+std::vector<PortInfo> TableManager::ports_locked() const {
     std::vector<PortInfo> out;
     for (const PortEntry& e : ports_) {
         PortInfo p;
@@ -666,7 +670,7 @@ std::optional<std::string> TableManager::republish_locked() {
     if (!current_) {
         return std::nullopt;  // nothing published yet: the first apply binds the ports
     }
-    const table::TableSpec spec = tables_locked();
+    const table::TableSpec spec = with_port_pods(tables_locked());
     std::string err;
     ServiceMap services;
     std::unique_ptr<table::TableSet> next = build(spec, services, err);
@@ -694,6 +698,10 @@ void TableManager::publish_rx_locked(std::vector<std::vector<dataplane::RxQueue>
 
 std::optional<std::string> TableManager::add_port(const PortEntry& e) {
     std::lock_guard lock(mu_);
+    return add_port_locked(e);
+}
+
+std::optional<std::string> TableManager::add_port_locked(const PortEntry& e) {
     for (const PortEntry& p : ports_) {
         if (p.name == e.name) {
             return fmt::format("port {}: a port of that name exists (id {})", e.name, p.port_id);
@@ -728,6 +736,10 @@ std::optional<std::string> TableManager::add_port(const PortEntry& e) {
 
 std::optional<uint16_t> TableManager::remove_port(const std::string& name) {
     std::lock_guard lock(mu_);
+    return remove_port_locked(name);
+}
+
+std::optional<uint16_t> TableManager::remove_port_locked(const std::string& name) {
     const auto it = std::find_if(ports_.begin(), ports_.end(),
                                  [&](const PortEntry& p) { return p.name == name; });
     if (it == ports_.end()) {
@@ -760,6 +772,141 @@ std::optional<uint16_t> TableManager::remove_port(const std::string& name) {
         }
     }
     return id;
+}
+
+table::TableSpec TableManager::with_port_pods(const table::TableSpec& spec) const {
+    if (port_pods_.empty()) {
+        return spec;
+    }
+    table::TableSpec s = spec;
+    std::set<std::string> names;
+    std::set<uint32_t> ips;
+    for (const table::PodSpec& p : spec.pods) {
+        names.insert(p.name);
+        ips.insert(p.ip.be);
+    }
+    for (const auto& [name, p] : port_pods_) {
+        // The control plane's word wins: a pod it names (or an address it gives another pod)
+        // replaces what AddPort said.
+        if (!names.contains(name) && !ips.contains(p.ip.be)) {
+            s.pods.push_back(p);
+        }
+    }
+    return s;
+}
+
+void TableManager::set_port_factory(PortFactory f) {
+    std::lock_guard lock(mu_);
+    factory_ = std::move(f);
+}
+
+namespace {
+
+bool valid_iface(const std::string& s) {
+    if (s.empty() || s.size() > 15 || s == "." || s == "..") {
+        return false;
+    }
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    });
+}
+
+}  // namespace
+
+std::optional<PortError> TableManager::add_pod_port(const PodPortRequest& r, PortInfo& out) {
+    using K = PortError::Kind;
+    std::lock_guard lock(mu_);
+    if (!factory_.create) {
+        return PortError{K::kUnsupported, "this dataplane creates no ports at run time"};
+    }
+    const auto slash = r.name.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == r.name.size() ||
+        r.name.find('/', slash + 1) != std::string::npos || r.name.size() > 253) {
+        return PortError{K::kInvalid, fmt::format("name: \"{}\" is not \"namespace/pod\"", r.name)};
+    }
+    if (r.type == "tap") {
+        if (!valid_iface(r.iface)) {
+            return PortError{K::kInvalid,
+                             fmt::format("iface: \"{}\" is not an interface name (1-15 of "
+                                         "A-Z a-z 0-9 - _ .)",
+                                         r.iface)};
+        }
+    } else if (r.type == "vhostuser") {
+        if (r.socket_path.empty() || r.socket_path[0] != '/' || r.socket_path.size() > 107) {
+            return PortError{K::kInvalid,
+                             fmt::format("socket_path: \"{}\" is not an absolute path of at "
+                                         "most 107 bytes",
+                                         r.socket_path)};
+        }
+    } else {
+        return PortError{K::kInvalid, fmt::format("type: \"{}\" is not tap or vhostuser", r.type)};
+    }
+    if (r.mtu != 0 && (r.mtu < 576 || r.mtu > 9000)) {
+        return PortError{K::kInvalid, fmt::format("mtu: {} is not in 576..9000", r.mtu)};
+    }
+    if (r.pod_ip) {
+        if (!node_.pod_cidr.contains(*r.pod_ip) || *r.pod_ip == node_.gateway_ip ||
+            *r.pod_ip == node_.pod_cidr.addr) {
+            return PortError{K::kInvalid, fmt::format("pod_ip: {} is not a pod address of {}",
+                                                      r.pod_ip->str(), node_.pod_cidr.str())};
+        }
+        const auto clash = [&](const table::PodSpec& p) {
+            return p.ip == *r.pod_ip && p.name != r.name;
+        };
+        if (std::any_of(pods_.begin(), pods_.end(), clash) ||
+            std::any_of(port_pods_.begin(), port_pods_.end(),
+                        [&](const auto& kv) { return clash(kv.second); })) {
+            return PortError{K::kExists,
+                             fmt::format("pod_ip: {} belongs to another pod", r.pod_ip->str())};
+        }
+    }
+    for (const PortEntry& e : ports_) {
+        if (e.name == r.name) {
+            return PortError{K::kExists, fmt::format("port {} exists (id {}, {})", r.name,
+                                                     e.port_id, e.devargs)};
+        }
+    }
+    PortEntry e;
+    e.name = r.name;
+    if (auto err = factory_.create(r, e)) {
+        return PortError{K::kFailed, *err};
+    }
+    if (r.pod_ip) {
+        port_pods_[r.name] = table::PodSpec{r.name, *r.pod_ip, r.name};
+    }
+    if (auto err = add_port_locked(e)) {
+        port_pods_.erase(r.name);
+        (void)remove_port_locked(r.name);
+        factory_.destroy(e);
+        return PortError{K::kFailed, *err};
+    }
+    for (PortInfo& p : ports_locked()) {
+        if (p.name == r.name) {
+            out = std::move(p);
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<PortError> TableManager::remove_pod_port(const std::string& name) {
+    using K = PortError::Kind;
+    std::lock_guard lock(mu_);
+    const auto it = std::find_if(ports_.begin(), ports_.end(),
+                                 [&](const PortEntry& p) { return p.name == name; });
+    if (it == ports_.end()) {
+        return PortError{K::kNotFound, fmt::format("no port {}", name)};
+    }
+    if (it->kind == "uplink") {
+        return PortError{K::kInvalid, "the uplink is not a pod port"};
+    }
+    if (!factory_.destroy) {
+        return PortError{K::kUnsupported, "this dataplane removes no ports at run time"};
+    }
+    const PortEntry e = *it;
+    port_pods_.erase(name);
+    (void)remove_port_locked(name);  // unbinds and stops polling before the device goes
+    factory_.destroy(e);
+    return std::nullopt;
 }
 
 }  // namespace kdp::api

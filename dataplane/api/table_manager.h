@@ -47,6 +47,15 @@ struct PortEntry {
     uint16_t port_id = 0;
 };
 
+/// How the dataplane makes and unmakes the devices of run-time pod ports (main sets it up with
+/// its mempool and worker count; tests with ring ports).
+struct PortFactory {
+    /// Probes, configures and starts the device; fills the entry (port id, kind, devargs).
+    std::function<std::optional<std::string>(const PodPortRequest&, PortEntry&)> create;
+    /// Stops, closes and unplugs a device no worker touches any more.
+    std::function<void(const PortEntry&)> destroy;
+};
+
 class TableManager final : public Backend {
 public:
     /// `workers` may be empty (tables built and published without RCU waits: tests, trace).
@@ -80,6 +89,10 @@ public:
     /// to it in a new table version. Traffic on other ports is not disturbed. Errors: a name or
     /// port id already in use.
     std::optional<std::string> add_port(const PortEntry& e);
+    /// Where run-time pod ports come from (AddPort); without one they are refused.
+    void set_port_factory(PortFactory f);
+    std::optional<PortError> add_pod_port(const PodPortRequest& r, PortInfo& out) override;
+    std::optional<PortError> remove_pod_port(const std::string& name) override;
     /// Takes a port out of service: its pods are unbound (their traffic is dropped as having
     /// no port) and no worker polls it. When it returns, no worker touches the port any more;
     /// the caller stops and closes it. Returns its id, or nothing for an unknown name.
@@ -121,6 +134,11 @@ private:
     void synchronize();
     /// Rebuilds the tables in force (same spec and generation) after the ports changed.
     std::optional<std::string> republish_locked();
+    std::optional<std::string> add_port_locked(const PortEntry& e);
+    std::optional<uint16_t> remove_port_locked(const std::string& name);
+    /// `spec` with the pods of run-time ports that the spec does not name (by name or address).
+    table::TableSpec with_port_pods(const table::TableSpec& spec) const;
+    std::vector<PortInfo> ports_locked() const;
     /// Publishes each worker's receive-queue list and waits until every worker polls its own.
     void publish_rx_locked(std::vector<std::vector<dataplane::RxQueue>> lists);
 
@@ -131,6 +149,8 @@ private:
     rte_rcu_qsbr* qsbr_;
     std::vector<dataplane::Worker*> workers_;
     std::vector<PortEntry> ports_;
+    PortFactory factory_;
+    std::map<std::string, table::PodSpec> port_pods_;  // pods bound by AddPort, by name
     // Each worker's receive queues as published (live_rxqs); empty until a port is added.
     std::vector<std::unique_ptr<const std::vector<dataplane::RxQueue>>> rx_lists_;
     std::unique_ptr<table::TableSet> current_;  // owned copy of what ref_ points to

@@ -636,13 +636,32 @@ TEST_F(GrpcServerTest, ConntrackIsListedUpToTheLimitWithEveryField) {
     EXPECT_EQ(resp.entries_size(), 2);
 }
 
-TEST_F(GrpcServerTest, PortRpcsSayUnimplemented) {
+TEST_F(GrpcServerTest, PortRpcsCheckTheRequestThenAskTheBackend) {
+    v1::AddPortRequest req;
     {
         grpc::ClientContext ctx;
         v1::AddPortResponse resp;
-        const auto s = stub_->AddPort(&ctx, {}, &resp);
+        const auto s = stub_->AddPort(&ctx, req, &resp);
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+        EXPECT_EQ(s.error_message(), "type: must be PORT_TYPE_TAP or PORT_TYPE_VHOSTUSER");
+    }
+    req.set_type(v1::PORT_TYPE_TAP);
+    req.set_pod_ip("10.244.1.300");
+    {
+        grpc::ClientContext ctx;
+        v1::AddPortResponse resp;
+        const auto s = stub_->AddPort(&ctx, req, &resp);
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+        EXPECT_EQ(s.error_message(), "pod_ip: \"10.244.1.300\" is not an IPv4 address");
+    }
+    req.set_pod_ip("10.244.1.30");
+    {
+        // This backend makes no ports: it says so.
+        grpc::ClientContext ctx;
+        v1::AddPortResponse resp;
+        const auto s = stub_->AddPort(&ctx, req, &resp);
         EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-        EXPECT_NE(s.error_message().find("AddPort is not implemented"), std::string::npos);
+        EXPECT_NE(s.error_message().find("not created at run time"), std::string::npos);
     }
     {
         grpc::ClientContext ctx;

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Pod ports created and removed at run time over the dataplane API (AddPort / RemovePort, as
+# kdp-cni will call them), through `kdpctl port add|remove`, on a real kdp-dataplane:
+#
+# - a dataplane started with no pod ports gets two TAP pods while it runs; each TAP is moved
+#   into its pod's network namespace; ping and TCP flow between them;
+# - a port removed stops its pod's traffic and its TAP disappears; the pod comes back under the
+#   same address on a new port, and traffic resumes; the other pod never stopped;
+# - a vhost-user port gets its socket (server mode) and loses it on removal;
+# - bad requests are refused with the field named, and change nothing.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_root
+need_dataplane
+KDPCTL="$KDP_BUILD_DIR/control/kdpctl"
+mkdir -p "$WORK_DIR"
+kdpctl() { "$KDPCTL" --dataplane "$(api_socket node1)" "$@"; }
+
+step "a dataplane with no pod ports"
+underlay_create
+node_uplink 1
+c1=$(kdp_node_config node1 1 "$(uplink_if 1)" standard "" "" "$STATIC_POLICY")
+start_dataplane node1 "$c1"
+n=$(kdpctl get ports -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+[ "$n" -eq 1 ] || fail "expected the uplink alone, got $n ports"
+pass "node1 up with its uplink only"
+
+step "two TAP pods added while it runs"
+out=$(kdpctl port add default/p1 --type tap --iface "$(if_name p1)" --ip 10.244.1.20) \
+    || fail "port add p1: $out"
+pass "$out"
+out=$(kdpctl port add default/p2 --type tap --iface "$(if_name p2)" --ip 10.244.1.21) \
+    || fail "port add p2: $out"
+pass "$out"
+pod_attach 1 p1 10.244.1.20 "$(if_name p1)"
+pod_attach 1 p2 10.244.1.21 "$(if_name p2)"
+P1=$(ns_name p1) P2=$(ns_name p2)
+check_ping "$P1" 10.244.1.21 "p1 -> p2"
+check_tcp "$P1" "$P2" 10.244.1.21 4 "p1 -> p2"
+kdpctl get ports | grep -q "default/p2 .*tap" || fail "get ports: $(kdpctl get ports)"
+pass "kdpctl get ports lists the run-time ports"
+
+step "bad requests are refused and change nothing"
+expect_refused() { # expect_refused NEEDLE ARGS...
+    local needle=$1 out
+    shift
+    if out=$(kdpctl port "$@" 2>&1); then
+        fail "port $* was accepted: $out"
+    fi
+    [[ $out == *"$needle"* ]] || fail "port $*: expected '$needle' in: $out"
+}
+expect_refused "exists" add default/p1 --type tap --iface "$(if_name p9)"
+expect_refused "belongs to another pod" add default/p9 --type tap --iface "$(if_name p9)" --ip 10.244.1.20
+expect_refused "is not a pod address" add default/p9 --type tap --iface "$(if_name p9)" --ip 10.244.2.5
+expect_refused "is not an interface name" add default/p9 --type tap --iface "bad/name"
+expect_refused "is not \"namespace/pod\"" add p9 --type tap --iface "$(if_name p9)"
+expect_refused "no port" remove default/nothing
+n=$(kdpctl get ports -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+[ "$n" -eq 3 ] || fail "refused requests changed the ports: $n"
+pass "duplicate name, taken address, foreign address, bad interface and pod names refused; unknown port not found"
+
+step "a port removed and its pod back on a new one"
+kdpctl port remove default/p2 >/dev/null || fail "port remove p2"
+wait_for 5 "p2's TAP gone" sh -c "! ip -n '$P2' link show '$(if_name p2)'" \
+    || fail "p2's TAP still exists after its port was removed"
+if in_ns "$P1" ping -n -c 2 -i 0.2 -w 2 10.244.1.21 >/dev/null 2>&1; then
+    fail "p2 answered after its port was removed"
+fi
+pass "p2 removed: its TAP is gone and p1's pings get no answer"
+kdpctl port add default/p2 --type tap --iface "$(if_name p2b)" --ip 10.244.1.21 >/dev/null \
+    || fail "port add p2 again"
+pod_attach 1 p2b 10.244.1.21 "$(if_name p2b)"
+check_ping "$P1" 10.244.1.21 "p1 -> p2 on its new port"
+check_tcp "$(ns_name p2b)" "$P1" 10.244.1.20 2 "p2 (new port) -> p1"
+
+step "a vhost-user port: its socket comes and goes"
+SOCK="$WORK_DIR/v1.sock"
+_FILES+=("$SOCK")
+out=$(kdpctl port add default/v1 --type vhostuser --socket "$SOCK" --ip 10.244.1.30) \
+    || fail "port add v1: $out"
+[ -S "$SOCK" ] || fail "no vhost-user socket at $SOCK"
+pass "$out; socket $SOCK listening"
+kdpctl port remove default/v1 >/dev/null || fail "port remove v1"
+wait_for 5 "the socket gone" sh -c "[ ! -e '$SOCK' ]" || fail "$SOCK still exists after removal"
+pass "v1 removed: its socket is gone"
+check_ping "$P1" 10.244.1.21 "p1 -> p2 still"
+
+finish
