@@ -72,6 +72,24 @@ pod_attach 1 p2b 10.244.1.21 "$(if_name p2b)"
 check_ping "$P1" 10.244.1.21 "p1 -> p2 on its new port"
 check_tcp "$(ns_name p2b)" "$P1" 10.244.1.20 2 "p2 (new port) -> p1"
 
+step "attach latency: AddPort to the first packet forwarded"
+# The port is added, its TAP moved into a fresh namespace and configured, and p1 pings it at
+# once: the time until the first echo reply crosses the new port (kernel set-up included).
+netns_create p3
+t0=$EPOCHREALTIME
+kdpctl port add default/p3 --type tap --iface "$(if_name p3)" --ip 10.244.1.23 >/dev/null \
+    || fail "port add p3"
+t1=$EPOCHREALTIME
+ip link set "$(if_name p3)" netns "$(ns_name p3)"
+ip -n "$(ns_name p3)" link set "$(if_name p3)" mtu 1450 up
+ip -n "$(ns_name p3)" addr add 10.244.1.23/24 dev "$(if_name p3)"
+ip -n "$(ns_name p3)" route add default via 10.244.1.1
+until in_ns "$P1" ping -n -c 1 -W 0.1 10.244.1.23 >/dev/null 2>&1; do
+    [ $(((${EPOCHREALTIME/./} - ${t0/./}) / 1000)) -lt 10000 ] || fail "p3 unreachable after 10 s"
+done
+t2=$EPOCHREALTIME
+pass "AddPort (kdpctl, gRPC, hotplug, RCU publish) $(((${t1/./} - ${t0/./}) / 1000)) ms; to the first ping answered through the new port $(((${t2/./} - ${t0/./}) / 1000)) ms"
+
 step "a vhost-user port: its socket comes and goes"
 SOCK="$WORK_DIR/v1.sock"
 _FILES+=("$SOCK")
