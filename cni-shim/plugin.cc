@@ -1,0 +1,412 @@
+#include "plugin.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "ipam.h"
+#include "netlink.h"
+#include "push/dataplane_client.h"
+
+namespace kdp::cni {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kVersion = "1.0.0";
+constexpr const char* kDefaultSocket = "/run/kdp/dataplane.sock";
+constexpr const char* kDefaultDataDir = "/var/lib/kdp/ipam";
+
+// CNI error codes (SPEC.md "Error" section).
+enum Code : int {
+    kIncompatibleVersion = 1,
+    kUnsupportedField = 2,
+    kUnknownContainer = 3,
+    kInvalidEnv = 4,
+    kIoFailure = 5,
+    kDecodeFailure = 6,
+    kInvalidConfig = 7,
+    kTryAgainLater = 11,
+};
+
+struct CniError : std::runtime_error {
+    CniError(int c, const std::string& msg, std::string d = {})
+        : std::runtime_error(msg), code(c), details(std::move(d)) {}
+    int code;
+    std::string details;
+};
+
+struct Config {
+    std::string cni_version;
+    std::string name;
+    std::string socket = kDefaultSocket;
+    std::string data_dir = kDefaultDataDir;
+    uint32_t mtu = 0;
+    json ipam;  // may be null
+    json raw;
+};
+
+Config parse_config(const std::string& text) {
+    Config c;
+    try {
+        c.raw = json::parse(text);
+    } catch (const json::exception& e) {
+        throw CniError(kDecodeFailure, "the network configuration on stdin is not JSON", e.what());
+    }
+    if (!c.raw.is_object()) {
+        throw CniError(kDecodeFailure, "the network configuration is not a JSON object");
+    }
+    const auto str = [&](const char* key, std::string& out, bool required) {
+        const auto it = c.raw.find(key);
+        if (it == c.raw.end()) {
+            if (required) {
+                throw CniError(kInvalidConfig,
+                               fmt::format("network configuration: {} is missing", key));
+            }
+            return;
+        }
+        if (!it->is_string()) {
+            throw CniError(kInvalidConfig,
+                           fmt::format("network configuration: {} must be a string", key));
+        }
+        out = it->get<std::string>();
+    };
+    str("cniVersion", c.cni_version, true);
+    str("name", c.name, true);
+    str("dataplane_socket", c.socket, false);
+    str("data_dir", c.data_dir, false);
+    if (const auto it = c.raw.find("mtu"); it != c.raw.end()) {
+        if (!it->is_number_unsigned() || it->get<uint64_t>() < 576 || it->get<uint64_t>() > 9000) {
+            throw CniError(kInvalidConfig,
+                           "network configuration: mtu must be a number in 576..9000");
+        }
+        c.mtu = it->get<uint32_t>();
+    }
+    if (const auto it = c.raw.find("ipam"); it != c.raw.end() && !it->is_null()) {
+        if (!it->is_object()) {
+            throw CniError(kInvalidConfig, "network configuration: ipam must be an object");
+        }
+        c.ipam = *it;
+    }
+    if (c.name.empty() || c.name.find('/') != std::string::npos) {
+        throw CniError(
+            kInvalidConfig,
+            fmt::format("network configuration: name \"{}\" is not a network name", c.name));
+    }
+    static const char* supported[] = {"0.3.0", "0.3.1", "0.4.0", "1.0.0"};
+    if (std::find(std::begin(supported), std::end(supported), c.cni_version) ==
+        std::end(supported)) {
+        throw CniError(kIncompatibleVersion,
+                       fmt::format("cniVersion {} is not supported (0.3.0, 0.3.1, 0.4.0, 1.0.0)",
+                                   c.cni_version));
+    }
+    return c;
+}
+
+std::string env_or(const Env& env, const char* key, bool required) {
+    const auto it = env.find(key);
+    if (it == env.end() || it->second.empty()) {
+        if (required) {
+            throw CniError(kInvalidEnv, fmt::format("{} is not set", key));
+        }
+        return {};
+    }
+    return it->second;
+}
+
+// CNI_ARGS "K=V;K=V": the pod's namespace and name, as the kubelet passes them.
+std::map<std::string, std::string> cni_args(const std::string& s) {
+    std::map<std::string, std::string> out;
+    size_t at = 0;
+    while (at <= s.size()) {
+        const size_t end = s.find(';', at);
+        const std::string kv =
+            s.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        if (const size_t eq = kv.find('='); eq != std::string::npos) {
+            out[kv.substr(0, eq)] = kv.substr(eq + 1);
+        }
+        if (end == std::string::npos) {
+            break;
+        }
+        at = end + 1;
+    }
+    return out;
+}
+
+struct Invocation {
+    std::string command, container_id, netns, ifname, pod;
+    Config cfg;
+};
+
+// The pod's port name: "namespace/pod" from CNI_ARGS, else "cni/<container id>".
+std::string pod_name(const Env& env, const std::string& container_id) {
+    const auto args = cni_args(env_or(env, "CNI_ARGS", false));
+    const auto ns = args.find("K8S_POD_NAMESPACE");
+    const auto name = args.find("K8S_POD_NAME");
+    if (ns != args.end() && name != args.end() && !ns->second.empty() && !name->second.empty()) {
+        return ns->second + "/" + name->second;
+    }
+    return "cni/" + container_id.substr(0, 32);
+}
+
+// The TAP's name in the node's namespace until it moves: unique per container, <= 15.
+std::string tap_name(const std::string& container_id) {
+    return "kdp" + container_id.substr(0, 11);
+}
+
+[[noreturn]] void rpc_failed(const control::RpcError& e, const char* what) {
+    if (e.code() == grpc::StatusCode::UNAVAILABLE) {
+        throw CniError(
+            kTryAgainLater,
+            fmt::format("the kdp dataplane is not reachable; try again later ({})", what),
+            e.what());
+    }
+    throw CniError(kIoFailure, fmt::format("{}: {}", what, e.what()));
+}
+
+struct NodeFacts {
+    Prefix4 pod_cidr;
+    Ip4 gateway;
+    uint32_t mtu = 0;
+};
+
+NodeFacts node_facts(control::DataplaneClient& dp) {
+    try {
+        const auto info = dp.node_info();
+        NodeFacts f;
+        const auto cidr = Prefix4::parse(info.pod_cidr());
+        const auto gw = Ip4::parse(info.gateway_ip());
+        if (!cidr || !gw) {
+            throw CniError(kIoFailure, "the dataplane reported no pod CIDR or gateway");
+        }
+        f.pod_cidr = *cidr;
+        f.gateway = *gw;
+        f.mtu = info.pod_mtu();
+        return f;
+    } catch (const control::RpcError& e) {
+        rpc_failed(e, "asking the dataplane for the node's pod network");
+    }
+}
+
+std::string ipam_dir(const Config& c) {
+    return c.data_dir + "/" + c.name;
+}
+
+json result(const Invocation& in, const Mac& mac, Ip4 ip, const NodeFacts& f) {
+    json r;
+    r["cniVersion"] = in.cfg.cni_version;
+    r["interfaces"] =
+        json::array({{{"name", in.ifname}, {"mac", mac.str()}, {"sandbox", in.netns}}});
+    json addr = {{"address", fmt::format("{}/{}", ip.str(), f.pod_cidr.len)},
+                 {"gateway", f.gateway.str()},
+                 {"interface", 0}};
+    if (in.cfg.cni_version == "0.3.0" || in.cfg.cni_version == "0.3.1") {
+        addr["version"] = "4";
+    }
+    r["ips"] = json::array({addr});
+    r["routes"] = json::array({{{"dst", "0.0.0.0/0"}, {"gw", f.gateway.str()}}});
+    r["dns"] = json::object();
+    return r;
+}
+
+int cmd_add(const Invocation& in, std::ostream& out) {
+    if (!in.cfg.ipam.is_null() && in.cfg.ipam.contains("type")) {
+        throw CniError(kUnsupportedField,
+                       "ipam.type: delegating to another IPAM plugin is not supported yet; "
+                       "leave ipam out to use kdp's own");
+    }
+    control::DataplaneClient dp(in.cfg.socket);
+    const NodeFacts f = node_facts(dp);
+    IpamStore store(ipam_dir(in.cfg), f.pod_cidr, f.gateway);
+    const Ip4 ip = store.allocate(in.container_id, in.ifname);
+    const std::string tap = tap_name(in.container_id);
+    const uint32_t mtu = in.cfg.mtu != 0 ? in.cfg.mtu : f.mtu;
+    bool port_added = false;
+    try {
+        v1::AddPortRequest req;
+        req.set_name(in.pod);
+        req.set_type(v1::PORT_TYPE_TAP);
+        req.set_iface(tap);
+        req.set_pod_ip(ip.str());
+        req.set_mtu(mtu);
+        try {
+            dp.add_port(req);
+        } catch (const control::RpcError& e) {
+            rpc_failed(e, fmt::format("creating the pod's port {}", in.pod).c_str());
+        }
+        port_added = true;
+        Mac mac{};
+        {
+            Netlink host;
+            const auto idx = host.index(tap);
+            if (!idx) {
+                throw CniError(kIoFailure,
+                               fmt::format("the dataplane's TAP {} did not appear", tap));
+            }
+            const int ns = ::open(in.netns.c_str(), O_RDONLY | O_CLOEXEC);
+            if (ns < 0) {
+                throw CniError(kUnknownContainer,
+                               fmt::format("CNI_NETNS {}: {}", in.netns, std::strerror(errno)));
+            }
+            try {
+                host.move_to_netns(*idx, ns);
+            } catch (...) {
+                ::close(ns);
+                throw;
+            }
+            ::close(ns);
+        }
+        {
+            NetnsGuard enter(in.netns);
+            Netlink pod;
+            const auto idx = pod.index(tap);
+            if (!idx) {
+                throw CniError(kIoFailure,
+                               fmt::format("{} is not in {} after the move", tap, in.netns));
+            }
+            pod.configure(*idx, in.ifname, mtu);
+            pod.add_address(*idx, f.pod_cidr, ip);
+            pod.add_default_route(*idx, f.gateway);
+            mac = pod.mac(*idx);
+        }
+        out << result(in, mac, ip, f).dump() << "\n";
+        return 0;
+    } catch (...) {
+        if (port_added) {
+            try {
+                dp.remove_port(in.pod);  // closing the TAP also removes it from the pod
+            } catch (...) {
+            }
+        }
+        store.release(in.container_id, in.ifname);
+        throw;
+    }
+}
+
+int cmd_del(const Invocation& in, std::ostream&) {
+    control::DataplaneClient dp(in.cfg.socket);
+    try {
+        dp.remove_port(in.pod);
+    } catch (const control::RpcError& e) {
+        if (e.code() != grpc::StatusCode::NOT_FOUND) {
+            rpc_failed(e, fmt::format("removing the pod's port {}", in.pod).c_str());
+        }
+    }
+    // The lease goes whatever the dataplane said; a store that never existed holds nothing.
+    std::error_code ec;
+    if (std::filesystem::exists(ipam_dir(in.cfg), ec)) {
+        const NodeFacts f = node_facts(dp);
+        IpamStore(ipam_dir(in.cfg), f.pod_cidr, f.gateway).release(in.container_id, in.ifname);
+    }
+    return 0;
+}
+
+int cmd_check(const Invocation& in, std::ostream&) {
+    control::DataplaneClient dp(in.cfg.socket);
+    const NodeFacts f = node_facts(dp);
+    const auto ip =
+        IpamStore(ipam_dir(in.cfg), f.pod_cidr, f.gateway).find(in.container_id, in.ifname);
+    if (!ip) {
+        throw CniError(kUnknownContainer,
+                       fmt::format("no address is held for {} {}", in.container_id, in.ifname));
+    }
+    v1::ListPortsResponse ports;
+    try {
+        ports = dp.list_ports();
+    } catch (const control::RpcError& e) {
+        rpc_failed(e, "listing the dataplane's ports");
+    }
+    bool found = false;
+    for (int i = 0; i < ports.ports_size(); ++i) {
+        found |= ports.ports(i).name() == in.pod;
+    }
+    if (!found) {
+        throw CniError(kUnknownContainer, fmt::format("the dataplane has no port {}", in.pod));
+    }
+    NetnsGuard enter(in.netns);
+    Netlink pod;
+    if (!pod.index(in.ifname)) {
+        throw CniError(kUnknownContainer,
+                       fmt::format("{} has no interface {}", in.netns, in.ifname));
+    }
+    return 0;
+}
+
+}  // namespace
+
+int run_plugin(const Env& env, const std::string& config, std::ostream& out) {
+    std::string version = kVersion;
+    try {
+        const std::string command = env_or(env, "CNI_COMMAND", true);
+        if (command == "VERSION") {
+            out << json{{"cniVersion", kVersion},
+                        {"supportedVersions", {"0.3.0", "0.3.1", "0.4.0", "1.0.0"}}}
+                       .dump()
+                << "\n";
+            return 0;
+        }
+        Invocation in;
+        in.command = command;
+        in.cfg = parse_config(config);
+        version = in.cfg.cni_version;
+        in.container_id = env_or(env, "CNI_CONTAINERID", true);
+        in.ifname = env_or(env, "CNI_IFNAME", true);
+        in.netns = env_or(env, "CNI_NETNS", command == "ADD" || command == "CHECK");
+        in.pod = pod_name(env, in.container_id);
+        if (in.ifname.size() > 15) {
+            throw CniError(kInvalidEnv,
+                           fmt::format("CNI_IFNAME \"{}\" is longer than 15", in.ifname));
+        }
+        if (command == "ADD") {
+            return cmd_add(in, out);
+        }
+        if (command == "DEL") {
+            return cmd_del(in, out);
+        }
+        if (command == "CHECK") {
+            return cmd_check(in, out);
+        }
+        throw CniError(
+            kInvalidEnv,
+            fmt::format("CNI_COMMAND \"{}\" is not ADD, DEL, CHECK or VERSION", command));
+    } catch (const CniError& e) {
+        out << json{{"cniVersion", version},
+                    {"code", e.code},
+                    {"msg", e.what()},
+                    {"details", e.details}}
+                   .dump()
+            << "\n";
+    } catch (const IpamError& e) {
+        out << json{{"cniVersion", version},
+                    {"code", e.kind() == IpamError::Kind::kExhausted ? 100 : kIoFailure},
+                    {"msg", fmt::format("pod address: {}", e.what())},
+                    {"details", ""}}
+                   .dump()
+            << "\n";
+    } catch (const NetlinkError& e) {
+        out << json{{"cniVersion", version},
+                    {"code", kIoFailure},
+                    {"msg", e.what()},
+                    {"details", ""}}
+                   .dump()
+            << "\n";
+    } catch (const std::exception& e) {
+        out << json{{"cniVersion", version},
+                    {"code", kIoFailure},
+                    {"msg", e.what()},
+                    {"details", ""}}
+                   .dump()
+            << "\n";
+    }
+    return 1;
+}
+
+}  // namespace kdp::cni
