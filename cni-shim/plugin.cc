@@ -391,14 +391,7 @@ int run_plugin(const Env& env, const std::string& config, std::ostream& out) {
                     {"details", ""}}
                    .dump()
             << "\n";
-    } catch (const NetlinkError& e) {
-        out << json{{"cniVersion", version},
-                    {"code", kIoFailure},
-                    {"msg", e.what()},
-                    {"details", ""}}
-                   .dump()
-            << "\n";
-    } catch (const std::exception& e) {
+    } catch (const std::exception& e) {  // NetlinkError, file system, anything else
         out << json{{"cniVersion", version},
                     {"code", kIoFailure},
                     {"msg", e.what()},
