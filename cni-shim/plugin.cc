@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <stdexcept>
 
@@ -50,6 +52,8 @@ struct Config {
     std::string socket = kDefaultSocket;
     std::string data_dir = kDefaultDataDir;
     uint32_t mtu = 0;
+    std::string port_type = "tap";
+    std::string vhost_dir = "/var/run/kdp/vhost";
     json ipam;  // may be null
     json raw;
 };
@@ -83,6 +87,18 @@ Config parse_config(const std::string& text) {
     str("name", c.name, true);
     str("dataplane_socket", c.socket, false);
     str("data_dir", c.data_dir, false);
+    str("port_type", c.port_type, false);
+    str("vhost_dir", c.vhost_dir, false);
+    if (c.port_type != "tap" && c.port_type != "vhostuser") {
+        throw CniError(kInvalidConfig, fmt::format("network configuration: port_type \"{}\" is "
+                                                   "not tap or vhostuser",
+                                                   c.port_type));
+    }
+    if (c.vhost_dir.empty() || c.vhost_dir[0] != '/') {
+        throw CniError(
+            kInvalidConfig,
+            fmt::format("network configuration: vhost_dir \"{}\" is not absolute", c.vhost_dir));
+    }
     if (const auto it = c.raw.find("mtu"); it != c.raw.end()) {
         if (!it->is_number_unsigned() || it->get<uint64_t>() < 576 || it->get<uint64_t>() > 9000) {
             throw CniError(kInvalidConfig,
@@ -144,6 +160,7 @@ std::map<std::string, std::string> cni_args(const std::string& s) {
 struct Invocation {
     std::string command, container_id, netns, ifname, pod;
     Config cfg;
+    Env env;
 };
 
 // The pod's port name: "namespace/pod" from CNI_ARGS, else "cni/<container id>".
@@ -200,11 +217,142 @@ std::string ipam_dir(const Config& c) {
     return c.data_dir + "/" + c.name;
 }
 
+// Runs the IPAM plugin named in ipam.type as the spec says: found in CNI_PATH, the same
+// environment (CNI_COMMAND as given) and configuration; its result or error JSON back.
+json delegate_ipam(const Invocation& in, const std::string& command) {
+    const std::string type = in.cfg.ipam.value("type", "");
+    if (type.empty() || type.find('/') != std::string::npos) {
+        throw CniError(kInvalidConfig, fmt::format("ipam.type \"{}\" is not a plugin name", type));
+    }
+    std::string path;
+    const std::string dirs = env_or(in.env, "CNI_PATH", true);
+    for (size_t at = 0; at <= dirs.size();) {
+        const size_t end = dirs.find(':', at);
+        const std::string dir =
+            dirs.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        if (!dir.empty() && ::access((dir + "/" + type).c_str(), X_OK) == 0) {
+            path = dir + "/" + type;
+            break;
+        }
+        if (end == std::string::npos) {
+            break;
+        }
+        at = end + 1;
+    }
+    if (path.empty()) {
+        throw CniError(kInvalidConfig,
+                       fmt::format("ipam plugin {} is not in CNI_PATH {}", type, dirs));
+    }
+    std::vector<std::string> env_text;
+    for (const auto& [k, v] : in.env) {
+        if (k != "CNI_COMMAND") {
+            env_text.push_back(k + "=" + v);
+        }
+    }
+    env_text.push_back("CNI_COMMAND=" + command);
+    std::vector<char*> envp;
+    for (auto& s : env_text) {
+        envp.push_back(s.data());
+    }
+    envp.push_back(nullptr);
+    int to_child[2], from_child[2];
+    if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0) {
+        throw CniError(kIoFailure, fmt::format("pipe: {}", std::strerror(errno)));
+    }
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+        throw CniError(kIoFailure, fmt::format("fork: {}", std::strerror(errno)));
+    }
+    if (pid == 0) {
+        ::dup2(to_child[0], 0);
+        ::dup2(from_child[1], 1);
+        char* argv[] = {path.data(), nullptr};
+        ::execve(path.c_str(), argv, envp.data());
+        _exit(127);
+    }
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    const std::string conf = in.cfg.raw.dump();
+    (void)!::write(to_child[1], conf.data(), conf.size());
+    ::close(to_child[1]);
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(from_child[0], buf, sizeof(buf))) > 0;) {
+        text.append(buf, static_cast<size_t>(n));
+    }
+    ::close(from_child[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    json r = json::parse(text, nullptr, false);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        const std::string msg = r.is_object() ? r.value("msg", text) : text;
+        const int code = r.is_object() ? r.value("code", static_cast<int>(kIoFailure)) : kIoFailure;
+        throw CniError(code, fmt::format("ipam plugin {} ({}): {}", type, command, msg));
+    }
+    return r;
+}
+
+// Where the pod's address comes from: kdp's own store, or the plugin named in ipam.type.
+class Addresses {
+public:
+    Addresses(const Invocation& in, const NodeFacts& f) : in_(in), f_(f) {}
+    bool delegated() const { return !in_.cfg.ipam.is_null() && in_.cfg.ipam.contains("type"); }
+    Ip4 take() {
+        if (!delegated()) {
+            return store().allocate(in_.container_id, in_.ifname);
+        }
+        const json r = delegate_ipam(in_, "ADD");
+        std::optional<Ip4> ip;
+        if (r.contains("ips") && r["ips"].is_array() && !r["ips"].empty() &&
+            r["ips"][0].is_object()) {
+            const std::string a = r["ips"][0].value("address", "");
+            ip = Ip4::parse(a.substr(0, a.find('/')));
+        }
+        if (!ip || !f_.pod_cidr.contains(*ip)) {
+            give_back();
+            throw CniError(
+                kInvalidConfig,
+                fmt::format("ipam plugin {} gave {}, not an address of the node's pod "
+                            "CIDR {}",
+                            in_.cfg.ipam.value("type", ""), r.dump(), f_.pod_cidr.str()));
+        }
+        return *ip;
+    }
+    void give_back() {
+        if (!delegated()) {
+            std::error_code ec;
+            if (std::filesystem::exists(ipam_dir(in_.cfg), ec)) {
+                store().release(in_.container_id, in_.ifname);
+            }
+            return;
+        }
+        delegate_ipam(in_, "DEL");
+    }
+    std::optional<Ip4> held() {
+        return delegated() ? std::nullopt : store().find(in_.container_id, in_.ifname);
+    }
+
+private:
+    IpamStore store() { return IpamStore(ipam_dir(in_.cfg), f_.pod_cidr, f_.gateway); }
+    const Invocation& in_;
+    const NodeFacts& f_;
+};
+
+// The file next to a vhost-user socket that tells the pod's application what it got.
+std::string vhost_socket(const Invocation& in) {
+    return fmt::format("{}/{}/{}.sock", in.cfg.vhost_dir, in.container_id.substr(0, 32), in.ifname);
+}
+
 json result(const Invocation& in, const Mac& mac, Ip4 ip, const NodeFacts& f) {
     json r;
     r["cniVersion"] = in.cfg.cni_version;
-    r["interfaces"] =
-        json::array({{{"name", in.ifname}, {"mac", mac.str()}, {"sandbox", in.netns}}});
+    json iface = {{"name", in.ifname}, {"mac", mac.str()}};
+    if (in.cfg.port_type == "vhostuser") {
+        iface["socketPath"] = vhost_socket(in);  // the field CNI 1.1 gives it
+    } else {
+        iface["sandbox"] = in.netns;
+    }
+    r["interfaces"] = json::array({iface});
     json addr = {{"address", fmt::format("{}/{}", ip.str(), f.pod_cidr.len)},
                  {"gateway", f.gateway.str()},
                  {"interface", 0}};
@@ -217,16 +365,62 @@ json result(const Invocation& in, const Mac& mac, Ip4 ip, const NodeFacts& f) {
     return r;
 }
 
-int cmd_add(const Invocation& in, std::ostream& out) {
-    if (!in.cfg.ipam.is_null() && in.cfg.ipam.contains("type")) {
-        throw CniError(kUnsupportedField,
-                       "ipam.type: delegating to another IPAM plugin is not supported yet; "
-                       "leave ipam out to use kdp's own");
+// A vhost-user port: the socket in a directory of its own under vhost_dir (shared with the
+// pod), and next to it <ifname>.json with what the pod's DPDK application or VM needs.
+int add_vhost(const Invocation& in,
+              control::DataplaneClient& dp,
+              Addresses& addresses,
+              Ip4 ip,
+              const NodeFacts& f,
+              std::ostream& out) {
+    const std::string sock = vhost_socket(in);
+    const std::string dir = sock.substr(0, sock.rfind('/'));
+    try {
+        std::filesystem::create_directories(dir);
+        v1::AddPortRequest req;
+        req.set_name(in.pod);
+        req.set_type(v1::PORT_TYPE_VHOSTUSER);
+        req.set_socket_path(sock);
+        req.set_pod_ip(ip.str());
+        req.set_mtu(in.cfg.mtu != 0 ? in.cfg.mtu : f.mtu);
+        v1::AddPortResponse r;
+        try {
+            r = dp.add_port(req);
+        } catch (const control::RpcError& e) {
+            rpc_failed(e, fmt::format("creating the pod's port {}", in.pod).c_str());
+        }
+        const auto gw_mac = Mac::parse(r.port().mac());
+        const json j = result(in, gw_mac.value_or(Mac{}), ip, f);
+        std::ofstream(dir + "/" + in.ifname + ".json")
+            << json{{"socket", sock},
+                    {"mode", "client"},  // the dataplane listens; the pod connects
+                    {"ip", fmt::format("{}/{}", ip.str(), f.pod_cidr.len)},
+                    {"gateway", f.gateway.str()},
+                    {"mtu", req.mtu()}}
+                   .dump(2)
+            << "\n";
+        out << j.dump() << "\n";
+        return 0;
+    } catch (...) {
+        try {
+            dp.remove_port(in.pod);
+        } catch (...) {
+        }
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+        addresses.give_back();
+        throw;
     }
+}
+
+int cmd_add(const Invocation& in, std::ostream& out) {
     control::DataplaneClient dp(in.cfg.socket);
     const NodeFacts f = node_facts(dp);
-    IpamStore store(ipam_dir(in.cfg), f.pod_cidr, f.gateway);
-    const Ip4 ip = store.allocate(in.container_id, in.ifname);
+    Addresses addresses(in, f);
+    const Ip4 ip = addresses.take();
+    if (in.cfg.port_type == "vhostuser") {
+        return add_vhost(in, dp, addresses, ip, f, out);
+    }
     const std::string tap = tap_name(in.container_id);
     const uint32_t mtu = in.cfg.mtu != 0 ? in.cfg.mtu : f.mtu;
     bool port_added = false;
@@ -286,7 +480,7 @@ int cmd_add(const Invocation& in, std::ostream& out) {
             } catch (...) {
             }
         }
-        store.release(in.container_id, in.ifname);
+        addresses.give_back();
         throw;
     }
 }
@@ -301,10 +495,12 @@ int cmd_del(const Invocation& in, std::ostream&) {
         }
     }
     // The lease goes whatever the dataplane said; a store that never existed holds nothing.
-    std::error_code ec;
-    if (std::filesystem::exists(ipam_dir(in.cfg), ec)) {
-        const NodeFacts f = node_facts(dp);
-        IpamStore(ipam_dir(in.cfg), f.pod_cidr, f.gateway).release(in.container_id, in.ifname);
+    const NodeFacts f = node_facts(dp);
+    Addresses(in, f).give_back();
+    if (in.cfg.port_type == "vhostuser") {
+        const std::string sock = vhost_socket(in);
+        std::error_code ec;
+        std::filesystem::remove_all(sock.substr(0, sock.rfind('/')), ec);
     }
     return 0;
 }
@@ -312,9 +508,8 @@ int cmd_del(const Invocation& in, std::ostream&) {
 int cmd_check(const Invocation& in, std::ostream&) {
     control::DataplaneClient dp(in.cfg.socket);
     const NodeFacts f = node_facts(dp);
-    const auto ip =
-        IpamStore(ipam_dir(in.cfg), f.pod_cidr, f.gateway).find(in.container_id, in.ifname);
-    if (!ip) {
+    Addresses addresses(in, f);
+    if (!addresses.delegated() && !addresses.held()) {
         throw CniError(kUnknownContainer,
                        fmt::format("no address is held for {} {}", in.container_id, in.ifname));
     }
@@ -330,6 +525,12 @@ int cmd_check(const Invocation& in, std::ostream&) {
     }
     if (!found) {
         throw CniError(kUnknownContainer, fmt::format("the dataplane has no port {}", in.pod));
+    }
+    if (in.cfg.port_type == "vhostuser") {
+        if (!std::filesystem::exists(vhost_socket(in))) {
+            throw CniError(kUnknownContainer, fmt::format("no socket {}", vhost_socket(in)));
+        }
+        return 0;
     }
     NetnsGuard enter(in.netns);
     Netlink pod;
@@ -355,11 +556,13 @@ int run_plugin(const Env& env, const std::string& config, std::ostream& out) {
         }
         Invocation in;
         in.command = command;
+        in.env = env;
         in.cfg = parse_config(config);
         version = in.cfg.cni_version;
         in.container_id = env_or(env, "CNI_CONTAINERID", true);
         in.ifname = env_or(env, "CNI_IFNAME", true);
-        in.netns = env_or(env, "CNI_NETNS", command == "ADD" || command == "CHECK");
+        in.netns = env_or(env, "CNI_NETNS",
+                          (command == "ADD" || command == "CHECK") && in.cfg.port_type == "tap");
         in.pod = pod_name(env, in.container_id);
         if (in.ifname.size() > 15) {
             throw CniError(kInvalidEnv,

@@ -5,8 +5,10 @@
 # - VERSION; ADD of two pods: addresses from the node's pod CIDR, eth0 in each pod's network
 #   namespace with its address, MTU and default route; ping and TCP between them;
 # - CHECK; concurrent ADDs get distinct addresses; DEL, repeated DEL; the address is freed;
+# - addresses delegated to Debian's host-local IPAM plugin (ipam.type), as the spec runs it;
+# - a vhost-user pod: its socket and the file next to it, CHECK, DEL;
 # - error paths with the spec's codes: no CNI_COMMAND (4), bad JSON (6), unsupported version
-#   (1), a delegated IPAM type (2), the dataplane unreachable (11, nothing left behind).
+#   (1), an IPAM plugin not in CNI_PATH (7), the dataplane unreachable (11, nothing left).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 need_dataplane
@@ -82,6 +84,33 @@ if in_ns "$P1" ping -n -c 2 -i 0.2 -w 2 "$IP2" >/dev/null 2>&1; then fail "p2 an
 ip -n "$P2" link show eth0 >/dev/null 2>&1 && fail "p2 still has eth0 after DEL"
 pass "DEL p2: port and interface gone, $IP2 released; repeated DEL succeeds"
 
+step "addresses from Debian's host-local IPAM plugin"
+[ -x /usr/lib/cni/host-local ] || fail "/usr/lib/cni/host-local missing (containernetworking-plugins)"
+HL="$WORK_DIR/host-local"
+hl_conf=$(conf "" ", \"ipam\": {\"type\": \"host-local\", \"dataDir\": \"$HL\", \"ranges\": [[{\"subnet\": \"10.244.1.0/24\", \"rangeStart\": \"10.244.1.200\", \"rangeEnd\": \"10.244.1.209\", \"gateway\": \"10.244.1.1\"}]]}")
+netns_create h1
+out=$(cni ADD h1 "$hl_conf") || fail "ADD h1 with host-local: $out"
+IPH=$(field 'd["ips"][0]["address"].split("/")[0]' <<<"$out")
+[[ $IPH =~ ^10\.244\.1\.20[0-9]$ ]] || fail "host-local gave $IPH, outside its range: $out"
+[ -e "$HL/kdp/$IPH" ] || fail "host-local keeps no lease for $IPH in $HL/kdp: $(ls -R "$HL")"
+check_ping "$P1" "$IPH" "p1 -> h1 (address from host-local)"
+cni DEL h1 "$hl_conf" >/dev/null || fail "DEL h1"
+[ ! -e "$HL/kdp/$IPH" ] || fail "host-local still holds $IPH after DEL"
+pass "host-local gave h1 $IPH; DEL released it through host-local"
+
+step "a vhost-user pod"
+VH="$WORK_DIR/vhost"
+vh_conf=$(conf "" ", \"port_type\": \"vhostuser\", \"vhost_dir\": \"$VH\"")
+netns_create v1
+out=$(cni ADD v1 "$vh_conf") || fail "ADD v1 (vhostuser): $out"
+SOCK=$(field 'd["interfaces"][0]["socketPath"]' <<<"$out")
+[ -S "$SOCK" ] || fail "no vhost-user socket at $SOCK: $out"
+[ "$(field 'd["socket"]' <"${SOCK%.sock}.json")" = "$SOCK" ] || fail "no description next to $SOCK"
+cni CHECK v1 "$vh_conf" >/dev/null || fail "CHECK v1"
+cni DEL v1 "$vh_conf" >/dev/null || fail "DEL v1"
+[ ! -e "$SOCK" ] && [ ! -e "$(dirname "$SOCK")" ] || fail "$SOCK or its directory left after DEL"
+pass "v1: socket $SOCK with its description next to it; CHECK; DEL removed both"
+
 step "errors carry the spec's codes"
 expect_code() { # expect_code CODE OUT
     [ "$(field 'd["code"]' <<<"$2")" = "$1" ] || fail "expected error code $1, got: $2"
@@ -92,12 +121,12 @@ out=$(printf '{not json' | env -i CNI_COMMAND=ADD CNI_CONTAINERID=x CNI_NETNS=/x
 expect_code 6 "$out"
 out=$(cni ADD p2 '{"cniVersion": "9.9.9", "name": "kdp", "type": "kdp-cni"}') && fail "version 9.9.9 accepted"
 expect_code 1 "$out"
-out=$(cni ADD p2 "$(conf "" ', "ipam": {"type": "host-local"}')") && fail "delegated IPAM accepted"
-expect_code 2 "$out"
+out=$(cni ADD p2 "$(conf "" ', "ipam": {"type": "no-such-ipam"}')") && fail "a missing IPAM plugin accepted"
+expect_code 7 "$out"
 out=$(cni ADD p2 "$(conf /run/kdp/nothing-here.sock)") && fail "ADD with no dataplane succeeded"
 expect_code 11 "$out"
 [ -z "$(ls "$IPAM_DIR/kdp" | grep '^10\.' | grep -v "^$IP1\$")" ] || fail "a failed ADD left a lease: $(ls "$IPAM_DIR/kdp")"
-pass "missing CNI_COMMAND 4, bad JSON 6, version 1, delegated IPAM 2, dataplane down 11 (no lease left)"
+pass "missing CNI_COMMAND 4, bad JSON 6, version 1, IPAM plugin not found 7, dataplane down 11 (no lease left)"
 
 cni DEL p1 >/dev/null || fail "DEL p1"
 finish
