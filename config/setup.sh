@@ -26,6 +26,7 @@ PACKAGES=(
     libboost-dev libssl-dev libnuma-dev libpcap-dev python3-pyelftools
     tshark python3-scapy iproute2 iperf3 netcat-openbsd socat tcpdump clang-format
     procps psmisc kmod ethtool iputils-ping openssl python3 curl containernetworking-plugins
+    golang-go golang-github-appc-cni-dev
 )
 
 install_packages() {
