@@ -308,9 +308,11 @@ int run(int argc, char** argv) {
     auto manager =
         std::make_unique<api::TableManager>(info, node, tables, qsbr, worker_ptrs, entries);
     g_manager = manager.get();
-    // Pod ports created at run time (AddPort, from kdp-cni or kdpctl): TAPs and vhost-user
-    // sockets in server mode (the dataplane owns the socket, so a pod's application that
-    // restarts reconnects to it).
+    // Pod ports created at run time (AddPort, from kdp-cni or kdpctl): TAPs, and vhost-user in
+    // client mode with reconnection: the pod's application (QEMU, virtio_user server=1) owns
+    // the socket and the dataplane connects to it, so that either side may restart: a
+    // restarted application is reconnected to, and a restarted dataplane finds the socket
+    // where it was (its ports are recorded next to the API socket and brought back).
     uint32_t next_runtime_port = 0;
     manager->set_port_factory(api::PortFactory{
         [&](const api::PodPortRequest& r, api::PortEntry& e) -> std::optional<std::string> {
@@ -324,7 +326,8 @@ int run(int argc, char** argv) {
                 s.devargs = fmt::format("net_tap_kdpr{},iface={}", n, r.iface);
                 e.kind = "tap";
             } else {
-                s.devargs = fmt::format("net_vhost_kdpr{},iface={},queues=1", n, r.socket_path);
+                s.devargs =
+                    fmt::format("net_vhost_kdpr{},iface={},queues=1,client=1", n, r.socket_path);
                 e.kind = "vhostuser";
             }
             std::string why;
@@ -364,6 +367,35 @@ int run(int argc, char** argv) {
     if (auto e = manager->apply_tables(initial)) {
         die("tables from the config: " + *e);
     }
+
+    // Run-time ports of the previous process. vhost-user ones come back (the pod's socket is
+    // still there); a TAP went with the process that held it, and its pod needs attaching
+    // again (the runtime's CNI CHECK fails, then DEL and ADD).
+    const std::string port_state = cfg.api_socket + ".ports.json";
+    {
+        std::string why;
+        for (const api::PodPortRequest& r : api::TableManager::read_port_state(port_state, why)) {
+            if (r.type != "vhostuser") {
+                std::printf(
+                    "kdp-dataplane: port %s (%s) not restored: its interface went with "
+                    "the previous process\n",
+                    r.name.c_str(), r.type.c_str());
+                continue;
+            }
+            api::PortInfo restored;
+            if (auto e = manager->add_pod_port(r, restored)) {
+                std::printf("kdp-dataplane: port %s not restored: %s\n", r.name.c_str(),
+                            e->message.c_str());
+            } else {
+                std::printf("kdp-dataplane: port %s restored (%s)\n", r.name.c_str(),
+                            restored.devargs.c_str());
+            }
+        }
+        if (!why.empty()) {
+            std::printf("kdp-dataplane: run-time ports not restored: %s\n", why.c_str());
+        }
+    }
+    manager->set_port_state_file(port_state);
 
     rte_telemetry_register_cmd("/kdp/stats", telemetry_stats,
                                "Per-port packets, bytes and drops by reason. No parameters.");

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
@@ -800,6 +803,71 @@ void TableManager::set_port_factory(PortFactory f) {
     factory_ = std::move(f);
 }
 
+void TableManager::set_port_state_file(std::string path) {
+    std::lock_guard lock(mu_);
+    port_state_file_ = std::move(path);
+    save_port_state_locked();  // what is in service now, from here on kept up to date
+}
+
+void TableManager::save_port_state_locked() {
+    if (port_state_file_.empty()) {
+        return;
+    }
+    nlohmann::json ports = nlohmann::json::array();
+    for (const auto& [name, r] : port_requests_) {
+        ports.push_back({{"name", r.name},
+                         {"type", r.type},
+                         {"iface", r.iface},
+                         {"socket_path", r.socket_path},
+                         {"pod_ip", r.pod_ip ? r.pod_ip->str() : ""},
+                         {"mtu", r.mtu}});
+    }
+    const std::string tmp = port_state_file_ + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << nlohmann::json{{"ports", ports}}.dump(2) << "\n";
+        if (!out) {
+            fmt::print(stderr,
+                       "kdp-dataplane: cannot write {}: the ports will not come back "
+                       "after a restart\n",
+                       tmp);
+            return;
+        }
+    }
+    if (std::rename(tmp.c_str(), port_state_file_.c_str()) != 0) {
+        fmt::print(stderr, "kdp-dataplane: cannot replace {}: {}\n", port_state_file_,
+                   std::strerror(errno));
+    }
+}
+
+std::vector<PodPortRequest> TableManager::read_port_state(const std::string& path,
+                                                          std::string& err) {
+    std::vector<PodPortRequest> out;
+    std::ifstream in(path);
+    if (!in) {
+        return out;  // no earlier process, or it had no run-time ports
+    }
+    try {
+        const nlohmann::json j = nlohmann::json::parse(in);
+        for (const auto& p : j.at("ports")) {
+            PodPortRequest r;
+            r.name = p.at("name").get<std::string>();
+            r.type = p.at("type").get<std::string>();
+            r.iface = p.value("iface", "");
+            r.socket_path = p.value("socket_path", "");
+            if (const std::string ip = p.value("pod_ip", ""); !ip.empty()) {
+                r.pod_ip = Ip4::parse(ip);
+            }
+            r.mtu = p.value("mtu", uint16_t{0});
+            out.push_back(std::move(r));
+        }
+    } catch (const std::exception& e) {
+        err = fmt::format("{}: {}", path, e.what());
+        out.clear();
+    }
+    return out;
+}
+
 namespace {
 
 bool valid_iface(const std::string& s) {
@@ -880,6 +948,8 @@ std::optional<PortError> TableManager::add_pod_port(const PodPortRequest& r, Por
         factory_.destroy(e);
         return PortError{K::kFailed, *err};
     }
+    port_requests_[r.name] = r;
+    save_port_state_locked();
     for (PortInfo& p : ports_locked()) {
         if (p.name == r.name) {
             out = std::move(p);
@@ -906,6 +976,8 @@ std::optional<PortError> TableManager::remove_pod_port(const std::string& name) 
     port_pods_.erase(name);
     (void)remove_port_locked(name);  // unbinds and stops polling before the device goes
     factory_.destroy(e);
+    port_requests_.erase(name);
+    save_port_state_locked();
     return std::nullopt;
 }
 

@@ -91,6 +91,12 @@ public:
     std::optional<std::string> add_port(const PortEntry& e);
     /// Where run-time pod ports come from (AddPort); without one they are refused.
     void set_port_factory(PortFactory f);
+    /// The file the run-time pod ports are recorded in: written now, then rewritten whole
+    /// (atomically) after every AddPort and RemovePort, so that a restarted dataplane can
+    /// bring them back.
+    void set_port_state_file(std::string path);
+    /// The run-time pod ports recorded in `path` by a previous process (empty if none).
+    static std::vector<PodPortRequest> read_port_state(const std::string& path, std::string& err);
     std::optional<PortError> add_pod_port(const PodPortRequest& r, PortInfo& out) override;
     std::optional<PortError> remove_pod_port(const std::string& name) override;
     /// Takes a port out of service: its pods are unbound (their traffic is dropped as having
@@ -150,6 +156,9 @@ private:
     std::vector<dataplane::Worker*> workers_;
     std::vector<PortEntry> ports_;
     PortFactory factory_;
+    std::string port_state_file_;
+    std::map<std::string, PodPortRequest> port_requests_;  // run-time ports, by name
+    void save_port_state_locked();
     std::map<std::string, table::PodSpec> port_pods_;  // pods bound by AddPort, by name
     // Each worker's receive queues as published (live_rxqs); empty until a port is added.
     std::vector<std::unique_ptr<const std::vector<dataplane::RxQueue>>> rx_lists_;

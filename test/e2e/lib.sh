@@ -304,7 +304,7 @@ start_dataplane() {
     prefix=$(_dp_file_prefix_of "$config")
     mkdir -p "$(dirname "${sock:-/run/kdp/x}")"
     [ -z "$prefix" ] || _PREFIXES+=("$prefix")
-    [ -z "$sock" ] || _FILES+=("$sock")
+    [ -z "$sock" ] || _FILES+=("$sock" "$sock.ports.json")
     spawn "$KDP_DATAPLANE" --config "$config" </dev/null >"$log" 2>&1
     pid=$BG_PID
     _DP_PID[$name]=$pid _DP_LOG[$name]=$log _DP_SOCK[$name]=$sock _DP_PREFIX[$name]=$prefix

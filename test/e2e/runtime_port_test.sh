@@ -6,7 +6,8 @@
 #   into its pod's network namespace; ping and TCP flow between them;
 # - a port removed stops its pod's traffic and its TAP disappears; the pod comes back under the
 #   same address on a new port, and traffic resumes; the other pod never stopped;
-# - a vhost-user port gets its socket (server mode) and loses it on removal;
+# - a vhost-user port (client mode: it connects to the pod's socket) is listed and recorded
+#   for a restart, and forgotten on removal;
 # - bad requests are refused with the field named, and change nothing.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
@@ -90,16 +91,18 @@ done
 t2=$EPOCHREALTIME
 pass "AddPort (kdpctl, gRPC, hotplug, RCU publish) $(((${t1/./} - ${t0/./}) / 1000)) ms; to the first ping answered through the new port $(((${t2/./} - ${t0/./}) / 1000)) ms"
 
-step "a vhost-user port: its socket comes and goes"
+step "a vhost-user port (the dataplane connects to the pod's socket)"
 SOCK="$WORK_DIR/v1.sock"
-_FILES+=("$SOCK")
 out=$(kdpctl port add default/v1 --type vhostuser --socket "$SOCK" --ip 10.244.1.30) \
     || fail "port add v1: $out"
-[ -S "$SOCK" ] || fail "no vhost-user socket at $SOCK"
-pass "$out; socket $SOCK listening"
+kdpctl get ports | grep -q "default/v1 .*vhostuser" || fail "get ports: $(kdpctl get ports)"
+pass "$out (nothing listens at $SOCK yet: the dataplane keeps trying)"
+grep -q '"default/v1"' "$(api_socket node1).ports.json" \
+    || fail "v1 not recorded in $(api_socket node1).ports.json"
 kdpctl port remove default/v1 >/dev/null || fail "port remove v1"
-wait_for 5 "the socket gone" sh -c "[ ! -e '$SOCK' ]" || fail "$SOCK still exists after removal"
-pass "v1 removed: its socket is gone"
+kdpctl get ports | grep -q "default/v1" && fail "v1 still listed after removal"
+grep -q '"default/v1"' "$(api_socket node1).ports.json" && fail "v1 still recorded after removal"
+pass "v1 recorded for a restart while it exists, removed from the ports and the record"
 check_ping "$P1" 10.244.1.21 "p1 -> p2 still"
 
 finish
