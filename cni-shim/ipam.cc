@@ -133,23 +133,8 @@ Ip4 IpamStore::allocate(const std::string& container_id, const std::string& ifna
         if (ip == gateway_) {
             continue;
         }
-        const std::string path = dir_ + "/" + ip.str();
-        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            if (errno == EEXIST) {
-                continue;
-            }
-            throw IpamError(IpamError::Kind::kIo, fmt::format("{}: {}", path, errno_text()));
-        }
-        const std::string body = container_id + "\n" + ifname + "\n";
-        const bool ok =
-            ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size()) &&
-            ::fsync(fd) == 0;
-        const std::string e = errno_text();
-        ::close(fd);
-        if (!ok) {
-            ::unlink(path.c_str());
-            throw IpamError(IpamError::Kind::kIo, fmt::format("{}: {}", path, e));
+        if (!record(ip, container_id, ifname)) {
+            continue;
         }
         std::ofstream(dir_ + "/last_reserved", std::ios::trunc) << ip.str() << "\n";
         return ip;
@@ -157,6 +142,73 @@ Ip4 IpamStore::allocate(const std::string& container_id, const std::string& ifna
     throw IpamError(
         IpamError::Kind::kExhausted,
         fmt::format("no free address left in {} ({} in use)", range_.str(), leases().size()));
+}
+
+bool IpamStore::record(Ip4 ip, const std::string& container_id, const std::string& ifname) {
+    const std::string path = dir_ + "/" + ip.str();
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST) {
+            return false;
+        }
+        throw IpamError(IpamError::Kind::kIo, fmt::format("{}: {}", path, errno_text()));
+    }
+    const std::string body = container_id + "\n" + ifname + "\n";
+    const bool ok = ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size()) &&
+                    ::fsync(fd) == 0;
+    const std::string e = errno_text();
+    ::close(fd);
+    if (!ok) {
+        ::unlink(path.c_str());
+        throw IpamError(IpamError::Kind::kIo, fmt::format("{}: {}", path, e));
+    }
+    return true;
+}
+
+Ip4 IpamStore::allocate(const std::string& container_id, const std::string& ifname, Ip4 want) {
+    using K = IpamError::Kind;
+    const uint32_t first = range_.addr.host() + 1;
+    const uint32_t last = range_.addr.host() + static_cast<uint32_t>(range_.size()) - 2;
+    if (!range_.contains(want) || want.host() < first || want.host() > last || want == gateway_) {
+        throw IpamError(K::kUnavailable,
+                        fmt::format("requested address {} is not one of {} to hand out (network, "
+                                    "broadcast and gateway {} excluded)",
+                                    want.str(), range_.str(), gateway_.str()));
+    }
+    Lock lock(dir_);
+    if (auto held = find_locked(container_id, ifname)) {
+        if (*held == want) {
+            return want;
+        }
+        throw IpamError(K::kUnavailable,
+                        fmt::format("{} {} already holds {}, not the requested {}", container_id,
+                                    ifname, held->str(), want.str()));
+    }
+    if (!record(want, container_id, ifname)) {
+        const auto other = read_lease(want);
+        throw IpamError(K::kUnavailable,
+                        fmt::format("requested address {} is held by container {}", want.str(),
+                                    other ? other->container_id : std::string("?")));
+    }
+    return want;
+}
+
+std::vector<Lease> IpamStore::release_except(
+    const std::vector<std::pair<std::string, std::string>>& keep) {
+    Lock lock(dir_);
+    std::vector<Lease> freed;
+    for (Lease& l : leases()) {
+        if (std::find(keep.begin(), keep.end(), std::pair{l.container_id, l.ifname}) !=
+            keep.end()) {
+            continue;
+        }
+        const std::string path = dir_ + "/" + l.ip.str();
+        if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+            throw IpamError(IpamError::Kind::kIo, fmt::format("{}: {}", path, errno_text()));
+        }
+        freed.push_back(std::move(l));
+    }
+    return freed;
 }
 
 bool IpamStore::release(const std::string& container_id, const std::string& ifname) {

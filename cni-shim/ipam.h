@@ -22,7 +22,7 @@ namespace kdp::cni {
 
 class IpamError : public std::runtime_error {
 public:
-    enum class Kind { kExhausted, kIo, kCorrupt };
+    enum class Kind { kExhausted, kIo, kCorrupt, kUnavailable };
     IpamError(Kind k, const std::string& what) : std::runtime_error(what), kind_(k) {}
     Kind kind() const noexcept { return kind_; }
 
@@ -45,6 +45,13 @@ public:
     /// The address of (container_id, ifname): the one it already holds (ADD is idempotent), or
     /// a free one, recorded before this returns. Throws IpamError: kExhausted, kIo.
     Ip4 allocate(const std::string& container_id, const std::string& ifname);
+    /// `want` for (container_id, ifname) (the runtime asked for it: CNI_ARGS IP=, runtimeConfig
+    /// ips). Throws IpamError kUnavailable if it is outside the range, reserved, held by another
+    /// container, or if this one already holds a different address; kIo.
+    Ip4 allocate(const std::string& container_id, const std::string& ifname, Ip4 want);
+    /// Frees every lease whose (container id, interface) is not in `keep` (CNI GC). Returns
+    /// what it freed.
+    std::vector<Lease> release_except(const std::vector<std::pair<std::string, std::string>>& keep);
     /// Frees what (container_id, ifname) holds. False when it holds nothing (DEL of what is
     /// already gone is not an error).
     bool release(const std::string& container_id, const std::string& ifname);
@@ -58,6 +65,8 @@ private:
     std::optional<Lease> read_lease(Ip4 ip) const;
     std::optional<Ip4> find_locked(const std::string& container_id,
                                    const std::string& ifname) const;
+    // Creates the lease file of `ip` for (container_id, ifname); false if it exists.
+    bool record(Ip4 ip, const std::string& container_id, const std::string& ifname);
 
     std::string dir_;
     Prefix4 range_;

@@ -6,6 +6,7 @@
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -156,26 +157,25 @@ void Netlink::add_default_route(int ifindex, Ip4 gateway) {
 }
 
 Mac Netlink::mac(int ifindex) {
-    char name[IF_NAMESIZE] = {};
-    if (if_indextoname(static_cast<unsigned>(ifindex), name) == nullptr) {
+    // An ioctl on a socket made now, in the calling thread's network namespace (sysfs would
+    // show the namespace it was mounted in, not the pod's).
+    struct ifreq ifr {};
+    if (if_indextoname(static_cast<unsigned>(ifindex), ifr.ifr_name) == nullptr) {
         throw NetlinkError(fmt::format("interface {}: {}", ifindex, std::strerror(errno)), errno);
     }
-    Mac m{};
-    const std::string path = fmt::format("/sys/class/net/{}/address", name);
-    FILE* f = std::fopen(path.c_str(), "r");
-    if (f != nullptr) {
-        char text[32] = {};
-        if (std::fgets(text, sizeof(text), f) != nullptr) {
-            std::string s(text);
-            while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) {
-                s.pop_back();
-            }
-            if (auto parsed = Mac::parse(s)) {
-                m = *parsed;
-            }
-        }
-        std::fclose(f);
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        throw NetlinkError(fmt::format("socket: {}", std::strerror(errno)), errno);
     }
+    const int rc = ::ioctl(fd, SIOCGIFHWADDR, &ifr);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) {
+        throw NetlinkError(fmt::format("{}: SIOCGIFHWADDR: {}", ifr.ifr_name, std::strerror(err)),
+                           err);
+    }
+    Mac m{};
+    std::memcpy(m.b.data(), ifr.ifr_hwaddr.sa_data, m.b.size());
     return m;
 }
 

@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +13,7 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "ipam.h"
@@ -23,9 +26,10 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kVersion = "1.0.0";
+constexpr const char* kVersion = "1.1.0";
 constexpr const char* kDefaultSocket = "/run/kdp/dataplane.sock";
 constexpr const char* kDefaultDataDir = "/var/lib/kdp/ipam";
+constexpr std::array<const char*, 5> kSupported = {"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
 
 // CNI error codes (SPEC.md "Error" section).
 enum Code : int {
@@ -37,6 +41,10 @@ enum Code : int {
     kDecodeFailure = 6,
     kInvalidConfig = 7,
     kTryAgainLater = 11,
+    kNotAvailable = 50,  // STATUS: the plugin cannot serve ADDs now
+    // Ours (100 and up are the plugin's): 100 the pod CIDR is exhausted, 101 the requested
+    // address (CNI_ARGS IP=, runtimeConfig ips) cannot be given.
+    kAddressUnavailable = 101,
 };
 
 struct CniError : std::runtime_error {
@@ -117,12 +125,11 @@ Config parse_config(const std::string& text) {
             kInvalidConfig,
             fmt::format("network configuration: name \"{}\" is not a network name", c.name));
     }
-    static const char* supported[] = {"0.3.0", "0.3.1", "0.4.0", "1.0.0"};
-    if (std::find(std::begin(supported), std::end(supported), c.cni_version) ==
-        std::end(supported)) {
+    if (std::find(std::begin(kSupported), std::end(kSupported), c.cni_version) ==
+        std::end(kSupported)) {
         throw CniError(kIncompatibleVersion,
-                       fmt::format("cniVersion {} is not supported (0.3.0, 0.3.1, 0.4.0, 1.0.0)",
-                                   c.cni_version));
+                       fmt::format("cniVersion {} is not supported ({})", c.cni_version,
+                                   fmt::join(kSupported, ", ")));
     }
     return c;
 }
@@ -159,9 +166,36 @@ std::map<std::string, std::string> cni_args(const std::string& s) {
 
 struct Invocation {
     std::string command, container_id, netns, ifname, pod;
+    std::optional<Ip4> want;  // a requested address
     Config cfg;
     Env env;
 };
+
+// The address the runtime asks for, if any: CNI_ARGS IP= (as host-local reads it) or the first
+// of runtimeConfig.ips (the "ips" capability).
+std::optional<Ip4> requested_ip(const Env& env, const Config& cfg) {
+    std::string want;
+    const auto args = cni_args(env_or(env, "CNI_ARGS", false));
+    if (const auto it = args.find("IP"); it != args.end()) {
+        want = it->second;
+    } else if (const auto rc = cfg.raw.find("runtimeConfig");
+               rc != cfg.raw.end() && rc->is_object() && rc->contains("ips")) {
+        const json& ips = (*rc)["ips"];
+        if (!ips.is_array() || ips.empty() || !ips[0].is_string()) {
+            throw CniError(kInvalidConfig, "runtimeConfig.ips must be a list of addresses");
+        }
+        want = ips[0].get<std::string>();
+    }
+    if (want.empty()) {
+        return std::nullopt;
+    }
+    const auto ip = Ip4::parse(want.substr(0, want.find('/')));
+    if (!ip) {
+        throw CniError(kInvalidEnv,
+                       fmt::format("requested address \"{}\" is not an IPv4 address", want));
+    }
+    return ip;
+}
 
 // The pod's port name: "namespace/pod" from CNI_ARGS, else "cni/<container id>".
 std::string pod_name(const Env& env, const std::string& container_id) {
@@ -215,6 +249,60 @@ NodeFacts node_facts(control::DataplaneClient& dp) {
 
 std::string ipam_dir(const Config& c) {
     return c.data_dir + "/" + c.name;
+}
+
+// What kdp-cni attached, one file per (container id, interface) under
+// <data_dir>/<network>/attachments: the pod's port name, address and port type. GC reads them
+// to find what the runtime no longer knows about.
+struct Attachment {
+    std::string container_id, ifname, pod, port_type;
+    std::string ip;
+};
+
+std::string attachments_dir(const Config& c) {
+    return ipam_dir(c) + "/attachments";
+}
+
+std::string attachment_file(const Config& c, const std::string& id, const std::string& ifname) {
+    return attachments_dir(c) + "/" + id + "." + ifname;
+}
+
+void record_attachment(const Invocation& in, Ip4 ip) {
+    std::filesystem::create_directories(attachments_dir(in.cfg));
+    const std::string path = attachment_file(in.cfg, in.container_id, in.ifname);
+    std::ofstream f(path + ".tmp", std::ios::trunc);
+    f << json{{"containerID", in.container_id},
+              {"ifname", in.ifname},
+              {"pod", in.pod},
+              {"ip", ip.str()},
+              {"port_type", in.cfg.port_type}}
+             .dump()
+      << "\n";
+    f.close();
+    if (!f || ::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
+        throw CniError(kIoFailure, fmt::format("cannot record the attachment in {}", path));
+    }
+}
+
+void forget_attachment(const Config& c, const std::string& id, const std::string& ifname) {
+    std::error_code ec;
+    std::filesystem::remove(attachment_file(c, id, ifname), ec);
+}
+
+std::vector<Attachment> attachments(const Config& c) {
+    std::vector<Attachment> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(attachments_dir(c), ec)) {
+        std::ifstream f(e.path());
+        const json j = json::parse(f, nullptr, false);
+        if (!j.is_object() || !j.contains("containerID") || !j.contains("ifname")) {
+            continue;  // a .tmp cut short, or not ours
+        }
+        out.push_back(Attachment{j.value("containerID", ""), j.value("ifname", ""),
+                                 j.value("pod", ""), j.value("port_type", "tap"),
+                                 j.value("ip", "")});
+    }
+    return out;
 }
 
 // Runs the IPAM plugin named in ipam.type as the spec says: found in CNI_PATH, the same
@@ -299,7 +387,8 @@ public:
     bool delegated() const { return !in_.cfg.ipam.is_null() && in_.cfg.ipam.contains("type"); }
     Ip4 take() {
         if (!delegated()) {
-            return store().allocate(in_.container_id, in_.ifname);
+            return in_.want ? store().allocate(in_.container_id, in_.ifname, *in_.want)
+                            : store().allocate(in_.container_id, in_.ifname);
         }
         const json r = delegate_ipam(in_, "ADD");
         std::optional<Ip4> ip;
@@ -339,8 +428,12 @@ private:
 };
 
 // The file next to a vhost-user socket that tells the pod's application what it got.
+std::string vhost_socket(const Config& c, const std::string& id, const std::string& ifname) {
+    return fmt::format("{}/{}/{}.sock", c.vhost_dir, id.substr(0, 32), ifname);
+}
+
 std::string vhost_socket(const Invocation& in) {
-    return fmt::format("{}/{}/{}.sock", in.cfg.vhost_dir, in.container_id.substr(0, 32), in.ifname);
+    return vhost_socket(in.cfg, in.container_id, in.ifname);
 }
 
 json result(const Invocation& in, const Mac& mac, Ip4 ip, const NodeFacts& f) {
@@ -401,6 +494,7 @@ int add_vhost(const Invocation& in,
                     {"mtu", req.mtu()}}
                    .dump(2)
             << "\n";
+        record_attachment(in, ip);
         out << j.dump() << "\n";
         return 0;
     } catch (...) {
@@ -473,6 +567,7 @@ int cmd_add(const Invocation& in, std::ostream& out) {
             pod.add_default_route(*idx, f.gateway);
             mac = pod.mac(*idx);
         }
+        record_attachment(in, ip);
         out << result(in, mac, ip, f).dump() << "\n";
         return 0;
     } catch (...) {
@@ -503,6 +598,93 @@ int cmd_del(const Invocation& in, std::ostream&) {
         const std::string sock = vhost_socket(in);
         std::error_code ec;
         std::filesystem::remove_all(sock.substr(0, sock.rfind('/')), ec);
+    }
+    forget_attachment(in.cfg, in.container_id, in.ifname);
+    return 0;
+}
+
+// GC (CNI 1.1): undoes every attachment of this network that is not in
+// cni.dev/valid-attachments — its port, its address (own store, or a DEL to the IPAM plugin
+// for that container), its vhost-user directory — and frees leases of the own store that no
+// valid attachment holds (an ADD cut short by a crash).
+int cmd_gc(const Invocation& in, std::ostream&) {
+    const auto it = in.cfg.raw.find("cni.dev/valid-attachments");
+    if (it == in.cfg.raw.end() || !it->is_array()) {
+        throw CniError(kInvalidConfig,
+                       "GC: cni.dev/valid-attachments is missing or not a list; nothing removed");
+    }
+    std::vector<std::pair<std::string, std::string>> keep;
+    for (const json& a : *it) {
+        if (!a.is_object() || !a.contains("containerID") || !a["containerID"].is_string() ||
+            !a.contains("ifname") || !a["ifname"].is_string()) {
+            throw CniError(kInvalidConfig,
+                           fmt::format("GC: valid attachment {} lacks containerID or ifname; "
+                                       "nothing removed",
+                                       a.dump()));
+        }
+        keep.emplace_back(a["containerID"].get<std::string>(), a["ifname"].get<std::string>());
+    }
+    control::DataplaneClient dp(in.cfg.socket);
+    const NodeFacts f = node_facts(dp);
+    for (const Attachment& a : attachments(in.cfg)) {
+        if (std::find(keep.begin(), keep.end(), std::pair{a.container_id, a.ifname}) !=
+            keep.end()) {
+            continue;
+        }
+        try {
+            dp.remove_port(a.pod);
+        } catch (const control::RpcError& e) {
+            if (e.code() != grpc::StatusCode::NOT_FOUND) {
+                rpc_failed(e, fmt::format("GC: removing the port {}", a.pod).c_str());
+            }
+        }
+        Invocation stale = in;
+        stale.container_id = a.container_id;
+        stale.ifname = a.ifname;
+        stale.env["CNI_CONTAINERID"] = a.container_id;
+        stale.env["CNI_IFNAME"] = a.ifname;
+        Addresses addresses(stale, f);
+        if (addresses.delegated()) {
+            addresses.give_back();
+        }
+        if (a.port_type == "vhostuser") {
+            const std::string sock = vhost_socket(in.cfg, a.container_id, a.ifname);
+            std::error_code ec;
+            std::filesystem::remove_all(sock.substr(0, sock.rfind('/')), ec);
+        }
+        forget_attachment(in.cfg, a.container_id, a.ifname);
+    }
+    std::error_code ec;
+    if (!Addresses(in, f).delegated() && std::filesystem::exists(ipam_dir(in.cfg), ec)) {
+        IpamStore(ipam_dir(in.cfg), f.pod_cidr, f.gateway).release_except(keep);
+    }
+    return 0;
+}
+
+// STATUS (CNI 1.1): can an ADD succeed now? The dataplane must answer and the address store
+// must be writable with an address left.
+int cmd_status(const Invocation& in, std::ostream&) {
+    control::DataplaneClient dp(in.cfg.socket);
+    NodeFacts f;
+    try {
+        f = node_facts(dp);
+    } catch (const CniError& e) {
+        throw CniError(kNotAvailable,
+                       fmt::format("the kdp dataplane at {} does not answer", in.cfg.socket),
+                       e.what());
+    }
+    Addresses addresses(in, f);
+    if (!addresses.delegated()) {
+        try {
+            IpamStore store(ipam_dir(in.cfg), f.pod_cidr, f.gateway);
+            const uint64_t usable = f.pod_cidr.size() - 3;  // network, broadcast, gateway
+            if (store.leases().size() >= usable) {
+                throw CniError(kNotAvailable,
+                               fmt::format("every address of {} is in use", f.pod_cidr.str()));
+            }
+        } catch (const IpamError& e) {
+            throw CniError(kNotAvailable, fmt::format("the address store: {}", e.what()));
+        }
     }
     return 0;
 }
@@ -547,10 +729,7 @@ int run_plugin(const Env& env, const std::string& config, std::ostream& out) {
     try {
         const std::string command = env_or(env, "CNI_COMMAND", true);
         if (command == "VERSION") {
-            out << json{{"cniVersion", kVersion},
-                        {"supportedVersions", {"0.3.0", "0.3.1", "0.4.0", "1.0.0"}}}
-                       .dump()
-                << "\n";
+            out << json{{"cniVersion", kVersion}, {"supportedVersions", kSupported}}.dump() << "\n";
             return 0;
         }
         Invocation in;
@@ -558,11 +737,28 @@ int run_plugin(const Env& env, const std::string& config, std::ostream& out) {
         in.env = env;
         in.cfg = parse_config(config);
         version = in.cfg.cni_version;
+        if (command == "STATUS") {
+            return cmd_status(in, out);
+        }
+        if (command == "GC") {
+            return cmd_gc(in, out);
+        }
         in.container_id = env_or(env, "CNI_CONTAINERID", true);
+        if (in.container_id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789_.-") != std::string::npos ||
+            !std::isalnum(static_cast<unsigned char>(in.container_id[0]))) {
+            throw CniError(kInvalidEnv,
+                           fmt::format("CNI_CONTAINERID \"{}\" is not a container ID (letters, "
+                                       "digits, _ . -, starting with a letter or digit)",
+                                       in.container_id));
+        }
         in.ifname = env_or(env, "CNI_IFNAME", true);
         in.netns = env_or(env, "CNI_NETNS",
                           (command == "ADD" || command == "CHECK") && in.cfg.port_type == "tap");
         in.pod = pod_name(env, in.container_id);
+        if (command == "ADD") {
+            in.want = requested_ip(env, in.cfg);
+        }
         if (in.ifname.size() > 15) {
             throw CniError(kInvalidEnv,
                            fmt::format("CNI_IFNAME \"{}\" is longer than 15", in.ifname));
@@ -578,7 +774,8 @@ int run_plugin(const Env& env, const std::string& config, std::ostream& out) {
         }
         throw CniError(
             kInvalidEnv,
-            fmt::format("CNI_COMMAND \"{}\" is not ADD, DEL, CHECK or VERSION", command));
+            fmt::format("CNI_COMMAND \"{}\" is not ADD, DEL, CHECK, GC, STATUS or VERSION",
+                        command));
     } catch (const CniError& e) {
         out << json{{"cniVersion", version},
                     {"code", e.code},
@@ -588,7 +785,9 @@ int run_plugin(const Env& env, const std::string& config, std::ostream& out) {
             << "\n";
     } catch (const IpamError& e) {
         out << json{{"cniVersion", version},
-                    {"code", e.kind() == IpamError::Kind::kExhausted ? 100 : kIoFailure},
+                    {"code", e.kind() == IpamError::Kind::kExhausted     ? 100
+                             : e.kind() == IpamError::Kind::kUnavailable ? kAddressUnavailable
+                                                                         : kIoFailure},
                     {"msg", fmt::format("pod address: {}", e.what())},
                     {"details", ""}}
                    .dump()

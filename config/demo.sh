@@ -8,6 +8,10 @@
 #   pod a2 10.244.1.11 ─┴─ kdp-dataplane node1       kdp-dataplane node2 ─┘
 #                          198.51.100.1  ── VXLAN over an underlay bridge ──  198.51.100.2
 #
+# The dataplanes start with no pod ports; kdp-cni attaches the pods while they run, called
+# through libcni (the library containerd and CRI-O call CNI plugins with) with the shipped
+# config/cni/10-kdp.conflist, as the kubelet's runtime would for each pod sandbox.
+#
 # Every step prints ✔ or ✘; everything it creates is removed on exit (also on Ctrl-C).
 # Steps are functions: add new ones (policies, ...) to STEPS at the bottom.
 # Environment: KDP_BUILD_DIR, KDP_KEEP=1 (keep the work dir with configs and logs).
@@ -30,11 +34,10 @@ step_cluster() {
     node_uplink 1
     node_uplink 2
     log "  underlay: bridge '$UNDERLAY_BR' in netns $UNDERLAY_NS; node uplinks $(uplink_if 1), $(uplink_if 2) (net_af_packet)"
-    # Each node's config names only its own pod ports; where the other nodes are comes from the
-    # control plane (step_control).
-    CONFIG1=$(kdp_node_config node1 1 "$(uplink_if 1)" standard \
-        "a1:10.244.1.10:$(if_name a1) a2:10.244.1.11:$(if_name a2)" "")
-    CONFIG2=$(kdp_node_config node2 2 "$(uplink_if 2)" standard "b1:10.244.2.10:$(if_name b1)" "")
+    # A node's config names no pods (kdp-cni attaches them, step_pods) and no other nodes (the
+    # control plane tells, step_control).
+    CONFIG1=$(kdp_node_config node1 1 "$(uplink_if 1)" standard "" "")
+    CONFIG2=$(kdp_node_config node2 2 "$(uplink_if 2)" standard "" "")
     start_dataplane node1 "$CONFIG1"
     pass "kdp-dataplane node1: $(node_ip 1), pods 10.244.1.0/24, config $CONFIG1"
     start_dataplane node2 "$CONFIG2"
@@ -42,13 +45,21 @@ step_cluster() {
 }
 
 step_pods() {
-    step "pods: the dataplane's TAP ports moved into pod namespaces"
-    pod_attach 1 a1 10.244.1.10 "$(if_name a1)"
-    pod_attach 1 a2 10.244.1.11 "$(if_name a2)"
-    pod_attach 2 b1 10.244.2.10 "$(if_name b1)"
+    step "pods attached by kdp-cni (CNI ADD through libcni, config/cni/10-kdp.conflist)"
+    cni_client_build
+    local pod node ip res
+    for pod in a1:node1:10.244.1.10 a2:node1:10.244.1.11 b1:node2:10.244.2.10; do
+        IFS=: read -r pod node ip <<<"$pod"
+        cni_pod_add "$node" "$pod" "$ip"
+        res=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); i=r["interfaces"][0]
+print(i["name"], i["mac"], r["ips"][0]["address"], "via", r["routes"][0]["gw"])' \
+            "$WORK_DIR/cni-$pod.json") || fail "CNI ADD of $pod: no result: $(cat "$WORK_DIR/cni-$pod.json")"
+        [[ $res == *" $ip/24 "* ]] || fail "CNI ADD of $pod: asked for $ip, got $res"
+        pass "CNI ADD default/$pod on $node: $res, MTU $(ip -n "$(ns_name "$pod")" -o link show eth0 | grep -o 'mtu [0-9]*' | cut -d' ' -f2)"
+    done
     A1=$(ns_name a1) A2=$(ns_name a2) B1=$(ns_name b1)
-    pass "a1 10.244.1.10 and a2 10.244.1.11 on node1 (netns $A1, $A2)"
-    pass "b1 10.244.2.10 on node2 (netns $B1); MTU 1450, default route via the node gateway .1"
+    log "  node1's ports (kdpctl get ports):"
+    "$KDP_BUILD_DIR/control/kdpctl" --dataplane "$(api_socket node1)" get ports | sed 's/^/    /'
 }
 
 step_control() {

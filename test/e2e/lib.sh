@@ -372,6 +372,52 @@ pod_attach() {
     ip -n "$ns" route add default via "10.244.$n.1" dev "$tap"
 }
 
+# ---------------------------------------------------------------- kdp-cni
+
+# cni_client_build: builds test/cni/libcni_client.go, a runtime's network side on libcni (the
+# library containerd and CRI-O call plugins with), against Debian's golang-github-appc-cni-dev
+# in GOPATH mode, offline, in a few seconds. Sets CNI_CLIENT.
+cni_client_build() {
+    command -v go >/dev/null || fail "go missing (golang-go)"
+    mkdir -p "$WORK_DIR/go"
+    cp "$KDP_ROOT/test/cni/libcni_client.go" "$WORK_DIR/go/main.go"
+    CNI_CLIENT="$WORK_DIR/libcni_client"
+    (cd "$WORK_DIR/go" && GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE="$WORK_DIR/gocache" \
+        GOFLAGS= go build -o "$CNI_CLIENT" main.go) 2>"$WORK_DIR/go.err" \
+        || fail "go build of the libcni client: $(cat "$WORK_DIR/go.err")"
+}
+
+# cni_conflist NODE: writes node NODE's copy of config/cni/10-kdp.conflist (the shipped file),
+# pointed at that node's dataplane socket and IPAM/vhost-user directories in $WORK_DIR; prints
+# its path.
+cni_conflist() {
+    local node=$1 f="$WORK_DIR/cni-$1.conflist"
+    python3 - "$KDP_ROOT/config/cni/10-kdp.conflist" "$(api_socket "$node")" \
+        "$WORK_DIR/ipam-$node" "$WORK_DIR/vhost-$node" >"$f" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+p = next(p for p in c["plugins"] if p["type"] == "kdp-cni")
+p["dataplane_socket"], p["data_dir"], p["vhost_dir"] = sys.argv[2:5]
+json.dump(c, sys.stdout, indent=2)
+PY
+    printf '%s' "$f"
+}
+
+# cni_pod_add NODE POD [IP]: a CNI ADD through libcni, as the kubelet's runtime makes it, for pod
+# default/POD (container id "ctr-POD") into a new netns $(ns_name POD) as eth0; IP, if given,
+# is requested with CNI_ARGS IP= (the pod's address in the manifests). The result JSON is left
+# in $WORK_DIR/cni-POD.json. Needs cni_client_build.
+cni_pod_add() {
+    local node=$1 pod=$2 ip=${3:-} list
+    netns_create "$pod"
+    list=$(cni_conflist "$node")
+    CNI_PATH="$KDP_BUILD_DIR/cni-shim:/usr/lib/cni" CNI_CACHE_DIR="$WORK_DIR/cni-cache" \
+        "$CNI_CLIENT" add "$list" "/var/run/netns/$(ns_name "$pod")" "ctr-$pod" eth0 \
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$pod${ip:+;IP=$ip}" \
+        >"$WORK_DIR/cni-$pod.json" 2>&1 \
+        || fail "CNI ADD of $pod on $node: $(cat "$WORK_DIR/cni-$pod.json")"
+}
+
 # kernel_pod_attach NODE_NS N POD_NAME IP: a pod behind a plain-kernel node, the way a
 # bridge CNI does it: a veth whose node end holds 10.244.N.1/24. The netns is $(ns_name POD).
 kernel_pod_attach() {

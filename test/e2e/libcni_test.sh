@@ -13,15 +13,11 @@ need_dataplane
 CNI_BIN_DIR="$KDP_BUILD_DIR/cni-shim"
 [ -x "$CNI_BIN_DIR/kdp-cni" ] || fail "$CNI_BIN_DIR/kdp-cni is not built"
 [ -x /usr/lib/cni/tuning ] || fail "/usr/lib/cni/tuning missing (containernetworking-plugins)"
-command -v go >/dev/null || fail "go missing (golang-go)"
 mkdir -p "$WORK_DIR"
 
 step "the libcni client, built from test/cni/libcni_client.go"
-mkdir -p "$WORK_DIR/go"
-cp "$KDP_ROOT/test/cni/libcni_client.go" "$WORK_DIR/go/main.go"
-CLIENT="$WORK_DIR/libcni_client"
-(cd "$WORK_DIR/go" && GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE="$WORK_DIR/gocache" \
-    GOFLAGS= go build -o "$CLIENT" main.go) 2>"$WORK_DIR/go.err" || fail "go build: $(cat "$WORK_DIR/go.err")"
+cni_client_build
+CLIENT=$CNI_CLIENT
 pass "built against /usr/share/gocode's libcni"
 
 step "a dataplane with no pod ports"

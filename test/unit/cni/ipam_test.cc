@@ -121,6 +121,45 @@ TEST_F(Ipam, ConcurrentProcessesNeverShareAnAddress) {
     EXPECT_EQ(owners.size(), l.size()) << "one address per container, each once";
 }
 
+TEST_F(Ipam, GivesARequestedAddressOnlyWhenItIsFreeAndUsable) {
+    IpamStore s = store();
+    const Ip4 want = *Ip4::parse("10.244.1.10");
+    EXPECT_EQ(s.allocate("a", "eth0", want), want);
+    EXPECT_EQ(s.allocate("a", "eth0", want), want) << "ADD again: the same address";
+    const auto refused = [&](const char* id, const char* ip, const char* needle) {
+        try {
+            s.allocate(id, "eth0", *Ip4::parse(ip));
+            ADD_FAILURE() << id << " got " << ip;
+        } catch (const IpamError& e) {
+            EXPECT_EQ(e.kind(), IpamError::Kind::kUnavailable) << e.what();
+            EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+        }
+    };
+    refused("b", "10.244.1.10", "held by container a");
+    refused("a", "10.244.1.11", "already holds 10.244.1.10");
+    refused("b", "10.244.1.1", "gateway 10.244.1.1 excluded");
+    refused("b", "10.244.1.0", "is not one of 10.244.1.0/24");
+    refused("b", "10.244.1.255", "is not one of");
+    refused("b", "10.244.2.10", "is not one of");
+    EXPECT_EQ(s.leases().size(), 1u) << "refusals recorded nothing";
+    EXPECT_NE(s.allocate("b", "eth0"), want) << "the free search skips a requested lease";
+}
+
+TEST_F(Ipam, GcFreesEveryLeaseNotKept) {
+    IpamStore s = store();
+    const Ip4 a = s.allocate("a", "eth0");
+    const Ip4 b = s.allocate("b", "eth0");
+    const Ip4 b1 = s.allocate("b", "net1");
+    const auto freed = s.release_except({{"a", "eth0"}, {"b", "net1"}, {"gone", "eth0"}});
+    ASSERT_EQ(freed.size(), 1u);
+    EXPECT_EQ(freed[0].ip, b);
+    EXPECT_EQ(s.find("a", "eth0"), a);
+    EXPECT_EQ(s.find("b", "net1"), b1);
+    EXPECT_EQ(s.find("b", "eth0"), std::nullopt);
+    EXPECT_EQ(s.release_except({}).size(), 2u);
+    EXPECT_TRUE(s.leases().empty());
+}
+
 TEST_F(Ipam, AnUnwritableDirectoryIsAnIoError) {
     try {
         IpamStore s("/proc/kdp-no-such-dir/net", *Prefix4::parse("10.244.1.0/24"),
