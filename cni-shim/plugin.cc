@@ -18,6 +18,7 @@
 
 #include "ipam.h"
 #include "netlink.h"
+#include "pod_info.h"
 #include "push/dataplane_client.h"
 
 namespace kdp::cni {
@@ -62,7 +63,8 @@ struct Config {
     uint32_t mtu = 0;
     std::string port_type = "tap";
     std::string vhost_dir = "/var/run/kdp/vhost";
-    json ipam;  // may be null
+    std::string kubeconfig;  // kubernetes.kubeconfig: per-pod annotations are read with it
+    json ipam;               // may be null
     json raw;
 };
 
@@ -113,6 +115,13 @@ Config parse_config(const std::string& text) {
                            "network configuration: mtu must be a number in 576..9000");
         }
         c.mtu = it->get<uint32_t>();
+    }
+    if (const auto it = c.raw.find("kubernetes"); it != c.raw.end()) {
+        if (!it->is_object() || (it->contains("kubeconfig") && !(*it)["kubeconfig"].is_string())) {
+            throw CniError(kInvalidConfig,
+                           "network configuration: kubernetes must be {\"kubeconfig\": PATH}");
+        }
+        c.kubeconfig = it->value("kubeconfig", "");
     }
     if (const auto it = c.raw.find("ipam"); it != c.raw.end() && !it->is_null()) {
         if (!it->is_object()) {
@@ -223,6 +232,55 @@ std::string tap_name(const std::string& container_id) {
     throw CniError(kIoFailure, fmt::format("{}: {}", what, e.what()));
 }
 
+constexpr const char* kPortTypeAnnotation = "kdp.io/port-type";
+
+// The pod's port type: its annotation kdp.io/port-type ("tap" | "vhostuser") when the network
+// configuration names a kubeconfig and the runtime named the pod; else the network's.
+std::string port_type_for(const Invocation& in) {
+    if (in.cfg.kubeconfig.empty()) {
+        return in.cfg.port_type;
+    }
+    const auto args = cni_args(env_or(in.env, "CNI_ARGS", false));
+    const auto ns = args.find("K8S_POD_NAMESPACE");
+    const auto name = args.find("K8S_POD_NAME");
+    if (ns == args.end() || name == args.end() || ns->second.empty() || name->second.empty()) {
+        return in.cfg.port_type;  // not a Kubernetes pod: nothing to look up
+    }
+    std::map<std::string, std::string> annotations;
+    try {
+        annotations =
+            pod_annotations(in.cfg.kubeconfig, ns->second, name->second, std::chrono::seconds(5));
+    } catch (const PodLookupError& e) {
+        using K = PodLookupError::Kind;
+        switch (e.kind()) {
+            case K::kUnreachable:
+                throw CniError(kTryAgainLater,
+                               "the Kubernetes API server does not answer; try again later",
+                               e.what());
+            case K::kNotFound:
+                throw CniError(
+                    kUnknownContainer,
+                    fmt::format("pod {}/{} is not in the Kubernetes API", ns->second, name->second),
+                    e.what());
+            case K::kConfig:
+                throw CniError(kInvalidConfig, e.what());
+            case K::kRefused:
+                break;
+        }
+        throw CniError(kIoFailure, e.what());
+    }
+    const auto it = annotations.find(kPortTypeAnnotation);
+    if (it == annotations.end()) {
+        return in.cfg.port_type;
+    }
+    if (it->second != "tap" && it->second != "vhostuser") {
+        throw CniError(kInvalidConfig,
+                       fmt::format("pod {}/{}: annotation {}: \"{}\" is not tap or vhostuser",
+                                   ns->second, name->second, kPortTypeAnnotation, it->second));
+    }
+    return it->second;
+}
+
 struct NodeFacts {
     Prefix4 pod_cidr;
     Ip4 gateway;
@@ -257,6 +315,7 @@ std::string ipam_dir(const Config& c) {
 struct Attachment {
     std::string container_id, ifname, pod, port_type;
     std::string ip;
+    std::string vhost_dir;  // vhost_dir at ADD time
 };
 
 std::string attachments_dir(const Config& c) {
@@ -275,13 +334,30 @@ void record_attachment(const Invocation& in, Ip4 ip) {
               {"ifname", in.ifname},
               {"pod", in.pod},
               {"ip", ip.str()},
-              {"port_type", in.cfg.port_type}}
+              {"port_type", in.cfg.port_type},
+              {"vhost_dir", in.cfg.vhost_dir}}
              .dump()
       << "\n";
     f.close();
     if (!f || ::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
         throw CniError(kIoFailure, fmt::format("cannot record the attachment in {}", path));
     }
+}
+
+std::optional<Attachment> find_attachment(const Config& c,
+                                          const std::string& id,
+                                          const std::string& ifname) {
+    std::ifstream f(attachment_file(c, id, ifname));
+    const json j = json::parse(f, nullptr, false);
+    if (!f || !j.is_object()) {
+        return std::nullopt;
+    }
+    return Attachment{id,
+                      ifname,
+                      j.value("pod", ""),
+                      j.value("port_type", "tap"),
+                      j.value("ip", ""),
+                      j.value("vhost_dir", c.vhost_dir)};
 }
 
 void forget_attachment(const Config& c, const std::string& id, const std::string& ifname) {
@@ -299,8 +375,8 @@ std::vector<Attachment> attachments(const Config& c) {
             continue;  // a .tmp cut short, or not ours
         }
         out.push_back(Attachment{j.value("containerID", ""), j.value("ifname", ""),
-                                 j.value("pod", ""), j.value("port_type", "tap"),
-                                 j.value("ip", "")});
+                                 j.value("pod", ""), j.value("port_type", "tap"), j.value("ip", ""),
+                                 j.value("vhost_dir", c.vhost_dir)});
     }
     return out;
 }
@@ -648,7 +724,9 @@ int cmd_gc(const Invocation& in, std::ostream&) {
             addresses.give_back();
         }
         if (a.port_type == "vhostuser") {
-            const std::string sock = vhost_socket(in.cfg, a.container_id, a.ifname);
+            Config at_add = in.cfg;
+            at_add.vhost_dir = a.vhost_dir;
+            const std::string sock = vhost_socket(at_add, a.container_id, a.ifname);
             std::error_code ec;
             std::filesystem::remove_all(sock.substr(0, sock.rfind('/')), ec);
         }
@@ -753,16 +831,23 @@ int run_plugin(const Env& env, const std::string& config, std::ostream& out) {
                                        in.container_id));
         }
         in.ifname = env_or(env, "CNI_IFNAME", true);
-        in.netns = env_or(env, "CNI_NETNS",
-                          (command == "ADD" || command == "CHECK") && in.cfg.port_type == "tap");
+        if (in.ifname.size() > 15 || in.ifname == "." || in.ifname == ".." ||
+            in.ifname.find_first_of("/ \t\n:") != std::string::npos) {
+            throw CniError(kInvalidEnv,
+                           fmt::format("CNI_IFNAME \"{}\" is not an interface name (at most 15 "
+                                       "characters, no '/', ':' or spaces)",
+                                       in.ifname));
+        }
         in.pod = pod_name(env, in.container_id);
         if (command == "ADD") {
             in.want = requested_ip(env, in.cfg);
+            in.cfg.port_type = port_type_for(in);
+        } else if (const auto a = find_attachment(in.cfg, in.container_id, in.ifname)) {
+            in.cfg.port_type = a->port_type;  // what ADD made, whatever the config says now
+            in.cfg.vhost_dir = a->vhost_dir;
         }
-        if (in.ifname.size() > 15) {
-            throw CniError(kInvalidEnv,
-                           fmt::format("CNI_IFNAME \"{}\" is longer than 15", in.ifname));
-        }
+        in.netns = env_or(env, "CNI_NETNS",
+                          (command == "ADD" || command == "CHECK") && in.cfg.port_type == "tap");
         if (command == "ADD") {
             return cmd_add(in, out);
         }

@@ -1,4 +1,5 @@
-// kdp-cni: the CNI plugin (specification 1.0.0) that attaches pods to kdp-dataplane.
+// kdp-cni: the CNI plugin (specification 1.0.0, and 1.1's STATUS and GC) that attaches pods to
+// kdp-dataplane.
 //
 // ADD: the node's pod CIDR, gateway and MTU from the dataplane (NodeInfo); an address from the
 // node-local store (ipam.h; or from the IPAM plugin named in ipam.type, run as the spec says);
@@ -11,6 +12,10 @@
 //   dataplane_socket  the dataplane's API socket (default /run/kdp/dataplane.sock)
 //   data_dir          where addresses are kept (default /var/lib/kdp/ipam)
 //   mtu               the pod interface's MTU (default: the dataplane's pod MTU)
+//   port_type         tap (default) | vhostuser
+//   vhost_dir         where vhost-user sockets go, one directory per pod
+//   kubernetes        {"kubeconfig": PATH}: read each pod's annotation kdp.io/port-type
+// CNI_ARGS IP= (or runtimeConfig ips) asks for an address of the node's pod CIDR.
 #pragma once
 
 #include <map>

@@ -10,6 +10,8 @@
 #   valid ones stay;
 # - addresses delegated to Debian's host-local IPAM plugin (ipam.type), as the spec runs it;
 # - a vhost-user pod: its socket and the file next to it, CHECK, DEL;
+# - the port type per pod from its annotation kdp.io/port-type, read from a (fake) Kubernetes API
+#   over TLS; a bad value (7), a pod the API does not know (3), the API down (11);
 # - error paths with the spec's codes: no CNI_COMMAND (4), bad JSON (6), a container id that
 #   is not one (4), unsupported version
 #   (1), an IPAM plugin not in CNI_PATH (7), the dataplane unreachable (11, nothing left).
@@ -138,6 +140,39 @@ cni CHECK v1 "$vh_conf" >/dev/null || fail "CHECK v1"
 cni DEL v1 "$vh_conf" >/dev/null || fail "DEL v1"
 [ ! -e "$(dirname "$SOCK")" ] || fail "$(dirname "$SOCK") left after DEL"
 pass "v1: socket path $SOCK (the pod's application listens there) described next to it; CHECK; DEL"
+
+step "the port type from the pod's annotation kdp.io/port-type (Kubernetes API)"
+fake_apiserver_start
+annotated_pod() { # NAME [PORT_TYPE]
+    local anno=""
+    [ -n "${2:-}" ] && anno=",\"annotations\":{\"kdp.io/port-type\":\"$2\"}"
+    api "{\"op\":\"create\",\"path\":\"/api/v1/pods\",\"object\":{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"$1\",\"namespace\":\"default\"$anno},\"spec\":{\"nodeName\":\"node1\",\"containers\":[{\"name\":\"c\",\"image\":\"x\"}]}}}"
+}
+annotated_pod k1 vhostuser
+annotated_pod k2
+annotated_pod k3 bogus
+k_conf=$(conf "" ", \"vhost_dir\": \"$VH\", \"kubernetes\": {\"kubeconfig\": \"$WORK_DIR/kubeconfig\"}")
+for p in k1 k2 k3 k4; do netns_create $p; done
+out=$(cni ADD k1 "$k_conf") || fail "ADD k1: $out"
+KSOCK=$(field 'd["interfaces"][0]["socketPath"]' <<<"$out") || fail "k1 (annotated vhostuser) got no socket: $out"
+out=$(cni ADD k2 "$k_conf") || fail "ADD k2: $out"
+[ "$(field 'd["interfaces"][0]["sandbox"]' <<<"$out")" = "/var/run/netns/$(ns_name k2)" ] || fail "k2: $out"
+ip -n "$(ns_name k2)" link show eth0 >/dev/null || fail "k2 (no annotation) has no eth0"
+pass "k1 annotated vhostuser got $KSOCK; k2 without the annotation got the network's TAP"
+cni CHECK k1 "$(conf)" >/dev/null || fail "CHECK k1 (type from what ADD made, not the config)"
+cni DEL k1 "$(conf)" >/dev/null || fail "DEL k1"
+[ ! -e "$(dirname "$KSOCK")" ] || fail "DEL k1 left $(dirname "$KSOCK")"
+cni DEL k2 "$k_conf" >/dev/null || fail "DEL k2"
+out=$(cni ADD k3 "$k_conf") && fail "k3 with port-type bogus attached: $out"
+[ "$(field 'd["code"]' <<<"$out")" = 7 ] && [[ $out == *'"bogus\" is not tap or vhostuser'* ]] || fail "k3: $out"
+out=$(cni ADD k4 "$k_conf") && fail "k4 (not in the API) attached: $out"
+[ "$(field 'd["code"]' <<<"$out")" = 3 ] || fail "k4: $out"
+api '{"op":"fail","count":1,"status":0}'
+out=$(cni ADD k2 "$k_conf") && fail "ADD k2 with the API server hanging up succeeded: $out"
+[ "$(field 'd["code"]' <<<"$out")" = 11 ] || fail "API server gone: $out"
+ports=$("$KDP_BUILD_DIR/control/kdpctl" --dataplane "$(api_socket node1)" get ports)
+[[ $ports != *default/k* ]] || fail "refused ADDs left ports: $ports"
+pass "CHECK/DEL of k1 follow what ADD made; bad annotation 7, pod not in the API 3, API down 11; nothing left"
 
 step "STATUS and GC (CNI 1.1)"
 conf11() { conf "${1:-}" "${2:-}" | sed 's/"cniVersion": "1.0.0"/"cniVersion": "1.1.0"/'; }

@@ -37,33 +37,7 @@ start_dataplane node1 "$WORK_DIR/node1.yaml"
 pass "kdp-dataplane node1 up, API at $SOCK"
 
 step "fake API server"
-mkdir -p "$WORK_DIR/api"
-coproc API { exec python3 "$KDP_ROOT/test/k8s/fake_apiserver.py" --dir "$WORK_DIR/api" 2>"$WORK_DIR/apiserver.log"; }
-track_pid "$API_PID"
-read -r -t 30 HELLO <&"${API[0]}" || fail "the fake API server did not start"
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$HELLO" "$1"; }
-PORT=$(field port)
-cat >"$WORK_DIR/kubeconfig" <<KC
-apiVersion: v1
-kind: Config
-current-context: test
-clusters:
-- name: test
-  cluster: {server: "https://127.0.0.1:$PORT", certificate-authority: "$(field ca)"}
-users:
-- name: kdp
-  user: {client-certificate: "$(field client_cert)", client-key: "$(field client_key)"}
-contexts:
-- name: test
-  context: {cluster: test, user: kdp}
-KC
-# api CMD_JSON: sends one command to the fake server and checks its reply.
-api() {
-    printf '%s\n' "$1" >&"${API[1]}"
-    local reply
-    read -r -t 10 reply <&"${API[0]}" || fail "no reply from the fake API server to $1"
-    case "$reply" in *'"error"'*) fail "fake API server refused $1: $reply" ;; esac
-}
+fake_apiserver_start
 node_obj() { # NAME INTERNAL_IP POD_CIDR
     printf '{"apiVersion":"v1","kind":"Node","metadata":{"name":"%s","labels":{"kubernetes.io/hostname":"%s"}},"spec":{"podCIDR":"%s"},"status":{"addresses":[{"type":"InternalIP","address":"%s"}]}}' \
         "$1" "$1" "$3" "$2"

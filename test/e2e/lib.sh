@@ -372,6 +372,42 @@ pod_attach() {
     ip -n "$ns" route add default via "10.244.$n.1" dev "$tap"
 }
 
+# ---------------------------------------------------------------- Kubernetes API
+
+# fake_apiserver_start: test/k8s/fake_apiserver.py (the real list+watch protocol over TLS with
+# a client certificate) as coprocess API; writes $WORK_DIR/kubeconfig for it. Then
+# `api CMD_JSON` sends it one command (see the script's header) and checks the reply.
+fake_apiserver_start() {
+    local hello port ca cert key
+    mkdir -p "$WORK_DIR/api"
+    coproc API { exec python3 "$KDP_ROOT/test/k8s/fake_apiserver.py" --dir "$WORK_DIR/api" 2>"$WORK_DIR/apiserver.log"; }
+    track_pid "$API_PID"
+    read -r -t 30 hello <&"${API[0]}" || fail "the fake API server did not start"
+    read -r port ca cert key < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["port"], d["ca"], d["client_cert"], d["client_key"])' "$hello")
+    cat >"$WORK_DIR/kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+current-context: test
+clusters:
+- name: test
+  cluster: {server: "https://127.0.0.1:$port", certificate-authority: "$ca"}
+users:
+- name: kdp
+  user: {client-certificate: "$cert", client-key: "$key"}
+contexts:
+- name: test
+  context: {cluster: test, user: kdp}
+KC
+    PORT=$port
+}
+
+api() {
+    printf '%s\n' "$1" >&"${API[1]}"
+    local reply
+    read -r -t 10 reply <&"${API[0]}" || fail "no reply from the fake API server to $1"
+    case "$reply" in *'"error"'*) fail "fake API server refused $1: $reply" ;; esac
+}
+
 # ---------------------------------------------------------------- kdp-cni
 
 # cni_client_build: builds test/cni/libcni_client.go, a runtime's network side on libcni (the

@@ -12,6 +12,8 @@ Python 3 standard library plus the `openssl` CLI (which makes a throwaway CA at 
            `resourceVersion`; a too-old resourceVersion gets an ERROR event with a 410 Status;
            `timeoutSeconds` ends the watch cleanly; objects leaving/entering a field selector are
            sent as DELETED/ADDED.
+  - GET:   one namespaced object, /api/v1/namespaces/NS/pods/NAME (any namespaced resource), with
+           kind and apiVersion; 404 NotFound Status when it does not exist.
   - errors are Status objects: {"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
            "message":..,"reason":..,"code":N}.
   - auth: with --token, a request needs "Authorization: Bearer TOKEN" or a client certificate
@@ -310,6 +312,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             entry["status"] = 401
             self.send_status(401, "Unauthorized", "Unauthorized")
             return
+        one = self.single_object_path(url.path)
+        if one is not None:
+            self.get_one(*one, entry)
+            return
         if url.path not in RESOURCES:
             entry["status"] = 404
             self.send_status(404, "NotFound", "the server could not find the requested resource")
@@ -324,6 +330,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.watch(url.path, query, terms, entry)
         else:
             self.list(url.path, query, terms, entry)
+
+    @staticmethod
+    def single_object_path(path):
+        """(collection path, "ns/name") for /api/v1/namespaces/NS/RES/NAME and
+        /apis/G/V/namespaces/NS/RES/NAME, else None."""
+        parts = path.strip("/").split("/")
+        base = 2 if parts[:1] == ["api"] else 3
+        if len(parts) != base + 4 or parts[base] != "namespaces":
+            return None
+        collection = "/" + "/".join(parts[:base] + [parts[base + 2]])
+        if collection not in RESOURCES or not RESOURCES[collection][2]:
+            return None
+        return collection, f"{parts[base + 1]}/{parts[base + 3]}"
+
+    def get_one(self, path, key, entry):
+        st = self.server.state
+        kind, api_version, _ = RESOURCES[path]
+        with st.lock:
+            obj = copy.deepcopy(st.objects[path].get(key))
+        if obj is None:
+            entry["status"] = 404
+            self.send_status(404, "NotFound", f'{kind.lower()}s "{key.split("/")[1]}" not found')
+            return
+        obj["kind"], obj["apiVersion"] = kind, api_version
+        entry["status"] = 200
+        self.send_json(200, obj)
 
     def list(self, path, query, terms, entry):
         st = self.server.state
