@@ -13,7 +13,9 @@ usage: $0 [options]
   --warmup S          traffic before the window                                  [2]
   --workloads "W..."  from: l2 local encap decap                                 [l2 local encap decap]
   --sizes "S..."      frame sizes (64, 512, 1500, imix, ...)                     [64 512]
-  --systems "S..."    from: testpmd kdp                                          [testpmd kdp]
+  --systems "S..."    from: testpmd kdp kdp-cni                                  [testpmd kdp]
+                      kdp-cni: kdp started without pods, the generator's two ports
+                      attached by kdp-cni as vhost-user DPDK pods (local workload only)
   --flows N           distinct 5-tuples per run                                  [1024]
   --gen-cpu C         CPU for kdp-pktgen (and the forwarders' idle main lcore)   [0]
   --fwd-cpu C         CPU for the forwarding lcore (testpmd core, kdp worker)    [1]
@@ -201,6 +203,7 @@ fi
 TESTPMD=${TESTPMD:-dpdk-testpmd}
 PKTGEN=$BUILD/benchmarks/kdp-pktgen
 KDP=$BUILD/dataplane/kdp-dataplane
+CNI=$BUILD/cni-shim/kdp-cni
 [[ -x $PKTGEN ]] || { echo "run.sh: $PKTGEN not built (ninja -C $BUILD)" >&2; exit 2; }
 command -v "$TESTPMD" >/dev/null || { echo "run.sh: $TESTPMD not found" >&2; exit 2; }
 [[ $EUID -eq 0 ]] || { echo "run.sh: needs root (hugepages, vhost-user)" >&2; exit 2; }
@@ -299,6 +302,37 @@ start_kdp() {  # start_kdp WORKLOAD TAG
     FWD_PID=$!
 }
 
+# start_kdp_cni TAG: kdp with no pod ports; the generator's ports become two DPDK pods attached
+# by kdp-cni (CNI ADD, port_type vhostuser) as the kubelet's runtime would attach them. The
+# dataplane is the vhost-user client, so the generator listens (virtio_user server=1) on the
+# sockets kdp-cni names; SOCK_A / SOCK_B are set to them. Returns non-zero if an ADD fails.
+start_kdp_cni() {
+    local tag=$1 pod ip out i
+    sed '/^pods:/,/^remote_nodes:/{/^remote_nodes:/!d}' <(write_kdp_config local "$tag" /dev/stdout) \
+        >"$TMP/$tag.yaml"
+    echo "network_policy: {before_sync: allow}" >>"$TMP/$tag.yaml"
+    "$KDP" --config "$TMP/$tag.yaml" </dev/null >"$TMP/$tag.log" 2>&1 &
+    FWD_PID=$!
+    for i in $(seq 300); do
+        [[ -S $TMP/$tag-api.sock ]] && break
+        kill -0 "$FWD_PID" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    for pod in a:10.244.1.10 b:10.244.1.11; do
+        ip=${pod#*:} pod=${pod%%:*}
+        out=$(printf '{"cniVersion":"1.0.0","name":"bench","type":"kdp-cni","port_type":"vhostuser","dataplane_socket":"%s","data_dir":"%s","vhost_dir":"%s"}' \
+            "$TMP/$tag-api.sock" "$TMP/$tag-ipam" "$TMP/$tag-vhost" |
+            env -i CNI_COMMAND=ADD CNI_CONTAINERID="bench-$pod" CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \
+                CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=$pod;IP=$ip" "$CNI") || {
+            echo "kdp-cni ADD $pod: $out" >>"$TMP/$tag.log"
+            return 1
+        }
+        echo "kdp-cni ADD $pod: $out" >>"$TMP/$tag.log"
+    done
+    SOCK_A=$TMP/$tag-vhost/bench-a/eth0.sock
+    SOCK_B=$TMP/$tag-vhost/bench-b/eth0.sock
+}
+
 gen_args() {  # gen_args WORKLOAD: the generator's per-path flags (defaults cover the rest)
     case $1 in
         encap) echo "--arp-reply-ip 198.51.100.2 --arp-reply-mac 02:00:00:00:02:02" ;;
@@ -343,12 +377,23 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
     local sys=$1 wl=$2 size=$3 run=$4 tag gtag line rc load tid s0 s1 fwd_cpu fwd_wait
     tag=$sys-$wl-$size-$run
     gtag=gen-$wl-$size-$run-$sys
+    SOCK_A=$TMP/a.sock SOCK_B=$TMP/b.sock
     rm -f "$SOCK_A" "$SOCK_B"
+    local gen_mode=""
     case $sys in
         testpmd) start_testpmd "$tag" ;;
         kdp) start_kdp "$wl" "$tag" ;;
+        kdp-cni)
+            gen_mode=",server=1"
+            if ! start_kdp_cni "$tag"; then
+                record_error "$sys" "$wl" "$size" "$run" "kdp-cni could not attach the pods (log: logs/$tag.log)"
+                stop_pid "$FWD_PID"; FWD_PID=""
+                save_logs "$tag"
+                return
+            fi
+            ;;
     esac
-    if ! wait_sockets "$FWD_PID" "$SOCK_A" "$SOCK_B"; then
+    if [[ -z $gen_mode ]] && ! wait_sockets "$FWD_PID" "$SOCK_A" "$SOCK_B"; then
         record_error "$sys" "$wl" "$size" "$run" "forwarder did not create its sockets (log: logs/$tag.log)"
         stop_pid "$FWD_PID"; FWD_PID=""
         save_logs "$tag"
@@ -363,8 +408,8 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
     set +e
     line=$(taskset -c "$GEN_CPU" "$PKTGEN" --file-prefix "$PREFIX-$gtag" --lcores "0@$GEN_CPU" \
         --no-pci --single-file-segments \
-        --vdev "net_virtio_user0,path=$SOCK_A,queues=1$VIRTIO_ARGS" \
-        --vdev "net_virtio_user1,path=$SOCK_B,queues=1$VIRTIO_ARGS" \
+        --vdev "net_virtio_user0,path=$SOCK_A,queues=1$gen_mode$VIRTIO_ARGS" \
+        --vdev "net_virtio_user1,path=$SOCK_B,queues=1$gen_mode$VIRTIO_ARGS" \
         -- --workload "$wl" --size "$size" --flows "$FLOWS" --seconds "$SECS" \
         --warmup "$WARMUP" $(gen_args "$wl") 2>"$TMP/$gtag.log")
     rc=$?
@@ -403,10 +448,17 @@ for wl in $WORKLOADS; do
     for size in $SIZES; do
         systems=""
         for sys in $SYSTEMS; do
-            if [[ $sys == kdp && $wl == l2 ]]; then
+            if [[ $sys == kdp* && $wl == l2 ]]; then
                 continue  # kdp routes at L3: plain L2 frames to a pod MAC are not its job
             fi
-            if [[ $sys == kdp && ! -x $KDP ]]; then
+            if [[ $sys == kdp-cni && $wl != local ]]; then
+                continue  # the pods are the generator's two ports: pod to pod on one node
+            fi
+            if [[ $sys == kdp-cni && ! -x $CNI ]]; then
+                record_error kdp-cni "$wl" "$size" 0 "$CNI not built"
+                continue
+            fi
+            if [[ $sys == kdp* && ! -x $KDP ]]; then
                 record_error kdp "$wl" "$size" 0 "$KDP not built"
                 continue
             fi

@@ -16,6 +16,10 @@ namespace {
 // devices that want other sizes get them adjusted by rte_eth_dev_adjust_nb_rx_tx_desc.
 constexpr uint16_t kRxDesc = 1024;
 constexpr uint16_t kTxDesc = 1024;
+// A pod port carries one pod's traffic. Some PMDs (net_tap) fill their RX ring with mbufs from
+// the shared pool at set-up, so smaller pod rings let many more run-time pods share one pool.
+constexpr uint16_t kPodRxDesc = 512;
+constexpr uint16_t kPodTxDesc = 512;
 
 std::string dev_name_of(const std::string& devargs) {
     return devargs.substr(0, devargs.find(','));
@@ -84,12 +88,20 @@ bool configure_port(uint16_t pid, const PortSetup& s, PortTable& table, std::str
               " tx queues: " + errstr(rc);
         return false;
     }
-    uint16_t nb_rxd = kRxDesc;
-    uint16_t nb_txd = kTxDesc;
+    const bool pod = s.kind == PortKind::kPod;
+    uint16_t nb_rxd = pod ? kPodRxDesc : kRxDesc;
+    uint16_t nb_txd = pod ? kPodTxDesc : kTxDesc;
     rte_eth_dev_adjust_nb_rx_tx_desc(pid, &nb_rxd, &nb_txd);
     const int socket = std::max(0, rte_eth_dev_socket_id(pid));
     for (uint16_t q = 0; q < nb_rxq; ++q) {
         rc = rte_eth_rx_queue_setup(pid, q, nb_rxd, static_cast<unsigned>(socket), nullptr, s.pool);
+        if (rc == -ENOMEM) {
+            err = name + ": rx queue " + std::to_string(q) + ": the mbuf pool has not " +
+                  std::to_string(nb_rxd) + " mbufs left for its ring (" +
+                  std::to_string(rte_mempool_avail_count(s.pool)) +
+                  " free; raise limits.mbufs in the node config)";
+            return false;
+        }
         if (rc != 0) {
             err = name + ": rx queue " + std::to_string(q) + ": " + errstr(rc);
             return false;

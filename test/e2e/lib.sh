@@ -260,10 +260,10 @@ kdp_node_config() {
         echo "dpdk:"
         echo "  file_prefix: $(file_prefix "$name")"
         echo "  lcores: \"(0,1)@(0,1)\""
-        echo "  eal_args: [\"--no-pci\", \"-m\", \"128\"]"
+        echo "  eal_args: [\"--no-pci\", \"-m\", \"${KDP_E2E_MEM_MB:-128}\"]"
         echo "workers: {lcores: [1], idle: {spin_polls: 64, sleep_us: 50, max_sleep_us: 500}}"
         echo "uplink: {devargs: \"net_af_packet0,iface=$uplink\"}"
-        echo "limits: {mbufs: 8191}"
+        echo "limits: {mbufs: ${KDP_E2E_MBUFS:-8191}}"
         echo "pods:"
         for p in $pods; do
             IFS=: read -r pname pip pif <<<"$p"
