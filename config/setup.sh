@@ -66,6 +66,9 @@ setup_hugepages() {
     fi
     [ "$(id -u)" -eq 0 ] || die "hugepages: only $total x 2M reserved; run as root (sudo) to reserve 1G"
     command -v dpdk-hugepages.py >/dev/null || die "dpdk-hugepages.py not found (package dpdk)"
+    # dpdk-hugepages.py mounts on /dev/hugepages and only warns when that directory is missing
+    # (as on some minimal images), leaving EAL without hugetlbfs: make it, and check the mount.
+    mkdir -p /dev/hugepages
     if [ "$total" -gt "$free" ]; then
         # Pages in use by running DPDK processes: --setup would clear and unmount under them, so
         # only raise the reservation and mount.
@@ -74,6 +77,8 @@ setup_hugepages() {
     else
         dpdk-hugepages.py -p 2M --setup 1G || die "dpdk-hugepages.py -p 2M --setup 1G failed"
     fi
+    hugetlbfs_mounted || mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages \
+        || die "hugepages: could not mount hugetlbfs on /dev/hugepages"
     total=$(hugepages_2m_total)
     [ "$total" -ge 512 ] || die "hugepages: asked for 512 x 2M, the kernel gave $total (memory fragmented?)"
     say "hugepages: reserved $total x 2M ($(hugepages_2m_free) free)"
