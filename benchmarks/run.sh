@@ -274,6 +274,8 @@ start_testpmd() {  # start_testpmd TAG
 # The generator's port A and B always attach to SOCK_A and SOCK_B; which kdp port sits behind
 # each depends on the path: local pod a -> pod b, encap pod a -> uplink, decap uplink -> pod b.
 # Ports the path does not use get sockets nobody connects to.
+# No control plane runs here, so the node forwards pod traffic before a policy sync
+# (network_policy.before_sync: allow); without it every pod packet is policy_not_synced.
 write_kdp_config() {  # write_kdp_config WORKLOAD TAG FILE
     local wl=$1 tag=$2 file=$3 pod_a pod_b uplink
     case $wl in
@@ -293,6 +295,7 @@ pods:
 remote_nodes:
   - {name: node2, ip: 198.51.100.2, pod_cidr: 10.244.2.0/24}
 api: {socket: $TMP/$tag-api.sock}
+network_policy: {before_sync: allow}
 EOF
 }
 
@@ -310,7 +313,6 @@ start_kdp_cni() {
     local tag=$1 pod ip out i
     sed '/^pods:/,/^remote_nodes:/{/^remote_nodes:/!d}' <(write_kdp_config local "$tag" /dev/stdout) \
         >"$TMP/$tag.yaml"
-    echo "network_policy: {before_sync: allow}" >>"$TMP/$tag.yaml"
     "$KDP" --config "$TMP/$tag.yaml" </dev/null >"$TMP/$tag.log" 2>&1 &
     FWD_PID=$!
     for i in $(seq 300); do
