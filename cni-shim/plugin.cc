@@ -601,6 +601,9 @@ int cmd_add(const Invocation& in, std::ostream& out) {
         req.set_name(in.pod);
         req.set_type(v1::PORT_TYPE_TAP);
         req.set_iface(tap);
+        // Where the TAP goes: a restarted dataplane takes it back there (the pod keeps it).
+        req.set_netns(in.netns);
+        req.set_netns_iface(in.ifname);
         req.set_pod_ip(ip.str());
         req.set_mtu(mtu);
         try {

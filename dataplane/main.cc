@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "config/node_config.h"
 #include "core/worker.h"
 #include "port/ethdev.h"
+#include "port/tap_keeper.h"
 
 namespace kdp::dataplane {
 namespace {
@@ -75,6 +77,58 @@ std::vector<std::string> eal_argv(const config::NodeConfig& c) {
 
 std::string tap_devargs(const config::PodPortConfig& p, size_t index) {
     return fmt::format("net_tap_kdp{},iface={}", index, p.iface);
+}
+
+// A run-time TAP pod port. A new one: net_tap creates the interface here (the caller moves it
+// into the pod's namespace) and a keeper holds it persistent. One recorded by an earlier
+// process (its record carries the TUN flags): the interface is looked for where the caller put
+// it, in the pod's namespace, else still here; net_tap attaches to it there, with its MAC, and
+// a new keeper holds it.
+std::optional<std::string> create_runtime_tap(
+    const api::PodPortRequest& r, uint32_t n, PortSetup& s, PortTable& ports, api::PortEntry& e) {
+    e.kind = "tap";
+    std::string why;
+    std::optional<NetnsScope> ns;
+    std::string name = r.iface;
+    uint32_t flags = r.tun_flags;
+    if (flags == 0) {
+        s.devargs = fmt::format("net_tap_kdpr{},iface={}", n, r.iface);
+    } else {
+        if (!r.netns.empty()) {
+            ns.emplace(r.netns, why);
+            std::string absent;
+            if (ns->ok() && iface_mac(r.netns_iface, absent)) {
+                name = r.netns_iface;
+            } else {
+                ns.reset();  // namespace or interface gone: the TAP may not have moved yet
+            }
+        }
+        const auto mac = iface_mac(name, why);
+        if (!mac) {
+            return fmt::format("its interface is gone ({}{})",
+                               r.netns.empty() ? "" : r.netns + ": ", why);
+        }
+        s.devargs = fmt::format("net_tap_kdpr{},iface={},mac={}", n, name, mac->str());
+    }
+    const auto pid = setup_port(s, ports, why);
+    if (!pid) {
+        return why;
+    }
+    if (flags == 0) {
+        if (const auto f = tap_flags(name, why)) {
+            flags = *f;
+        }
+    }
+    const auto fd = flags != 0 ? tap_hold(name, flags, why) : std::nullopt;
+    if (!fd) {
+        teardown_port(*pid);
+        return fmt::format("keeping {} across restarts: {}", name, why);
+    }
+    e.devargs = s.devargs;
+    e.port_id = *pid;
+    e.tap_keeper = *fd;
+    e.tun_flags = flags;
+    return std::nullopt;
 }
 
 int telemetry_stats(const char*, const char*, rte_tel_data* d) {
@@ -323,8 +377,7 @@ int run(int argc, char** argv) {
             s.pool = pool;
             const uint32_t n = next_runtime_port++;
             if (r.type == "tap") {
-                s.devargs = fmt::format("net_tap_kdpr{},iface={}", n, r.iface);
-                e.kind = "tap";
+                return create_runtime_tap(r, n, s, ports, e);
             } else {
                 s.devargs =
                     fmt::format("net_vhost_kdpr{},iface={},queues=1,client=1", n, r.socket_path);
@@ -348,6 +401,7 @@ int run(int argc, char** argv) {
                            rte_strerror(-rc));
             }
             ports.port[e.port_id].peer_mac.store(0, std::memory_order_relaxed);
+            tap_release(e.tap_keeper);  // the interface goes with the port
         }});
     manager->set_trace_pool(pool);
 
@@ -368,20 +422,13 @@ int run(int argc, char** argv) {
         die("tables from the config: " + *e);
     }
 
-    // Run-time ports of the previous process. vhost-user ones come back (the pod's socket is
-    // still there); a TAP went with the process that held it, and its pod needs attaching
-    // again (the runtime's CNI CHECK fails, then DEL and ADD).
+    // Run-time ports of the previous process come back: vhost-user ones connect to the pod's
+    // socket again; TAPs were kept persistent (tap_keeper.h), and net_tap attaches to the same
+    // interface in the pod's namespace, so the pod keeps its address, routes and MAC.
     const std::string port_state = cfg.api_socket + ".ports.json";
     {
         std::string why;
         for (const api::PodPortRequest& r : api::TableManager::read_port_state(port_state, why)) {
-            if (r.type != "vhostuser") {
-                std::printf(
-                    "kdp-dataplane: port %s (%s) not restored: its interface went with "
-                    "the previous process\n",
-                    r.name.c_str(), r.type.c_str());
-                continue;
-            }
             api::PortInfo restored;
             if (auto e = manager->add_pod_port(r, restored)) {
                 std::printf("kdp-dataplane: port %s not restored: %s\n", r.name.c_str(),

@@ -184,6 +184,13 @@ struct PodPortRequest {
     std::string socket_path;    // vhostuser: the socket the dataplane creates (absolute)
     std::optional<Ip4> pod_ip;  // bound to the port at once, until the control plane says more
     uint16_t mtu = 0;           // 0: the node's pod MTU
+    // tap: where the caller moves the TAP (the pod's namespace, a path, and the interface's
+    // name there), so that a restarted dataplane finds it again; empty: it stays here.
+    std::string netns;
+    std::string netns_iface;
+    // Kept by the dataplane in its port record, not from the API: the TAP's TUN flags, set
+    // when a restarted dataplane takes back the interface of an earlier process.
+    uint32_t tun_flags = 0;
 };
 
 /// Why a port operation failed, for the API's status code.

@@ -391,6 +391,8 @@ public:
                 }
                 r.iface = req->iface();
                 r.socket_path = req->socket_path();
+                r.netns = req->netns();
+                r.netns_iface = req->netns_iface();
                 if (!req->pod_ip().empty()) {
                     r.pod_ip = Ip4::parse(req->pod_ip());
                     if (!r.pod_ip) {

@@ -820,7 +820,10 @@ void TableManager::save_port_state_locked() {
                          {"iface", r.iface},
                          {"socket_path", r.socket_path},
                          {"pod_ip", r.pod_ip ? r.pod_ip->str() : ""},
-                         {"mtu", r.mtu}});
+                         {"mtu", r.mtu},
+                         {"netns", r.netns},
+                         {"netns_iface", r.netns_iface},
+                         {"tun_flags", r.tun_flags}});
     }
     const std::string tmp = port_state_file_ + ".tmp";
     {
@@ -859,6 +862,9 @@ std::vector<PodPortRequest> TableManager::read_port_state(const std::string& pat
                 r.pod_ip = Ip4::parse(ip);
             }
             r.mtu = p.value("mtu", uint16_t{0});
+            r.netns = p.value("netns", "");
+            r.netns_iface = p.value("netns_iface", "");
+            r.tun_flags = p.value("tun_flags", uint32_t{0});
             out.push_back(std::move(r));
         }
     } catch (const std::exception& e) {
@@ -893,11 +899,23 @@ std::optional<PortError> TableManager::add_pod_port(const PodPortRequest& r, Por
         return PortError{K::kInvalid, fmt::format("name: \"{}\" is not \"namespace/pod\"", r.name)};
     }
     if (r.type == "tap") {
-        if (!valid_iface(r.iface)) {
+        for (const auto& [field, value] :
+             {std::pair{"iface", &r.iface}, std::pair{"netns_iface", &r.netns_iface}}) {
+            if (!valid_iface(*value) && (value == &r.iface || !value->empty())) {
+                return PortError{K::kInvalid,
+                                 fmt::format("{}: \"{}\" is not an interface name (1-15 of "
+                                             "A-Z a-z 0-9 - _ .)",
+                                             field, *value)};
+            }
+        }
+        if (!r.netns.empty() && (r.netns[0] != '/' || r.netns_iface.empty())) {
             return PortError{K::kInvalid,
-                             fmt::format("iface: \"{}\" is not an interface name (1-15 of "
-                                         "A-Z a-z 0-9 - _ .)",
-                                         r.iface)};
+                             fmt::format("netns: \"{}\" must be an absolute path, given with "
+                                         "netns_iface",
+                                         r.netns)};
+        }
+        if (r.netns.empty() && !r.netns_iface.empty()) {
+            return PortError{K::kInvalid, "netns_iface: given without netns"};
         }
     } else if (r.type == "vhostuser") {
         if (r.socket_path.empty() || r.socket_path[0] != '/' || r.socket_path.size() > 107) {
@@ -949,6 +967,7 @@ std::optional<PortError> TableManager::add_pod_port(const PodPortRequest& r, Por
         return PortError{K::kFailed, *err};
     }
     port_requests_[r.name] = r;
+    port_requests_[r.name].tun_flags = e.tun_flags;
     save_port_state_locked();
     for (PortInfo& p : ports_locked()) {
         if (p.name == r.name) {

@@ -45,6 +45,8 @@ struct PortEntry {
     std::string kind;
     std::string devargs;
     uint16_t port_id = 0;
+    int tap_keeper = -1;     // run-time TAP: the queue that keeps its interface (tap_keeper.h)
+    uint32_t tun_flags = 0;  // run-time TAP: its TUN flags, recorded for a restart
 };
 
 /// How the dataplane makes and unmakes the devices of run-time pod ports (main sets it up with

@@ -6,6 +6,8 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -379,6 +381,71 @@ TEST(TableManagerDelta, UpdateTablesOverGrpcTakesTheDeltaPath) {
     EXPECT_EQ(list.generation(), 2u);
     EXPECT_EQ(list.services(1).backends_size(), 3);
     server.shutdown();
+}
+
+// A run-time TAP's record says where its interface went (the pod's namespace and its name
+// there) and its TUN flags, so that a restarted dataplane can take the same interface back.
+TEST(TableManagerPorts, TapRecordsKeepTheirNamespaceAndFlagsAndBadOnesAreRefused) {
+    Manager m;
+    int created = 0;
+    m->set_port_factory(PortFactory{
+        [&](const PodPortRequest& r, PortEntry& e) -> std::optional<std::string> {
+            ++created;
+            e.kind = r.type;
+            e.devargs = "net_tap_test,iface=" + r.iface;
+            e.port_id = static_cast<uint16_t>(created);
+            e.tun_flags = 0x1002;  // IFF_TAP | IFF_MULTI_QUEUE, as the factory found them
+            return std::nullopt;
+        },
+        [](const PortEntry&) {}});
+    const std::string state = ::testing::TempDir() + "/kdp-ports-" + std::to_string(::getpid());
+    m->set_port_state_file(state);
+
+    PodPortRequest r;
+    r.name = "default/k1";
+    r.type = "tap";
+    r.iface = "kdpc1234";
+    r.pod_ip = ip("10.244.1.20");
+    PortInfo out;
+    const auto refused = [&](PodPortRequest bad, const char* why) {
+        const auto e = m->add_pod_port(bad, out);
+        ASSERT_TRUE(e.has_value()) << why;
+        EXPECT_EQ(e->kind, PortError::Kind::kInvalid) << why;
+        EXPECT_NE(e->message.find(why), std::string::npos) << e->message;
+    };
+    PodPortRequest bad = r;
+    bad.netns = "var/run/netns/k1";
+    bad.netns_iface = "eth0";
+    refused(bad, "netns: \"var/run/netns/k1\" must be an absolute path");
+    bad.netns = "/var/run/netns/k1";
+    bad.netns_iface = "a/b";
+    refused(bad, "netns_iface: \"a/b\" is not an interface name");
+    bad.netns = "";
+    bad.netns_iface = "eth0";
+    refused(bad, "netns_iface: given without netns");
+    bad.netns = "/var/run/netns/k1";
+    bad.netns_iface = "";
+    refused(bad, "given with netns_iface");
+    EXPECT_EQ(created, 0) << "a refused request makes no device";
+
+    r.netns = "/var/run/netns/k1";
+    r.netns_iface = "eth0";
+    ASSERT_EQ(m->add_pod_port(r, out), std::nullopt);
+    std::string err;
+    const std::vector<PodPortRequest> saved = TableManager::read_port_state(state, err);
+    EXPECT_EQ(err, "");
+    ASSERT_EQ(saved.size(), 1u);
+    EXPECT_EQ(saved[0].name, "default/k1");
+    EXPECT_EQ(saved[0].type, "tap");
+    EXPECT_EQ(saved[0].iface, "kdpc1234");
+    EXPECT_EQ(saved[0].netns, "/var/run/netns/k1");
+    EXPECT_EQ(saved[0].netns_iface, "eth0");
+    EXPECT_EQ(saved[0].tun_flags, 0x1002u) << "the flags the factory found, for the restart";
+    EXPECT_EQ(saved[0].pod_ip, ip("10.244.1.20"));
+
+    ASSERT_EQ(m->remove_pod_port("default/k1"), std::nullopt);
+    EXPECT_TRUE(TableManager::read_port_state(state, err).empty()) << "removed: no record";
+    std::remove(state.c_str());
 }
 
 }  // namespace
