@@ -73,6 +73,10 @@ struct NodeParams {
     std::vector<std::string> pod_ports = {"default/a", "default/b"};
     uint32_t held = 8;
     uint32_t conntrack = 4096;  // connections (benchmarks size it up)
+    /// Workers sharing the node's tables and conntrack. The test thread plays each of them in
+    /// turn (run_as / inject_as), as when RSS or a reply's other queue hands a connection's
+    /// packets to different workers.
+    uint32_t workers = 1;
     /// TSC ticks per conntrack second. The default suits tests that drive time themselves (1
     /// "tsc" = 1 us); a test on the real worker loop, which reads the real TSC, passes
     /// rte_get_tsc_hz() so that timeouts are in real seconds.
@@ -120,6 +124,15 @@ public:
         worker_.node = &node_;
         worker_.pool = pool_;
         worker_.held.resize(params_.held);
+        node_.workers = params_.workers;
+        for (uint32_t i = 1; i < params_.workers; ++i) {
+            auto w = std::make_unique<dataplane::Worker>();
+            w->index = i;
+            w->node = &node_;
+            w->pool = pool_;
+            w->held.resize(params_.held);
+            others_.push_back(std::move(w));
+        }
         api::NodeInfo info;
         info.node_name = params_.name;
         if (params_.real_worker) {
@@ -219,6 +232,16 @@ public:
 
     /// Puts frames on a port's receive side and runs one worker iteration at time `now`.
     void inject(const std::string& port_name, const std::vector<Bytes>& frames, uint64_t now = 1) {
+        inject_as(0, port_name, frames, now);
+    }
+    void inject(const std::string& port_name, const Bytes& frame, uint64_t now = 1) {
+        inject(port_name, std::vector<Bytes>{frame}, now);
+    }
+    /// As inject, with worker `w` (of params.workers) receiving and processing the frames.
+    void inject_as(uint32_t w,
+                   const std::string& port_name,
+                   const std::vector<Bytes>& frames,
+                   uint64_t now = 1) {
         const uint16_t pid = port(port_name);
         rte_ring* rx = rx_rings_.at(pid);
         for (const Bytes& f : frames) {
@@ -227,27 +250,26 @@ public:
             std::memcpy(d, f.data(), f.size());
             rte_ring_enqueue(rx, m);
         }
-        run(now);
-    }
-    void inject(const std::string& port_name, const Bytes& frame, uint64_t now = 1) {
-        inject(port_name, std::vector<Bytes>{frame}, now);
+        run_as(w, now);
     }
 
     /// One iteration of the worker loop body (rx every port, stages, held packets, flush).
-    void run(uint64_t now) {
+    void run(uint64_t now) { run_as(0, now); }
+    void run_as(uint32_t index, uint64_t now) {
+        dataplane::Worker& w = index == 0 ? worker_ : *others_.at(index - 1);
         const table::TableSet* t = ref_.current.load(std::memory_order_acquire);
         for (auto& [name, pid] : port_ids_) {
-            dataplane::Burst& b = worker_.burst;
+            dataplane::Burst& b = w.burst;
             const uint16_t n = rte_eth_rx_burst(pid, 0, b.pkts, dataplane::kBurstSize);
             if (n != 0) {
                 b.count = n;
-                dataplane::process_burst(worker_, t, pid, b, now);
+                dataplane::process_burst(w, t, pid, b, now);
             }
         }
-        if (worker_.held_count != 0) {
-            dataplane::service_held(worker_, now);
+        if (w.held_count != 0) {
+            dataplane::service_held(w, now);
         }
-        dataplane::flush_tx(worker_);
+        dataplane::flush_tx(w);
     }
 
     /// Runs the conntrack expiry scan over the whole table at time `now`.
@@ -337,10 +359,11 @@ private:
     std::vector<api::PortEntry> entries_;
     dataplane::PortTable ports_;
     table::NeighborTable neighbors_{64};
-    table::Conntrack conntrack_{params_.conntrack, 1};
+    table::Conntrack conntrack_{params_.conntrack, params_.workers};
     table::TableRef ref_;
     dataplane::NodeContext node_;
     dataplane::Worker worker_;
+    std::vector<std::unique_ptr<dataplane::Worker>> others_;  // workers 1.. (params.workers)
     std::unique_ptr<api::TableManager> manager_;
     bool launched_ = false;
     rte_rcu_qsbr* qsbr_ = nullptr;

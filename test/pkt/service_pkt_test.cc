@@ -560,4 +560,73 @@ TEST_F(Services, TraceReportsRejectAndDropAndBadQueries) {
 }
 
 }  // namespace
+// Two workers share one connection table: whichever worker (RSS queue) a packet lands on
+// finds its connection. A request DNATed on worker 0 has its reply un-DNATed on worker 1 and
+// its next packet pinned to the same backend there; a pod's egress masqueraded on worker 1 (a
+// SNAT port of worker 1's own partition) has its reply un-NATed on worker 0.
+TEST(ServicesOnTwoWorkers, EitherWorkerFindsTheConnection) {
+    NodeParams p = three_pods();
+    p.workers = 2;
+    NodeHarness h(p);
+    ASSERT_EQ(
+        h.manager().apply_tables(spec(1, {backend(kB, "default/b"), backend(kC, "default/c")})),
+        std::nullopt);
+    const Mac gw = h.params().gateway_mac;
+    const auto from_a = [&](Ip4 dst, uint16_t sport, uint16_t dport, uint8_t flags) {
+        return ether(gw, kMacA, 0x0800, ipv4(kA, dst, {6, sport, dport, flags}, 0));
+    };
+    // Which backend received the one packet sent, and the packet.
+    const auto delivered = [&]() -> std::pair<std::string, Bytes> {
+        for (const char* port : {"default/b", "default/c"}) {
+            if (auto out = h.collect(port); !out.empty()) {
+                EXPECT_EQ(out.size(), 1u);
+                return {port, out[0]};
+            }
+        }
+        return {"", {}};
+    };
+    h.inject_as(0, "default/a", {from_a(kVip, 40000, 80, 0x02)});
+    const auto [port, f] = delivered();
+    ASSERT_FALSE(port.empty()) << h.drop_summary("default/a");
+    const Ip4 be = port == "default/b" ? kB : kC;
+    EXPECT_EQ(get32(&f[14 + 16]), be.host());
+    const table::CtHit hit =
+        h.conntrack().lookup(table::CtKey{kA.be, kVip.be, to_be16(40000), to_be16(80), 6, 0, 0});
+    ASSERT_NE(hit.index, table::kCtNone);
+    EXPECT_EQ(h.conntrack().entry(hit.index).owner, 0u) << "created by worker 0";
+
+    h.inject_as(1, port, {ether(gw, kMacB, 0x0800, ipv4(be, kA, {6, 8080, 40000, 0x12}, 0))});
+    auto back = h.collect("default/a");
+    ASSERT_EQ(back.size(), 1u) << "worker 1 un-DNATs the reply: " << h.drop_summary(port);
+    EXPECT_EQ(get32(&back[0][14 + 12]), kVip.host());
+    EXPECT_EQ(get16(&back[0][34]), 80);
+    expect_valid(back[0], 14, "reply un-DNATed on worker 1");
+    h.inject_as(1, "default/a", {from_a(kVip, 40000, 80, 0x10)});
+    EXPECT_EQ(delivered().first, port) << "the ACK on worker 1 goes to the same backend";
+    EXPECT_EQ(h.conntrack().size(), 1u) << "one connection, not one per worker";
+
+    const Ip4 server = ip("198.51.100.50");
+    const Mac server_mac = mac("02:00:00:00:05:05");
+    h.inject_as(1, "default/a", {from_a(server, 40500, 443, 0x02)}, 10);
+    ASSERT_EQ(h.collect("uplink").size(), 1u) << "ARP for the server";
+    h.inject_as(1, "uplink",
+                {ether(h.params().node_mac, server_mac, 0x0806,
+                       arp(2, server_mac, server, h.params().node_mac, h.params().node_ip))},
+                20);
+    auto up = h.collect("uplink");
+    ASSERT_EQ(up.size(), 1u) << "the SYN leaves from worker 1's hold queue";
+    EXPECT_EQ(get32(&up[0][14 + 12]), h.params().node_ip.host());
+    const uint16_t snat = get16(&up[0][34]);
+    EXPECT_EQ((snat - 32768) % 2, 1) << "a port of worker 1's partition: " << snat;
+    h.inject_as(0, "uplink",
+                {ether(h.params().node_mac, server_mac, 0x0800,
+                       ipv4(server, h.params().node_ip, {6, 443, snat, 0x12}, 0))},
+                30);
+    back = h.collect("default/a");
+    ASSERT_EQ(back.size(), 1u) << "worker 0 un-NATs the reply: " << h.drop_summary("uplink");
+    EXPECT_EQ(get32(&back[0][14 + 16]), kA.host());
+    EXPECT_EQ(get16(&back[0][36]), 40500);
+    expect_valid(back[0], 14, "masquerade reply un-NATed on worker 0");
+}
+
 }  // namespace kdp::test
