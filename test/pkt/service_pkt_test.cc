@@ -629,4 +629,32 @@ TEST(ServicesOnTwoWorkers, EitherWorkerFindsTheConnection) {
     expect_valid(back[0], 14, "masquerade reply un-NATed on worker 0");
 }
 
+// A full connection table drops new connections, counted as conntrack_full, and never the
+// ones it holds: they keep their backend and their replies are un-DNATed.
+TEST(ServicesTableFull, NewConnectionsAreDroppedAndCountedEstablishedOnesGoOn) {
+    NodeParams p = three_pods();
+    p.conntrack = 16;
+    NodeHarness h(p);
+    ASSERT_EQ(h.manager().apply_tables(spec(1, {backend(kB, "default/b")})), std::nullopt);
+    const Mac gw = h.params().gateway_mac;
+    const auto syn = [&](uint16_t sport) {
+        return ether(gw, kMacA, 0x0800, ipv4(kA, kVip, {6, sport, 80, 0x02}, 0));
+    };
+    size_t through = 0;
+    for (uint16_t i = 0; i < 40; ++i) {
+        h.inject("default/a", syn(static_cast<uint16_t>(41000 + i)));
+        through += h.collect("default/b").size();
+    }
+    EXPECT_EQ(through, 16u) << "as many connections as the table holds";
+    EXPECT_EQ(h.conntrack().size(), 16u);
+    EXPECT_EQ(h.drops("default/a", DropReason::kConntrackFull), 24u);
+    // The first connection still works both ways.
+    h.inject("default/a", ether(gw, kMacA, 0x0800, ipv4(kA, kVip, {6, 41000, 80, 0x10}, 0)));
+    EXPECT_EQ(h.collect("default/b").size(), 1u) << h.drop_summary("default/a");
+    h.inject("default/b", ether(gw, kMacB, 0x0800, ipv4(kB, kA, {6, 8080, 41000, 0x12}, 0)));
+    const auto back = h.collect("default/a");
+    ASSERT_EQ(back.size(), 1u) << h.drop_summary("default/b");
+    EXPECT_EQ(get32(&back[0][14 + 12]), kVip.host());
+}
+
 }  // namespace kdp::test
