@@ -864,5 +864,6 @@ PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"service_flows":
     "$WORKLOADS" "$SIZES" "$SYSTEMS")
 summarize "$RAW" "$OUT" "$PARAMS"
 if [[ $PLOT -eq 1 ]]; then
-    python3 "$HERE/plot.py" "$OUT" "${OUT%.json}.png" || echo "run.sh: plot failed" >&2
+    # Debian's matplotlib is in /usr/bin/python3's path (another python3 may come first).
+    /usr/bin/python3 "$HERE/plot.py" "$OUT" "${OUT%.json}.png" || echo "run.sh: plot failed" >&2
 fi
