@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the kdp benchmark matrix: for each workload x frame size, the port limit (dpdk-testpmd
-# io-forwarding between the two vhost-user sockets) and kdp-dataplane (one worker) on the same
-# sockets, both driven by kdp-pktgen over virtio_user. Prints a table and writes
-# benchmarks/results/latest.json. See benchmarks/README.md for the topology and caveats.
+# io-forwarding between the two vhost-user sockets), kdp-dataplane (one worker) and Open
+# vSwitch with its DPDK datapath (one PMD, the equivalent OpenFlow pipeline) on the same
+# sockets and CPUs, one after the other, all driven by kdp-pktgen over virtio_user. Prints a
+# table, writes benchmarks/results/latest.json and plots it (results/latest.png). See
+# benchmarks/README.md for the topology, the pipelines and the caveats.
 set -euo pipefail
 
 usage() {
@@ -11,12 +13,20 @@ usage: $0 [options]
   --runs N            runs per cell; the table shows the median and min-max     [3]
   --seconds S         measurement window per run                                 [10]
   --warmup S          traffic before the window                                  [2]
-  --workloads "W..."  from: l2 local encap decap                                 [l2 local encap decap]
+  --workloads "W..."  from: l2 local encap decap service full syn
+                                                [l2 local encap decap service full syn]
+                      service: pod -> ClusterIP (conntrack hit + DNAT + policy)
+                      full: VXLAN from the remote node -> ClusterIP (decap, conntrack,
+                      DNAT, ingress policy, forward); syn: the same path, every packet a
+                      new TCP connection (64-byte only)
   --sizes "S..."      frame sizes (64, 512, 1500, imix, ...)                     [64 512]
-  --systems "S..."    from: testpmd kdp kdp-cni                                  [testpmd kdp]
+  --systems "S..."    from: testpmd kdp ovs kdp-cni                              [testpmd kdp ovs]
+                      ovs: Debian's openvswitch-switch-dpdk (installed if missing),
+                      private ovsdb-server + ovs-vswitchd in their own netns
                       kdp-cni: kdp started without pods, the generator's two ports
                       attached by kdp-cni as vhost-user DPDK pods (local workload only)
-  --flows N           distinct 5-tuples per run                                  [1024]
+  --flows N           distinct 5-tuples per run (l2 local encap decap)           [1024]
+  --service-flows N   distinct 5-tuples for service and full                     [100000]
   --gen-cpu C         CPU for kdp-pktgen (and the forwarders' idle main lcore)   [0]
   --fwd-cpu C         CPU for the forwarding lcore (testpmd core, kdp worker)    [1]
   --build DIR         meson build directory                                      [<repo>/build]
@@ -24,6 +34,7 @@ usage: $0 [options]
   --virtio-args A     extra virtio_user devargs for the generator, e.g. ",queue_size=1024"  []
   --summarize FILE    only recompute the summary and table of an earlier results JSON
   --keep-logs         copy every process log to <out dir>/logs/ (failed runs always are)
+  --no-plot           do not write the PNG
 Environment: TESTPMD (default dpdk-testpmd).
 EOF
 }
@@ -33,10 +44,12 @@ ROOT=$(dirname "$HERE")
 RUNS=3
 SECS=10
 WARMUP=2
-WORKLOADS="l2 local encap decap"
+WORKLOADS="l2 local encap decap service full syn"
 SIZES="64 512"
-SYSTEMS="testpmd kdp"
+SYSTEMS="testpmd kdp ovs"
 FLOWS=1024
+SERVICE_FLOWS=100000
+PLOT=1
 GEN_CPU=0
 FWD_CPU=1
 BUILD=$ROOT/build
@@ -53,6 +66,8 @@ while [[ $# -gt 0 ]]; do
         --sizes) SIZES=$2; shift 2 ;;
         --systems) SYSTEMS=$2; shift 2 ;;
         --flows) FLOWS=$2; shift 2 ;;
+        --service-flows) SERVICE_FLOWS=$2; shift 2 ;;
+        --no-plot) PLOT=0; shift ;;
         --gen-cpu) GEN_CPU=$2; shift 2 ;;
         --fwd-cpu) FWD_CPU=$2; shift 2 ;;
         --build) BUILD=$2; shift 2 ;;
@@ -89,7 +104,7 @@ order = []
 for r in rows:
     key = (r["workload"], r["size"], r["system"])
     if key not in cells:
-        cells[key] = {"runs": [], "errors": [], "fwd_cpu": [], "per_cpu": []}
+        cells[key] = {"runs": [], "errors": [], "fwd_cpu": [], "per_cpu": [], "cpp": []}
         order.append(key)
     if "result" in r:
         cells[key]["runs"].append(r["result"])
@@ -97,11 +112,17 @@ for r in rows:
             cells[key]["fwd_cpu"].append(r["fwd_cpu_share"])
             if r["fwd_cpu_share"] > 0:
                 cells[key]["per_cpu"].append(r["result"]["rx_mpps"] / r["fwd_cpu_share"])
+        # Cycles per packet on the forwarding core: the CPU time its thread used (utime +
+        # stime from /proc/PID/task/TID/stat) over the packets it delivered per second.
+        busy = r.get("fwd_stat_share")
+        if busy is not None and r["result"]["rx_pps"] > 0:
+            cells[key]["cpp"].append(busy * r["result"]["tsc_hz"] / r["result"]["rx_pps"])
     else:
         cells[key]["errors"].append(r["error"])
 
 summary = []
 limit = {}
+ovs = {}
 for key in order:
     wl, size, sysname = key
     c = cells[key]
@@ -124,9 +145,12 @@ for key in order:
             # a dedicated core would give, when other tenants took part of it.
             "rx_mpps_per_fwd_cpu_median": (statistics.median(c["per_cpu"]) if c["per_cpu"]
                                            else None),
+            "cycles_per_packet_median": statistics.median(c["cpp"]) if c["cpp"] else None,
         })
         if sysname == "testpmd":
             limit[(wl, size)] = ent["rx_mpps_median"]
+        if sysname == "ovs":
+            ovs[(wl, size)] = ent["rx_mpps_median"]
     summary.append(ent)
 # Runs alternate between systems, so run i of kdp and run i of testpmd saw nearly the same
 # machine; the median of those paired ratios resists bursts of foreign load better than the
@@ -139,6 +163,9 @@ for ent in summary:
     lim = limit.get((ent["workload"], ent["size"]))
     ent["ratio_to_port_limit"] = (ent["rx_mpps_median"] / lim
                                   if lim and "rx_mpps_median" in ent else None)
+    base = ovs.get((ent["workload"], ent["size"]))
+    ent["ratio_to_ovs"] = (ent["rx_mpps_median"] / base
+                           if base and "rx_mpps_median" in ent else None)
     pairs = []
     for (wl, size, sysname, run), mpps in by_run.items():
         if (wl, size, sysname) == (ent["workload"], ent["size"], ent["system"]):
@@ -171,7 +198,8 @@ with open(out, "w") as f:
     f.write("\n")
 
 hdr = f"{'workload':<9}{'size':>6}  {'system':<8}{'Mpps':>8}  {'min-max':<15}{'loss':>8}" \
-      f"{'gen busy':>10}{'gen cpu':>9}{'fwd cpu':>9}{'Mpps/cpu':>10}{'vs limit':>10}{'paired':>8}"
+      f"{'gen busy':>10}{'gen cpu':>9}{'fwd cpu':>9}{'Mpps/cpu':>10}{'cyc/pkt':>9}" \
+      f"{'vs limit':>10}{'paired':>8}{'vs ovs':>8}"
 print(hdr)
 print("-" * len(hdr))
 for e in summary:
@@ -181,13 +209,15 @@ for e in summary:
         note = f"  ({len(e['errors'])} failed run(s))" if e["errors"] else ""
         pct = lambda v: f"{v * 100:.0f}%" if v is not None and v == v else "-"
         num = lambda v: f"{v:.2f}" if v is not None else "-"
+        cyc = lambda v: f"{v:.0f}" if v is not None else "-"
         paired = (f"{e['paired_ratio_median']:.2f}"
                   if e["paired_ratio_median"] is not None else "-")
         print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{e['rx_mpps_median']:>8.2f}  "
               f"{mm:<15}{e['loss_median'] * 100:>7.2f}%{e['gen_busy_median'] * 100:>9.0f}%"
               f"{pct(e.get('gen_cpu_share_median')):>9}{pct(e.get('fwd_cpu_share_median')):>9}"
               f"{num(e.get('rx_mpps_per_fwd_cpu_median')):>10}"
-              f"{ratio:>10}{paired:>8}{note}")
+              f"{cyc(e.get('cycles_per_packet_median')):>9}"
+              f"{ratio:>10}{paired:>8}{num(e.get('ratio_to_ovs')):>8}{note}")
     else:
         print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{'-':>8}  "
               f"not measured: {'; '.join(e['errors'])}")
@@ -203,10 +233,39 @@ fi
 TESTPMD=${TESTPMD:-dpdk-testpmd}
 PKTGEN=$BUILD/benchmarks/kdp-pktgen
 KDP=$BUILD/dataplane/kdp-dataplane
+KDPCTL=$BUILD/control/kdpctl
 CNI=$BUILD/cni-shim/kdp-cni
+OVS_VSWITCHD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
+
+# Debian packages the harness needs beyond the build's (config/setup.sh): Open vSwitch built
+# with DPDK (the third system) and matplotlib (the plot). Installed only when missing, and
+# only apt-get update then, like config/setup.sh.
+ensure_packages() {
+    local want=() missing=() p
+    [[ " $SYSTEMS " == *" ovs "* ]] && want+=(openvswitch-switch-dpdk)
+    [[ $PLOT -eq 1 ]] && want+=(python3-matplotlib)
+    for p in "${want[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    echo "run.sh: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        </dev/null >/dev/null || { echo "run.sh: apt-get install ${missing[*]} failed" >&2; exit 2; }
+    # The package enables the system-wide Open vSwitch; the harness runs its own, privately.
+    if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+        systemctl stop openvswitch-switch 2>/dev/null || true
+    fi
+}
 [[ -x $PKTGEN ]] || { echo "run.sh: $PKTGEN not built (ninja -C $BUILD)" >&2; exit 2; }
 command -v "$TESTPMD" >/dev/null || { echo "run.sh: $TESTPMD not found" >&2; exit 2; }
 [[ $EUID -eq 0 ]] || { echo "run.sh: needs root (hugepages, vhost-user)" >&2; exit 2; }
+ensure_packages
+if [[ " $SYSTEMS " == *" ovs "* && ! -x $OVS_VSWITCHD ]]; then
+    echo "run.sh: $OVS_VSWITCHD missing (openvswitch-switch-dpdk)" >&2
+    exit 2
+fi
 free_pages=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
 if [[ ${free_pages:-0} -lt 150 ]]; then
     echo "run.sh: only ${free_pages:-0} free hugepages; need ~150 x 2 MB" \
@@ -223,6 +282,8 @@ RAW=$TMP/raw.jsonl
 LOGDIR=$(dirname "$OUT")/logs
 : > "$RAW"
 FWD_PID=""
+OVSDB_PID=""
+OVS_NS=""
 
 stop_pid() {  # stop_pid PID: SIGINT, then SIGKILL after 10 s
     local pid=$1 i
@@ -239,6 +300,7 @@ cleanup() {
     if [[ -n $FWD_PID ]]; then
         stop_pid "$FWD_PID"
     fi
+    stop_ovsdb
     rm -f /dev/hugepages/"$PREFIX"-* 2>/dev/null || true
     rm -rf /var/run/dpdk/"$PREFIX"-* 2>/dev/null || true
     rm -rf "$TMP"
@@ -277,14 +339,27 @@ start_testpmd() {  # start_testpmd TAG
 # No control plane runs here, so the node forwards pod traffic before a policy sync
 # (network_policy.before_sync: allow); without it every pod packet is policy_not_synced.
 write_kdp_config() {  # write_kdp_config WORKLOAD TAG FILE
-    local wl=$1 tag=$2 file=$3 pod_a pod_b uplink
+    local wl=$1 tag=$2 file=$3 pod_a pod_b uplink mtu=1500 extra=""
     case $wl in
-        local) pod_a=$SOCK_A; pod_b=$SOCK_B; uplink=$TMP/$tag-uplink.sock ;;
+        local|service) pod_a=$SOCK_A; pod_b=$SOCK_B; uplink=$TMP/$tag-uplink.sock ;;
         encap) pod_a=$SOCK_A; pod_b=$TMP/$tag-b.sock; uplink=$SOCK_B ;;
-        decap) pod_a=$TMP/$tag-a.sock; pod_b=$SOCK_B; uplink=$SOCK_A ;;
+        decap|full|syn) pod_a=$TMP/$tag-a.sock; pod_b=$SOCK_B; uplink=$SOCK_A ;;
+    esac
+    # full and syn carry up to 1518-byte pod frames (IMIX) inside VXLAN: a 1600-byte underlay.
+    [[ $wl == full || $wl == syn ]] && mtu=1600
+    # syn: every packet is a new connection. Half-open ones expire after 2 s (the kernel waits
+    # 120 s), so that the table (2M entries, ~240 MB) holds the connections of the last
+    # seconds at a few Mpps instead of filling within the run.
+    if [[ $wl == syn ]]; then
+        extra=$'limits: {conntrack: 2097152, mbufs: 32767}\nconntrack_timeouts: {tcp_syn: 2}'
+    fi
+    # The plain paths have no control plane: this file's static tables, no policy, are the
+    # whole cluster. The Service workloads get theirs (policy included) from kdpctl apply.
+    case $wl in
+        local|encap|decap) extra+=$'\nnetwork_policy: {before_sync: allow}' ;;
     esac
     cat >"$file" <<EOF
-node: {name: bench, ip: 198.51.100.1, mac: "02:00:00:00:01:01", pod_cidr: 10.244.1.0/24, mtu: 1500}
+node: {name: bench, ip: 198.51.100.1, mac: "02:00:00:00:01:01", pod_cidr: 10.244.1.0/24, mtu: $mtu}
 vxlan: {mode: standard, port: 4789, vni: 1}
 dpdk: {file_prefix: $PREFIX-$tag, lcores: "0@$GEN_CPU,1@$FWD_CPU", eal_args: ["--no-pci"]}
 workers: {lcores: [1], idle: {spin_polls: 1000000}}
@@ -295,8 +370,85 @@ pods:
 remote_nodes:
   - {name: node2, ip: 198.51.100.2, pod_cidr: 10.244.2.0/24}
 api: {socket: $TMP/$tag-api.sock}
-network_policy: {before_sync: allow}
+$extra
 EOF
+}
+
+# The cluster the Service workloads need, as a user submits it: this node and the remote one,
+# the client pod a (app: client) and the backend pod b (app: web), one ClusterIP Service per
+# 50,000 flows (10.96.0.20 port 80 -> 8080, 10.96.0.21:80 -> 8081, ...; UDP and TCP: one
+# client address, one backend address, so each Service needs its own target port for the
+# reply tuples to stay distinct), and a NetworkPolicy selecting the backend that admits the
+# local client and the remote node's pods on those ports. kdpctl compiles it with the real
+# compiler and pushes it over gRPC.
+write_manifest() {  # write_manifest WORKLOAD FILE
+    local wl=$1 file=$2 nvip i
+    nvip=$(( (SERVICE_FLOWS + 49999) / 50000 ))
+    [[ $wl == service ]] || nvip=1
+    cat >"$file" <<EOF
+apiVersion: v1
+kind: Node
+metadata: {name: bench}
+spec: {podCIDR: 10.244.1.0/24}
+status: {addresses: [{type: InternalIP, address: 198.51.100.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node2}
+spec: {podCIDR: 10.244.2.0/24}
+status: {addresses: [{type: InternalIP, address: 198.51.100.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: default, labels: {app: client}}
+spec: {nodeName: bench, containers: [{name: c, image: client}]}
+status: {phase: Running, podIP: 10.244.1.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: default, labels: {app: web}}
+spec:
+  nodeName: bench
+  containers: [{name: c, image: web}]
+status: {phase: Running, podIP: 10.244.1.11}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-ingress, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+    - from: [{podSelector: {matchLabels: {app: client}}}, {ipBlock: {cidr: 10.244.2.0/24}}]
+      ports: [{protocol: UDP, port: 8080, endPort: $((8080 + nvip - 1))}, {protocol: TCP, port: 8080, endPort: $((8080 + nvip - 1))}]
+EOF
+    for i in $(seq 0 $((nvip - 1))); do
+        cat >>"$file" <<EOF
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-$i, namespace: default}
+spec:
+  clusterIP: 10.96.0.$((20 + i))
+  selector: {app: web}
+  ports:
+    - {name: udp, port: 80, protocol: UDP, targetPort: $((8080 + i))}
+    - {name: tcp, port: 80, protocol: TCP, targetPort: $((8080 + i))}
+EOF
+    done
+}
+
+kdp_apply() {  # kdp_apply WORKLOAD TAG: the Service workloads' cluster state, through kdpctl
+    local wl=$1 tag=$2 i
+    write_manifest "$wl" "$TMP/$tag-cluster.yaml"
+    for i in $(seq 300); do  # the API comes up after the ports (and the tables' memory)
+        [[ -S $TMP/$tag-api.sock ]] && break
+        kill -0 "$FWD_PID" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    "$KDPCTL" --dataplane "$TMP/$tag-api.sock" apply -f "$TMP/$tag-cluster.yaml" --node bench \
+        >>"$TMP/$tag.log" 2>&1 || return 1
+    "$KDPCTL" --dataplane "$TMP/$tag-api.sock" get services >>"$TMP/$tag.log" 2>&1 || true
 }
 
 start_kdp() {  # start_kdp WORKLOAD TAG
@@ -335,6 +487,192 @@ start_kdp_cni() {
     SOCK_B=$TMP/$tag-vhost/bench-b/eth0.sock
 }
 
+# ----- Open vSwitch with its DPDK datapath -----------------------------------------------
+# A private ovsdb-server and ovs-vswitchd per run: own run directory, database and DPDK
+# --file-prefix, main thread on the generator's CPU, one PMD on the forwarding CPU. Both run
+# in a network namespace of their own, so that the tunnel bridge's kernel-side interface and
+# its address (what OVS's userspace tunnels route by) never touch the host's network. The
+# vhost ports are dpdkvhostuserclient: the generator's virtio_user ports are the servers.
+# Every name and MAC matches kdp's node (see write_kdp_config) so the generator sends the same
+# frames to both.
+GW_MAC=0a:58:0a:f4:01:01
+POD_B_MAC=02:00:00:00:00:0b
+NODE_MAC=02:00:00:00:01:01
+REMOTE_MAC=02:00:00:00:02:02
+
+ovs_ctl() {  # ovs_ctl DIR ARGS...: ovs-vsctl on the private database
+    ovs-vsctl --db="unix:$1/db.sock" --timeout=20 "${@:2}"
+}
+
+stop_ovsdb() {
+    if [[ -n $OVSDB_PID ]]; then
+        stop_pid "$OVSDB_PID"
+        OVSDB_PID=""
+    fi
+    if [[ -n $OVS_NS ]]; then
+        ip netns delete "$OVS_NS" 2>/dev/null || true
+        OVS_NS=""
+    fi
+}
+
+# ovs_flows WORKLOAD DIR: the OpenFlow pipeline doing the job kdp does for the workload.
+# br-int: pod ports a (ofport 1), b (2) and, for the overlay paths, vxlan0 (3). br-phy: the
+# uplink, for the overlay paths (its LOCAL port is the tunnel endpoint 198.51.100.1).
+ovs_flows() {
+    local wl=$1 dir=$2 f=$2/br-int.flows g=$2/br-int.groups in=1 nvip i vip proto src
+    : >"$g"
+    case $wl in
+        l2) echo "in_port=1,actions=output:2" >"$f" ;;
+        local) cat >"$f" <<EOF
+priority=10,ip,in_port=1,nw_dst=10.244.1.11,actions=mod_dl_src:$GW_MAC,mod_dl_dst:$POD_B_MAC,dec_ttl,output:2
+priority=0,actions=drop
+EOF
+            ;;
+        encap) cat >"$f" <<EOF
+priority=10,ip,in_port=1,nw_dst=10.244.2.0/24,actions=mod_dl_src:$GW_MAC,mod_dl_dst:$REMOTE_MAC,dec_ttl,output:3
+priority=0,actions=drop
+EOF
+            ;;
+        decap) cat >"$f" <<EOF
+priority=10,ip,in_port=3,nw_dst=10.244.1.11,actions=mod_dl_src:$GW_MAC,mod_dl_dst:$POD_B_MAC,dec_ttl,output:2
+priority=0,actions=drop
+EOF
+            ;;
+        service|full|syn)
+            # conntrack + DNAT as OVS users build a Service: every packet through ct(nat) in
+            # zone 1; a new connection to a VIP goes to that Service's select group, whose
+            # bucket commits it with nat(dst=backend); then the policy table admits only
+            # tracked connections to the backend's port from the allowed sources (the
+            # NetworkPolicy), and the packet is routed to pod b.
+            [[ $wl == service ]] || in=3
+            proto=udp
+            [[ $wl == syn ]] && proto=tcp
+            nvip=$(( (SERVICE_FLOWS + 49999) / 50000 ))
+            [[ $wl == service ]] || nvip=1
+            {
+                echo "table=0,priority=10,$proto,in_port=$in,actions=ct(table=1,zone=1,nat)"
+                echo "table=0,priority=0,actions=drop"
+                for i in $(seq 0 $((nvip - 1))); do
+                    vip=10.96.0.$((20 + i))
+                    echo "table=1,priority=20,ct_state=+new+trk,$proto,nw_dst=$vip,tp_dst=80,actions=group:$((20 + i))"
+                    echo "group_id=$((20 + i)),type=select,selection_method=hash,fields(ip_src,ip_dst,udp_src,udp_dst,tcp_src,tcp_dst),bucket=bucket_id=1,weight=100,actions=ct(commit,zone=1,nat(dst=10.244.1.11:$((8080 + i))),table=2)" >>"$g"
+                    for src in 10.244.1.10 10.244.2.0/24; do
+                        echo "table=2,priority=10,ct_state=+trk,$proto,nw_src=$src,nw_dst=10.244.1.11,tp_dst=$((8080 + i)),actions=mod_dl_src:$GW_MAC,mod_dl_dst:$POD_B_MAC,dec_ttl,output:2"
+                    done
+                done
+                # A packet of a connection already committed with its DNAT: ct(nat) above has
+                # rewritten it (an unreplied UDP flow stays +new, hence +dnat, not +est).
+                echo "table=1,priority=30,ct_state=+trk+dnat,actions=resubmit(,2)"
+                echo "table=1,priority=10,ct_state=-new+trk,actions=resubmit(,2)"
+                echo "table=1,priority=15,ct_state=+inv+trk,actions=drop"
+                echo "table=1,priority=0,actions=drop"
+                echo "table=2,priority=0,actions=drop"
+            } >"$f"
+            ;;
+    esac
+}
+
+start_ovs() {  # start_ovs WORKLOAD TAG: sets FWD_PID to ovs-vswitchd; non-zero on failure
+    local wl=$1 tag=$2 dir=$TMP/$2-ovs pmd_mask lcore_mask uplink="" i
+    mkdir -p "$dir"
+    OVS_NS=$PREFIX-$tag
+    ip netns add "$OVS_NS" || return 1
+    ip -n "$OVS_NS" link set lo up
+    ovsdb-tool create "$dir/conf.db" /usr/share/openvswitch/vswitch.ovsschema || return 1
+    taskset -c "$GEN_CPU" ovsdb-server "$dir/conf.db" --remote="punix:$dir/db.sock" \
+        --unixctl="$dir/ovsdb.ctl" --pidfile="$dir/ovsdb.pid" --log-file="$dir/ovsdb.log" \
+        </dev/null >>"$TMP/$tag.log" 2>&1 &
+    OVSDB_PID=$!
+    for i in $(seq 100); do
+        [[ -S $dir/db.sock ]] && break
+        sleep 0.1
+    done
+    pmd_mask=$(printf '0x%x' $((1 << FWD_CPU)))
+    lcore_mask=$(printf '0x%x' $((1 << GEN_CPU)))
+    ovs_ctl "$dir" --no-wait init || return 1
+    ovs_ctl "$dir" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
+        other_config:dpdk-lcore-mask="$lcore_mask" other_config:pmd-cpu-mask="$pmd_mask" \
+        other_config:dpdk-socket-mem=512 other_config:dpdk-socket-limit=512 \
+        other_config:dpdk-extra="--file-prefix=$PREFIX-$tag --no-pci --single-file-segments" \
+        || return 1
+    OVS_RUNDIR=$dir OVS_LOGDIR=$dir taskset -c "$GEN_CPU" ip netns exec "$OVS_NS" \
+        "$OVS_VSWITCHD" "unix:$dir/db.sock" --unixctl="$dir/vswitchd.ctl" \
+        --pidfile="$dir/vswitchd.pid" --log-file="$dir/vswitchd.log" \
+        </dev/null >>"$TMP/$tag.log" 2>&1 &
+    FWD_PID=$!
+    ovs_ctl "$dir" add-br br-int -- set bridge br-int datapath_type=netdev \
+        fail_mode=secure other_config:hwaddr="$GW_MAC" || return 1
+    case $wl in
+        l2|local|service) ;;
+        encap) uplink=$SOCK_B ;;
+        decap|full|syn) uplink=$SOCK_A ;;
+    esac
+    local a_sock=$SOCK_A b_sock=$SOCK_B
+    [[ -n $uplink && $uplink == "$SOCK_A" ]] && a_sock=""
+    [[ -n $uplink && $uplink == "$SOCK_B" ]] && b_sock=""
+    if [[ -n $a_sock ]]; then
+        ovs_ctl "$dir" add-port br-int pa -- set Interface pa type=dpdkvhostuserclient \
+            options:vhost-server-path="$a_sock" mtu_request=1600 ofport_request=1 || return 1
+    fi
+    if [[ -n $b_sock ]]; then
+        ovs_ctl "$dir" add-port br-int pb -- set Interface pb type=dpdkvhostuserclient \
+            options:vhost-server-path="$b_sock" mtu_request=1600 ofport_request=2 || return 1
+    fi
+    if [[ -n $uplink ]]; then
+        # Userspace VXLAN (OVS "userspace tunneling"): br-phy holds the uplink and the node
+        # address; vxlan0 on br-int pushes/pops the headers; the remote VTEP's MAC is what
+        # the generator answers ARP with.
+        ovs_ctl "$dir" add-br br-phy -- set bridge br-phy datapath_type=netdev \
+            other_config:hwaddr="$NODE_MAC" || return 1
+        ovs_ctl "$dir" add-port br-phy up0 -- set Interface up0 type=dpdkvhostuserclient \
+            options:vhost-server-path="$uplink" mtu_request=1600 || return 1
+        ovs_ctl "$dir" add-port br-int vxlan0 -- set Interface vxlan0 type=vxlan \
+            options:remote_ip=198.51.100.2 options:local_ip=198.51.100.1 options:key=1 \
+            options:dst_port=4789 ofport_request=3 || return 1
+        ip -n "$OVS_NS" addr add 198.51.100.1/24 dev br-phy || return 1
+        ip -n "$OVS_NS" link set br-phy mtu 1600 up || return 1
+        ovs-appctl -t "$dir/vswitchd.ctl" tnl/arp/set br-phy 198.51.100.2 "$REMOTE_MAC" \
+            >>"$TMP/$tag.log" 2>&1 || return 1
+        ovs-appctl -t "$dir/vswitchd.ctl" ovs/route/add 198.51.100.2/32 br-phy \
+            >>"$TMP/$tag.log" 2>&1 || true
+    fi
+    ovs_flows "$wl" "$dir"
+    ovs-ofctl -O OpenFlow15 del-flows "unix:$dir/br-int.mgmt" 2>>"$TMP/$tag.log"
+    [[ -s $dir/br-int.groups ]] &&
+        { ovs-ofctl -O OpenFlow15 add-groups "unix:$dir/br-int.mgmt" "$dir/br-int.groups" \
+              >>"$TMP/$tag.log" 2>&1 || return 1; }
+    ovs-ofctl -O OpenFlow15 add-flows "unix:$dir/br-int.mgmt" "$dir/br-int.flows" \
+        >>"$TMP/$tag.log" 2>&1 || return 1
+    {
+        ovs-ofctl -O OpenFlow15 dump-flows "unix:$dir/br-int.mgmt"
+        ovs-ofctl -O OpenFlow15 dump-groups "unix:$dir/br-int.mgmt"
+        ovs_ctl "$dir" show
+        # What OVS will do with the first packet, recorded with the run's logs.
+        [[ $wl == service ]] && ovs-appctl -t "$dir/vswitchd.ctl" ofproto/trace br-int \
+            "udp,in_port=1,dl_dst=$GW_MAC,nw_src=10.244.1.10,nw_dst=10.96.0.20,nw_ttl=64,udp_src=1024,udp_dst=80" \
+            --ct-next "trk,new" --ct-next "trk,new"
+    } >>"$TMP/$tag.log" 2>&1
+    return 0
+}
+
+stop_ovs() {  # stop_ovs TAG: vswitchd (FWD_PID), then the database, the netns, the hugepages
+    local dir=$TMP/$1-ovs
+    {
+        ovs-ofctl -O OpenFlow15 dump-flows "unix:$dir/br-int.mgmt"
+        ovs-appctl -t "$dir/vswitchd.ctl" dpctl/ct-stats-show
+        ovs-appctl -t "$dir/vswitchd.ctl" dpctl/dump-flows | head -n 40
+        ovs-appctl -t "$dir/vswitchd.ctl" dpif-netdev/pmd-stats-show
+        ovs-appctl -t "$dir/vswitchd.ctl" coverage/show
+        cat "$dir/vswitchd.log"
+    } >>"$TMP/$1.log" 2>&1 || true
+    if [[ -n $FWD_PID ]]; then
+        ovs-appctl -t "$dir/vswitchd.ctl" exit >/dev/null 2>&1 || true
+        stop_pid "$FWD_PID"
+        FWD_PID=""
+    fi
+    stop_ovsdb
+}
+
 gen_args() {  # gen_args WORKLOAD: the generator's per-path flags (defaults cover the rest)
     case $1 in
         encap) echo "--arp-reply-ip 198.51.100.2 --arp-reply-mac 02:00:00:00:02:02" ;;
@@ -361,7 +699,8 @@ save_logs() {  # save_logs TAG...
 fwd_thread() {  # fwd_thread PID: the task id of the forwarder's worker lcore (EAL names it)
     local t
     for t in /proc/"$1"/task/*; do
-        if [[ $(cat "$t/comm" 2>/dev/null) == *worker* ]]; then
+        # EAL names lcore threads "...worker..."; OVS names its PMD threads "pmd-c<cpu>/...".
+        if [[ $(cat "$t/comm" 2>/dev/null) == *worker* || $(cat "$t/comm" 2>/dev/null) == pmd* ]]; then
             basename "$t"
             return 0
         fi
@@ -369,14 +708,26 @@ fwd_thread() {  # fwd_thread PID: the task id of the forwarder's worker lcore (E
     return 1
 }
 
-sched_sample() {  # sched_sample PID TID: "<wall ns> <on-cpu ns> <runnable-waiting ns>"
-    local cpu=0 wait=0
+sched_sample() {  # sched_sample PID TID: "<wall ns> <on-cpu ns> <runnable-waiting ns> <ticks>"
+    local cpu=0 wait=0 ticks=0
     read -r cpu wait _ <"/proc/$1/task/$2/schedstat" 2>/dev/null || true
-    echo "$(date +%s%N) ${cpu:-0} ${wait:-0}"
+    # utime + stime of the thread (fields 14 and 15 of stat, after the parenthesised name).
+    ticks=$(sed -E 's/^.*\) //' "/proc/$1/task/$2/stat" 2>/dev/null | awk '{print $12 + $13}')
+    echo "$(date +%s%N) ${cpu:-0} ${wait:-0} ${ticks:-0}"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+stop_forwarder() {  # stop_forwarder SYSTEM TAG
+    if [[ $1 == ovs ]]; then
+        stop_ovs "$2"
+    elif [[ -n $FWD_PID ]]; then
+        stop_pid "$FWD_PID"
+        FWD_PID=""
+    fi
 }
 
 one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
-    local sys=$1 wl=$2 size=$3 run=$4 tag gtag line rc load tid s0 s1 fwd_cpu fwd_wait
+    local sys=$1 wl=$2 size=$3 run=$4 tag gtag line rc load tid s0 s1 fwd_cpu fwd_wait fwd_stat
     tag=$sys-$wl-$size-$run
     gtag=gen-$wl-$size-$run-$sys
     SOCK_A=$TMP/a.sock SOCK_B=$TMP/b.sock
@@ -385,6 +736,15 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
     case $sys in
         testpmd) start_testpmd "$tag" ;;
         kdp) start_kdp "$wl" "$tag" ;;
+        ovs)
+            gen_mode=",server=1"
+            if ! start_ovs "$wl" "$tag"; then
+                record_error "$sys" "$wl" "$size" "$run" "Open vSwitch did not start (log: logs/$tag.log)"
+                stop_ovs "$tag"
+                save_logs "$tag"
+                return
+            fi
+            ;;
         kdp-cni)
             gen_mode=",server=1"
             if ! start_kdp_cni "$tag"; then
@@ -401,39 +761,60 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
         save_logs "$tag"
         return
     fi
+    if [[ $sys == kdp ]] && [[ $wl == service || $wl == full || $wl == syn ]] &&
+        ! kdp_apply "$wl" "$tag"; then
+        record_error "$sys" "$wl" "$size" "$run" "kdpctl apply failed (log: logs/$tag.log)"
+        stop_pid "$FWD_PID"; FWD_PID=""
+        save_logs "$tag"
+        return
+    fi
     load=$(cut -d' ' -f1 /proc/loadavg)  # other users of the machine: the noise to expect
     # How much of the run the forwarder's worker thread actually had its CPU: below ~0.95 the
     # row measures the machine's other tenants as much as the forwarder.
     tid=$(fwd_thread "$FWD_PID" || true)
-    s0=$( [[ -n $tid ]] && sched_sample "$FWD_PID" "$tid" || echo "0 0 0")
+    s0=$( [[ -n $tid ]] && sched_sample "$FWD_PID" "$tid" || echo "0 0 0 0")
+    local flows=$FLOWS gen_t0
+    [[ $wl == service || $wl == full ]] && flows=$SERVICE_FLOWS
+    gen_t0=$(date +%s%N)
     # shellcheck disable=SC2046
     set +e
     line=$(taskset -c "$GEN_CPU" "$PKTGEN" --file-prefix "$PREFIX-$gtag" --lcores "0@$GEN_CPU" \
         --no-pci --single-file-segments \
         --vdev "net_virtio_user0,path=$SOCK_A,queues=1$gen_mode$VIRTIO_ARGS" \
         --vdev "net_virtio_user1,path=$SOCK_B,queues=1$gen_mode$VIRTIO_ARGS" \
-        -- --workload "$wl" --size "$size" --flows "$FLOWS" --seconds "$SECS" \
+        -- --workload "$wl" --size "$size" --flows "$flows" --seconds "$SECS" \
         --warmup "$WARMUP" $(gen_args "$wl") 2>"$TMP/$gtag.log")
     rc=$?
     set -e
-    s1=$( [[ -n $tid ]] && sched_sample "$FWD_PID" "$tid" || echo "0 0 0")
-    read -r fwd_cpu fwd_wait < <(awk -v a="$s0" -v b="$s1" 'BEGIN {
+    [[ -z $tid ]] && tid=$(fwd_thread "$FWD_PID" || true)  # OVS adds its PMD with the ports
+    s1=$( [[ -n $tid ]] && sched_sample "$FWD_PID" "$tid" || echo "0 0 0 0")
+    if [[ $s0 == "0 0 0 0" && -n $tid ]]; then
+        s0="$gen_t0 0 0 0"  # the PMD appeared after the generator started: from then on
+    fi
+    read -r fwd_cpu fwd_wait fwd_stat < <(awk -v a="$s0" -v b="$s1" -v hz="$CLK_TCK" 'BEGIN {
         split(a, x); split(b, y); w = y[1] - x[1];
-        if (w <= 0 || x[2] == 0) { print "null null"; exit }
-        printf "%.4f %.4f\n", (y[2] - x[2]) / w, (y[3] - x[3]) / w }')
+        if (w <= 0 || y[2] == 0) { print "null null null"; exit }
+        printf "%.4f %.4f %.4f\n", (y[2] - x[2]) / w, (y[3] - x[3]) / w,
+               (y[4] - x[4]) / hz * 1e9 / w }')
     if ! kill -0 "$FWD_PID" 2>/dev/null; then
         wait "$FWD_PID" 2>/dev/null
         record_error "$sys" "$wl" "$size" "$run" "forwarder exited during the run, status $? (log: logs/$tag.log)"
         FWD_PID=""
+        stop_forwarder "$sys" "$tag"
         save_logs "$tag" "$gtag"
     elif [[ $rc -ne 0 || $line != \{* ]]; then
         record_error "$sys" "$wl" "$size" "$run" "generator failed, status $rc (log: logs/$gtag.log)"
-        stop_pid "$FWD_PID"; FWD_PID=""
+        stop_forwarder "$sys" "$tag"
+        save_logs "$tag" "$gtag"
+    elif [[ $line == *'"rx_packets":0,'* ]]; then
+        # Forwarding is checked, not assumed: a system that sent nothing back has no figure.
+        record_error "$sys" "$wl" "$size" "$run" "nothing came back on port B (log: logs/$tag.log)"
+        stop_forwarder "$sys" "$tag"
         save_logs "$tag" "$gtag"
     else
-        stop_pid "$FWD_PID"; FWD_PID=""
-        printf '{"system":"%s","workload":"%s","size":"%s","run":%s,"load1_before":%s,"fwd_cpu_share":%s,"fwd_wait_share":%s,"result":%s}\n' \
-            "$sys" "$wl" "$size" "$run" "$load" "$fwd_cpu" "$fwd_wait" "$line" >>"$RAW"
+        stop_forwarder "$sys" "$tag"
+        printf '{"system":"%s","workload":"%s","size":"%s","run":%s,"load1_before":%s,"fwd_cpu_share":%s,"fwd_wait_share":%s,"fwd_stat_share":%s,"result":%s}\n' \
+            "$sys" "$wl" "$size" "$run" "$load" "$fwd_cpu" "$fwd_wait" "$fwd_stat" "$line" >>"$RAW"
         echo "  $sys $wl/$size run $run: $(sed -E 's/.*"rx_mpps":([0-9.]+).*"loss":([0-9.-]+).*/\1 Mpps, loss \2/' <<<"$line"), forwarder on CPU $fwd_cpu of the time" >&2
         [[ $KEEP_LOGS -eq 1 ]] && save_logs "$tag" "$gtag"
     fi
@@ -448,6 +829,9 @@ echo "kdp benchmarks: $RUNS runs x ${SECS}s (warm-up ${WARMUP}s), generator on C
 # other users of the machine hits both sides of a ratio rather than one system's whole cell.
 for wl in $WORKLOADS; do
     for size in $SIZES; do
+        if [[ $wl == syn && $size != 64 ]]; then
+            continue  # a SYN is a 54-byte frame; larger sizes would only add padding
+        fi
         systems=""
         for sys in $SYSTEMS; do
             if [[ $sys == kdp* && $wl == l2 ]]; then
@@ -475,6 +859,13 @@ for wl in $WORKLOADS; do
 done
 
 mkdir -p "$(dirname "$OUT")"
-PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"virtio_args":"%s","dpdk":"%s"}' \
-    "$RUNS" "$SECS" "$WARMUP" "$FLOWS" "$GEN_CPU" "$FWD_CPU" "$VIRTIO_ARGS" "$(pkg-config --modversion libdpdk 2>/dev/null || true)")
+PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"service_flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"virtio_args":"%s","dpdk":"%s","ovs":"%s","workloads":"%s","sizes":"%s","systems":"%s"}' \
+    "$RUNS" "$SECS" "$WARMUP" "$FLOWS" "$SERVICE_FLOWS" "$GEN_CPU" "$FWD_CPU" "$VIRTIO_ARGS" \
+    "$(pkg-config --modversion libdpdk 2>/dev/null || true)" \
+    "$(ovs-vsctl --version 2>/dev/null | head -n 1 | grep -o '[0-9][0-9.]*$' || true)" \
+    "$WORKLOADS" "$SIZES" "$SYSTEMS")
 summarize "$RAW" "$OUT" "$PARAMS"
+if [[ $PLOT -eq 1 ]]; then
+    # Debian's matplotlib is in /usr/bin/python3's path (another python3 may come first).
+    /usr/bin/python3 "$HERE/plot.py" "$OUT" "${OUT%.json}.png" || echo "run.sh: plot failed" >&2
+fi

@@ -43,6 +43,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_tcp.h>
 #include <rte_udp.h>
 
 #include "common/net.h"
@@ -67,7 +68,7 @@ constexpr unsigned kPoolCache = 256;
 constexpr uint16_t kDataRoom = RTE_PKTMBUF_HEADROOM + 2048;
 constexpr uint16_t kRingSize = 1024;
 
-enum class Workload : uint8_t { kL2, kLocal, kEncap, kDecap };
+enum class Workload : uint8_t { kL2, kLocal, kEncap, kDecap, kService, kFull, kSyn };
 
 const char* workload_name(Workload w) {
     switch (w) {
@@ -79,11 +80,24 @@ const char* workload_name(Workload w) {
             return "encap";
         case Workload::kDecap:
             return "decap";
+        case Workload::kService:
+            return "service";
+        case Workload::kFull:
+            return "full";
+        case Workload::kSyn:
+            return "syn";
     }
     return "?";
 }
 
-enum class Vary : uint8_t { kSport, kSip, kBoth };
+// Workloads whose frames arrive VXLAN-encapsulated from the remote node on port A.
+bool encapsulated(Workload w) {
+    return w == Workload::kDecap || w == Workload::kFull || w == Workload::kSyn;
+}
+
+// What differs between flows. kSportSip / kSportDip: --flows-per-ip source ports per address,
+// then the next source (remote pods) or destination (Service VIPs) address.
+enum class Vary : uint8_t { kSport, kSip, kBoth, kSportSip, kSportDip };
 
 struct Options {
     Workload workload = Workload::kL2;
@@ -91,7 +105,10 @@ struct Options {
     std::vector<uint16_t> sizes{64};       // frame sizes incl. FCS, inner frame for VXLAN
     std::vector<uint8_t> size_pattern{0};  // indices into sizes, cycled per packet
     uint32_t flows = 1024;
+    bool flows_set = false;
     Vary vary = Vary::kSport;
+    bool vary_set = false;
+    uint32_t flows_per_ip = 50000;  // service, full: source ports per address before the next
     double seconds = 10;
     double warmup = 2;
     double rate_mpps = 0;  // per transmitting port; 0 = as fast as the forwarder takes them
@@ -113,6 +130,9 @@ struct Options {
 
     std::optional<Ip4> arp_reply_ip;
     Mac arp_reply_mac = *Mac::parse("02:00:00:00:02:02");
+
+    std::string dump_pcap;  // write the first dump_count frames to this pcap and exit (no EAL)
+    uint32_t dump_count = 64;
 };
 
 void usage(const char* prog) {
@@ -124,17 +144,28 @@ Ports are the first two ethdevs (normally two --vdev net_virtio_user<N>,path=SOC
 With two EAL lcores the second one receives; with one lcore, one loop does both.
 
 Traffic:
-  --workload W        l2 | local | encap | decap                         [l2]
+  --workload W        l2 | local | encap | decap | service | full | syn   [l2]
       l2     Ethernet/IPv4/UDP, MACs/IPs as given (for testpmd io).
       local  pod A -> pod B on this node: dst MAC = gateway MAC, both IPs in the pod CIDR.
       encap  pod A -> a pod on a remote node; the forwarder VXLAN-encapsulates to port B.
       decap  VXLAN from a remote VTEP into port A (the uplink), inner packet to pod B.
+      service  pod A -> a Service ClusterIP (--dst-ip, default 10.96.0.20:80, UDP); flows
+             vary the source port, then the VIP (10.96.0.20, .21, ...: one Service each
+             --flows-per-ip flows). The forwarder tracks and DNATs them to pod B.
+      full   VXLAN from the remote node into port A: remote pods 10.244.2.10, .11, ... (one
+             per --flows-per-ip flows) -> the ClusterIP, UDP; decap, conntrack, DNAT, the
+             backend's ingress policy, pod B.
+      syn    as full, but TCP SYNs and every packet a new 5-tuple (source port, then remote
+             pod address, 64,000 x 250 before one repeats; --flows is ignored): connection
+             setups per second. IP total length 40; frames above 64 bytes are zero-padded.
   --size S            64 | 512 | 1500 | imix | any 60..1518: Ethernet frame size incl. FCS,
                       of the pod's packet (VXLAN frames on the uplink are 50 bytes larger).
                       imix = 64:594:1518 in 7:4:1.                      [64]
   --flows N           distinct 5-tuples, sent round-robin                [1024]
-  --vary F            sport | sip | both: what differs between flows     [sport]
-                      (both: 256 source ports per source IP)
+  --vary F            sport | sip | both | sport-sip | sport-dip: what differs between
+                      flows (both: 256 source ports per source IP)      [sport; service
+                                                           sport-dip; full sport-sip]
+  --flows-per-ip N    sport-sip, sport-dip: source ports per address     [50000]
   --rate-mpps R       offered rate per transmitting port; 0 = max        [0]
   --seconds S         measurement window                                 [10]
   --warmup S          traffic before the window (ARP, learning, caches)  [2]
@@ -165,6 +196,10 @@ Addresses (defaults match benchmarks/run.sh's node: pod CIDR 10.244.1.0/24, gate
 Output fields: tx_pps, rx_pps (packets counted in the window / its length), loss
 (1 - rx/tx), tx_packets, rx_packets, arp_replies, per-port ethdev stats, and per lcore:
 busy_cycles (loop iterations that moved packets), total_cycles, cycles_per_packet.
+
+  --dump-pcap FILE    write the first --dump-count frames port A would send to FILE (pcap)
+                      and exit, without the EAL: for checking other generators' profiles
+  --dump-count N      [64]
 )",
                  prog);
 }
@@ -237,6 +272,9 @@ Options parse_options(int argc, char** argv) {
         kOptVni,
         kOptArpIp,
         kOptArpMac,
+        kOptFlowsPerIp,
+        kOptDumpPcap,
+        kOptDumpCount,
         kOptHelp,
     };
     static const option kLong[] = {
@@ -265,6 +303,9 @@ Options parse_options(int argc, char** argv) {
         {"vni", required_argument, nullptr, kOptVni},
         {"arp-reply-ip", required_argument, nullptr, kOptArpIp},
         {"arp-reply-mac", required_argument, nullptr, kOptArpMac},
+        {"flows-per-ip", required_argument, nullptr, kOptFlowsPerIp},
+        {"dump-pcap", required_argument, nullptr, kOptDumpPcap},
+        {"dump-count", required_argument, nullptr, kOptDumpCount},
         {"help", no_argument, nullptr, kOptHelp},
         {nullptr, 0, nullptr, 0},
     };
@@ -284,8 +325,15 @@ Options parse_options(int argc, char** argv) {
                     o.workload = Workload::kEncap;
                 } else if (w == "decap") {
                     o.workload = Workload::kDecap;
+                } else if (w == "service") {
+                    o.workload = Workload::kService;
+                } else if (w == "full") {
+                    o.workload = Workload::kFull;
+                } else if (w == "syn") {
+                    o.workload = Workload::kSyn;
                 } else {
-                    die(std::string("--workload: '") + v + "' is not l2, local, encap or decap");
+                    die(std::string("--workload: '") + v +
+                        "' is not l2, local, encap, decap, service, full or syn");
                 }
                 break;
             }
@@ -301,7 +349,17 @@ Options parse_options(int argc, char** argv) {
                 }
                 break;
             case kOptFlows:
-                o.flows = parse_uint("--flows", v, 1, 1u << 20);
+                o.flows = parse_uint("--flows", v, 1, 1u << 22);
+                o.flows_set = true;
+                break;
+            case kOptFlowsPerIp:
+                o.flows_per_ip = parse_uint("--flows-per-ip", v, 1, 64000);
+                break;
+            case kOptDumpPcap:
+                o.dump_pcap = v;
+                break;
+            case kOptDumpCount:
+                o.dump_count = parse_uint("--dump-count", v, 1, 1u << 20);
                 break;
             case kOptVary: {
                 const std::string_view f = v;
@@ -311,9 +369,15 @@ Options parse_options(int argc, char** argv) {
                     o.vary = Vary::kSip;
                 } else if (f == "both") {
                     o.vary = Vary::kBoth;
+                } else if (f == "sport-sip") {
+                    o.vary = Vary::kSportSip;
+                } else if (f == "sport-dip") {
+                    o.vary = Vary::kSportDip;
                 } else {
-                    die(std::string("--vary: '") + v + "' is not sport, sip or both");
+                    die(std::string("--vary: '") + v +
+                        "' is not sport, sip, both, sport-sip or sport-dip");
                 }
+                o.vary_set = true;
                 break;
             }
             case kOptRate:
@@ -399,15 +463,36 @@ Options parse_options(int argc, char** argv) {
     if (o.port_a == o.port_b) {
         die("--port-a and --port-b must differ");
     }
-    if (o.workload == Workload::kDecap &&
+    if (encapsulated(o.workload) &&
         *std::max_element(o.sizes.begin(), o.sizes.end()) + kVxlanOverhead > kDataRoom) {
         die("--size: too large for an encapsulated frame");
     }
-    if (o.vary != Vary::kSip && o.flows > 65535u - o.sport + 1) {
+    if (!o.vary_set && o.workload == Workload::kService) {
+        o.vary = Vary::kSportDip;
+    } else if (!o.vary_set && o.workload == Workload::kFull) {
+        o.vary = Vary::kSportSip;
+    }
+    if (o.workload == Workload::kSyn) {
+        if (!o.flows_set) {
+            o.flows = 1;  // unused: every packet is a new tuple
+        }
+        if (o.dport == 5001) {
+            o.dport = 80;
+        }
+    }
+    if ((o.workload == Workload::kService || o.workload == Workload::kFull) && o.dport == 5001) {
+        o.dport = 80;  // the Service port run.sh's manifest declares
+    }
+    const bool by_ip = o.vary == Vary::kSportSip || o.vary == Vary::kSportDip;
+    if (o.workload != Workload::kSyn && !by_ip && o.vary != Vary::kSip &&
+        o.flows > 65535u - o.sport + 1) {
         die("--flows: more than the source ports above --sport; use --vary sip or both");
     }
+    if (by_ip && o.flows_per_ip > 65535u - o.sport + 1) {
+        die("--flows-per-ip: more than the source ports above --sport");
+    }
 
-    const bool decap = o.workload == Workload::kDecap;
+    const bool decap = encapsulated(o.workload);
     const Mac gateway = *Mac::parse("0a:58:0a:f4:01:01");
     if (!o.src_mac) {
         o.src_mac = decap ? Mac::from_ip(o.outer_src_ip) : *Mac::parse("02:00:00:00:00:0a");
@@ -422,7 +507,12 @@ Options parse_options(int argc, char** argv) {
                 o.dst_mac = gateway;
                 break;
             case Workload::kDecap:
+            case Workload::kFull:
+            case Workload::kSyn:
                 o.dst_mac = Mac::from_ip(o.outer_dst_ip);
+                break;
+            case Workload::kService:
+                o.dst_mac = gateway;
                 break;
         }
     }
@@ -430,7 +520,19 @@ Options parse_options(int argc, char** argv) {
         o.src_ip = *Ip4::parse(decap ? "10.244.2.10" : "10.244.1.10");
     }
     if (!o.dst_ip) {
-        o.dst_ip = *Ip4::parse(o.workload == Workload::kEncap ? "10.244.2.10" : "10.244.1.11");
+        switch (o.workload) {
+            case Workload::kEncap:
+                o.dst_ip = *Ip4::parse("10.244.2.10");
+                break;
+            case Workload::kService:
+            case Workload::kFull:
+            case Workload::kSyn:
+                o.dst_ip = *Ip4::parse("10.96.0.20");
+                break;
+            default:
+                o.dst_ip = *Ip4::parse("10.244.1.11");
+                break;
+        }
     }
     if (!o.outer_src_mac) {
         o.outer_src_mac = *Mac::parse("02:00:00:00:02:02");
@@ -448,10 +550,17 @@ Options parse_options(int argc, char** argv) {
 // including the IPv4 header checksum for every frame size since total_length enters it.
 struct Flow {
     uint32_t src_ip;
+    uint32_t dst_ip;
     uint16_t sport;
     uint16_t outer_sport;  // decap: a real VTEP derives it from the inner flow (RFC 7348 s5)
     std::array<uint16_t, 3> ip_csum;
 };
+
+// The SYN workload's tuple space: source ports 1024..65023, then the next remote pod address.
+constexpr uint32_t kSynPorts = 64000;
+constexpr uint32_t kSynAddrs = 250;
+constexpr uint16_t kTcpHdrLen = 20;
+constexpr uint8_t kTcpSyn = 0x02;
 
 // Headers of one direction, one per frame size, plus where the per-flow fields go.
 struct Template {
@@ -460,6 +569,13 @@ struct Template {
     uint16_t hdr_len = 0;
     uint16_t ip_off = 0;  // the IPv4 header whose source varies (the inner one for decap)
     bool outer = false;   // decap: patch the outer UDP source port too
+    // syn: no ring; every packet gets the next tuple, its IPv4 and TCP checksums completed
+    // from these sums of the header with the varying fields zero (RFC 1071 is additive).
+    bool fresh = false;
+    std::array<uint32_t, 3> ip_sum{};
+    uint32_t tcp_sum = 0;
+    uint32_t src_base = 0;  // host order
+    uint16_t sport_base = 0;
     std::vector<Flow> flows;
 };
 
@@ -470,23 +586,37 @@ void write_eth(uint8_t* p, const Mac& dst, const Mac& src, uint16_t type) {
     eh->ether_type = rte_cpu_to_be_16(type);
 }
 
-void write_ip_udp(
-    uint8_t* p, Ip4 src, Ip4 dst, uint16_t sport, uint16_t dport, uint16_t ip_total_len) {
+// IPv4 and a UDP (or, with `syn`, a TCP SYN) header; the UDP checksum is 0 (optional over
+// IPv4, and no forwarder under test verifies it), the TCP one is valid.
+void write_ip_l4(
+    uint8_t* p, Ip4 src, Ip4 dst, uint16_t sport, uint16_t dport, uint16_t ip_total_len, bool syn) {
     auto* ip = reinterpret_cast<rte_ipv4_hdr*>(p);
     std::memset(ip, 0, sizeof(*ip));
     ip->version_ihl = RTE_IPV4_VHL_DEF;
     ip->total_length = rte_cpu_to_be_16(ip_total_len);
     ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
     ip->time_to_live = 64;
-    ip->next_proto_id = IPPROTO_UDP;
+    ip->next_proto_id = syn ? IPPROTO_TCP : IPPROTO_UDP;
     ip->src_addr = src.be;
     ip->dst_addr = dst.be;
     ip->hdr_checksum = rte_ipv4_cksum(ip);
+    if (syn) {
+        auto* tcp = reinterpret_cast<rte_tcp_hdr*>(p + sizeof(rte_ipv4_hdr));
+        std::memset(tcp, 0, sizeof(*tcp));
+        tcp->src_port = rte_cpu_to_be_16(sport);
+        tcp->dst_port = rte_cpu_to_be_16(dport);
+        tcp->sent_seq = rte_cpu_to_be_32(1);
+        tcp->data_off = (kTcpHdrLen / 4) << 4;
+        tcp->tcp_flags = kTcpSyn;
+        tcp->rx_win = rte_cpu_to_be_16(65535);
+        tcp->cksum = rte_ipv4_udptcp_cksum(ip, tcp);
+        return;
+    }
     auto* udp = reinterpret_cast<rte_udp_hdr*>(p + sizeof(rte_ipv4_hdr));
     udp->src_port = rte_cpu_to_be_16(sport);
     udp->dst_port = rte_cpu_to_be_16(dport);
     udp->dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(ip_total_len - sizeof(rte_ipv4_hdr)));
-    udp->dgram_cksum = 0;  // optional over IPv4; the forwarders under test do not verify it
+    udp->dgram_cksum = 0;
 }
 
 struct Direction {
@@ -494,21 +624,89 @@ struct Direction {
     Ip4 src_ip, dst_ip;
 };
 
+// 16-bit one's-complement sum (not yet folded) of `len` bytes, network order words.
+uint32_t sum16(const uint8_t* p, size_t len) {
+    uint32_t s = 0;
+    for (size_t i = 0; i + 1 < len; i += 2) {
+        s += uint32_t{p[i]} << 8 | p[i + 1];
+    }
+    return s;
+}
+
+inline uint16_t fold_csum(uint32_t s) {
+    while (s >> 16) {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    return rte_cpu_to_be_16(static_cast<uint16_t>(~s & 0xffff));
+}
+
+inline uint32_t sum_ip(uint32_t be) {
+    const uint32_t h = rte_be_to_cpu_32(be);
+    return (h >> 16) + (h & 0xffff);
+}
+
+// Tuple i of the ring (or of the SYN sequence): source and destination address, source port.
+struct Tuple {
+    Ip4 src, dst;
+    uint16_t sport;
+};
+
+Tuple tuple_of(const Options& o, const Direction& d, uint64_t i) {
+    uint32_t ip_add = 0;
+    uint32_t dip_add = 0;
+    uint32_t port_add = 0;
+    if (o.workload == Workload::kSyn) {
+        port_add = static_cast<uint32_t>(i % kSynPorts);
+        ip_add = static_cast<uint32_t>(i / kSynPorts % kSynAddrs);
+    } else {
+        switch (o.vary) {
+            case Vary::kSport:
+                port_add = static_cast<uint32_t>(i);
+                break;
+            case Vary::kSip:
+                ip_add = static_cast<uint32_t>(i);
+                break;
+            case Vary::kBoth:
+                ip_add = static_cast<uint32_t>(i / 256);
+                port_add = static_cast<uint32_t>(i % 256);
+                break;
+            case Vary::kSportSip:
+                ip_add = static_cast<uint32_t>(i / o.flows_per_ip);
+                port_add = static_cast<uint32_t>(i % o.flows_per_ip);
+                break;
+            case Vary::kSportDip:
+                dip_add = static_cast<uint32_t>(i / o.flows_per_ip);
+                port_add = static_cast<uint32_t>(i % o.flows_per_ip);
+                break;
+        }
+    }
+    return Tuple{Ip4::from_host(d.src_ip.host() + ip_add),
+                 Ip4::from_host(d.dst_ip.host() + dip_add),
+                 static_cast<uint16_t>(o.sport + port_add)};
+}
+
 Template build_template(const Options& o, const Direction& d) {
     Template t;
-    const bool decap = o.workload == Workload::kDecap;
+    const bool decap = encapsulated(o.workload);
+    const bool syn = o.workload == Workload::kSyn;
     const uint16_t outer = decap ? kVxlanOverhead : 0;
-    t.hdr_len = static_cast<uint16_t>(outer + kInnerHdrLen);
+    t.hdr_len = static_cast<uint16_t>(outer + kInnerHdrLen + (syn ? kTcpHdrLen - 8 : 0));
     t.ip_off = static_cast<uint16_t>(outer + sizeof(rte_ether_hdr));
     t.outer = decap;
+    t.fresh = syn;
+    t.src_base = d.src_ip.host();
+    t.sport_base = o.sport;
     for (size_t k = 0; k < o.sizes.size(); ++k) {
         const uint16_t inner_len = static_cast<uint16_t>(o.sizes[k] - kFcsLen);
         t.pkt_len[k] = static_cast<uint16_t>(inner_len + outer);
+        // A SYN carries no data: the IPv4 packet is 40 bytes, the frame padded to its size.
+        const auto ip_len = static_cast<uint16_t>(syn ? sizeof(rte_ipv4_hdr) + kTcpHdrLen
+                                                      : inner_len - sizeof(rte_ether_hdr));
         uint8_t* p = t.hdr[k].data();
         if (decap) {
             write_eth(p, *o.outer_dst_mac, *o.outer_src_mac, RTE_ETHER_TYPE_IPV4);
-            write_ip_udp(p + 14, o.outer_src_ip, o.outer_dst_ip, 49152, o.vxlan_port,
-                         static_cast<uint16_t>(inner_len + kVxlanOverhead - 14));
+            write_ip_l4(p + 14, o.outer_src_ip, o.outer_dst_ip, 49152, o.vxlan_port,
+                        static_cast<uint16_t>(inner_len + kVxlanOverhead - 14), false);
             uint8_t* vx = p + 14 + 20 + 8;  // RFC 7348 s5: flags (I), reserved, VNI, reserved
             vx[0] = 0x08;
             vx[4] = static_cast<uint8_t>(o.vni >> 16);
@@ -516,34 +714,40 @@ Template build_template(const Options& o, const Direction& d) {
             vx[6] = static_cast<uint8_t>(o.vni);
         }
         write_eth(p + outer, d.dst_mac, d.src_mac, RTE_ETHER_TYPE_IPV4);
-        write_ip_udp(p + t.ip_off, d.src_ip, d.dst_ip, o.sport, o.dport,
-                     static_cast<uint16_t>(inner_len - sizeof(rte_ether_hdr)));
+        write_ip_l4(p + t.ip_off, d.src_ip, d.dst_ip, o.sport, o.dport, ip_len, syn);
+        if (syn) {
+            // Checksum bases with the source address and port zero (the VIP stays fixed).
+            rte_ipv4_hdr ip;
+            std::memcpy(&ip, p + t.ip_off, sizeof(ip));
+            ip.src_addr = 0;
+            ip.hdr_checksum = 0;
+            t.ip_sum[k] = sum16(reinterpret_cast<const uint8_t*>(&ip), sizeof(ip));
+            std::array<uint8_t, kTcpHdrLen> tcp;
+            std::memcpy(tcp.data(), p + t.ip_off + sizeof(rte_ipv4_hdr), kTcpHdrLen);
+            std::memset(tcp.data(), 0, 2);       // source port
+            std::memset(tcp.data() + 16, 0, 2);  // checksum
+            // Pseudo header (RFC 793 s3.1) without the source: destination, protocol, length.
+            t.tcp_sum =
+                sum16(tcp.data(), kTcpHdrLen) + sum_ip(ip.dst_addr) + IPPROTO_TCP + kTcpHdrLen;
+        }
+    }
+    if (syn) {
+        return t;
     }
     t.flows.resize(o.flows);
     for (uint32_t i = 0; i < o.flows; ++i) {
-        uint32_t ip_add = 0;
-        uint32_t port_add = 0;
-        switch (o.vary) {
-            case Vary::kSport:
-                port_add = i;
-                break;
-            case Vary::kSip:
-                ip_add = i;
-                break;
-            case Vary::kBoth:
-                ip_add = i / 256;
-                port_add = i % 256;
-                break;
-        }
+        const Tuple tu = tuple_of(o, d, i);
         Flow& f = t.flows[i];
-        f.src_ip = Ip4::from_host(d.src_ip.host() + ip_add).be;
-        f.sport = rte_cpu_to_be_16(static_cast<uint16_t>(o.sport + port_add));
+        f.src_ip = tu.src.be;
+        f.dst_ip = tu.dst.be;
+        f.sport = rte_cpu_to_be_16(tu.sport);
         // The VTEP's entropy source port: 49152 + a hash of the inner flow (RFC 7348 s5).
         f.outer_sport = rte_cpu_to_be_16(static_cast<uint16_t>(49152 + ((i * 2654435761u) >> 18)));
         for (size_t k = 0; k < o.sizes.size(); ++k) {
             rte_ipv4_hdr ip;
             std::memcpy(&ip, t.hdr[k].data() + t.ip_off, sizeof(ip));
             ip.src_addr = f.src_ip;
+            ip.dst_addr = f.dst_ip;
             ip.hdr_checksum = 0;
             f.ip_csum[k] = rte_ipv4_cksum(&ip);
         }
@@ -599,6 +803,7 @@ struct TxCtx {
     uint32_t pattern_len = 1;
     uint32_t pattern_i = 0;
     uint32_t flow_i = 0;
+    uint64_t seq = 0;           // syn: packets built so far, i.e. the next tuple
     double pkts_per_cycle = 0;  // 0: unlimited
     uint64_t rate_start = 0;
     uint64_t built = 0;
@@ -615,8 +820,48 @@ struct RxCtx {
     rte_mempool* reply_pool = nullptr;  // replies come from the TX pool: one pool per TX queue
 };
 
+// syn: the next new tuple, with both checksums completed from the template's sums.
+inline void build_fresh(const Template& tm, uint64_t seq, uint8_t k, uint8_t* p) {
+    const auto port_add = static_cast<uint32_t>(seq % kSynPorts);
+    const auto ip_add = static_cast<uint32_t>(seq / kSynPorts % kSynAddrs);
+    const uint32_t src_h = tm.src_base + ip_add;
+    const auto sport_h = static_cast<uint16_t>(tm.sport_base + port_add);
+    const uint32_t src_be = rte_cpu_to_be_32(src_h);
+    const uint16_t sport_be = rte_cpu_to_be_16(sport_h);
+    const uint32_t src_sum = (src_h >> 16) + (src_h & 0xffff);
+    const uint16_t ip_csum = fold_csum(tm.ip_sum[k] + src_sum);
+    const uint16_t tcp_csum = fold_csum(tm.tcp_sum + src_sum + sport_h);
+    uint8_t* ip = p + tm.ip_off;
+    std::memcpy(ip + offsetof(rte_ipv4_hdr, hdr_checksum), &ip_csum, 2);
+    std::memcpy(ip + offsetof(rte_ipv4_hdr, src_addr), &src_be, 4);
+    std::memcpy(ip + sizeof(rte_ipv4_hdr), &sport_be, 2);
+    std::memcpy(ip + sizeof(rte_ipv4_hdr) + offsetof(rte_tcp_hdr, cksum), &tcp_csum, 2);
+    // The remote VTEP's entropy port follows the inner flow (RFC 7348 s5).
+    const uint16_t outer_sport = rte_cpu_to_be_16(
+        static_cast<uint16_t>(49152 + ((static_cast<uint32_t>(seq) * 2654435761u) >> 18)));
+    std::memcpy(p + 14 + 20, &outer_sport, 2);
+    if (tm.pkt_len[k] > tm.hdr_len) {
+        std::memset(p + tm.hdr_len, 0, tm.pkt_len[k] - tm.hdr_len);  // Ethernet padding
+    }
+}
+
 inline void build_burst(TxCtx& t, uint16_t n) {
     const Template& tm = *t.tmpl;
+    if (tm.fresh) {
+        for (uint16_t i = 0; i < n; ++i) {
+            rte_mbuf* m = t.pending[i];
+            const uint8_t k = t.pattern[t.pattern_i];
+            if (++t.pattern_i == t.pattern_len) {
+                t.pattern_i = 0;
+            }
+            uint8_t* p = rte_pktmbuf_mtod(m, uint8_t*);
+            std::memcpy(p, tm.hdr[k].data(), tm.hdr_len);
+            build_fresh(tm, t.seq++, k, p);
+            m->data_len = tm.pkt_len[k];
+            m->pkt_len = tm.pkt_len[k];
+        }
+        return;
+    }
     const uint16_t hl = tm.hdr_len;
     const uint16_t ip_off = tm.ip_off;
     const uint32_t nflows = static_cast<uint32_t>(tm.flows.size());
@@ -634,6 +879,7 @@ inline void build_burst(TxCtx& t, uint16_t n) {
         std::memcpy(p, tm.hdr[k].data(), hl);
         std::memcpy(p + ip_off + offsetof(rte_ipv4_hdr, hdr_checksum), &f.ip_csum[k], 2);
         std::memcpy(p + ip_off + offsetof(rte_ipv4_hdr, src_addr), &f.src_ip, 4);
+        std::memcpy(p + ip_off + offsetof(rte_ipv4_hdr, dst_addr), &f.dst_ip, 4);
         std::memcpy(p + ip_off + sizeof(rte_ipv4_hdr), &f.sport, 2);
         if (tm.outer) {
             std::memcpy(p + 14 + 20, &f.outer_sport, 2);
@@ -998,15 +1244,68 @@ void print_json(const Options& o,
     std::fflush(stdout);
 }
 
+// Writes the first o.dump_count frames port A would send, built by the same code as the TX
+// path into plain buffers, as a pcap file (microsecond stamps, LINKTYPE_ETHERNET).
+int dump_pcap(const Options& o) {
+    const Direction fwd{*o.src_mac, *o.dst_mac, *o.src_ip, *o.dst_ip};
+    const Template tmpl = build_template(o, fwd);
+    std::FILE* f = std::fopen(o.dump_pcap.c_str(), "wb");
+    if (f == nullptr) {
+        die("--dump-pcap: cannot create " + o.dump_pcap);
+    }
+    struct {
+        uint32_t magic = 0xa1b2c3d4;
+        uint16_t major = 2, minor = 4;
+        int32_t zone = 0;
+        uint32_t sigfigs = 0, snaplen = 65535, linktype = 1;
+    } const file_hdr;
+    std::fwrite(&file_hdr, sizeof(file_hdr), 1, f);
+    std::vector<uint8_t> buf(kDataRoom);
+    rte_mbuf m{};
+    m.buf_addr = buf.data();
+    m.data_off = 0;
+    m.buf_len = kDataRoom;
+    TxCtx t;
+    t.tmpl = &tmpl;
+    t.pattern = o.size_pattern.data();
+    t.pattern_len = static_cast<uint32_t>(o.size_pattern.size());
+    t.pending[0] = &m;
+    for (uint32_t i = 0; i < o.dump_count; ++i) {
+        for (size_t j = 0; j < buf.size(); ++j) {
+            buf[j] = static_cast<uint8_t>(j);  // fill_payload's bytes for the pool's first mbuf
+        }
+        build_burst(t, 1);
+        const uint32_t rec[4] = {i, 0, m.data_len, m.data_len};
+        std::fwrite(rec, sizeof(rec), 1, f);
+        std::fwrite(buf.data(), 1, m.data_len, f);
+    }
+    if (std::fclose(f) != 0) {
+        die("--dump-pcap: cannot write " + o.dump_pcap);
+    }
+    std::fprintf(stderr, "kdp-pktgen: %u %s frames written to %s\n", o.dump_count,
+                 workload_name(o.workload), o.dump_pcap.c_str());
+    return 0;
+}
+
 int run(int argc, char** argv) {
+    int dash = argc;
+    bool dump = false;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
             usage(argv[0]);
             return 0;
         }
-        if (std::strcmp(argv[i], "--") == 0) {
-            break;
+        if (std::strcmp(argv[i], "--") == 0 && dash == argc) {
+            dash = i;
         }
+        if (std::strcmp(argv[i], "--dump-pcap") == 0) {
+            dump = true;
+        }
+    }
+    if (dump) {  // no EAL: the options are everything after "--" (or every argument)
+        const int first = dash == argc ? 0 : dash;
+        argv[first] = argv[0];
+        return dump_pcap(parse_options(argc - first, argv + first));
     }
     const int eal_argc = rte_eal_init(argc, argv);
     if (eal_argc < 0) {

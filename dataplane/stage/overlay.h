@@ -304,8 +304,9 @@ inline void uplink_ipv4(Worker& w,
         return;
     }
     trim_to_l3(m, p);
-    // Replies of connections this node load-balanced come back here from remote backends.
-    conntrack_nat(w, t, m, p, now_s, /*services=*/false);
+    // Replies of connections this node load-balanced come back here from remote backends;
+    // pod traffic still addressed to a ClusterIP is balanced to this node's endpoints.
+    conntrack_nat(w, t, m, p, now_s, /*services=*/true);
     if (!p.pending()) {
         return;
     }

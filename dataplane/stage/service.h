@@ -398,8 +398,11 @@ inline uint16_t affinity_pick(Worker& w,
 
 /// Conntrack and Service NAT for a parsed IPv4 packet (TCP, UDP, SCTP). `services` says whether
 /// a new flow may be load-balanced here: for traffic from local pods (the client's node
-/// balances) and from outside the cluster on the uplink, not for traffic decapsulated from
-/// another node. Leaves p pending (to be routed) unless it rejects, drops or sends it.
+/// balances), from outside the cluster on the uplink, and for pod traffic decapsulated from
+/// another node that is still addressed to a ClusterIP (its node did not balance it, as
+/// kube-proxy's PREROUTING rules also catch). The last picks among this node's endpoints only,
+/// so that the reply comes back through this node's conntrack without SNAT. Leaves p pending
+/// (to be routed) unless it rejects, drops or sends it.
 inline void conntrack_nat(Worker& w,
                           const table::TableSet& t,
                           rte_mbuf* m,
@@ -504,14 +507,15 @@ inline void conntrack_nat(Worker& w,
     }
     // Which endpoints may take it: only this node's for externalTrafficPolicy: Local (external
     // clients) and internalTrafficPolicy: Local (pods), all of them otherwise.
-    const bool local_only = external ? (s.flags & table::Service::kExternalLocal) != 0
-                                     : (s.flags & table::Service::kInternalLocal) != 0;
+    const bool overlay = !from_uplink && n.ports->port[p.in_port].kind == PortKind::kUplink;
+    const bool local_only = overlay || (external ? (s.flags & table::Service::kExternalLocal) != 0
+                                                 : (s.flags & table::Service::kInternalLocal) != 0);
     const uint16_t* table = local_only ? b.local_maglev.data() : b.maglev.data();
     const auto size = static_cast<uint32_t>(local_only ? b.local_maglev.size() : b.maglev.size());
     if (size == 0) [[unlikely]] {
         if (local_only && !b.maglev.empty()) {
             p.drop(DropReason::kNoLocalEndpoint);
-        } else if (from_uplink) {
+        } else if (from_uplink || overlay) {
             p.drop(DropReason::kNoEndpoints);
         } else {
             reject(w, m, p);
