@@ -58,14 +58,7 @@ Ip4 pod_ip(int node, int i) {  // node 2..41, i 0..249
 control::Model cluster(int policies) {
     control::Model m;
     for (int n = 1; n <= kNodes; ++n) {
-        m.upsert(
-            json{{"apiVersion", "v1"},
-                 {"kind", "Node"},
-                 {"metadata", {{"name", fmt::format("node{}", n)}}},
-                 {"spec", {{"podCIDR", fmt::format("10.244.{}.0/24", n)}}},
-                 {"status",
-                  {{"addresses", json::array({{{"type", "InternalIP"},
-                                               {"address", fmt::format("198.51.100.{}", n)}}})}}}});
+        m.upsert(node_object(n));
     }
     for (int ns = 0; ns < kNamespaces; ++ns) {
         m.upsert(json{{"apiVersion", "v1"},
@@ -73,13 +66,7 @@ control::Model cluster(int policies) {
                       {"metadata", {{"name", fmt::format("ns{}", ns)}}}});
     }
     const auto pod = [&](const std::string& ns, const std::string& name, const std::string& app,
-                         int node, Ip4 ip) {
-        m.upsert(json{{"apiVersion", "v1"},
-                      {"kind", "Pod"},
-                      {"metadata", {{"name", name}, {"namespace", ns}, {"labels", {{"app", app}}}}},
-                      {"spec", {{"nodeName", fmt::format("node{}", node)}}},
-                      {"status", {{"podIP", ip.str()}}}});
-    };
+                         int node, Ip4 addr) { m.upsert(pod_object(ns, name, app, node, addr)); };
     for (int i = 0; i < kClientPods; ++i) {
         pod("default", fmt::format("a{}", i), "client", 1, client_ip(i));
     }

@@ -2,12 +2,39 @@
 // round's figures are reported, and how the conntrack table is emptied off the clock.
 #pragma once
 
+#include <string>
+
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <rte_cycles.h>
 
 #include "pkt/node_harness.h"
 
 namespace kdp::test {
+
+/// Node `node{n}` of a benchmark cluster: pod CIDR 10.244.n.0/24, InternalIP 198.51.100.n.
+inline nlohmann::json node_object(int n) {
+    using nlohmann::json;
+    return json{{"apiVersion", "v1"},
+                {"kind", "Node"},
+                {"metadata", {{"name", fmt::format("node{}", n)}}},
+                {"spec", {{"podCIDR", fmt::format("10.244.{}.0/24", n)}}},
+                {"status",
+                 {{"addresses", json::array({{{"type", "InternalIP"},
+                                              {"address", fmt::format("198.51.100.{}", n)}}})}}}};
+}
+
+/// A running pod labelled app=`app` on `node{node}`.
+inline nlohmann::json pod_object(
+    const std::string& ns, const std::string& name, const std::string& app, int node, Ip4 addr) {
+    using nlohmann::json;
+    return json{{"apiVersion", "v1"},
+                {"kind", "Pod"},
+                {"metadata", {{"name", name}, {"namespace", ns}, {"labels", {{"app", app}}}}},
+                {"spec", {{"nodeName", fmt::format("node{}", node)}}},
+                {"status", {{"podIP", addr.str()}}}};
+}
 
 /// cycles/pkt and the rate one core would reach at that cost.
 inline void report(benchmark::State& state, uint64_t cycles, uint64_t packets) {

@@ -127,33 +127,45 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
     bump(rxc.rx_packets, b.count);
     bump(rxc.rx_bytes, rx_bytes);
 
-    // Every TCP/UDP/SCTP packet from a pod looks its connection up: start the bucket loads of
-    // the whole burst now, so that their cache misses overlap instead of queueing one by one.
-    if (kind != PortKind::kUplink) {
-        for (uint16_t i = 0; i < b.count; ++i) {
-            const PacketMeta& p = b.meta[i];
-            if (p.pending() && (p.flags & pkt_flag::kL4) != 0) {
-                n.conntrack->prefetch(table::CtKey{p.tuple.src.be, p.tuple.dst.be, p.tuple.sport,
-                                                   p.tuple.dport, p.tuple.proto, 0, 0}
-                                          .hash());
-            }
-        }
-    }
-
     // Stages: the burst comes from one port, so the port kind picks the path once per burst.
+    // Every TCP/UDP/SCTP packet looks its connection up: the bucket loads of the whole burst
+    // are started first (on the uplink once the overlay is stripped: the inner flow is the
+    // key), so that their cache misses overlap instead of queueing one by one.
+    const auto prefetch_ct = [&](const PacketMeta& p) {
+        if (p.pending() && (p.flags & pkt_flag::kL4) != 0) {
+            n.conntrack->prefetch(table::CtKey{p.tuple.src.be, p.tuple.dst.be, p.tuple.sport,
+                                               p.tuple.dport, p.tuple.proto, 0, 0}
+                                      .hash());
+        }
+    };
     if (kind == PortKind::kUplink) {
+        uint32_t overlay = 0;  // bit i: packet i was decapsulated
+        static_assert(kBurstSize <= 32);
+        for (uint16_t i = 0; i < b.count; ++i) {
+            PacketMeta& p = b.meta[i];
+            if (p.pending() && p.ether_type == pkt::kEtherTypeIpv4 &&
+                stage::uplink_decap(n, b.pkts[i], p)) {
+                overlay |= 1u << i;
+            }
+            prefetch_ct(p);
+        }
         for (uint16_t i = 0; i < b.count; ++i) {
             PacketMeta& p = b.meta[i];
             if (!p.pending()) {
                 continue;
             }
-            if (p.ether_type == pkt::kEtherTypeArp) {
+            if (overlay & (1u << i)) {
+                stage::uplink_inner(w, *t, b.pkts[i], p, now_s);
+            } else if (p.ether_type == pkt::kEtherTypeArp) {
                 stage::arp_from_uplink(n, b.pkts[i], p, now);
             } else {
-                stage::uplink_ipv4(w, *t, b.pkts[i], p, now, now_s);
+                stage::uplink_service(w, *t, b.pkts[i], p, now, now_s);
             }
         }
     } else {
+        for (uint16_t i = 0; i < b.count; ++i) {
+            prefetch_ct(b.meta[i]);
+        }
         for (uint16_t i = 0; i < b.count; ++i) {
             PacketMeta& p = b.meta[i];
             if (!p.pending()) {
@@ -218,11 +230,11 @@ void service_held(Worker& w, uint64_t now) {
     w.held_count = keep;
 }
 
-void conntrack_maintenance(Worker& w, const table::TableSet* t, uint64_t now) {
+void conntrack_maintenance(Worker& w, const table::TableSet* t, uint64_t now, uint32_t budget) {
     table::Conntrack& ct = *w.node->conntrack;
     const auto now_s = static_cast<uint32_t>(now / w.node->tsc_hz);
     const uint64_t token = w.qsbr != nullptr ? rte_rcu_qsbr_start(w.qsbr) : 0;
-    ct.expire(w.index, now_s, kConntrackScanBudget, token, [t](const table::CtEntry& e) {
+    ct.expire(w.index, now_s, budget, token, [t](const table::CtEntry& e) {
         // A load-balanced connection whose backend left: clear it, so that the next packet
         // picks a live backend instead of being black-holed (UDP) or reset forever (TCP).
         return t != nullptr && (e.nat & stage::kNatDnat) &&
@@ -231,6 +243,32 @@ void conntrack_maintenance(Worker& w, const table::TableSet* t, uint64_t now) {
     ct.reclaim(w.index, [&w](uint64_t tok) {
         return w.qsbr == nullptr || rte_rcu_qsbr_check(w.qsbr, tok, false) == 1;
     });
+}
+
+void conntrack_tick(Worker& w, const table::TableSet* t, uint64_t now) {
+    table::Conntrack& ct = *w.node->conntrack;
+    const uint64_t range = ct.range_size(w.index);
+    if (w.ct_scan_tsc == 0 || now < w.ct_scan_tsc || range == 0) {
+        w.ct_scan_tsc = now;
+        return;
+    }
+    uint64_t sweep_tsc = w.node->tsc_hz * kConntrackSweepMs / 1000;
+    if (ct.free_in_range(w.index) < range / 8) {
+        sweep_tsc /= kConntrackPressureSpeedup;
+    }
+    // Entries due for the time elapsed (at most one sweep's worth), fractions carried over.
+    const uint64_t elapsed = std::min(now - w.ct_scan_tsc, sweep_tsc);
+    w.ct_scan_tsc = now;
+    w.ct_scan_due =
+        std::min(w.ct_scan_due + static_cast<double>(range) * static_cast<double>(elapsed) /
+                                     static_cast<double>(std::max<uint64_t>(sweep_tsc, 1)),
+                 static_cast<double>(range));
+    if (w.ct_scan_due < kConntrackScanMin && w.ct_scan_due < static_cast<double>(range)) {
+        return;
+    }
+    const auto budget = static_cast<uint32_t>(std::min<double>(w.ct_scan_due, kConntrackScanMax));
+    w.ct_scan_due -= budget;
+    conntrack_maintenance(w, t, now, budget);
 }
 
 void flush_tx(Worker& w) {
@@ -267,9 +305,7 @@ int worker_main(void* arg) {
             service_held(w, t0);
         }
         flush_tx(w);
-        if ((w.counters.loops.load(std::memory_order_relaxed) & 15) == 0) {
-            conntrack_maintenance(w, t, t0);
-        }
+        conntrack_tick(w, t, t0);
         rte_rcu_qsbr_quiescent(w.qsbr, w.index);
         const uint64_t t1 = rte_rdtsc();
         bump(w.counters.loops);

@@ -67,6 +67,10 @@ struct Worker {
     std::vector<HeldPacket> held;  // capacity fixed at set-up (limits.arp_pending); never grows
     uint32_t held_count = 0;
     Burst burst;
+    // Conntrack expiry pacing (conntrack_tick): when entries were last credited, and how many
+    // are due but not yet scanned (fractions carried over).
+    uint64_t ct_scan_tsc = 0;
+    double ct_scan_due = 0;
 
     PortCounters& port_counters(uint16_t port) noexcept { return counters.port[port]; }
 };
@@ -81,14 +85,35 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
 /// Releases or expires held packets (called every iteration while any are held).
 void service_held(Worker& w, uint64_t now);
 
-/// Entries the conntrack expiry scan examines per call (every 16th loop iteration): at about
-/// 1 us per idle iteration a 1M-entry range is swept in ~60 ms, and at most a few hundred ns
-/// are spent per call, so a busy worker never stalls on expiry.
+/// Entries one conntrack_maintenance call examines unless told otherwise (tests sweep a small
+/// table with a few calls).
 inline constexpr uint32_t kConntrackScanBudget = 256;
 
-/// Expires this worker's idle or stale connections and reuses entries whose grace period
-/// has passed. Called from the loop every 16 iterations.
-void conntrack_maintenance(Worker& w, const table::TableSet* t, uint64_t now);
+/// The conntrack expiry pace: a worker examines each entry of its range once per sweep, so an
+/// idle connection is gone at most this long after its timeout and the table holds about
+/// insert rate x (timeout + sweep). The scan is paced by time, not by loop iterations: a busy
+/// worker pays a few cycles per packet for it at any rate (a 1M-entry range swept per second is
+/// 1M entry reads per second, sequential and prefetched), and an idle one still keeps up.
+inline constexpr uint64_t kConntrackSweepMs = 1000;
+/// When fewer than 1/8 of a range's entries are free the sweep runs this many times faster.
+inline constexpr uint32_t kConntrackPressureSpeedup = 4;
+/// Bounds of one scan call: fewer entries due than kConntrackScanMin wait for the next
+/// iteration (one RCU token per batch); at most kConntrackScanMax per call so that no
+/// iteration stalls (a worker that fell behind catches up over the next iterations).
+inline constexpr uint32_t kConntrackScanMin = 64;
+inline constexpr uint32_t kConntrackScanMax = 4096;
+
+/// Expires up to `budget` of this worker's idle or stale connections from where its scan
+/// stopped, and reuses entries whose grace period has passed.
+void conntrack_maintenance(Worker& w,
+                           const table::TableSet* t,
+                           uint64_t now,
+                           uint32_t budget = kConntrackScanBudget);
+
+/// The loop's conntrack housekeeping, once per iteration (after the bursts): the entries due
+/// since the last call at the sweep pace, scanned in batches. The in-process benchmarks call it
+/// as the loop does.
+void conntrack_tick(Worker& w, const table::TableSet* t, uint64_t now);
 
 /// Transmits everything buffered; what a port does not take is dropped as kTxFull.
 void flush_tx(Worker& w);

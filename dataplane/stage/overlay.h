@@ -251,43 +251,40 @@ inline void uplink_service(Worker& w,
     }
 }
 
-/// IPv4 from the uplink: VXLAN for this node is decapsulated and delivered to a local pod.
-inline void uplink_ipv4(Worker& w,
-                        const table::TableSet& t,
-                        rte_mbuf* m,
-                        PacketMeta& p,
-                        uint64_t now,
-                        uint32_t now_s) noexcept {
-    const NodeContext& n = *w.node;
+/// IPv4 from the uplink, pass 1 of the burst: this node's VXLAN is checked and decapsulated,
+/// so that the next pass can start the conntrack loads of the inner flows of the whole burst.
+/// Returns true when `p` now describes the inner packet (continue with uplink_inner); false
+/// when the packet is not overlay traffic for this node (p untouched: uplink_service) or was
+/// dropped (p says why).
+inline bool uplink_decap(const NodeContext& n, rte_mbuf* m, PacketMeta& p) noexcept {
     if (!addressed_to(m, p, n.node_mac)) [[unlikely]] {
-        return;
+        return false;
     }
     const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
     if (p.tuple.dst != n.node_ip || p.tuple.proto != pkt::kProtoUdp ||
         p.tuple.dport != n.vxlan_port_be) {
         // Not the overlay: a client outside the cluster reaching a NodePort, an external IP or
         // a LoadBalancer IP of a Service (or replies of such connections' clients).
-        uplink_service(w, t, m, p, now, now_s);
-        return;
+        return false;
     }
     if (p.flags & pkt_flag::kFragment) [[unlikely]] {
         p.drop(DropReason::kOuterFragment);
-        return;
+        return false;
     }
     const uint32_t inner_off = uint32_t{p.l4_off} + pkt::kUdpHdrLen + pkt::kVxlanHdrLen;
     if (uint32_t{p.l3_off} + p.l3_len < inner_off + pkt::kEtherHdrLen) [[unlikely]] {
         p.drop(DropReason::kVxlanHeader);
-        return;
+        return false;
     }
     const uint8_t* vx = d + p.l4_off + pkt::kUdpHdrLen;
     if ((vx[0] & pkt::kVxlanFlagI) == 0) [[unlikely]] {
         p.drop(DropReason::kVxlanHeader);
-        return;
+        return false;
     }
     const uint32_t vni = uint32_t{vx[4]} << 16 | uint32_t{vx[5]} << 8 | vx[6];
     if (vni != n.vni) [[unlikely]] {
         p.drop(DropReason::kVxlanVni);
-        return;
+        return false;
     }
     const uint16_t in_port = p.in_port;
     adj_parsed(m, static_cast<uint16_t>(inner_off));
@@ -297,13 +294,20 @@ inline void uplink_ipv4(Worker& w,
         pkt::parse_frame(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, p, pkt::ParseOptions{});
     if (r != DropReason::kNone) [[unlikely]] {
         p.drop(r);
-        return;
+        return false;
     }
     if (p.ether_type != pkt::kEtherTypeIpv4) [[unlikely]] {
         p.drop(DropReason::kInnerNotIpv4);
-        return;
+        return false;
     }
     trim_to_l3(m, p);
+    return true;
+}
+
+/// IPv4 from the uplink, pass 2 for a decapsulated packet: delivered to a local pod.
+inline void uplink_inner(
+    Worker& w, const table::TableSet& t, rte_mbuf* m, PacketMeta& p, uint32_t now_s) noexcept {
+    const NodeContext& n = *w.node;
     // Replies of connections this node load-balanced come back here from remote backends;
     // pod traffic still addressed to a ClusterIP is balanced to this node's endpoints.
     conntrack_nat(w, t, m, p, now_s, /*services=*/true);

@@ -48,6 +48,14 @@ void Conntrack::prefetch(uint64_t hash) const noexcept {
     rte_prefetch0(&buckets_[bucket2(hash)]);
 }
 
+void Conntrack::prefetch_slots(uint32_t idx) const noexcept {
+    const CtEntry& e = entries_[idx];
+    prefetch(e.orig.hash());
+    if (has_reply_key(e)) {
+        prefetch(e.reply.hash());
+    }
+}
+
 CtHit Conntrack::lookup(const CtKey& key, uint64_t hash) const noexcept {
     const uint64_t sig = (hash >> 48) << 48;
     for (const uint32_t b : {bucket1(hash), bucket2(hash)}) {
@@ -102,8 +110,11 @@ void Conntrack::unpublish(const CtKey& k, uint32_t idx, CtDir dir) noexcept {
     const uint64_t v = slot_value(h, idx, dir);
     for (const uint32_t b : {bucket1(h), bucket2(h)}) {
         for (auto& s : buckets_[b].slot) {
+            // Plain loads find the slot; only it takes a locked CAS (the owner is the only
+            // writer of a published slot, so a matching slot stays so until this CAS).
             uint64_t expected = v;
-            if (s.compare_exchange_strong(expected, 0, std::memory_order_release,
+            if (s.load(std::memory_order_relaxed) == v &&
+                s.compare_exchange_strong(expected, 0, std::memory_order_release,
                                           std::memory_order_relaxed)) {
                 return;
             }

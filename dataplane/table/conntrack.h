@@ -122,6 +122,8 @@ public:
     CtHit lookup(const CtKey& key) const noexcept { return lookup(key, key.hash()); }
     /// Warms both candidate buckets of `hash` (pass 1 of a burst).
     void prefetch(uint64_t hash) const noexcept;
+    /// Warms the buckets of both keys of entry `idx` (before removing it).
+    void prefetch_slots(uint32_t idx) const noexcept;
 
     /// Inserts a connection seen first as `orig`, whose replies look like `reply`. Fills the
     /// entry with `init` applied. Returns the entry index or kCtNone when the worker's range
@@ -182,19 +184,41 @@ public:
         uint32_t worker, uint32_t now, uint32_t budget, uint64_t token, Kill&& kill) noexcept {
         Range& r = ranges_[worker];
         uint32_t removed = 0;
+        // Removal touches the (cold, random) buckets of both keys: the expired entries are
+        // collected in small batches whose buckets are all prefetched before any is unlinked,
+        // so that the misses overlap.
+        uint32_t batch[kExpireBatch];
+        uint32_t nb = 0;
+        const auto flush = [&] {
+            for (uint32_t i = 0; i < nb; ++i) {
+                prefetch_slots(batch[i]);
+            }
+            for (uint32_t i = 0; i < nb; ++i) {
+                remove(worker, batch[i], token);
+            }
+            removed += nb;
+            nb = 0;
+        };
         for (uint32_t n = 0; n < budget && r.end > r.begin; ++n) {
             const uint32_t idx = r.scan;
             r.scan = r.scan + 1 == r.end ? r.begin : r.scan + 1;
+            // The entries ahead: a sweep reads every live one, and most are cold.
+            if (const uint32_t ahead = idx + kScanPrefetch; ahead < r.end && live_[ahead]) {
+                __builtin_prefetch(&entries_[ahead]);
+            }
             if (!live_[idx]) {
                 continue;
             }
             const CtEntry& e = entries_[idx];
             const uint32_t idle = now - e.last_seen.load(std::memory_order_relaxed);
             if (idle > timeout_of(e) || kill(e)) {
-                remove(worker, idx, token);
-                ++removed;
+                batch[nb++] = idx;
+                if (nb == kExpireBatch) {
+                    flush();
+                }
             }
         }
+        flush();
         return removed;
     }
 
@@ -218,6 +242,9 @@ public:
     uint32_t size() const noexcept;  // live connections (approximate while workers run)
     uint32_t capacity() const noexcept { return capacity_; }
     uint32_t free_in_range(uint32_t worker) const noexcept { return ranges_[worker].free_count; }
+    uint32_t range_size(uint32_t worker) const noexcept {
+        return ranges_[worker].end - ranges_[worker].begin;
+    }
     size_t memory_bytes() const noexcept;
 
     /// Calls f(idx, entry) for every live entry. Control thread; a snapshot, racy by nature
@@ -233,6 +260,8 @@ public:
 
 private:
     static constexpr uint32_t kSlots = 8;
+    static constexpr uint32_t kScanPrefetch = 8;  // entries the expiry scan prefetches ahead
+    static constexpr uint32_t kExpireBatch = 8;   // expired entries unlinked together
     /// Whether the entry's reply key is published (a connection whose replies differ from it).
     static bool has_reply_key(const CtEntry& e) noexcept {
         return !(e.reply == e.orig) && e.orig.zone != kCtZoneAffinity;

@@ -81,6 +81,7 @@ struct NodeParams {
     /// "tsc" = 1 us); a test on the real worker loop, which reads the real TSC, passes
     /// rte_get_tsc_hz() so that timeouts are in real seconds.
     uint64_t tsc_hz = 1000000;
+    table::CtTimeouts timeouts;  // conntrack idle timeouts (benchmarks shorten tcp_syn)
 };
 
 class NodeHarness {
@@ -359,7 +360,7 @@ private:
     std::vector<api::PortEntry> entries_;
     dataplane::PortTable ports_;
     table::NeighborTable neighbors_{64};
-    table::Conntrack conntrack_{params_.conntrack, params_.workers};
+    table::Conntrack conntrack_{params_.conntrack, params_.workers, params_.timeouts};
     table::TableRef ref_;
     dataplane::NodeContext node_;
     dataplane::Worker worker_;
