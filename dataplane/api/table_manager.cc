@@ -300,6 +300,8 @@ std::vector<uint16_t> usable_backends(const table::ServiceSpec& sv) {
 std::shared_ptr<const table::ServiceBlock> TableManager::make_block(
     const table::ServiceSpec& sv) const {
     auto b = std::make_shared<table::ServiceBlock>();
+    next_block_id_ = static_cast<uint16_t>(next_block_id_ == 0xffff ? 1 : next_block_id_ + 1);
+    b->id = next_block_id_;
     const std::vector<uint16_t> use = usable_backends(sv);
     std::vector<uint64_t> keys;
     std::vector<std::pair<uint64_t, uint16_t>> slots;
@@ -426,6 +428,7 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
         s.affinity_id = static_cast<uint32_t>(table::mix64(std::hash<std::string>{}(sv.name)));
         s.ct_ref = table::ct_service_ref(port.slot, s.affinity_id);
         s.block.store(port.block.get(), std::memory_order_relaxed);
+        s.block_id.store(port.block->id, std::memory_order_relaxed);
         t->blocks[port.slot] = port.block;
         for (const table::FrontendSpec& fe : sv.frontends) {
             frontends.emplace_back(table::frontend_key(fe.ip, to_be16(fe.port), sv.proto),
@@ -513,6 +516,7 @@ bool TableManager::try_delta(const table::TableUpdate& u, std::optional<std::str
     for (Change& c : changes) {
         const uint32_t slot = c.port->slot;
         current_->services[slot].block.store(c.block.get(), std::memory_order_release);
+        current_->services[slot].block_id.store(c.block->id, std::memory_order_release);
         retired.push_back(std::move(current_->blocks[slot]));
         current_->blocks[slot] = c.block;
         c.port->block = std::move(c.block);

@@ -172,6 +172,7 @@ private:
     std::vector<table::PodSpec> pods_;
     ServiceMap services_;
     std::shared_ptr<const table::ServiceBlock> empty_block_;  // what free slots point at
+    mutable uint16_t next_block_id_ = 0;  // ServiceBlock::id of the last block made (under mu_)
     // NetworkPolicy in force: until a control plane sends one, a version that allows nothing.
     std::shared_ptr<const table::PolicyTables> policy_;
     uint32_t policy_epoch_ = 0;

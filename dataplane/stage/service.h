@@ -449,7 +449,8 @@ inline void conntrack_nat(Worker& w,
         if (hit.dir == table::CtDir::kOrig) {
             if (e.nat & kNatDnat) {
                 const Ip4 be{e.reply.src};
-                if (!t.backend_alive(e.service, be, e.reply.sport, e.backend)) [[unlikely]] {
+                if (!t.backend_alive(e.service, be, e.reply.sport, e.backend, e.block_id))
+                    [[unlikely]] {
                     if (proto == pkt::kProtoTcp && !(p.tcp_flags & 0x04) && !from_uplink) {
                         bump(w.port_counters(p.in_port)
                                  .drops[static_cast<size_t>(DropReason::kStaleBackend)]);
@@ -494,6 +495,9 @@ inline void conntrack_nat(Worker& w,
         return;  // ClusterIPs are not reachable from outside the cluster
     }
     const table::Service& s = t.services[fe->service];
+    // The id first, then the block (stored in the other order): a connection never records the
+    // id of a block newer than the one that balanced it.
+    const uint16_t block_id = s.block_id.load(std::memory_order_acquire);
     const table::ServiceBlock& b = s.current();  // one block for the whole packet
     if (fe->kind == table::FrontendKind::kLoadBalancer && !b.source_ranges.empty()) {
         bool allowed = false;
@@ -560,6 +564,7 @@ inline void conntrack_nat(Worker& w,
             static_cast<uint8_t>(kNatDnat | (snat ? kNatSnat : 0) | (external ? kNatExternal : 0));
         e.service = s.ct_ref;
         e.backend = slot;
+        e.block_id = block_id;
         e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
         if (external) {
             std::memcpy(e.peer_mac, frame + 6, 6);

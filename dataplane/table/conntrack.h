@@ -83,6 +83,7 @@ struct alignas(64) CtEntry {
     /// judged yet). Any worker may store it (relaxed) when it judges the connection again.
     std::atomic<uint32_t> policy{0};
     uint8_t peer_mac[6] = {};  // external clients: the MAC their packets came from
+    uint16_t block_id = 0;     // DNAT: ServiceBlock::id of the block that picked the backend
     uint32_t timeout_s = 0;    // idle timeout of its own (affinity records); 0: by state
     static constexpr uint8_t kFlagReplySeen = 1;
     static constexpr uint8_t kFlagFinOrig = 2;
@@ -147,6 +148,7 @@ public:
         e.owner = static_cast<uint8_t>(worker);
         e.nat = 0;
         e.service = e.backend = e.timeout_s = 0;
+        e.block_id = 0;
         e.policy.store(0, std::memory_order_relaxed);
         __builtin_memset(e.peer_mac, 0, sizeof e.peer_mac);
         init(e);
