@@ -142,12 +142,16 @@ struct Bench {
     uint64_t flows;
     uint32_t services;
     bool syn;
+    std::vector<std::string> backend_ports;  // names of the pod ports, made once
 
     Bench(uint32_t services_, int policies, uint64_t flows_, uint32_t conntrack, bool syn_)
         : h(params(conntrack, syn_)), flows(flows_), services(services_), syn(syn_) {
         if (auto e = h.manager().apply_tables(spec(services, policies))) {
             std::fprintf(stderr, "apply: %s\n", e->c_str());
             std::abort();
+        }
+        for (int i = 0; i < kBackendPods; ++i) {
+            backend_ports.push_back(fmt::format("default/b{}", i));
         }
         frames.reserve(flows);
         for (uint64_t f = 0; f < flows; ++f) {
@@ -202,8 +206,8 @@ struct Bench {
         dataplane::bump(w.counters.loops);
         dataplane::conntrack_tick(w, h.node().tables->current.load(std::memory_order_acquire), now);
         size_t out = 0;
-        for (int i = 0; i < kBackendPods; ++i) {
-            out += h.drain(fmt::format("default/b{}", i));
+        for (const std::string& port : backend_ports) {
+            out += h.drain(port);
         }
         return out >= in ? in : 0;
     }
