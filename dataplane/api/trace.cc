@@ -296,10 +296,38 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
                            "leaves unchanged)"
                          : fmt::format("established: entry {}", hit.index));
 
-    // The pipeline itself, on a private worker and scratch conntrack.
+    // The pipeline itself, on a private worker, scratch conntrack and scratch neighbours (an
+    // unresolved or stale next hop would otherwise have its ARP request marked as sent, and
+    // the workers' own request held back a retry interval, for a request that never leaves).
     dataplane::NodeContext tn = node_;
     table::Conntrack scratch(64 * tn.workers, tn.workers);
     tn.conntrack = &scratch;
+    const std::unique_ptr<table::NeighborTable> neighbors =
+        table::NeighborTable::copy_of(*node_.neighbors);
+    tn.neighbors = neighbors.get();
+    // The flow's connection and the client's affinity records, copied into the scratch table,
+    // so that an established connection keeps its backend (or is reset when that backend left)
+    // and a recorded affinity is followed, as for the real packet.
+    const auto seed = [&](const table::CtEntry& e) {
+        scratch.insert(0, e.orig, e.reply, e.last_seen.load(), [&](table::CtEntry& c) {
+            c.state.store(e.state.load());
+            c.flags.store(e.flags.load());
+            c.nat = e.nat;
+            c.service = e.service;
+            c.backend = e.backend;
+            c.policy.store(e.policy.load());
+            std::memcpy(c.peer_mac, e.peer_mac, sizeof c.peer_mac);
+            c.timeout_s = e.timeout_s;
+        });
+    };
+    if (hit.index != table::kCtNone) {
+        seed(node_.conntrack->entry(hit.index));
+    }
+    node_.conntrack->for_each([&](uint32_t, const table::CtEntry& e) {
+        if (e.orig.zone == table::kCtZoneAffinity && e.orig.src == src.be) {
+            seed(e);
+        }
+    });
     auto w = std::make_unique<dataplane::Worker>();
     w->node = &tn;
     w->pool = trace_pool_;
@@ -307,7 +335,7 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
     const uint64_t peer_before = node_.ports->port[in_port].peer_mac.load();
     w->burst.pkts[0] = m;
     w->burst.count = 1;
-    dataplane::process_burst(*w, t, in_port, w->burst, rte_rdtsc());
+    dataplane::process_burst(*w, t, in_port, w->burst, clock_ ? clock_() : rte_rdtsc());
     node_.ports->port[in_port].peer_mac.store(peer_before);  // learning is not the trace's
 
     // What came out.
@@ -363,8 +391,11 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
                     iproto = inner.tuple.proto;
                 }
             }
-            if (port == in_port && idst == src) {
-                // Answered back to the sender: a reject (TCP RST or ICMP unreachable).
+            if (port == in_port && idst == src && isrc == dst &&
+                (iproto == 1 || (isp == q.port && idp == kTraceSport))) {
+                // Answered back to the sender from the address and port it sent to: a reject
+                // (TCP RST or ICMP unreachable). A hairpin also returns on the sender's port,
+                // from the node's address, and a pod's packet to itself is not reversed.
                 out.verdict = "reject";
                 hop("reject",
                     fmt::format("{} answered from {} (no endpoint or refused)",

@@ -33,6 +33,22 @@ public:
         entries_ = std::make_unique<Entry[]>(cap);
     }
 
+    /// Control thread: a table with `o`'s slots at the same indices and their state as it is
+    /// now, for a trace to run against without marking the node's (ARP request times, slots
+    /// for on-link hosts).
+    static std::unique_ptr<NeighborTable> copy_of(const NeighborTable& o) {
+        auto t = std::make_unique<NeighborTable>(o.cap_ / 2);
+        for (uint32_t i = 0; i < o.cap_; ++i) {
+            const Entry& e = o.entries_[i];
+            t->entries_[i].ip_be.store(e.ip_be.load(std::memory_order_acquire));
+            t->entries_[i].mac.store(e.mac.load(std::memory_order_acquire));
+            t->entries_[i].confirmed_tsc.store(e.confirmed_tsc.load(std::memory_order_relaxed));
+            t->entries_[i].requested_tsc.store(e.requested_tsc.load(std::memory_order_relaxed));
+        }
+        t->used_.store(o.used_.load(std::memory_order_relaxed));
+        return t;
+    }
+
     /// Any thread: the slot for `ip`, created if absent; kNoSlot when half the table is used
     /// (the bound that keeps probe sequences short).
     uint32_t slot_for(Ip4 ip) noexcept {
@@ -115,6 +131,9 @@ public:
 
     uint64_t confirmed_tsc(uint32_t slot) const noexcept {
         return entries_[slot].confirmed_tsc.load(std::memory_order_relaxed);
+    }
+    uint64_t requested_tsc(uint32_t slot) const noexcept {
+        return entries_[slot].requested_tsc.load(std::memory_order_relaxed);
     }
     uint32_t capacity() const noexcept { return cap_; }
 

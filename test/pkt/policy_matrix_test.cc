@@ -130,13 +130,42 @@ struct PacketCluster {
     }
 
     // Sends a first packet from -> to:port over proto; whether it came out of to's port.
+    // Also runs kdpctl trace for the probe and checks it says the same.
     bool probe(const PodRef& from, const PodRef& to, uint16_t port, uint8_t proto) {
-        NodeHarness& src = *nodes[from.node];
-        NodeHarness& dst = *nodes[to.node];
+        const bool traced = trace(from, to, port, proto);
         const uint16_t sport = next_sport++;
         if (next_sport == 0) {
             next_sport = 1024;
         }
+        if (next_sport == 47000) {
+            ++next_sport;  // the trace's own client port: no real connection may hold it
+        }
+        const bool got = send(from, to, port, proto, sport);
+        EXPECT_EQ(traced, got) << from.str() << " -> " << to.str() << ":" << port << "/"
+                               << proto_name(proto)
+                               << ": kdpctl trace and the real packet disagree";
+        return got;
+    }
+
+    // kdpctl trace of the same probe: on the source node, and when it leaves there in VXLAN,
+    // on the destination node as it arrives from the source's node.
+    bool trace(const PodRef& from, const PodRef& to, uint16_t port, uint8_t proto) {
+        api::TraceResult r;
+        EXPECT_EQ(nodes[from.node]->manager().trace({from.str(), to.ip.str(), port, proto}, r),
+                  std::nullopt);
+        if (r.verdict != "allow" || from.node == to.node) {
+            return r.verdict == "allow";
+        }
+        EXPECT_EQ(r.hops.back().stage, "vxlan_encap");
+        api::TraceResult there;
+        EXPECT_EQ(nodes[to.node]->manager().trace({from.ip.str(), to.str(), port, proto}, there),
+                  std::nullopt);
+        return there.verdict == "allow";
+    }
+
+    bool send(const PodRef& from, const PodRef& to, uint16_t port, uint8_t proto, uint16_t sport) {
+        NodeHarness& src = *nodes[from.node];
+        NodeHarness& dst = *nodes[to.node];
         src.inject(from.str(), ether(src.params().gateway_mac, Mac::from_ip(from.ip), 0x0800,
                                      ipv4(from.ip, to.ip, {proto, sport, port, 0x02}, 8)));
         if (from.node != to.node) {
