@@ -10,6 +10,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -21,17 +22,28 @@ template <class T>
 class HugeArray {
 public:
     static constexpr size_t kHugePage = size_t{2} << 20;
+    static constexpr size_t kCacheLine = 64;
 
     HugeArray() = default;
+    static_assert(alignof(T) <= kCacheLine, "HugeArray aligns small arrays to a cache line");
+
     explicit HugeArray(size_t n) : n_(n) {
-        const size_t bytes = (n * sizeof(T) + kHugePage - 1) / kHugePage * kHugePage;
-        void* p = std::aligned_alloc(kHugePage, bytes == 0 ? kHugePage : bytes);
+        // Under half a huge page (the scratch tables a trace builds per probe, small test
+        // tables) an ordinary cache-aligned block: rounding it up to 2 MiB would make each of
+        // them cost a huge page's clearing.
+        const size_t want = n * sizeof(T);
+        const bool huge = want >= kHugePage / 2;
+        const size_t align = huge ? kHugePage : kCacheLine;
+        const size_t bytes = std::max<size_t>((want + align - 1) / align * align, align);
+        void* p = std::aligned_alloc(align, bytes);
         if (p == nullptr) {
             // Sized from the config at start-up: nothing sensible to do without it.
             std::fprintf(stderr, "kdp: cannot allocate %zu bytes for a table\n", bytes);
             std::abort();
         }
-        ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only: small pages if refused
+        if (huge) {
+            ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only: small pages if refused
+        }
         data_ = static_cast<T*>(p);
         std::uninitialized_value_construct_n(data_, n_);
     }
