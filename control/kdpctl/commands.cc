@@ -15,6 +15,7 @@
 
 #include "compile/node_tables.h"
 #include "manifest/manifest.h"
+#include "offline/cluster.h"
 #include "push/dataplane_client.h"
 
 namespace kdp::control::kdpctl {
@@ -29,9 +30,19 @@ commands:
                                  list what the dataplane has in force (policy: each isolated
                                  pod's allowed peers and ports, and the rule allowing each)
   get conntrack [--limit N]      tracked connections and affinity records (at most N)
-  trace --from NS/POD|IP --to NS/POD|service:NS/NAME|IP --port N [--proto tcp|udp|sctp]
+  trace --from NS/POD|IP --to NS/POD|service:NS/NAME|SVC.NS|IP --port N [--proto tcp|udp|sctp]
                                  run a crafted packet through the dataplane's real pipeline
                                  (no state left behind) and show each stage's decision
+  trace --manifests FILE... (--from ... --to ... --port N [--enters-at NODE] | --probes FILE)
+        [--what-if FILE...]
+                                 the same without a dataplane: every node of the cluster the
+                                 files describe, built in-process (real compiler, tables and
+                                 pipelines), the probe followed from node to node and its reply
+                                 back. --probes: a YAML/JSON list of {from, to, port, protocol,
+                                 enters_at}, one result per probe (-o json: one object a line).
+                                 from: NS/POD, node:NAME or IP; to: NS/POD, service:NS/NAME,
+                                 node:NAME or IP. --what-if: the probes whose outcome the files
+                                 would change, applied on top of the manifests
   port add NS/POD [--type tap|vhostuser] [--iface IF] [--socket PATH] [--ip IP] [--mtu N]
                                  create a pod port at run time (what kdp-cni does): a TAP
                                  named IF, or a vhost-user socket at PATH; IP binds the pod
@@ -64,6 +75,8 @@ struct Args {
     bool help = false;
     std::string from, to, proto = "tcp";  // trace
     int port = 0;
+    std::vector<std::string> manifests, what_if;  // trace offline
+    std::string probes, enters_at;
     std::string type = "tap", iface, socket_path, ip;  // port add
     int mtu = 0;
     std::vector<std::string> positional;
@@ -122,6 +135,17 @@ Args parse_args(const std::vector<std::string>& args) {
             a.count = int_arg(arg, value(), 1, std::numeric_limits<int>::max());
         } else if (arg == "--limit") {
             a.limit = int_arg(arg, value(), 1, 100'000);
+        } else if (arg == "--manifests" || arg == "--what-if") {
+            // One file or more: every following argument up to the next option.
+            auto& list = arg == "--manifests" ? a.manifests : a.what_if;
+            list.push_back(value());
+            while (i + 1 < args.size() && !args[i + 1].empty() && args[i + 1][0] != '-') {
+                list.push_back(args[++i]);
+            }
+        } else if (arg == "--probes") {
+            a.probes = value();
+        } else if (arg == "--enters-at") {
+            a.enters_at = value();
         } else if (arg == "--from") {
             a.from = value();
         } else if (arg == "--to") {
@@ -642,13 +666,40 @@ int info(DataplaneClient& client, const Args& a, std::ostream& out) {
     return 0;
 }
 
+// "SVC.NS" (and SVC.NS.svc[.cluster.local]), the DNS name of a Service, as service:NS/SVC;
+// anything else as given.
+std::string service_name_form(const std::string& to) {
+    if (Ip4::parse(to) || to.find('/') != std::string::npos || to.find(':') != std::string::npos) {
+        return to;
+    }
+    const size_t dot = to.find('.');
+    if (dot == std::string::npos || dot == 0 || dot + 1 == to.size()) {
+        return to;
+    }
+    std::string ns = to.substr(dot + 1);
+    for (const char* suffix : {".svc.cluster.local", ".svc"}) {
+        const std::string sfx = suffix;
+        if (ns.size() > sfx.size() && ns.compare(ns.size() - sfx.size(), sfx.size(), sfx) == 0) {
+            ns.resize(ns.size() - sfx.size());
+            break;
+        }
+    }
+    if (ns.find('.') != std::string::npos) {
+        return to;
+    }
+    return fmt::format("service:{}/{}", ns, to.substr(0, dot));
+}
+
 int trace(DataplaneClient& client, const Args& a, std::ostream& out) {
     if (a.from.empty() || a.to.empty() || a.port == 0) {
-        throw UsageError("trace needs --from, --to and --port");
+        throw UsageError("trace needs --from, --to and --port (or --manifests and --probes)");
+    }
+    if (!a.probes.empty() || !a.enters_at.empty() || !a.what_if.empty()) {
+        throw UsageError("--probes, --enters-at and --what-if go with --manifests");
     }
     v1::TraceRequest req;
     req.set_from(a.from);
-    req.set_to(a.to);
+    req.set_to(service_name_form(a.to));
     req.set_port(static_cast<uint32_t>(a.port));
     req.set_protocol(a.proto);
     const v1::TraceResponse r = client.trace(req);
@@ -674,6 +725,225 @@ int trace(DataplaneClient& client, const Args& a, std::ostream& out) {
         out << fmt::format(", seen from {}", r.seen_src());
     }
     out << "\n";
+    return 0;
+}
+
+// The hops of one trace as a table, then the verdict line.
+void print_trace_text(std::ostream& out, const offline::ProbeResult& r) {
+    json hops = json::array();
+    for (const auto& h : r.trace.hops) {
+        hops.push_back(json{{"node", h.node}, {"stage", h.stage}, {"detail", h.detail}});
+    }
+    out << render_table(hops, {{"NODE", "node"}, {"STAGE", "stage"}, {"DETAIL", "detail"}});
+    out << fmt::format("verdict: {}", r.trace.verdict);
+    if (!r.trace.backend.empty()) {
+        out << fmt::format(", backend {}:{}", r.trace.backend, r.trace.backend_port);
+    }
+    if (!r.trace.seen_src.empty()) {
+        out << fmt::format(", seen from {}", r.trace.seen_src);
+    }
+    if (!r.reply.empty()) {
+        out << fmt::format(", reply {}", r.reply == "allow" ? "returns" : "lost");
+    }
+    out << "\n";
+}
+
+// What one probe came to, in a word for the tables: allow, deny, reject, or "allow, reply
+// lost" when the connection is let through one way only.
+std::string outcome(const offline::ProbeResult& r) {
+    return r.trace.verdict == "allow" && r.reply == "deny" ? "allow, reply lost" : r.trace.verdict;
+}
+
+// The stage that decided a probe that did not get through: its last hop.
+std::string why(const offline::ProbeResult& r) {
+    if (r.trace.hops.empty()) {
+        return "";
+    }
+    // A policy drop: the policy stage's own words name the pod and direction.
+    const auto& hops = r.trace.hops;
+    const auto& h = hops.size() >= 2 && hops.back().stage.ends_with("drop") &&
+                            hops[hops.size() - 2].stage.ends_with("policy")
+                        ? hops[hops.size() - 2]
+                        : hops.back();
+    return fmt::format("{} {}: {}", h.node, h.stage, h.detail);
+}
+
+Model load_model(const std::vector<std::string>& files, Model model) {
+    const std::vector<std::string> errors = load_manifests(expand_manifest_paths(files), model);
+    if (!errors.empty()) {
+        std::string all;
+        for (const auto& e : errors) {
+            all += (all.empty() ? "" : "\n") + e;
+        }
+        throw std::runtime_error(all);
+    }
+    return model;
+}
+
+std::vector<offline::ProbeResult> run_probes(const Model& model,
+                                             const std::vector<offline::Probe>& probes,
+                                             std::ostream& err) {
+    offline::Cluster cluster(model);
+    for (const auto& w : cluster.warnings()) {
+        err << "kdpctl: warning: " << w << "\n";
+    }
+    std::vector<offline::ProbeResult> results;
+    results.reserve(probes.size());
+    for (size_t i = 0; i < probes.size(); ++i) {
+        try {
+            results.push_back(cluster.trace(probes[i]));
+        } catch (const offline::OfflineError& e) {
+            throw offline::OfflineError(probes.size() == 1
+                                            ? std::string(e.what())
+                                            : fmt::format("probe {} ({} -> {}): {}", i + 1,
+                                                          probes[i].from, probes[i].to, e.what()));
+        }
+    }
+    return results;
+}
+
+// trace --manifests: the cluster the files describe, built in-process; one probe, a batch, or
+// the batch's difference once --what-if files are applied on top.
+int trace_offline(const Args& a, std::ostream& out, std::ostream& err) {
+    const bool single = !a.from.empty() || !a.to.empty() || a.port != 0;
+    if (single == !a.probes.empty()) {
+        throw UsageError(
+            "trace --manifests needs either --from, --to and --port, or --probes FILE");
+    }
+    std::vector<offline::Probe> probes;
+    if (single) {
+        if (a.from.empty() || a.to.empty() || a.port == 0) {
+            throw UsageError("trace needs --from, --to and --port");
+        }
+        nlohmann::json j{{"from", a.from},
+                         {"to", service_name_form(a.to)},
+                         {"port", a.port},
+                         {"protocol", a.proto}};
+        if (!a.enters_at.empty()) {
+            j["enters_at"] = a.enters_at;
+        }
+        probes.push_back(offline::parse_probe(j, ""));
+    } else {
+        if (!a.enters_at.empty()) {
+            throw UsageError("--enters-at is a field of each probe in --probes");
+        }
+        probes = offline::read_probes(a.probes);
+        for (auto& p : probes) {
+            p.to = service_name_form(p.to);
+        }
+    }
+    const Model before = load_model(a.manifests, Model{});
+    const std::vector<offline::ProbeResult> now = run_probes(before, probes, err);
+
+    const auto key_of = [](const offline::Probe& p) {
+        return json{{"from", p.from},
+                    {"to", p.to},
+                    {"port", p.port},
+                    {"protocol", p.proto == 6    ? "TCP"
+                                 : p.proto == 17 ? "UDP"
+                                                 : "SCTP"}};
+    };
+    if (a.what_if.empty()) {
+        if (single && a.format == Format::kTable) {
+            print_trace_text(out, now[0]);
+            return 0;
+        }
+        if (a.format == Format::kJson) {
+            // One object per probe, one a line, in order (a single probe: indented).
+            for (size_t i = 0; i < probes.size(); ++i) {
+                const Json j = offline::result_json(probes[i], now[i]);
+                out << (single ? j.dump(2) : j.dump()) << "\n";
+            }
+            return 0;
+        }
+        if (a.format == Format::kYaml) {
+            Json all = Json::array();
+            for (size_t i = 0; i < probes.size(); ++i) {
+                all.push_back(offline::result_json(probes[i], now[i]));
+            }
+            out << render_yaml(single ? all[0] : all);
+            return 0;
+        }
+        json rows = json::array();
+        size_t allowed = 0;
+        for (size_t i = 0; i < probes.size(); ++i) {
+            json row = key_of(probes[i]);
+            row["verdict"] = outcome(now[i]);
+            row["backend"] = now[i].trace.backend;
+            row["seen_src"] = now[i].trace.seen_src;
+            rows.push_back(std::move(row));
+            allowed += now[i].trace.verdict == "allow" && now[i].reply != "deny" ? 1 : 0;
+        }
+        out << render_table(rows, {{"FROM", "from"},
+                                   {"TO", "to"},
+                                   {"PORT", "port"},
+                                   {"PROTO", "protocol"},
+                                   {"VERDICT", "verdict"},
+                                   {"BACKEND", "backend"},
+                                   {"SEEN-SRC", "seen_src"}});
+        out << fmt::format("{} probes: {} connect, {} do not\n", probes.size(), allowed,
+                           probes.size() - allowed);
+        return 0;
+    }
+
+    // What-if: the same probes once the files are applied on top; the ones whose outcome
+    // changes.
+    const Model after = load_model(a.what_if, before);
+    const std::vector<offline::ProbeResult> then = run_probes(after, probes, err);
+    size_t broken = 0, opened = 0, moved = 0;
+    json rows = json::array();
+    Json lines = Json::array();
+    for (size_t i = 0; i < probes.size(); ++i) {
+        const std::string o_now = outcome(now[i]), o_then = outcome(then[i]);
+        const bool backend_changed = now[i].trace.backend != then[i].trace.backend ||
+                                     now[i].trace.seen_src != then[i].trace.seen_src;
+        if (o_now == o_then && !backend_changed) {
+            continue;
+        }
+        const bool ok_now = o_now == "allow", ok_then = o_then == "allow";
+        const std::string change = ok_now && !ok_then   ? "broken"
+                                   : !ok_now && ok_then ? "opened"
+                                                        : "changed";
+        (change == "broken" ? broken : change == "opened" ? opened : moved)++;
+        json row = key_of(probes[i]);
+        row["change"] = change;
+        row["now"] = o_now;
+        row["then"] = o_then;
+        row["why"] = change == "broken" ? why(then[i]) : "";
+        rows.push_back(std::move(row));
+        Json j = offline::result_json(probes[i], then[i]);
+        Json was;
+        was["verdict"] = now[i].trace.verdict;
+        was["backend"] = now[i].trace.backend.empty() ? Json(nullptr) : Json(now[i].trace.backend);
+        was["seen_src"] = now[i].trace.seen_src;
+        was["reply"] = now[i].reply.empty() ? Json(nullptr) : Json(now[i].reply);
+        j["change"] = change;
+        j["before"] = std::move(was);
+        lines.push_back(std::move(j));
+    }
+    if (a.format == Format::kJson) {
+        for (const auto& j : lines) {
+            out << j.dump() << "\n";
+        }
+        return 0;
+    }
+    if (a.format == Format::kYaml) {
+        out << render_yaml(lines);
+        return 0;
+    }
+    if (!rows.empty()) {
+        out << render_table(rows, {{"CHANGE", "change"},
+                                   {"FROM", "from"},
+                                   {"TO", "to"},
+                                   {"PORT", "port"},
+                                   {"PROTO", "protocol"},
+                                   {"NOW", "now"},
+                                   {"THEN", "then"},
+                                   {"WHY", "why"}});
+    }
+    out << fmt::format(
+        "{} probes: {} would be broken, {} opened, {} changed otherwise, {} as now\n",
+        probes.size(), broken, opened, moved, probes.size() - broken - opened - moved);
     return 0;
 }
 
@@ -854,6 +1124,12 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         if (cmd != "get" && cmd != "stats" && cmd != "apply" && cmd != "info" && cmd != "events" &&
             cmd != "trace" && cmd != "port") {
             throw UsageError(fmt::format("unknown command \"{}\"", cmd));
+        }
+        if (cmd == "trace" && !a.manifests.empty()) {
+            return trace_offline(a, out, err);  // no dataplane involved
+        }
+        if (!a.manifests.empty() || !a.what_if.empty() || !a.probes.empty()) {
+            throw UsageError("--manifests, --probes and --what-if are options of trace");
         }
         DataplaneClient client(a.socket);
         if (cmd == "get") {

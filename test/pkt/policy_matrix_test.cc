@@ -10,7 +10,10 @@
 // on the tables built from the same spec, and both must agree; the reply of every allowed
 // probe must come back to the source pod. The whole reachability matrix
 // is compared with one written by hand from the policy text, and printed as a truth table
-// when they differ.
+// when they differ. The same matrix is probed again offline, as `kdpctl trace --manifests`
+// does (control::offline::Cluster: the model's every node built in-process, the probe and its
+// reply followed across nodes), directly and through each pod's own ClusterIP Service, and
+// must be the same, probe for probe.
 #include <array>
 #include <functional>
 #include <map>
@@ -26,6 +29,7 @@
 #include "manifest/manifest.h"
 #include "model/model.h"
 #include "node_harness.h"
+#include "offline/cluster.h"
 #include "stage/policy.h"
 
 namespace kdp::test {
@@ -241,7 +245,7 @@ protected:
                 }
             }
             ports.push_back({{"name", "web"}, {"containerPort", p.ns == "z" ? 81 : 80}});
-            json labels = {{"pod", p.name}};
+            json labels = {{"pod", p.name}, {"svc", p.name}};
             if (p.name == "a") {
                 labels["tier"] = "front";
             }
@@ -253,7 +257,28 @@ protected:
                       {{"nodeName", fmt::format("node{}", p.node)},
                        {"containers", json::array({{{"name", "c"}, {"ports", ports}}})}}},
                      {"status", {{"podIP", p.ip.str()}}}});
+            // The pod's own Service (s-a in x selects x/a): every probed port and protocol.
+            json sports = json::array();
+            for (const int port : {53, 80, 81}) {
+                for (const char* proto : {"TCP", "UDP", "SCTP"}) {
+                    sports.push_back(
+                        {{"name", fmt::format("p{}-{}", port, static_cast<char>(proto[0] | 0x20))},
+                         {"port", port},
+                         {"protocol", proto}});
+                }
+            }
+            model_.upsert(json{{"apiVersion", "v1"},
+                               {"kind", "Service"},
+                               {"metadata", {{"name", "s-" + p.name}, {"namespace", p.ns}}},
+                               {"spec",
+                                {{"clusterIP", service_ip(p).str()},
+                                 {"selector", {{"svc", p.name}}},
+                                 {"ports", sports}}}});
         }
+    }
+
+    static Ip4 service_ip(const PodRef& p) {
+        return Ip4::from_host(0x0a600100 + (p.ip.host() & 0xff));  // 10.96.1.<pod's last byte>
     }
 
     const PodRef& pod(const std::string& key) const {
@@ -322,15 +347,27 @@ protected:
     // that differs, as the Kubernetes e2e suite does.
     void check_matrix(const Expect& expect, std::vector<uint16_t> extra_ports = {}) {
         compile();
+        control::offline::Cluster offline(model_);
+        // Offline: the probe connects when it is allowed and its answer comes back as one.
+        const auto connects = [&](const control::offline::Probe& q,
+                                  control::offline::ProbeResult* keep = nullptr) {
+            control::offline::ProbeResult r = offline.trace(q);
+            const bool ok = r.trace.verdict == "allow" && r.reply == "allow";
+            if (keep != nullptr) {
+                *keep = std::move(r);
+            }
+            return ok;
+        };
         std::vector<uint16_t> ports = {80, 81};
         ports.insert(ports.end(), extra_ports.begin(), extra_ports.end());
         int probes = 0;
         for (const uint16_t port : ports) {
             for (const uint8_t proto : {kTcp, kUdp, kSctp}) {
-                std::string table = fmt::format("{}/{}: expected/observed, . = same\n      ", port,
-                                                proto_name(proto));
+                std::string table = fmt::format(
+                    "{}/{}: expected/packet/offline/offline via the Service, . = same\n      ",
+                    port, proto_name(proto));
                 for (const PodRef& to : pods_) {
-                    table += fmt::format("{:>5}", to.str());
+                    table += fmt::format("{:>9}", to.str());
                 }
                 bool differs = false;
                 for (const PodRef& from : pods_) {
@@ -339,14 +376,34 @@ protected:
                         const bool want = expect(from, to, port, proto);
                         const bool got = cluster_->probe(from, to, port, proto);
                         const bool judged = reachable({&from, &to, {}, port, proto});
-                        EXPECT_EQ(got, judged)
-                            << from.str() << " -> " << to.str() << ":" << port << "/"
-                            << proto_name(proto) << ": the packet and judge() disagree";
+                        const std::string what = fmt::format("{} -> {}:{}/{}", from.str(), to.str(),
+                                                             port, proto_name(proto));
+                        EXPECT_EQ(got, judged) << what << ": the packet and judge() disagree";
+                        const bool off = connects({from.str(), to.str(), port, proto, ""});
+                        control::offline::ProbeResult vr;
+                        const bool via =
+                            connects({from.str(), fmt::format("service:{}/s-{}", to.ns, to.name),
+                                      port, proto, ""},
+                                     &vr);
+                        if (via) {
+                            EXPECT_EQ(vr.trace.backend, to.str()) << what;
+                            EXPECT_EQ(vr.trace.backend_port, port) << what;
+                            // A pod through its own Service comes back from its node's gateway
+                            // (hairpin), which policy always lets in.
+                            EXPECT_EQ(vr.trace.seen_src, &from == &to
+                                                             ? nodes_[to.node].gateway_ip.str()
+                                                             : from.ip.str())
+                                << what;
+                        }
                         ++probes;
-                        differs |= want != got;
-                        table += want == got
-                                     ? "    ."
-                                     : fmt::format("  {}/{}", want ? "1" : "0", got ? "1" : "0");
+                        // Through its own Service a pod comes back to itself hairpinned, as
+                        // its node: not the direct probe's connection.
+                        const bool same = want == got && off == got && (&from == &to || via == got);
+                        differs |= !same;
+                        // expected/packet/offline/offline through the Service
+                        table += same ? "        ."
+                                      : fmt::format("  {}/{}/{}/{}", want ? 1 : 0, got ? 1 : 0,
+                                                    off ? 1 : 0, via ? 1 : 0);
                     }
                 }
                 if (differs) {
@@ -681,6 +738,29 @@ spec:
     EXPECT_FALSE(reachable({&ya, nullptr, elsewhere, 443, kTcp}));
     EXPECT_FALSE(reachable({&ya, &xa, {}, 80, kTcp})) << "a pod is not in 203.0.113.0/24";
     EXPECT_FALSE(reachable({&xa, &ya, {}, 80, kTcp})) << "nor in 192.0.2.0/24";
+
+    // Offline, with the real paths: egress leaves masqueraded to the node's address; ingress
+    // comes through a NodePort that keeps the client's address (externalTrafficPolicy Local)
+    // on y/a's node.
+    model_.upsert(json::parse(R"({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "ya-np", "namespace": "y"},
+        "spec": {"type": "NodePort", "clusterIP": "10.96.2.1", "selector": {"svc": "a"},
+                 "externalTrafficPolicy": "Local",
+                 "ports": [{"port": 80, "nodePort": 30080}]}})"));
+    control::offline::Cluster offline(model_);
+    const auto outcome = [&](control::offline::Probe q) {
+        const control::offline::ProbeResult r = offline.trace(q);
+        return r.trace.verdict + (r.reply.empty() ? "" : "/" + r.reply) + " " + r.trace.seen_src;
+    };
+    const std::string node = fmt::format("node{}", ya.node);
+    EXPECT_EQ(outcome({"y/a", "203.0.113.7", 443, kTcp, ""}),
+              fmt::format("allow/allow 198.51.100.{}", ya.node));
+    EXPECT_EQ(outcome({"y/a", "203.0.113.7", 80, kTcp, ""}), "deny ");
+    EXPECT_EQ(outcome({"y/a", "198.18.0.1", 443, kTcp, ""}), "deny ");
+    EXPECT_EQ(outcome({"192.0.2.10", "node:" + node, 30080, kTcp, ""}), "allow/allow 192.0.2.10");
+    EXPECT_EQ(outcome({"192.0.2.200", "node:" + node, 30080, kTcp, ""}), "deny ");
+    EXPECT_EQ(outcome({"192.0.2.200", "10.96.2.1", 80, kTcp, node}), "deny ")
+        << "a ClusterIP is not reachable from outside the cluster";
 }
 
 TEST_F(PolicyMatrix, OwnNodeAlwaysReachesItsPods) {
@@ -721,11 +801,12 @@ spec:
         return to.str() != "x/a" || from.str() == "x/b";
     });
     // x/c takes the label pod=b: it moves to b's identity and is allowed, nothing else moves.
-    json c = {{"apiVersion", "v1"},
-              {"kind", "Pod"},
-              {"metadata", {{"name", "c"}, {"namespace", "x"}, {"labels", {{"pod", "b"}}}}},
-              {"spec", {{"nodeName", "node1"}}},
-              {"status", {{"podIP", pod("x/c").ip.str()}}}};
+    json c = {
+        {"apiVersion", "v1"},
+        {"kind", "Pod"},
+        {"metadata", {{"name", "c"}, {"namespace", "x"}, {"labels", {{"pod", "b"}, {"svc", "c"}}}}},
+        {"spec", {{"nodeName", "node1"}}},
+        {"status", {{"podIP", pod("x/c").ip.str()}}}};
     model_.upsert(c);
     check_matrix([](const PodRef& from, const PodRef& to, uint16_t, uint8_t) {
         return to.str() != "x/a" || from.str() == "x/b" || from.str() == "x/c";
