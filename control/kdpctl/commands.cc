@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <ctime>
 #include <limits>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -31,8 +32,9 @@ commands:
                                  pod's allowed peers and ports, and the rule allowing each)
   get conntrack [--limit N]      tracked connections and affinity records (at most N)
   trace --from NS/POD|IP --to NS/POD|service:NS/NAME|SVC.NS|IP --port N [--proto tcp|udp|sctp]
-                                 run a crafted packet through the dataplane's real pipeline
-                                 (no state left behind) and show each stage's decision
+        [--peer NODE=SOCK]...    run a crafted packet through the dataplane's real pipeline
+                                 (no state left behind) and show each stage's decision; a
+                                 packet leaving for NODE is followed on through its dataplane
   trace --manifests FILE... (--from ... --to ... --port N [--enters-at NODE] | --probes FILE)
         [--what-if FILE...]
                                  the same without a dataplane: every node of the cluster the
@@ -75,6 +77,7 @@ struct Args {
     bool help = false;
     std::string from, to, proto = "tcp";  // trace
     int port = 0;
+    std::map<std::string, std::string> peers;     // trace: node name -> its dataplane socket
     std::vector<std::string> manifests, what_if;  // trace offline
     std::string probes, enters_at;
     std::string type = "tap", iface, socket_path, ip;  // port add
@@ -142,6 +145,13 @@ Args parse_args(const std::vector<std::string>& args) {
             while (i + 1 < args.size() && !args[i + 1].empty() && args[i + 1][0] != '-') {
                 list.push_back(args[++i]);
             }
+        } else if (arg == "--peer") {
+            const std::string& v = value();
+            const size_t eq = v.find('=');
+            if (eq == 0 || eq == std::string::npos || eq + 1 == v.size()) {
+                throw UsageError(fmt::format("--peer: \"{}\" is not NODE=SOCKET", v));
+            }
+            a.peers[v.substr(0, eq)] = v.substr(eq + 1);
         } else if (arg == "--probes") {
             a.probes = value();
         } else if (arg == "--enters-at") {
@@ -697,32 +707,92 @@ int trace(DataplaneClient& client, const Args& a, std::ostream& out) {
     if (!a.probes.empty() || !a.enters_at.empty() || !a.what_if.empty()) {
         throw UsageError("--probes, --enters-at and --what-if go with --manifests");
     }
+    // A pod of another node, by name: its address, from the dataplane that hosts it (a
+    // dataplane knows its own pods by name, other nodes' only by their pod CIDR).
+    std::string to = service_name_form(a.to);
+    if (to.find('/') != std::string::npos && to.rfind("service:", 0) != 0 && !a.peers.empty()) {
+        const auto find_in = [&](DataplaneClient& c) -> std::string {
+            const v1::ListPodsResponse pods = c.list_pods();
+            for (const auto& p : pods.pods()) {
+                if (p.name() == to) {
+                    return p.ip();
+                }
+            }
+            return "";
+        };
+        if (find_in(client).empty()) {
+            for (const auto& [node, sock] : a.peers) {
+                DataplaneClient peer(sock);
+                if (const std::string ip = find_in(peer); !ip.empty()) {
+                    to = ip;
+                    break;
+                }
+            }
+        }
+    }
     v1::TraceRequest req;
     req.set_from(a.from);
-    req.set_to(service_name_form(a.to));
+    req.set_to(to);
     req.set_port(static_cast<uint32_t>(a.port));
     req.set_protocol(a.proto);
-    const v1::TraceResponse r = client.trace(req);
+    v1::TraceResponse r = client.trace(req);
     json hops = json::array();
-    for (const auto& h : r.hops()) {
-        hops.push_back(json{{"node", h.node()}, {"stage", h.stage()}, {"detail", h.detail()}});
+    const auto add_hops = [&](const v1::TraceResponse& x) {
+        for (const auto& h : x.hops()) {
+            hops.push_back(json{{"node", h.node()}, {"stage", h.stage()}, {"detail", h.detail()}});
+        }
+    };
+    add_hops(r);
+    // Across nodes: the rest of the path from the next node's dataplane, as the packet arrives
+    // there (its inner addresses and ports after this node's NAT), while --peer names it.
+    std::string verdict = r.verdict(), seen_src = r.seen_src();
+    const std::string backend = r.backend();  // chosen where the Service was: the first node
+    const uint32_t backend_port = r.backend_port();
+    for (int visits = 0; r.has_next() && visits < 4; ++visits) {
+        const v1::TraceNext next = r.next();
+        const std::string from_node = hops.empty() ? "" : hops.back()["node"].get<std::string>();
+        const auto peer = a.peers.find(next.node());
+        if (peer == a.peers.end()) {
+            hops.push_back(json{{"node", from_node},
+                                {"stage", "next_node"},
+                                {"detail", fmt::format("the rest of the path is on node {}: give "
+                                                       "--peer {}=SOCKET to follow it there",
+                                                       next.node(), next.node())}});
+            break;
+        }
+        v1::TraceRequest there;
+        there.set_from(next.from());
+        there.set_to(next.to());
+        there.set_port(next.port());
+        there.set_source_port(next.source_port());
+        there.set_protocol(a.proto);
+        DataplaneClient peer_client(peer->second);
+        try {
+            r = peer_client.trace(there);
+        } catch (const RpcError& e) {
+            throw std::runtime_error(fmt::format("tracing on from node {}'s dataplane at {}: {}",
+                                                 next.node(), peer->second, e.what()));
+        }
+        add_hops(r);
+        verdict = r.verdict();
+        seen_src = r.seen_src();
     }
-    const json j{{"verdict", r.verdict()},
-                 {"backend", r.backend().empty() ? json(nullptr) : json(r.backend())},
-                 {"backend_port", r.backend_port()},
-                 {"seen_src", r.seen_src()},
+    const json j{{"verdict", verdict},
+                 {"backend", backend.empty() ? json(nullptr) : json(backend)},
+                 {"backend_port", backend_port},
+                 {"seen_src", seen_src},
                  {"hops", hops}};
     if (a.format != Format::kTable) {
         out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
         return 0;
     }
     out << render_table(hops, {{"NODE", "node"}, {"STAGE", "stage"}, {"DETAIL", "detail"}});
-    out << fmt::format("verdict: {}", r.verdict());
-    if (!r.backend().empty()) {
-        out << fmt::format(", backend {}:{}", r.backend(), r.backend_port());
+    out << fmt::format("verdict: {}", verdict);
+    if (!backend.empty()) {
+        out << fmt::format(", backend {}:{}", backend, backend_port);
     }
-    if (!r.seen_src().empty()) {
-        out << fmt::format(", seen from {}", r.seen_src());
+    if (!seen_src.empty()) {
+        out << fmt::format(", seen from {}", seen_src);
     }
     out << "\n";
     return 0;

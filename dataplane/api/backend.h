@@ -87,10 +87,11 @@ struct StatsSnapshot {
 
 /// A crafted packet to run through the pipeline (kdpctl trace).
 struct TraceQuery {
-    std::string from;   // "NS/POD" (a pod on this node) or an IPv4 literal (outside client)
-    std::string to;     // "NS/POD" (on this node), "service:NS/NAME" or an IPv4 literal
-    uint16_t port = 0;  // destination port
-    uint8_t proto = 6;  // 6 TCP, 17 UDP, 132 SCTP
+    std::string from;    // "NS/POD" (a pod on this node) or an IPv4 literal (outside client)
+    std::string to;      // "NS/POD" (on this node), "service:NS/NAME" or an IPv4 literal
+    uint16_t port = 0;   // destination port
+    uint8_t proto = 6;   // 6 TCP, 17 UDP, 132 SCTP
+    uint16_t sport = 0;  // the client's port; 0: the trace's own (47000)
 };
 
 struct TraceHop {
@@ -105,6 +106,14 @@ struct TraceResult {
     uint16_t backend_port = 0;  // 0 if none
     std::string seen_src;       // the source address the packet carries when it leaves
     std::vector<TraceHop> hops;
+    /// When the packet leaves in VXLAN for another node: that node and the inner packet as it
+    /// will arrive there, for the rest of the path to be traced on that node's dataplane.
+    struct Next {
+        std::string node;
+        Ip4 src, dst;
+        uint16_t sport = 0, dport = 0;
+    };
+    std::optional<Next> next;
 };
 
 /// One conntrack entry as the API reports it (see ListConntrack in dataplane.proto).

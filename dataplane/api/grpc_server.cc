@@ -445,8 +445,14 @@ public:
                         grpc::StatusCode::INVALID_ARGUMENT,
                         fmt::format("port: {} is not a port (1..65535)", req->port()));
                 }
+                if (req->source_port() > 65535) {
+                    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        fmt::format("source_port: {} is not a port (0..65535)",
+                                                    req->source_port()));
+                }
                 q.proto = *proto;
                 q.port = static_cast<uint16_t>(req->port());
+                q.sport = static_cast<uint16_t>(req->source_port());
                 TraceResult r;
                 if (auto e = backend_.trace(q, r)) {
                     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, *e);
@@ -460,6 +466,14 @@ public:
                     ph->set_node(h.node);
                     ph->set_stage(h.stage);
                     ph->set_detail(h.detail);
+                }
+                if (r.next) {
+                    auto* n = resp->mutable_next();
+                    n->set_node(r.next->node);
+                    n->set_from(r.next->src.str());
+                    n->set_to(r.next->dst.str());
+                    n->set_port(r.next->dport);
+                    n->set_source_port(r.next->sport);
                 }
                 return grpc::Status::OK;
             }));

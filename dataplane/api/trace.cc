@@ -118,19 +118,21 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
         dst = p->ip;
     } else {
         return fmt::format(
-            "to: \"{}\" is neither an IPv4 address, service:NS/NAME nor a pod on node {}", q.to,
-            node);
+            "to: \"{}\" is neither an IPv4 address, service:NS/NAME nor a pod on node {} (a pod "
+            "of another node: its address, or kdpctl trace --peer NODE=SOCKET)",
+            q.to, node);
     }
 
-    std::vector<uint8_t> frame = craft(dst_mac, src_mac, src, dst, q.proto, kTraceSport, q.port);
+    const uint16_t sport = q.sport != 0 ? q.sport : kTraceSport;
+    std::vector<uint8_t> frame = craft(dst_mac, src_mac, src, dst, q.proto, sport, q.port);
     std::string arrival;
     if (in_port == node_.uplink_port) {
         // A pod of another node arrives encapsulated by its node, as the real one would.
         for (const auto& r : routes_) {
             if (r.pod_cidr.contains(src)) {
-                frame = encapsulate(
-                    craft(node_.vtep_mac, r.vtep_mac, src, dst, q.proto, kTraceSport, q.port),
-                    node_, r.node_ip, Mac::from_ip(r.node_ip));
+                frame =
+                    encapsulate(craft(node_.vtep_mac, r.vtep_mac, src, dst, q.proto, sport, q.port),
+                                node_, r.node_ip, Mac::from_ip(r.node_ip));
                 arrival = fmt::format(", in VXLAN from node {} ({})", r.node_name, r.node_ip.str());
             }
         }
@@ -148,8 +150,8 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
         return std::string("?");
     }();
     hop("parse", fmt::format("{} arriving on port {}{}",
-                             flow_text(q.proto, src, kTraceSport, dst, q.port), in_name, arrival));
-    const table::CtKey key{src.be, dst.be, to_be16(kTraceSport), to_be16(q.port), q.proto, 0, 0};
+                             flow_text(q.proto, src, sport, dst, q.port), in_name, arrival));
+    const table::CtKey key{src.be, dst.be, to_be16(sport), to_be16(q.port), q.proto, 0, 0};
     const table::CtHit hit = node_.conntrack->lookup(key);
     hop("conntrack", hit.index == table::kCtNone
                          ? "new connection (looked up in the real table, which the trace "
@@ -230,17 +232,19 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
                 for (const auto& r : routes_) {
                     if (r.node_ip == f.outer_dst) {
                         to_node = r.node_name;
+                        out.next = TraceResult::Next{r.node_name, f.src, f.dst, f.sport, f.dport};
                     }
                 }
                 via = fmt::format("vxlan to node {} ({}), VNI {}", to_node, f.outer_dst.str(),
                                   node_.vni);
             }
             if (port == in_port && idst == src && isrc == dst &&
-                (iproto == 1 || (isp == q.port && idp == kTraceSport))) {
+                (iproto == 1 || (isp == q.port && idp == sport))) {
                 // Answered back to the sender from the address and port it sent to: a reject
                 // (TCP RST or ICMP unreachable). A hairpin also returns on the sender's port,
                 // from the node's address, and a pod's packet to itself is not reversed.
                 out.verdict = "reject";
+                out.next.reset();  // back to the sender, not on to another node
                 hop("reject",
                     fmt::format("{} answered from {} (no endpoint or refused)",
                                 iproto == 1 ? "ICMP port unreachable" : "TCP RST", isrc.str()));
@@ -258,7 +262,7 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
                                            svc->name, out.backend.empty() ? "-" : out.backend,
                                            idst.str(), idp, svc->backends.size()));
             }
-            if (isrc != src || isp != kTraceSport) {
+            if (isrc != src || isp != sport) {
                 hop("snat", fmt::format("source rewritten to {}:{}", isrc.str(), isp));
             }
             out.seen_src = isrc.str();

@@ -110,6 +110,29 @@ grep -q 'ingress of default/a2: no rule allows it' "$WORK_DIR/trace.txt" \
     && grep -q 'verdict: deny' "$WORK_DIR/trace.txt" \
     || fail "kdpctl trace a1 -> a2:81: $(cat "$WORK_DIR/trace.txt")"
 pass "kdpctl trace names the rule that allows a1 -> a2:80 and says none allows a1 -> a2:81"
+# Across nodes: node1 lets a2 -> b1:80 leave (a2 is not isolated for egress); node2's dataplane,
+# asked for the rest of the path (--peer), drops it, as it dropped the real connection above.
+"$KDPCTL" --dataplane "$(api_socket node1)" trace --from default/a2 --to 10.244.2.10 --port 80 \
+    >"$WORK_DIR/trace.txt"
+grep -q 'next_node .*the rest of the path is on node node2: give --peer node2=SOCKET' \
+    "$WORK_DIR/trace.txt" || fail "kdpctl trace a2 -> b1:80 without --peer: $(cat "$WORK_DIR/trace.txt")"
+"$KDPCTL" --dataplane "$(api_socket node1)" trace --peer "node2=$(api_socket node2)" \
+    --from default/a2 --to default/b1 --port 80 >"$WORK_DIR/trace.txt"
+grep -q '^node1 .*vxlan_encap' "$WORK_DIR/trace.txt" \
+    && grep -q '^node2 .*policy .*ingress of default/b1: no rule allows it' "$WORK_DIR/trace.txt" \
+    && grep -q 'verdict: deny' "$WORK_DIR/trace.txt" \
+    || fail "kdpctl trace --peer a2 -> b1:80: $(cat "$WORK_DIR/trace.txt")"
+tj=$("$KDPCTL" --dataplane "$(api_socket node1)" trace --peer "node2=$(api_socket node2)" \
+    --from default/a1 --to default/b1 --port 80 -o json) || fail "kdpctl trace a1 -> b1: $tj"
+python3 - "$tj" <<'PY' || fail "kdpctl trace --peer a1 -> b1:80: $tj"
+import json, sys
+j = json.loads(sys.argv[1])
+assert j["verdict"] == "allow" and j["seen_src"] == "10.244.1.10", j
+assert (j["hops"][-1]["node"], j["hops"][-1]["stage"]) == ("node2", "output"), j["hops"][-1]
+assert any(h["node"] == "node2" and h["stage"] == "policy"
+           and "allowed by default/web-from-client ingress[0]" in h["detail"] for h in j["hops"])
+PY
+pass "trace across nodes (--peer): a2 -> b1:80 denied by node2's ingress, a1 -> b1:80 allowed there by web-from-client"
 
 step "egress lock-down of the client: DNS-like UDP 53 anywhere, http to web pods only"
 cat >"$WORK_DIR/egress.yaml" <<'YAML'
