@@ -117,7 +117,17 @@ step_services() {
 step_policy() {
     step "NetworkPolicy: web pods take http only from the client"
     local n out kdpctl="$KDP_BUILD_DIR/control/kdpctl" manifests="$ROOT/config/cluster/demo.yaml"
-    local policy="$ROOT/config/cluster/policy.yaml"
+    local policy="$ROOT/config/cluster/policy.yaml" probes="$ROOT/config/cluster/probes.yaml"
+    log "  before applying it: which connections of config/cluster/probes.yaml would it break?"
+    log "  kdpctl trace --manifests demo.yaml --probes probes.yaml --what-if policy.yaml (offline:"
+    log "  every node's pipeline built in-process from the files, each probe and its reply followed):"
+    out=$("$kdpctl" trace --manifests "$manifests" --probes "$probes" --what-if "$policy") \
+        || fail "kdpctl trace --what-if failed: $out"
+    sed 's/^/    /' <<<"$out"
+    grep -q '^broken  default/a2  *default/b1  *80 ' <<<"$out" \
+        && ! grep -q ' default/a1  *default/b1 ' <<<"$out" \
+        || fail "the what-if should list a2 -> b1:80 as broken and not a1 -> b1:80"
+    pass "what-if: a2 -> b1:80 would be broken, a1 -> b1:80 not (checked for real below)"
     for n in node1 node2; do
         "$kdpctl" --dataplane "$(api_socket "$n")" apply -f "$manifests" -f "$policy" --node "$n" \
             >/dev/null || fail "kdpctl apply with the policy to $n failed"
@@ -129,11 +139,12 @@ step_policy() {
     pass "a1 (app=client) -> b1 10.244.2.10:80 allowed: $out"
     out=$(whoami "$A2" 10.244.2.10 80) && fail "a2 (app=web) -> b1:80 got through: $out"
     pass "a2 (app=web) -> b1 10.244.2.10:80 blocked: no answer, dropped by node2"
-    log "  kdpctl trace on node2, from a2 (blocked) and from a1 (allowed) to b1:80:"
-    "$kdpctl" --dataplane "$(api_socket node2)" trace --from 10.244.1.11 --to default/b1 --port 80 \
-        | sed 's/^/    /'
-    "$kdpctl" --dataplane "$(api_socket node2)" trace --from 10.244.1.10 --to default/b1 --port 80 \
-        | sed 's/^/    /'
+    log "  live kdpctl trace from node1, on through node2 (--peer), a2 (blocked) -> b1:80:"
+    "$kdpctl" --dataplane "$(api_socket node1)" trace --peer "node2=$(api_socket node2)" \
+        --from default/a2 --to default/b1 --port 80 | sed 's/^/    /'
+    log "  and a1 (allowed) -> b1:80, the rule named on node2:"
+    "$kdpctl" --dataplane "$(api_socket node1)" trace --peer "node2=$(api_socket node2)" \
+        --from default/a1 --to default/b1 --port 80 | sed 's/^/    /'
     for n in node1 node2; do
         "$kdpctl" --dataplane "$(api_socket "$n")" apply -f "$manifests" --node "$n" >/dev/null \
             || fail "kdpctl apply without the policy to $n failed"
