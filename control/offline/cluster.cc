@@ -361,10 +361,10 @@ void Cluster::walk(Walk& w) {
                              : "established");
         const table::TableSet* t = n.tables();
         const table::ServiceSpec* svc = nullptr;
-        if (!w.reply) {
-            if (const table::Frontend* fe = t->find_frontend(in.dst, to_be16(in.dport), in.proto)) {
-                svc = &t->services[fe->service].current().spec;
-            }
+        const table::Frontend* fe =
+            w.reply ? nullptr : t->find_frontend(in.dst, to_be16(in.dport), in.proto);
+        if (fe != nullptr) {
+            svc = &t->services[fe->service].current().spec;
         }
         tracing::FrameRun run;
         if (!tracing::run_frame(n.worker, t, w.port, w.frame, rte_rdtsc(), run)) {
@@ -411,8 +411,13 @@ void Cluster::walk(Walk& w) {
                     pod = b.pod.empty() ? out.dst.str() : b.pod;
                 }
             }
-            hop("service", fmt::format("{}: backend {} {}:{} (Maglev over {} endpoints)", svc->name,
-                                       pod, out.dst.str(), out.dport, svc->backends.size()));
+            const std::string slot = tracing::maglev_slot(
+                *t, *fe, w.port == kUplink && fe->kind != table::FrontendKind::kClusterIp, in.src,
+                in.sport, in.dst, in.dport, in.proto, out.dst, out.dport);
+            hop("service", fmt::format("{}: backend {} {}:{} ({}, {} endpoints)", svc->name, pod,
+                                       out.dst.str(), out.dport,
+                                       slot.empty() ? "the client's recorded affinity" : slot,
+                                       svc->backends.size()));
             w.service = svc;
         }
         if (!w.reply && !answered) {

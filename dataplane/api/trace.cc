@@ -201,7 +201,8 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
 
     // What came out.
     const table::ServiceSpec* svc = nullptr;
-    if (const table::Frontend* fe = t->find_frontend(dst, to_be16(q.port), q.proto)) {
+    const table::Frontend* fe = t->find_frontend(dst, to_be16(q.port), q.proto);
+    if (fe != nullptr) {
         svc = &t->services[fe->service].current().spec;
     }
     bool sent = false;
@@ -258,9 +259,14 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
                     }
                 }
                 out.backend_port = idp;
-                hop("service", fmt::format("{}: backend {} {}:{} (Maglev over {} endpoints)",
-                                           svc->name, out.backend.empty() ? "-" : out.backend,
-                                           idst.str(), idp, svc->backends.size()));
+                const std::string slot = tracing::maglev_slot(
+                    *t, *fe,
+                    in_port == node_.uplink_port && fe->kind != table::FrontendKind::kClusterIp,
+                    src, sport, dst, q.port, q.proto, idst, idp);
+                hop("service", fmt::format("{}: backend {} {}:{} ({}, {} endpoints)", svc->name,
+                                           out.backend.empty() ? "-" : out.backend, idst.str(), idp,
+                                           slot.empty() ? "the client's recorded affinity" : slot,
+                                           svc->backends.size()));
             }
             if (isrc != src || isp != sport) {
                 hop("snat", fmt::format("source rewritten to {}:{}", isrc.str(), isp));

@@ -7,6 +7,7 @@
 // policy_matrix_test.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -116,6 +117,12 @@ TEST_F(OfflineTrace, ClusterIpToALocalBackendAndBack) {
     const auto s = stages(r);
     EXPECT_EQ(s.front(), "node1:parse");
     EXPECT_EQ(s.back(), "node1:reply_output");
+    // The Maglev slot that leads to the backend (maglev_slot checks that it does).
+    const auto svc = std::find(s.begin(), s.end(), "node1:service");
+    ASSERT_NE(svc, s.end());
+    EXPECT_NE(r.trace.hops[static_cast<size_t>(svc - s.begin())].detail.find("(Maglev slot "),
+              std::string::npos)
+        << r.trace.hops[static_cast<size_t>(svc - s.begin())].detail;
 }
 
 TEST_F(OfflineTrace, ClusterIpAcrossTheOverlayBothWays) {
@@ -171,6 +178,12 @@ TEST_F(OfflineTrace, ExternalTrafficPolicyLocalKeepsTheClientOnItsNode) {
     for (const auto& [node, pod] : {std::pair{"node1", "default/a2"}, {"node2", "default/b1"}}) {
         const ProbeResult r = trace("203.0.113.5", fmt::format("node:{}", node), 30081);
         EXPECT_EQ(r.trace.verdict, "allow");
+        bool local_table = false;
+        for (const auto& h : r.trace.hops) {
+            local_table |= h.stage == "service" &&
+                           h.detail.find(" over this node's endpoints") != std::string::npos;
+        }
+        EXPECT_TRUE(local_table) << "externalTrafficPolicy Local picks in the local table";
         EXPECT_EQ(r.trace.backend, pod);
         EXPECT_EQ(r.trace.seen_src, "203.0.113.5");
         EXPECT_EQ(r.reply, "allow");
