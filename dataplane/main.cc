@@ -270,7 +270,11 @@ int run(int argc, char** argv) {
                 kind = "tap";
                 break;
             case config::PortType::kVhostUser:
-                s.devargs = fmt::format("net_vhost_kdp{},iface={},queues=1", i, p.socket);
+                // Several queue pairs let several workers take one pod's traffic (the
+                // virtio side picks the queue, as RSS would on a NIC).
+                s.devargs =
+                    fmt::format("net_vhost_kdp{},iface={},queues={}", i, p.socket, p.queues);
+                s.rx_queues = p.queues;
                 kind = "vhostuser";
                 break;
             case config::PortType::kDevargs:

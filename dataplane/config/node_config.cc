@@ -610,7 +610,7 @@ std::string as_iface(const Field& f) {
 
 PodPortConfig read_pod(const Field& item, size_t index, const NodeConfig& c) {
     const Section s(item.node, item.path,
-                    {"name", "ip", "type", "iface", "socket", "devargs", "mac", "netns"});
+                    {"name", "ip", "type", "iface", "socket", "queues", "devargs", "mac", "netns"});
     PodPortConfig p;
     const Field name = s.require("name");
     p.name = as_string(name);
@@ -649,6 +649,7 @@ PodPortConfig read_pod(const Field& item, size_t index, const NodeConfig& c) {
     only_for("iface", PortType::kTap);
     only_for("netns", PortType::kTap);
     only_for("socket", PortType::kVhostUser);
+    only_for("queues", PortType::kVhostUser);
     only_for("devargs", PortType::kDevargs);
 
     switch (p.type) {
@@ -665,6 +666,7 @@ PodPortConfig read_pod(const Field& item, size_t index, const NodeConfig& c) {
             break;
         case PortType::kVhostUser:
             p.socket = as_socket_path(s.require("socket"));
+            s.read_uint("queues", p.queues, 1, 64);
             break;
         case PortType::kDevargs:
             p.devargs = as_nonempty_string(s.require("devargs"));

@@ -40,6 +40,7 @@ struct PodPortConfig {
     PortType type = PortType::kTap;
     std::string iface;       // kTap: kernel netdev name (<= 15 chars); default "kdp" + index
     std::string socket;      // kVhostUser: socket path
+    uint16_t queues = 1;     // kVhostUser: queue pairs; the workers share their RX queues
     std::string devargs;     // kDevargs: verbatim devargs
     std::optional<Mac> mac;  // the pod's MAC if known; otherwise learned from its traffic
     std::string netns;       // kTap: optional netns name (under /run/netns) to move it into

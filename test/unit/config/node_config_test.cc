@@ -111,6 +111,7 @@ pods:
     ip: 10.244.1.11
     type: vhostuser
     socket: /run/kdp/vm-0.sock
+    queues: 2
   - name: nfv/memif-0.x
     ip: 10.244.1.12
     type: devargs
@@ -171,6 +172,8 @@ limits:
     EXPECT_EQ(c.pods[0].netns, "pod-a");
     EXPECT_EQ(c.pods[1].type, PortType::kVhostUser);
     EXPECT_EQ(c.pods[1].socket, "/run/kdp/vm-0.sock");
+    EXPECT_EQ(c.pods[1].queues, 2u);
+    EXPECT_EQ(c.pods[0].queues, 1u);
     EXPECT_EQ(c.pods[1].iface, "");
     EXPECT_FALSE(c.pods[1].mac);
     EXPECT_EQ(c.pods[2].name, "nfv/memif-0.x");
@@ -488,6 +491,13 @@ std::vector<BadCase> bad_cases() {
         {"socket on a tap port",
          {.pods = "pods:\n  - {name: default/a, ip: 10.244.1.10, socket: /run/a.sock}\n"},
          "pods[0].socket: only valid for type vhostuser (this port is tap)"},
+        {"queues on a tap port",
+         {.pods = "pods:\n  - {name: default/a, ip: 10.244.1.10, queues: 2}\n"},
+         "pods[0].queues: only valid for type vhostuser (this port is tap)"},
+        {"no vhostuser queues",
+         {.pods = "pods:\n  - {name: d/a, ip: 10.244.1.10, type: vhostuser, socket: /run/a, "
+                  "queues: 0}\n"},
+         "pods[0].queues: 0 is out of range 1..64"},
         {"devargs port without devargs",
          {.pods = "pods:\n  - {name: default/a, ip: 10.244.1.10, type: devargs}\n"},
          "pods[0].devargs: missing"},
