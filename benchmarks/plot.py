@@ -23,7 +23,7 @@ def main(src, dst):
     cells = [e for e in doc["summary"] if "rx_mpps_median" in e]
     groups = []
     for e in cells:
-        g = (e["workload"], e["size"])
+        g = (e["workload"], e["size"], e.get("workers", 1))
         if g not in groups:
             groups.append(g)
     systems = [s for s in SYSTEMS if any(e["system"] == s for e in cells)]
@@ -32,7 +32,7 @@ def main(src, dst):
     for k, sysname in enumerate(systems):
         xs, mpps, lo, hi, cpp_x, cpp = [], [], [], [], [], []
         for i, g in enumerate(groups):
-            e = next((c for c in cells if (c["workload"], c["size"]) == g
+            e = next((c for c in cells if (c["workload"], c["size"], c.get("workers", 1)) == g
                       and c["system"] == sysname), None)
             if e is None:
                 continue
@@ -51,12 +51,14 @@ def main(src, dst):
     ax2.set_ylabel("cycles / packet, forwarding core")
     ax2.set_yscale("log")
     ax2.set_xticks(range(len(groups)))
-    ax2.set_xticklabels([f"{w}\n{s}" for w, s in groups])
+    several = len({g[2] for g in groups}) > 1
+    ax2.set_xticklabels([f"{w}\n{s}" + (f"\n{n} wk" if several else "") for w, s, n in groups])
     ax1.legend(loc="upper right", fontsize=8)
     p = doc.get("params", {})
     host = doc.get("host", {})
     load = host.get("loadavg_at_end") or [0]
-    ax1.set_title(f"kdp vs port limit vs OVS-DPDK, one forwarding core, vhost-user "
+    cores = "one forwarding core" if not several else "forwarding cores as marked"
+    ax1.set_title(f"kdp vs port limit vs OVS-DPDK, {cores}, vhost-user "
                   f"({doc.get('date', '')[:16]}, {p.get('runs', '?')} runs x "
                   f"{p.get('seconds', '?')} s, load {load[0]:.1f} on {host.get('cpus', '?')} CPUs)",
                   fontsize=9)

@@ -29,6 +29,12 @@ usage: $0 [options]
   --service-flows N   distinct 5-tuples for service and full                     [100000]
   --gen-cpu C         CPU for kdp-pktgen (and the forwarders' idle main lcore)   [0]
   --fwd-cpu C         CPU for the forwarding lcore (testpmd core, kdp worker)    [1]
+  --workers "N..."    forwarding cores per system, each count a row of its own: N queue
+                      pairs on every port, the generator spreading the flows over them;
+                      testpmd --nb-cores N, kdp N workers, OVS one PMD per distinct CPU
+                      with n_rxq N                                               [1]
+  --fwd-cpus "C..."   CPUs for those cores, worker i on the i-th (cycled: more workers
+                      than CPUs share them)                                   [--fwd-cpu]
   --build DIR         meson build directory                                      [<repo>/build]
   --out FILE          JSON results                               [benchmarks/results/latest.json]
   --virtio-args A     extra virtio_user devargs for the generator, e.g. ",queue_size=1024"  []
@@ -52,6 +58,8 @@ SERVICE_FLOWS=100000
 PLOT=1
 GEN_CPU=0
 FWD_CPU=1
+WORKERS=1
+FWD_CPUS=""
 BUILD=$ROOT/build
 OUT=$HERE/results/latest.json
 KEEP_LOGS=0
@@ -70,6 +78,8 @@ while [[ $# -gt 0 ]]; do
         --no-plot) PLOT=0; shift ;;
         --gen-cpu) GEN_CPU=$2; shift 2 ;;
         --fwd-cpu) FWD_CPU=$2; shift 2 ;;
+        --workers) WORKERS=$2; shift 2 ;;
+        --fwd-cpus) FWD_CPUS=$2; shift 2 ;;
         --build) BUILD=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --keep-logs) KEEP_LOGS=1; shift ;;
@@ -102,7 +112,7 @@ def git(*args):
 cells = {}
 order = []
 for r in rows:
-    key = (r["workload"], r["size"], r["system"])
+    key = (r["workload"], r["size"], r["system"], r.get("workers", 1))
     if key not in cells:
         cells[key] = {"runs": [], "errors": [], "fwd_cpu": [], "per_cpu": [], "cpp": []}
         order.append(key)
@@ -124,10 +134,10 @@ summary = []
 limit = {}
 ovs = {}
 for key in order:
-    wl, size, sysname = key
+    wl, size, sysname, nw = key
     c = cells[key]
     mpps = [x["rx_mpps"] for x in c["runs"]]
-    ent = {"workload": wl, "size": size, "system": sysname, "runs": len(mpps),
+    ent = {"workload": wl, "size": size, "system": sysname, "workers": nw, "runs": len(mpps),
            "errors": sorted(set(c["errors"]))}
     if mpps:
         ent.update({
@@ -148,9 +158,9 @@ for key in order:
             "cycles_per_packet_median": statistics.median(c["cpp"]) if c["cpp"] else None,
         })
         if sysname == "testpmd":
-            limit[(wl, size)] = ent["rx_mpps_median"]
+            limit[(wl, size, nw)] = ent["rx_mpps_median"]
         if sysname == "ovs":
-            ovs[(wl, size)] = ent["rx_mpps_median"]
+            ovs[(wl, size, nw)] = ent["rx_mpps_median"]
     summary.append(ent)
 # Runs alternate between systems, so run i of kdp and run i of testpmd saw nearly the same
 # machine; the median of those paired ratios resists bursts of foreign load better than the
@@ -158,18 +168,20 @@ for key in order:
 by_run = {}
 for r in rows:
     if "result" in r:
-        by_run[(r["workload"], r["size"], r["system"], r["run"])] = r["result"]["rx_mpps"]
+        by_run[(r["workload"], r["size"], r["system"], r.get("workers", 1), r["run"])] = \
+            r["result"]["rx_mpps"]
 for ent in summary:
-    lim = limit.get((ent["workload"], ent["size"]))
+    lim = limit.get((ent["workload"], ent["size"], ent["workers"]))
     ent["ratio_to_port_limit"] = (ent["rx_mpps_median"] / lim
                                   if lim and "rx_mpps_median" in ent else None)
-    base = ovs.get((ent["workload"], ent["size"]))
+    base = ovs.get((ent["workload"], ent["size"], ent["workers"]))
     ent["ratio_to_ovs"] = (ent["rx_mpps_median"] / base
                            if base and "rx_mpps_median" in ent else None)
     pairs = []
-    for (wl, size, sysname, run), mpps in by_run.items():
-        if (wl, size, sysname) == (ent["workload"], ent["size"], ent["system"]):
-            base = by_run.get((wl, size, "testpmd", run))
+    for (wl, size, sysname, nw, run), mpps in by_run.items():
+        if (wl, size, sysname, nw) == (ent["workload"], ent["size"], ent["system"],
+                                       ent["workers"]):
+            base = by_run.get((wl, size, "testpmd", nw, run))
             if base:
                 pairs.append(mpps / base)
     ent["paired_ratio_median"] = statistics.median(pairs) if pairs else None
@@ -197,7 +209,7 @@ with open(out, "w") as f:
     json.dump(doc, f, indent=1)
     f.write("\n")
 
-hdr = f"{'workload':<9}{'size':>6}  {'system':<8}{'Mpps':>8}  {'min-max':<15}{'loss':>8}" \
+hdr = f"{'workload':<9}{'size':>6}  {'system':<8}{'wk':>3}{'Mpps':>8}  {'min-max':<15}{'loss':>8}" \
       f"{'gen busy':>10}{'gen cpu':>9}{'fwd cpu':>9}{'Mpps/cpu':>10}{'cyc/pkt':>9}" \
       f"{'vs limit':>10}{'paired':>8}{'vs ovs':>8}"
 print(hdr)
@@ -212,14 +224,15 @@ for e in summary:
         cyc = lambda v: f"{v:.0f}" if v is not None else "-"
         paired = (f"{e['paired_ratio_median']:.2f}"
                   if e["paired_ratio_median"] is not None else "-")
-        print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{e['rx_mpps_median']:>8.2f}  "
+        print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{e['workers']:>3}"
+              f"{e['rx_mpps_median']:>8.2f}  "
               f"{mm:<15}{e['loss_median'] * 100:>7.2f}%{e['gen_busy_median'] * 100:>9.0f}%"
               f"{pct(e.get('gen_cpu_share_median')):>9}{pct(e.get('fwd_cpu_share_median')):>9}"
               f"{num(e.get('rx_mpps_per_fwd_cpu_median')):>10}"
               f"{cyc(e.get('cycles_per_packet_median')):>9}"
               f"{ratio:>10}{paired:>8}{num(e.get('ratio_to_ovs')):>8}{note}")
     else:
-        print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{'-':>8}  "
+        print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{e['workers']:>3}{'-':>8}  "
               f"not measured: {'; '.join(e['errors'])}")
 print(f"\n{len(rows)} runs; median of runs per cell; JSON: {out}")
 EOF
@@ -323,10 +336,26 @@ wait_sockets() {  # wait_sockets PID SOCK...: until every socket exists, or the 
     return 1
 }
 
+# NW, the forwarding cores of the current row; worker i (1-based lcore i) runs on fwd_cpu i.
+NW=1
+fwd_cpu() {  # fwd_cpu I: the CPU of forwarding lcore I (1..NW), FWD_CPUS cycled
+    local cpus=($FWD_CPUS)
+    echo "${cpus[$(( ($1 - 1) % ${#cpus[@]} ))]}"
+}
+fwd_lcores() {  # "1@C1,2@C2,...": the EAL --lcores entries of the NW forwarding lcores
+    local i out=""
+    for i in $(seq "$NW"); do
+        out+="${out:+,}$i@$(fwd_cpu "$i")"
+    done
+    echo "$out"
+}
+
 start_testpmd() {  # start_testpmd TAG
-    "$TESTPMD" --file-prefix "$PREFIX-$1" --lcores "0@$GEN_CPU,1@$FWD_CPU" --no-pci \
-        --vdev "net_vhost0,iface=$SOCK_A,queues=1" --vdev "net_vhost1,iface=$SOCK_B,queues=1" \
-        -- --forward-mode=io --nb-cores=1 --total-num-mbufs=16384 --stats-period 60 \
+    "$TESTPMD" --file-prefix "$PREFIX-$1" --lcores "0@$GEN_CPU,$(fwd_lcores)" --no-pci \
+        --vdev "net_vhost0,iface=$SOCK_A,queues=$NW" \
+        --vdev "net_vhost1,iface=$SOCK_B,queues=$NW" \
+        -- --forward-mode=io --nb-cores="$NW" --rxq="$NW" --txq="$NW" \
+        --total-num-mbufs=$((16384 * NW)) --stats-period 60 \
         </dev/null >"$TMP/$1.log" 2>&1 &
     FWD_PID=$!
 }
@@ -361,12 +390,12 @@ write_kdp_config() {  # write_kdp_config WORKLOAD TAG FILE
     cat >"$file" <<EOF
 node: {name: bench, ip: 198.51.100.1, mac: "02:00:00:00:01:01", pod_cidr: 10.244.1.0/24, mtu: $mtu}
 vxlan: {mode: standard, port: 4789, vni: 1}
-dpdk: {file_prefix: $PREFIX-$tag, lcores: "0@$GEN_CPU,1@$FWD_CPU", eal_args: ["--no-pci"]}
-workers: {lcores: [1], idle: {spin_polls: 1000000}}
-uplink: {devargs: "net_vhost1,iface=$uplink,queues=1"}
+dpdk: {file_prefix: $PREFIX-$tag, lcores: "0@$GEN_CPU,$(fwd_lcores)", eal_args: ["--no-pci"]}
+workers: {lcores: [$(seq -s, 1 "$NW")], idle: {spin_polls: 1000000}}
+uplink: {devargs: "net_vhost1,iface=$uplink,queues=$NW", rx_queues: $NW}
 pods:
-  - {name: default/a, ip: 10.244.1.10, type: vhostuser, socket: $pod_a, mac: "02:00:00:00:00:0a"}
-  - {name: default/b, ip: 10.244.1.11, type: vhostuser, socket: $pod_b, mac: "02:00:00:00:00:0b"}
+  - {name: default/a, ip: 10.244.1.10, type: vhostuser, socket: $pod_a, queues: $NW, mac: "02:00:00:00:00:0a"}
+  - {name: default/b, ip: 10.244.1.11, type: vhostuser, socket: $pod_b, queues: $NW, mac: "02:00:00:00:00:0b"}
 remote_nodes:
   - {name: node2, ip: 198.51.100.2, pod_cidr: 10.244.2.0/24}
 api: {socket: $TMP/$tag-api.sock}
@@ -587,7 +616,12 @@ start_ovs() {  # start_ovs WORKLOAD TAG: sets FWD_PID to ovs-vswitchd; non-zero 
         [[ -S $dir/db.sock ]] && break
         sleep 0.1
     done
-    pmd_mask=$(printf '0x%x' $((1 << FWD_CPU)))
+    # One PMD per distinct CPU (OVS pins one per core); n_rxq NW queues on each port.
+    local c mask=0
+    for c in $(seq "$NW"); do
+        mask=$(( mask | 1 << $(fwd_cpu "$c") ))
+    done
+    pmd_mask=$(printf '0x%x' "$mask")
     lcore_mask=$(printf '0x%x' $((1 << GEN_CPU)))
     ovs_ctl "$dir" --no-wait init || return 1
     ovs_ctl "$dir" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
@@ -612,11 +646,11 @@ start_ovs() {  # start_ovs WORKLOAD TAG: sets FWD_PID to ovs-vswitchd; non-zero 
     [[ -n $uplink && $uplink == "$SOCK_B" ]] && b_sock=""
     if [[ -n $a_sock ]]; then
         ovs_ctl "$dir" add-port br-int pa -- set Interface pa type=dpdkvhostuserclient \
-            options:vhost-server-path="$a_sock" mtu_request=1600 ofport_request=1 || return 1
+            options:vhost-server-path="$a_sock" options:n_rxq=$NW mtu_request=1600 ofport_request=1 || return 1
     fi
     if [[ -n $b_sock ]]; then
         ovs_ctl "$dir" add-port br-int pb -- set Interface pb type=dpdkvhostuserclient \
-            options:vhost-server-path="$b_sock" mtu_request=1600 ofport_request=2 || return 1
+            options:vhost-server-path="$b_sock" options:n_rxq=$NW mtu_request=1600 ofport_request=2 || return 1
     fi
     if [[ -n $uplink ]]; then
         # Userspace VXLAN (OVS "userspace tunneling"): br-phy holds the uplink and the node
@@ -625,7 +659,7 @@ start_ovs() {  # start_ovs WORKLOAD TAG: sets FWD_PID to ovs-vswitchd; non-zero 
         ovs_ctl "$dir" add-br br-phy -- set bridge br-phy datapath_type=netdev \
             other_config:hwaddr="$NODE_MAC" || return 1
         ovs_ctl "$dir" add-port br-phy up0 -- set Interface up0 type=dpdkvhostuserclient \
-            options:vhost-server-path="$uplink" mtu_request=1600 || return 1
+            options:vhost-server-path="$uplink" options:n_rxq=$NW mtu_request=1600 || return 1
         ovs_ctl "$dir" add-port br-int vxlan0 -- set Interface vxlan0 type=vxlan \
             options:remote_ip=198.51.100.2 options:local_ip=198.51.100.1 options:key=1 \
             options:dst_port=4789 ofport_request=3 || return 1
@@ -681,8 +715,8 @@ gen_args() {  # gen_args WORKLOAD: the generator's per-path flags (defaults cove
 }
 
 record_error() {  # record_error SYSTEM WORKLOAD SIZE RUN MESSAGE
-    printf '{"system":"%s","workload":"%s","size":"%s","run":%s,"error":"%s"}\n' \
-        "$1" "$2" "$3" "$4" "$5" >>"$RAW"
+    printf '{"system":"%s","workload":"%s","size":"%s","workers":%s,"run":%s,"error":"%s"}\n' \
+        "$1" "$2" "$3" "$NW" "$4" "$5" >>"$RAW"
     echo "  $1 $2/$3 run $4: $5" >&2
 }
 
@@ -696,26 +730,38 @@ save_logs() {  # save_logs TAG...
     return 0
 }
 
-fwd_thread() {  # fwd_thread PID: the task id of the forwarder's worker lcore (EAL names it)
-    local t
+fwd_thread() {  # fwd_thread PID: the task ids of the forwarder's worker lcores (EAL names them)
+    local t out=""
     for t in /proc/"$1"/task/*; do
         # EAL names lcore threads "...worker..."; OVS names its PMD threads "pmd-c<cpu>/...".
         if [[ $(cat "$t/comm" 2>/dev/null) == *worker* || $(cat "$t/comm" 2>/dev/null) == pmd* ]]; then
-            basename "$t"
-            return 0
+            out+="${out:+,}$(basename "$t")"
         fi
     done
-    return 1
+    [[ -n $out ]] && echo "$out"
 }
 
-sched_sample() {  # sched_sample PID TID: "<wall ns> <on-cpu ns> <runnable-waiting ns> <ticks>"
-    local cpu=0 wait=0 ticks=0
-    read -r cpu wait _ <"/proc/$1/task/$2/schedstat" 2>/dev/null || true
-    # utime + stime of the thread (fields 14 and 15 of stat, after the parenthesised name).
-    ticks=$(sed -E 's/^.*\) //' "/proc/$1/task/$2/stat" 2>/dev/null | awk '{print $12 + $13}')
-    echo "$(date +%s%N) ${cpu:-0} ${wait:-0} ${ticks:-0}"
+# sched_sample PID TIDS: "<wall ns> <on-cpu ns> <runnable-waiting ns> <ticks>", summed over
+# the comma-separated threads (several workers: CPU-seconds of all of them).
+sched_sample() {
+    local cpu wait ticks tcpu=0 twait=0 tticks=0 t
+    for t in ${2//,/ }; do
+        cpu=0 wait=0 ticks=0
+        read -r cpu wait _ <"/proc/$1/task/$t/schedstat" 2>/dev/null || true
+        # utime + stime of the thread (fields 14 and 15 of stat, after the parenthesised name).
+        ticks=$(sed -E 's/^.*\) //' "/proc/$1/task/$t/stat" 2>/dev/null | awk '{print $12 + $13}')
+        tcpu=$((tcpu + ${cpu:-0})) twait=$((twait + ${wait:-0})) tticks=$((tticks + ${ticks:-0}))
+    done
+    echo "$(date +%s%N) $tcpu $twait $tticks"
 }
 CLK_TCK=$(getconf CLK_TCK)
+
+wait_log() {  # wait_log PID FILE TEXT: until FILE holds TEXT (0), or PID has exited (1)
+    while ! grep -q "$3" "$2" 2>/dev/null; do
+        kill -0 "$1" 2>/dev/null || return 1
+        sleep 0.01
+    done
+}
 
 stop_forwarder() {  # stop_forwarder SYSTEM TAG
     if [[ $1 == ovs ]]; then
@@ -728,8 +774,8 @@ stop_forwarder() {  # stop_forwarder SYSTEM TAG
 
 one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
     local sys=$1 wl=$2 size=$3 run=$4 tag gtag line rc load tid s0 s1 fwd_cpu fwd_wait fwd_stat
-    tag=$sys-$wl-$size-$run
-    gtag=gen-$wl-$size-$run-$sys
+    tag=$sys-$wl-$size-w$NW-$run
+    gtag=gen-$wl-$size-w$NW-$run-$sys
     SOCK_A=$TMP/a.sock SOCK_B=$TMP/b.sock
     rm -f "$SOCK_A" "$SOCK_B"
     local gen_mode=""
@@ -769,31 +815,48 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
         return
     fi
     load=$(cut -d' ' -f1 /proc/loadavg)  # other users of the machine: the noise to expect
-    # How much of the run the forwarder's worker thread actually had its CPU: below ~0.95 the
-    # row measures the machine's other tenants as much as the forwarder.
-    tid=$(fwd_thread "$FWD_PID" || true)
-    s0=$( [[ -n $tid ]] && sched_sample "$FWD_PID" "$tid" || echo "0 0 0 0")
-    local flows=$FLOWS gen_t0
+    local flows=$FLOWS mq="" gen_pid
+    # virtio_user turns on more than one queue pair only through its control queue.
+    [[ $NW -gt 1 ]] && mq=",cq=1"
     [[ $wl == service || $wl == full ]] && flows=$SERVICE_FLOWS
-    gen_t0=$(date +%s%N)
     # shellcheck disable=SC2046
-    set +e
-    line=$(taskset -c "$GEN_CPU" "$PKTGEN" --file-prefix "$PREFIX-$gtag" --lcores "0@$GEN_CPU" \
+    taskset -c "$GEN_CPU" "$PKTGEN" --file-prefix "$PREFIX-$gtag" --lcores "0@$GEN_CPU" \
         --no-pci --single-file-segments \
-        --vdev "net_virtio_user0,path=$SOCK_A,queues=1$gen_mode$VIRTIO_ARGS" \
-        --vdev "net_virtio_user1,path=$SOCK_B,queues=1$gen_mode$VIRTIO_ARGS" \
-        -- --workload "$wl" --size "$size" --flows "$flows" --seconds "$SECS" \
-        --warmup "$WARMUP" $(gen_args "$wl") 2>"$TMP/$gtag.log")
+        --vdev "net_virtio_user0,path=$SOCK_A,queues=$NW$mq$gen_mode$VIRTIO_ARGS" \
+        --vdev "net_virtio_user1,path=$SOCK_B,queues=$NW$mq$gen_mode$VIRTIO_ARGS" \
+        -- --workload "$wl" --size "$size" --flows "$flows" --queues "$NW" --seconds "$SECS" \
+        --warmup "$WARMUP" $(gen_args "$wl") >"$TMP/$gtag.out" 2>"$TMP/$gtag.log" &
+    gen_pid=$!
+    # How much of the window the forwarder's worker threads had their CPU (below ~0.95 the row
+    # measures the machine's other tenants as much as the forwarder), and the CPU time they
+    # used in it: sampled at the window's ends, which the generator marks on stderr. Not from
+    # the forwarder's start: an idle kdp worker sleeps, testpmd spins, and the start-up would
+    # count for one and not the other.
+    s0="0 0 0 0" s1="0 0 0 0" tid=""
+    if wait_log "$gen_pid" "$TMP/$gtag.log" "window start"; then
+        tid=$(fwd_thread "$FWD_PID" || true)  # OVS adds its PMDs with the ports: ask now
+        [[ -n $tid ]] && s0=$(sched_sample "$FWD_PID" "$tid")
+        if wait_log "$gen_pid" "$TMP/$gtag.log" "window end" && [[ -n $tid ]]; then
+            s1=$(sched_sample "$FWD_PID" "$tid")
+        fi
+    fi
+    set +e
+    wait "$gen_pid"
     rc=$?
     set -e
-    [[ -z $tid ]] && tid=$(fwd_thread "$FWD_PID" || true)  # OVS adds its PMD with the ports
-    s1=$( [[ -n $tid ]] && sched_sample "$FWD_PID" "$tid" || echo "0 0 0 0")
-    if [[ $s0 == "0 0 0 0" && -n $tid ]]; then
-        s0="$gen_t0 0 0 0"  # the PMD appeared after the generator started: from then on
+    line=$(cat "$TMP/$gtag.out")
+    # kdp: what each worker received over the whole run, so that a row with several workers
+    # shows they all took part (the generator's queues reach them all).
+    local worker_rx=null
+    if [[ $sys == kdp ]]; then
+        worker_rx=$("$KDPCTL" --dataplane "$TMP/$tag-api.sock" stats -o json --interval-ms 1 \
+            2>>"$TMP/$tag.log" | python3 -c 'import json, sys
+print(json.dumps([w["rx_packets"] for w in json.load(sys.stdin)["workers"]]))' 2>>"$TMP/$tag.log") ||
+            worker_rx=null
     fi
     read -r fwd_cpu fwd_wait fwd_stat < <(awk -v a="$s0" -v b="$s1" -v hz="$CLK_TCK" 'BEGIN {
         split(a, x); split(b, y); w = y[1] - x[1];
-        if (w <= 0 || y[2] == 0) { print "null null null"; exit }
+        if (w <= 0 || y[2] == 0 || x[1] == 0) { print "null null null"; exit }
         printf "%.4f %.4f %.4f\n", (y[2] - x[2]) / w, (y[3] - x[3]) / w,
                (y[4] - x[4]) / hz * 1e9 / w }')
     if ! kill -0 "$FWD_PID" 2>/dev/null; then
@@ -813,8 +876,8 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
         save_logs "$tag" "$gtag"
     else
         stop_forwarder "$sys" "$tag"
-        printf '{"system":"%s","workload":"%s","size":"%s","run":%s,"load1_before":%s,"fwd_cpu_share":%s,"fwd_wait_share":%s,"fwd_stat_share":%s,"result":%s}\n' \
-            "$sys" "$wl" "$size" "$run" "$load" "$fwd_cpu" "$fwd_wait" "$fwd_stat" "$line" >>"$RAW"
+        printf '{"system":"%s","workload":"%s","size":"%s","workers":%s,"worker_rx_packets":%s,"run":%s,"load1_before":%s,"fwd_cpu_share":%s,"fwd_wait_share":%s,"fwd_stat_share":%s,"result":%s}\n' \
+            "$sys" "$wl" "$size" "$NW" "${worker_rx:-null}" "$run" "$load" "$fwd_cpu" "$fwd_wait" "$fwd_stat" "$line" >>"$RAW"
         echo "  $sys $wl/$size run $run: $(sed -E 's/.*"rx_mpps":([0-9.]+).*"loss":([0-9.-]+).*/\1 Mpps, loss \2/' <<<"$line"), forwarder on CPU $fwd_cpu of the time" >&2
         [[ $KEEP_LOGS -eq 1 ]] && save_logs "$tag" "$gtag"
     fi
@@ -823,8 +886,17 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
     return 0
 }
 
+FWD_CPUS=${FWD_CPUS:-$FWD_CPU}
+for NW in $WORKERS; do
+    [[ $NW =~ ^[1-9][0-9]?$ && $NW -le 16 ]] ||
+        { echo "run.sh: --workers: '$NW' is not a count from 1 to 16" >&2; exit 2; }
+done
+for c in $FWD_CPUS $GEN_CPU; do
+    [[ -d /sys/devices/system/cpu/cpu$c ]] ||
+        { echo "run.sh: CPU '$c' (--gen-cpu/--fwd-cpu/--fwd-cpus) does not exist" >&2; exit 2; }
+done
 echo "kdp benchmarks: $RUNS runs x ${SECS}s (warm-up ${WARMUP}s), generator on CPU $GEN_CPU," \
-     "forwarder on CPU $FWD_CPU" >&2
+     "forwarding cores on CPUs $FWD_CPUS, workers: $WORKERS" >&2
 # Runs of the systems alternate (testpmd, kdp, testpmd, kdp, ...) so that a burst of load from
 # other users of the machine hits both sides of a ratio rather than one system's whole cell.
 for wl in $WORKLOADS; do
@@ -840,6 +912,10 @@ for wl in $WORKLOADS; do
             if [[ $sys == kdp-cni && $wl != local ]]; then
                 continue  # the pods are the generator's two ports: pod to pod on one node
             fi
+            if [[ $sys == kdp-cni && $WORKERS != 1 ]]; then
+                record_error kdp-cni "$wl" "$size" 0 "kdp-cni attaches one queue per pod: --workers 1 only"
+                continue
+            fi
             if [[ $sys == kdp-cni && ! -x $CNI ]]; then
                 record_error kdp-cni "$wl" "$size" 0 "$CNI not built"
                 continue
@@ -850,17 +926,21 @@ for wl in $WORKLOADS; do
             fi
             systems+=" $sys"
         done
-        for run in $(seq "$RUNS"); do
-            for sys in $systems; do
-                one_run "$sys" "$wl" "$size" "$run"
+        for NW in $WORKERS; do
+            for run in $(seq "$RUNS"); do
+                for sys in $systems; do
+                    one_run "$sys" "$wl" "$size" "$run"
+                done
             done
         done
     done
 done
+NW=1
 
 mkdir -p "$(dirname "$OUT")"
-PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"service_flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"virtio_args":"%s","dpdk":"%s","ovs":"%s","workloads":"%s","sizes":"%s","systems":"%s"}' \
-    "$RUNS" "$SECS" "$WARMUP" "$FLOWS" "$SERVICE_FLOWS" "$GEN_CPU" "$FWD_CPU" "$VIRTIO_ARGS" \
+PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"service_flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"workers":"%s","fwd_cpus":"%s","virtio_args":"%s","dpdk":"%s","ovs":"%s","workloads":"%s","sizes":"%s","systems":"%s"}' \
+    "$RUNS" "$SECS" "$WARMUP" "$FLOWS" "$SERVICE_FLOWS" "$GEN_CPU" "$FWD_CPU" "$WORKERS" \
+    "$FWD_CPUS" "$VIRTIO_ARGS" \
     "$(pkg-config --modversion libdpdk 2>/dev/null || true)" \
     "$(ovs-vsctl --version 2>/dev/null | head -n 1 | grep -o '[0-9][0-9.]*$' || true)" \
     "$WORKLOADS" "$SIZES" "$SYSTEMS")

@@ -115,6 +115,7 @@ struct Options {
     uint16_t port_a = 0;
     uint16_t port_b = 1;
     bool bidir = false;
+    uint16_t queues = 1;  // queue pairs per port; flows are split over the TX queues
     double link_timeout = 10;
 
     std::optional<Mac> src_mac, dst_mac;
@@ -171,6 +172,10 @@ Traffic:
   --warmup S          traffic before the window (ARP, learning, caches)  [2]
   --bidir             also transmit on B (reverse tuple) and count RX on A (l2, local only)
   --port-a N, --port-b N   ethdev port ids                              [0, 1]
+  --queues N          queue pairs per port (the vdevs need queues=N): flow i is sent on
+                      TX queue i mod N, as RSS would spread it, so that a forwarder with N
+                      workers gets disjoint flows per worker; every RX queue is counted.
+                      --rate-mpps is then split over the queues; syn: tuple i on queue i mod N [1]
   --link-timeout S    wait this long for both links to come up           [10]
 
 Addresses (defaults match benchmarks/run.sh's node: pod CIDR 10.244.1.0/24, gateway
@@ -193,6 +198,7 @@ Addresses (defaults match benchmarks/run.sh's node: pod CIDR 10.244.1.0/24, gate
                       forwarder resolves the remote VTEP on the uplink)
   --arp-reply-mac M   ... with this MAC            [02:00:00:00:02:02]
 
+On stderr, "kdp-pktgen: window start" and "... window end" mark the measurement window.
 Output fields: tx_pps, rx_pps (packets counted in the window / its length), loss
 (1 - rx/tx), tx_packets, rx_packets, arp_replies, per-port ethdev stats, and per lcore:
 busy_cycles (loop iterations that moved packets), total_cycles, cycles_per_packet.
@@ -258,6 +264,7 @@ Options parse_options(int argc, char** argv) {
         kOptPortA,
         kOptPortB,
         kOptLinkTimeout,
+        kOptQueues,
         kOptSrcMac,
         kOptDstMac,
         kOptSrcIp,
@@ -289,6 +296,7 @@ Options parse_options(int argc, char** argv) {
         {"port-a", required_argument, nullptr, kOptPortA},
         {"port-b", required_argument, nullptr, kOptPortB},
         {"link-timeout", required_argument, nullptr, kOptLinkTimeout},
+        {"queues", required_argument, nullptr, kOptQueues},
         {"src-mac", required_argument, nullptr, kOptSrcMac},
         {"dst-mac", required_argument, nullptr, kOptDstMac},
         {"src-ip", required_argument, nullptr, kOptSrcIp},
@@ -403,6 +411,9 @@ Options parse_options(int argc, char** argv) {
             case kOptLinkTimeout:
                 o.link_timeout = parse_double("--link-timeout", v, 0, 600);
                 break;
+            case kOptQueues:
+                o.queues = static_cast<uint16_t>(parse_uint("--queues", v, 1, 16));
+                break;
             case kOptSrcMac:
                 o.src_mac = parse_mac("--src-mac", v);
                 break;
@@ -462,6 +473,9 @@ Options parse_options(int argc, char** argv) {
     }
     if (o.port_a == o.port_b) {
         die("--port-a and --port-b must differ");
+    }
+    if (o.flows < o.queues) {
+        die("--flows: fewer flows than --queues (every queue sends flows of its own)");
     }
     if (encapsulated(o.workload) &&
         *std::max_element(o.sizes.begin(), o.sizes.end()) + kVxlanOverhead > kDataRoom) {
@@ -797,6 +811,9 @@ Snapshot snap(const LcoreStats& s, uint64_t tsc) {
 // full ring costs one tx_burst call rather than an alloc, a build and a free.
 struct TxCtx {
     uint16_t port = 0;
+    uint16_t queue = 0;
+    uint32_t flow_first = 0;  // this queue's flows: flow_first, + flow_step, ...
+    uint32_t flow_step = 1;
     rte_mempool* pool = nullptr;
     const Template* tmpl = nullptr;
     const uint8_t* pattern = nullptr;
@@ -814,6 +831,7 @@ struct TxCtx {
 
 struct RxCtx {
     uint16_t port = 0;
+    uint16_t queue = 0;
     bool arp = false;
     Ip4 arp_ip;
     Mac arp_mac;
@@ -856,7 +874,8 @@ inline void build_burst(TxCtx& t, uint16_t n) {
             }
             uint8_t* p = rte_pktmbuf_mtod(m, uint8_t*);
             std::memcpy(p, tm.hdr[k].data(), tm.hdr_len);
-            build_fresh(tm, t.seq++, k, p);
+            build_fresh(tm, t.seq, k, p);
+            t.seq += t.flow_step;
             m->data_len = tm.pkt_len[k];
             m->pkt_len = tm.pkt_len[k];
         }
@@ -872,8 +891,9 @@ inline void build_burst(TxCtx& t, uint16_t n) {
             t.pattern_i = 0;
         }
         const Flow& f = tm.flows[t.flow_i];
-        if (++t.flow_i == nflows) {
-            t.flow_i = 0;
+        t.flow_i += t.flow_step;
+        if (t.flow_i >= nflows) {
+            t.flow_i = t.flow_first;
         }
         uint8_t* p = rte_pktmbuf_mtod(m, uint8_t*);
         std::memcpy(p, tm.hdr[k].data(), hl);
@@ -909,7 +929,8 @@ inline uint16_t tx_step(TxCtx& t, LcoreStats& st, uint64_t now) {
         t.pend_off = 0;
         t.pend_n = want;
     }
-    const uint16_t sent = rte_eth_tx_burst(t.port, 0, t.pending.data() + t.pend_off, t.pend_n);
+    const uint16_t sent =
+        rte_eth_tx_burst(t.port, t.queue, t.pending.data() + t.pend_off, t.pend_n);
     if (sent != 0) {
         uint64_t bytes = 0;
         for (uint16_t i = 0; i < sent; ++i) {
@@ -964,7 +985,7 @@ inline bool handle_arp(const RxCtx& r, rte_mbuf* m, LcoreStats& st) {
     std::memset(pad, 0, kArpFrame - sizeof(rte_ether_hdr) - sizeof(rte_arp_hdr));
     out->data_len = kArpFrame;
     out->pkt_len = kArpFrame;
-    if (rte_eth_tx_burst(r.port, 0, &out, 1) == 1) {
+    if (rte_eth_tx_burst(r.port, r.queue, &out, 1) == 1) {
         bump(st.arp_replies, 1);
     } else {
         rte_pktmbuf_free(out);
@@ -974,7 +995,7 @@ inline bool handle_arp(const RxCtx& r, rte_mbuf* m, LcoreStats& st) {
 
 inline uint16_t rx_step(const RxCtx& r, LcoreStats& st) {
     std::array<rte_mbuf*, kBurstSize> bufs;
-    const uint16_t n = rte_eth_rx_burst(r.port, 0, bufs.data(), kBurstSize);
+    const uint16_t n = rte_eth_rx_burst(r.port, r.queue, bufs.data(), kBurstSize);
     if (n == 0) {
         return 0;
     }
@@ -1073,11 +1094,15 @@ int worker_main(void* arg) {
 void main_loop(LcoreWork& w, Clock& c) {
     for (;;) {
         const uint64_t now = rte_rdtsc();
+        // The window's ends on stderr, so that a harness samples the forwarder's CPU time over
+        // the window alone (not its idle start-up, which a sleeping forwarder does not spend).
         if (now >= c.warm_end && !c.measuring) [[unlikely]] {
             take(c, c.s0, c.sched0, now);
             c.measuring = true;
+            std::fprintf(stderr, "kdp-pktgen: window start\n");
         } else if (now >= c.end) [[unlikely]] {
             take(c, c.s1, c.sched1, now);
+            std::fprintf(stderr, "kdp-pktgen: window end\n");
             break;
         }
         if (g_signalled.load(std::memory_order_relaxed)) [[unlikely]] {
@@ -1095,7 +1120,7 @@ void on_signal(int) {
 // ---------------------------------------------------------------------------------------------
 // Ports
 
-void setup_port(uint16_t port, rte_mempool* rx_pool) {
+void setup_port(uint16_t port, rte_mempool* rx_pool, uint16_t queues) {
     rte_eth_dev_info info;
     if (int rc = rte_eth_dev_info_get(port, &info); rc != 0) {
         die("port " + std::to_string(port) + ": dev_info_get: " + rte_strerror(-rc));
@@ -1105,7 +1130,12 @@ void setup_port(uint16_t port, rte_mempool* rx_pool) {
         // Safe: every mbuf sent on a queue comes from that lcore's TX pool with refcnt 1.
         conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
     }
-    if (int rc = rte_eth_dev_configure(port, 1, 1, &conf); rc != 0) {
+    if (queues > info.max_rx_queues || queues > info.max_tx_queues) {
+        die("port " + std::to_string(port) + ": --queues " + std::to_string(queues) +
+            " but the device has " + std::to_string(info.max_rx_queues) +
+            " (give the vdev queues=" + std::to_string(queues) + ")");
+    }
+    if (int rc = rte_eth_dev_configure(port, queues, queues, &conf); rc != 0) {
         die("port " + std::to_string(port) + ": configure: " + rte_strerror(-rc));
     }
     uint16_t nb_rxd = kRingSize;
@@ -1113,13 +1143,15 @@ void setup_port(uint16_t port, rte_mempool* rx_pool) {
     rte_eth_dev_adjust_nb_rx_tx_desc(port, &nb_rxd, &nb_txd);
     const int socket = rte_eth_dev_socket_id(port);
     const unsigned sock = socket < 0 ? 0 : static_cast<unsigned>(socket);
-    if (int rc = rte_eth_rx_queue_setup(port, 0, nb_rxd, sock, nullptr, rx_pool); rc != 0) {
-        die("port " + std::to_string(port) + ": rx queue: " + rte_strerror(-rc));
-    }
     rte_eth_txconf txconf = info.default_txconf;
     txconf.offloads = conf.txmode.offloads;
-    if (int rc = rte_eth_tx_queue_setup(port, 0, nb_txd, sock, &txconf); rc != 0) {
-        die("port " + std::to_string(port) + ": tx queue: " + rte_strerror(-rc));
+    for (uint16_t q = 0; q < queues; ++q) {
+        if (int rc = rte_eth_rx_queue_setup(port, q, nb_rxd, sock, nullptr, rx_pool); rc != 0) {
+            die("port " + std::to_string(port) + ": rx queue: " + rte_strerror(-rc));
+        }
+        if (int rc = rte_eth_tx_queue_setup(port, q, nb_txd, sock, &txconf); rc != 0) {
+            die("port " + std::to_string(port) + ": tx queue: " + rte_strerror(-rc));
+        }
     }
     if (int rc = rte_eth_dev_start(port); rc != 0) {
         die("port " + std::to_string(port) + ": start: " + rte_strerror(-rc));
@@ -1158,8 +1190,10 @@ void fill_payload(rte_mempool*, void*, void* obj, unsigned idx) {
     }
 }
 
-rte_mempool* make_pool(const std::string& name, bool fill) {
-    rte_mempool* mp = rte_pktmbuf_pool_create(name.c_str(), kPoolSize, kPoolCache, 0, kDataRoom,
+rte_mempool* make_pool(const std::string& name, bool fill, uint16_t queues) {
+    // Every queue's ring may hold kRingSize of them: the pool grows with the queues.
+    const unsigned n = (kPoolSize + 1) * queues - 1;
+    rte_mempool* mp = rte_pktmbuf_pool_create(name.c_str(), n, kPoolCache, 0, kDataRoom,
                                               static_cast<int>(rte_socket_id()));
     if (mp == nullptr) {
         die("mempool " + name + ": " + rte_strerror(rte_errno));
@@ -1323,10 +1357,10 @@ int run(int argc, char** argv) {
             ", have " + std::to_string(nports) + " (pass two --vdev net_virtio_user...)");
     }
 
-    rte_mempool* tx_pool = make_pool("pktgen_tx", true);
-    rte_mempool* rx_pool = make_pool("pktgen_rx", false);
-    setup_port(o.port_a, rx_pool);
-    setup_port(o.port_b, rx_pool);
+    rte_mempool* tx_pool = make_pool("pktgen_tx", true, o.queues);
+    rte_mempool* rx_pool = make_pool("pktgen_rx", false, o.queues);
+    setup_port(o.port_a, rx_pool, o.queues);
+    setup_port(o.port_b, rx_pool, o.queues);
     if (!wait_links({o.port_a, o.port_b}, o.link_timeout)) {
         die("links not up after " + std::to_string(o.link_timeout) +
             " s: is the forwarder listening on the vhost sockets?");
@@ -1349,20 +1383,27 @@ int run(int argc, char** argv) {
     c.warm_end = start + static_cast<uint64_t>(o.warmup * static_cast<double>(c.hz));
     c.end = c.warm_end + static_cast<uint64_t>(o.seconds * static_cast<double>(c.hz));
 
-    auto make_tx = [&](uint16_t port, const Template& t) {
+    // One TX context per queue, each with every o.queues-th flow (or syn tuple) from its own.
+    auto make_tx = [&](uint16_t port, uint16_t queue, const Template& t) {
         TxCtx x;
         x.port = port;
+        x.queue = queue;
+        x.flow_first = queue;
+        x.flow_i = queue;
+        x.flow_step = o.queues;
+        x.seq = queue;
         x.pool = tx_pool;
         x.tmpl = &t;
         x.pattern = o.size_pattern.data();
         x.pattern_len = static_cast<uint32_t>(o.size_pattern.size());
-        x.pkts_per_cycle = o.rate_mpps * 1e6 / static_cast<double>(c.hz);
+        x.pkts_per_cycle = o.rate_mpps / o.queues * 1e6 / static_cast<double>(c.hz);
         x.rate_start = start;
         return x;
     };
-    auto make_rx = [&](uint16_t port) {
+    auto make_rx = [&](uint16_t port, uint16_t queue) {
         RxCtx r;
         r.port = port;
+        r.queue = queue;
         r.arp = o.arp_reply_ip.has_value();
         r.arp_ip = o.arp_reply_ip.value_or(Ip4{});
         r.arp_mac = o.arp_reply_mac;
@@ -1386,13 +1427,17 @@ int run(int argc, char** argv) {
     LcoreWork rx_work;
     main_work.lcore = rte_get_main_lcore();
     main_work.role = split ? "tx" : "tx+rx";
-    main_work.tx.push_back(make_tx(o.port_a, tmpl_fwd));
-    if (o.bidir) {
-        main_work.tx.push_back(make_tx(o.port_b, tmpl_rev));
+    for (uint16_t q = 0; q < o.queues; ++q) {
+        main_work.tx.push_back(make_tx(o.port_a, q, tmpl_fwd));
+        if (o.bidir) {
+            main_work.tx.push_back(make_tx(o.port_b, q, tmpl_rev));
+        }
     }
     LcoreWork& rxw = split ? rx_work : main_work;
     for (uint16_t p : rx_ports) {
-        rxw.rx.push_back(make_rx(p));
+        for (uint16_t q = 0; q < o.queues; ++q) {
+            rxw.rx.push_back(make_rx(p, q));
+        }
     }
     c.all.push_back(&main_work);
     if (split) {
