@@ -411,12 +411,10 @@ void Cluster::walk(Walk& w) {
                     pod = b.pod.empty() ? out.dst.str() : b.pod;
                 }
             }
-            const std::string slot = tracing::maglev_slot(
-                *t, *fe, w.port == kUplink && fe->kind != table::FrontendKind::kClusterIp, in.src,
-                in.sport, in.dst, in.dport, in.proto, out.dst, out.dport);
             hop("service", fmt::format("{}: backend {} {}:{} ({}, {} endpoints)", svc->name, pod,
                                        out.dst.str(), out.dport,
-                                       slot.empty() ? "the client's recorded affinity" : slot,
+                                       tracing::maglev_slot(*t, *fe, in, w.port == kUplink, out.dst,
+                                                            out.dport),
                                        svc->backends.size()));
             w.service = svc;
         }

@@ -259,14 +259,13 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
                     }
                 }
                 out.backend_port = idp;
-                const std::string slot = tracing::maglev_slot(
-                    *t, *fe,
-                    in_port == node_.uplink_port && fe->kind != table::FrontendKind::kClusterIp,
-                    src, sport, dst, q.port, q.proto, idst, idp);
-                hop("service", fmt::format("{}: backend {} {}:{} ({}, {} endpoints)", svc->name,
-                                           out.backend.empty() ? "-" : out.backend, idst.str(), idp,
-                                           slot.empty() ? "the client's recorded affinity" : slot,
-                                           svc->backends.size()));
+                hop("service",
+                    fmt::format("{}: backend {} {}:{} ({}, {} endpoints)", svc->name,
+                                out.backend.empty() ? "-" : out.backend, idst.str(), idp,
+                                tracing::maglev_slot(*t, *fe,
+                                                     tracing::read_flow(frame, node_.vxlan_port_be),
+                                                     in_port == node_.uplink_port, idst, idp),
+                                svc->backends.size()));
             }
             if (isrc != src || isp != sport) {
                 hop("snat", fmt::format("source rewritten to {}:{}", isrc.str(), isp));

@@ -9,6 +9,7 @@
 
 #include "pkt/parse.h"
 #include "stage/policy.h"
+#include "stage/service.h"
 
 namespace kdp::api::tracing {
 
@@ -251,33 +252,27 @@ std::string policy_detail(const dataplane::NodeContext& n,
 
 std::string maglev_slot(const table::TableSet& t,
                         const table::Frontend& fe,
-                        bool external,
-                        Ip4 src,
-                        uint16_t sport,
-                        Ip4 dst,
-                        uint16_t dport,
-                        uint8_t proto,
+                        const Flow& in,
+                        bool on_uplink,
                         Ip4 backend,
                         uint16_t backend_port) {
     const table::Service& s = t.services[fe.service];
     const table::ServiceBlock& b = s.current();
-    const table::CtKey key{src.be, dst.be, to_be16(sport), to_be16(dport), proto, 0, 0};
-    const bool affinity = (s.flags & table::Service::kAffinity) != 0;
-    const uint64_t pick = affinity ? table::mix64(src.be) : key.hash();
-    const bool local = (s.flags & (external ? table::Service::kExternalLocal
-                                            : table::Service::kInternalLocal)) != 0;
-    const std::vector<uint16_t>& m = local ? b.local_maglev : b.maglev;
-    if (m.empty()) {
-        return "";
-    }
-    const uint64_t slot = pick % m.size();
-    const table::ServiceBackend& be = b.backends[m[slot] - 1u];
-    if (be.ip != backend || be.port_be != to_be16(backend_port)) {
-        return "";
+    const table::CtKey key{in.src.be, in.dst.be, to_be16(in.sport), to_be16(in.dport), in.proto,
+                           0,         0};
+    const bool from_outside = on_uplink && !in.vxlan;
+    const dataplane::stage::MaglevChoice mc = dataplane::stage::maglev_choice(
+        s, b, from_outside && fe.kind != table::FrontendKind::kClusterIp, on_uplink && in.vxlan,
+        in.src, key.hash());
+    const std::vector<uint16_t>& m = *mc.table;
+    const uint64_t slot = m.empty() ? 0 : mc.hash % m.size();
+    if (m.empty() || b.backends[m[slot] - 1u].ip != backend ||
+        b.backends[m[slot] - 1u].port_be != to_be16(backend_port)) {
+        return "the client's recorded affinity";
     }
     return fmt::format("Maglev slot {} of {}{}{}", slot, m.size(),
-                       local ? " over this node's endpoints" : "",
-                       affinity ? ", hashed on the client address (ClientIP affinity)" : "");
+                       mc.local_only ? " over this node's endpoints" : "",
+                       mc.affinity ? ", hashed on the client address (ClientIP affinity)" : "");
 }
 
 }  // namespace kdp::api::tracing

@@ -94,20 +94,14 @@ std::string policy_detail(const dataplane::NodeContext& n,
                           uint16_t port,
                           uint8_t proto);
 
-/// Which Maglev slot a new connection src:sport -> the Service port `fe` takes to reach
-/// backend:backend_port, as the service stage picks it (the flow hash, or the client address
-/// under ClientIP affinity, over the whole table or, under a Local traffic policy, this node's
-/// endpoints; `external`: a client from the uplink to a NodePort, external or LoadBalancer
-/// IP): "Maglev slot N of M", or "" when the table does not lead there (an affinity record
-/// chose it).
+/// How the service stage chose backend:backend_port for a new connection `in` (as it arrived:
+/// on the uplink or not, in VXLAN or not) to the Service port `fe`: "Maglev slot N of M" (over
+/// this node's endpoints, hashed on the client address, as maglev_choice says), or "the
+/// client's recorded affinity" when the slot does not lead there (an affinity record chose it).
 std::string maglev_slot(const table::TableSet& t,
                         const table::Frontend& fe,
-                        bool external,
-                        Ip4 src,
-                        uint16_t sport,
-                        Ip4 dst,
-                        uint16_t dport,
-                        uint8_t proto,
+                        const Flow& in,
+                        bool on_uplink,
                         Ip4 backend,
                         uint16_t backend_port);
 

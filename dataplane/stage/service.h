@@ -396,6 +396,31 @@ inline uint16_t affinity_pick(Worker& w,
     return fresh;
 }
 
+/// How a new connection to Service `s` is balanced: over this node's endpoints only when it
+/// came over the overlay (its node did not balance it) or a Local traffic policy says so
+/// (externalTrafficPolicy for `external` clients, internalTrafficPolicy for pods), all of them
+/// otherwise; Maglev over the flow hash, the same on every node, or with ClientIP affinity over
+/// the client address alone (every node agrees on a client's first pick), then as recorded.
+/// The service stage's choice; a trace asks it the same question.
+struct MaglevChoice {
+    const std::vector<uint16_t>* table;
+    bool local_only;
+    bool affinity;
+    uint64_t hash;  // table[hash % size] is the pick
+};
+inline MaglevChoice maglev_choice(const table::Service& s,
+                                  const table::ServiceBlock& b,
+                                  bool external,
+                                  bool overlay,
+                                  Ip4 client,
+                                  uint64_t flow_hash) noexcept {
+    const bool local_only = overlay || (external ? (s.flags & table::Service::kExternalLocal) != 0
+                                                 : (s.flags & table::Service::kInternalLocal) != 0);
+    const bool affinity = (s.flags & table::Service::kAffinity) != 0;
+    return MaglevChoice{local_only ? &b.local_maglev : &b.maglev, local_only, affinity,
+                        affinity ? table::mix64(client.be) : flow_hash};
+}
+
 /// Conntrack and Service NAT for a parsed IPv4 packet (TCP, UDP, SCTP). `services` says whether
 /// a new flow may be load-balanced here: for traffic from local pods (the client's node
 /// balances), from outside the cluster on the uplink, and for pod traffic decapsulated from
@@ -509,13 +534,11 @@ inline void conntrack_nat(Worker& w,
             return;
         }
     }
-    // Which endpoints may take it: only this node's for externalTrafficPolicy: Local (external
-    // clients) and internalTrafficPolicy: Local (pods), all of them otherwise.
     const bool overlay = !from_uplink && n.ports->port[p.in_port].kind == PortKind::kUplink;
-    const bool local_only = overlay || (external ? (s.flags & table::Service::kExternalLocal) != 0
-                                                 : (s.flags & table::Service::kInternalLocal) != 0);
-    const uint16_t* table = local_only ? b.local_maglev.data() : b.maglev.data();
-    const auto size = static_cast<uint32_t>(local_only ? b.local_maglev.size() : b.maglev.size());
+    const MaglevChoice mc = maglev_choice(s, b, external, overlay, p.tuple.src, h);
+    const bool local_only = mc.local_only;
+    const uint16_t* table = mc.table->data();
+    const auto size = static_cast<uint32_t>(mc.table->size());
     if (size == 0) [[unlikely]] {
         if (local_only && !b.maglev.empty()) {
             p.drop(DropReason::kNoLocalEndpoint);
@@ -526,12 +549,8 @@ inline void conntrack_nat(Worker& w,
         }
         return;
     }
-    // Maglev over the flow hash, the same on every node; with ClientIP affinity over the
-    // client address alone (every node agrees on a client's first pick), then as recorded.
-    const bool affinity = (s.flags & table::Service::kAffinity) != 0;
-    const uint64_t pick = affinity ? table::mix64(p.tuple.src.be) : h;
-    uint16_t slot = table[pick % size];
-    if (affinity) {
+    uint16_t slot = table[mc.hash % size];
+    if (mc.affinity) {
         slot = affinity_pick(w, s, b, local_only, p.tuple.src, slot, now_s);
     }
     const table::ServiceBackend& be = b.backends[slot - 1u];
