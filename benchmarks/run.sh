@@ -114,7 +114,8 @@ order = []
 for r in rows:
     key = (r["workload"], r["size"], r["system"], r.get("workers", 1))
     if key not in cells:
-        cells[key] = {"runs": [], "errors": [], "fwd_cpu": [], "per_cpu": [], "cpp": []}
+        cells[key] = {"runs": [], "errors": [], "fwd_cpu": [], "per_cpu": [], "cpp": [],
+                      "phases": []}
         order.append(key)
     if "result" in r:
         cells[key]["runs"].append(r["result"])
@@ -127,6 +128,13 @@ for r in rows:
         busy = r.get("fwd_stat_share")
         if busy is not None and r["result"]["rx_pps"] > 0:
             cells[key]["cpp"].append(busy * r["result"]["tsc_hz"] / r["result"]["rx_pps"])
+        # kdp: the workers' own TSC counters by loop phase, cycles per received packet over
+        # the window (workers weighted by their packets).
+        ws = [w for w in (r.get("worker_phases") or []) if w.get("rx_mpps", 0) > 0]
+        if ws:
+            tot = sum(w["rx_mpps"] for w in ws)
+            cells[key]["phases"].append({k: sum(w[k] * w["rx_mpps"] for w in ws) / tot
+                                         for k in ws[0] if k != "rx_mpps"})
     else:
         cells[key]["errors"].append(r["error"])
 
@@ -157,6 +165,9 @@ for key in order:
                                            else None),
             "cycles_per_packet_median": statistics.median(c["cpp"]) if c["cpp"] else None,
         })
+        if c["phases"]:
+            ent["phase_cycles_per_packet_median"] = {
+                k: statistics.median(p[k] for p in c["phases"]) for k in c["phases"][0]}
         if sysname == "testpmd":
             limit[(wl, size, nw)] = ent["rx_mpps_median"]
         if sysname == "ovs":
@@ -234,6 +245,19 @@ for e in summary:
     else:
         print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{e['workers']:>3}{'-':>8}  "
               f"not measured: {'; '.join(e['errors'])}")
+prof = [e for e in summary if e.get("phase_cycles_per_packet_median")]
+if prof:
+    names = list(prof[0]["phase_cycles_per_packet_median"])
+    print("\nwhere kdp's worker cycles go: cycles per received packet by loop phase, from the "
+          "workers' TSC counters\n(wall-clock cycles: time the worker lost its CPU counts; "
+          "cyc/pkt above is CPU time)")
+    hdr = f"{'workload':<9}{'size':>6}{'wk':>4}" + "".join(f"{n[:8]:>9}" for n in names)
+    print(hdr)
+    print("-" * len(hdr))
+    for e in prof:
+        ph = e["phase_cycles_per_packet_median"]
+        print(f"{e['workload']:<9}{e['size']:>6}{e['workers']:>4}" +
+              "".join(f"{ph.get(n, 0):>9.0f}" for n in names))
 print(f"\n{len(rows)} runs; median of runs per cell; JSON: {out}")
 EOF
 }
@@ -832,10 +856,17 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
     # used in it: sampled at the window's ends, which the generator marks on stderr. Not from
     # the forwarder's start: an idle kdp worker sleeps, testpmd spins, and the start-up would
     # count for one and not the other.
-    s0="0 0 0 0" s1="0 0 0 0" tid=""
+    s0="0 0 0 0" s1="0 0 0 0" tid="" phases_pid=""
     if wait_log "$gen_pid" "$TMP/$gtag.log" "window start"; then
         tid=$(fwd_thread "$FWD_PID" || true)  # OVS adds its PMDs with the ports: ask now
         [[ -n $tid ]] && s0=$(sched_sample "$FWD_PID" "$tid")
+        # kdp: where its workers' cycles go over the window, from the loop's own counters.
+        if [[ $sys == kdp ]]; then
+            "$KDPCTL" --dataplane "$TMP/$tag-api.sock" stats -o json \
+                --interval-ms $((SECS * 1000 - 200)) >"$TMP/$tag-phases.json" \
+                2>>"$TMP/$tag.log" &
+            phases_pid=$!
+        fi
         if wait_log "$gen_pid" "$TMP/$gtag.log" "window end" && [[ -n $tid ]]; then
             s1=$(sched_sample "$FWD_PID" "$tid")
         fi
@@ -847,7 +878,15 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
     line=$(cat "$TMP/$gtag.out")
     # kdp: what each worker received over the whole run, so that a row with several workers
     # shows they all took part (the generator's queues reach them all).
-    local worker_rx=null
+    local worker_rx=null phases=null
+    if [[ -n $phases_pid ]]; then
+        wait "$phases_pid" 2>/dev/null &&
+            phases=$(python3 -c 'import json, sys
+print(json.dumps([{"rx_mpps": w["rx_mpps"], **w["cycles_per_packet"]}
+                  for w in json.load(sys.stdin)["workers"] if "cycles_per_packet" in w]))' \
+                <"$TMP/$tag-phases.json" 2>>"$TMP/$tag.log") || phases=null
+        phases_pid=""
+    fi
     if [[ $sys == kdp ]]; then
         worker_rx=$("$KDPCTL" --dataplane "$TMP/$tag-api.sock" stats -o json --interval-ms 1 \
             2>>"$TMP/$tag.log" | python3 -c 'import json, sys
@@ -876,8 +915,8 @@ print(json.dumps([w["rx_packets"] for w in json.load(sys.stdin)["workers"]]))' 2
         save_logs "$tag" "$gtag"
     else
         stop_forwarder "$sys" "$tag"
-        printf '{"system":"%s","workload":"%s","size":"%s","workers":%s,"worker_rx_packets":%s,"run":%s,"load1_before":%s,"fwd_cpu_share":%s,"fwd_wait_share":%s,"fwd_stat_share":%s,"result":%s}\n' \
-            "$sys" "$wl" "$size" "$NW" "${worker_rx:-null}" "$run" "$load" "$fwd_cpu" "$fwd_wait" "$fwd_stat" "$line" >>"$RAW"
+        printf '{"system":"%s","workload":"%s","size":"%s","workers":%s,"worker_rx_packets":%s,"worker_phases":%s,"run":%s,"load1_before":%s,"fwd_cpu_share":%s,"fwd_wait_share":%s,"fwd_stat_share":%s,"result":%s}\n' \
+            "$sys" "$wl" "$size" "$NW" "${worker_rx:-null}" "${phases:-null}" "$run" "$load" "$fwd_cpu" "$fwd_wait" "$fwd_stat" "$line" >>"$RAW"
         echo "  $sys $wl/$size run $run: $(sed -E 's/.*"rx_mpps":([0-9.]+).*"loss":([0-9.-]+).*/\1 Mpps, loss \2/' <<<"$line"), forwarder on CPU $fwd_cpu of the time" >&2
         [[ $KEEP_LOGS -eq 1 ]] && save_logs "$tag" "$gtag"
     fi

@@ -230,6 +230,7 @@ Bench& cached(uint32_t services, int policies, uint64_t flows, uint32_t conntrac
 // The measured rounds, until Google Benchmark has enough; any packet lost ends the case.
 void measure(benchmark::State& state, Bench& b) {
     uint64_t cycles = 0, packets = 0, at = 0;
+    const Phases before = phases(b.h.worker());
     for (auto _ : state) {
         const uint64_t t0 = cpu_cycles();
         const size_t n = b.round(at);
@@ -242,7 +243,7 @@ void measure(benchmark::State& state, Bench& b) {
         packets += n;
         at += kBursts * 32;
     }
-    report(state, cycles, packets);
+    report(state, cycles, packets, before, phases(b.h.worker()));
 }
 
 // Packets of tracked connections: every flow's first packet went through, then rounds replay.

@@ -183,6 +183,7 @@ void BM_PolicyEstablished(benchmark::State& state) {
         return;
     }
     uint64_t cycles = 0, packets = 0, at = 0;
+    const Phases before = phases(b.h.worker());
     for (auto _ : state) {
         const uint64_t t0 = cpu_cycles();
         const size_t n = b.round(at, 2);
@@ -194,7 +195,7 @@ void BM_PolicyEstablished(benchmark::State& state) {
         packets += n;
         at += 32;
     }
-    report(state, cycles, packets);
+    report(state, cycles, packets, before, phases(b.h.worker()));
     state.counters["isolated_pods"] = static_cast<double>(b.spec.policy.pods.size());
 }
 
@@ -204,6 +205,7 @@ void BM_PolicyFirstPacket(benchmark::State& state) {
     Bench b(policies, kFlows, kFlows + kFlows / 4);
     uint64_t cycles = 0, packets = 0, at = 0, now = 1;
     const uint64_t per_pod = kFlows / kClientPods;
+    const Phases before = phases(b.h.worker());
     for (auto _ : state) {
         if (at + 32 > per_pod) {
             state.PauseTiming();
@@ -222,7 +224,7 @@ void BM_PolicyFirstPacket(benchmark::State& state) {
         packets += n;
         at += 32;
     }
-    report(state, cycles, packets);
+    report(state, cycles, packets, before, phases(b.h.worker()));
 }
 
 // One policy's port changes; the node's new policy is compiled, then applied as an update

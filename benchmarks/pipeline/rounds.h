@@ -44,6 +44,34 @@ inline void report(benchmark::State& state, uint64_t cycles, uint64_t packets) {
     state.SetItemsProcessed(static_cast<int64_t>(packets));
 }
 
+/// The worker's phase counters (core/phase.h), to report where a case's cycles went.
+struct Phases {
+    uint64_t cycles[dataplane::kPhaseCount] = {};
+};
+inline Phases phases(const dataplane::Worker& w) {
+    Phases p;
+    for (size_t i = 0; i < dataplane::kPhaseCount; ++i) {
+        p.cycles[i] = w.counters.phase_cycles[i].load(std::memory_order_relaxed);
+    }
+    return p;
+}
+
+/// As report, plus the pipeline's phases per packet (parse, classify, stages, dispatch: the
+/// worker's own code; the harness's ring rx/tx and frame building are in cycles/pkt only).
+inline void report(benchmark::State& state,
+                   uint64_t cycles,
+                   uint64_t packets,
+                   const Phases& before,
+                   const Phases& after) {
+    report(state, cycles, packets);
+    using dataplane::Phase;
+    for (const Phase ph : {Phase::kParse, Phase::kClassify, Phase::kStages, Phase::kDispatch}) {
+        const auto i = static_cast<size_t>(ph);
+        state.counters[std::string(dataplane::kPhaseNames[i])] =
+            packets ? static_cast<double>(after.cycles[i] - before.cycles[i]) / packets : 0;
+    }
+}
+
 /// Moves `now` past every conntrack timeout and expires every entry, so that the next packets
 /// open connections again.
 inline void expire_all(NodeHarness& h, uint64_t& now) {

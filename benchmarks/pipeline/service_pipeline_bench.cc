@@ -135,6 +135,7 @@ void BM_ServiceEstablished(benchmark::State& state) {
         return;
     }
     uint64_t cycles = 0, packets = 0, at = 0;
+    const Phases before = phases(b.h.worker());
     for (auto _ : state) {
         const uint64_t t0 = cpu_cycles();
         const size_t n = b.round(at, 2);
@@ -146,7 +147,7 @@ void BM_ServiceEstablished(benchmark::State& state) {
         packets += n;
         at += 32;
     }
-    report(state, cycles, packets);
+    report(state, cycles, packets, before, phases(b.h.worker()));
 }
 
 // New connections: every packet is the first of its connection. The table is emptied (off
@@ -157,6 +158,7 @@ void BM_ServiceNewConnections(benchmark::State& state) {
     Bench b(services, kFlows, kFlows + kFlows / 4);
     uint64_t cycles = 0, packets = 0, at = 0, now = 1;
     const uint64_t per_pod = kFlows / kClientPods;
+    const Phases before = phases(b.h.worker());
     for (auto _ : state) {
         if (at + 32 > per_pod) {
             state.PauseTiming();
@@ -175,13 +177,14 @@ void BM_ServiceNewConnections(benchmark::State& state) {
         packets += n;
         at += 32;
     }
-    report(state, cycles, packets);
+    report(state, cycles, packets, before, phases(b.h.worker()));
 }
 
 // The same rounds to remote pods without a Service: parse, route, encap.
 void BM_PodForward(benchmark::State& state) {
     Bench b(1, 4096, 4096, /*to_services=*/false);
     uint64_t cycles = 0, packets = 0, at = 0;
+    const Phases before = phases(b.h.worker());
     for (auto _ : state) {
         const uint64_t t0 = cpu_cycles();
         const size_t n = b.round(at, 1);
@@ -189,7 +192,7 @@ void BM_PodForward(benchmark::State& state) {
         packets += n;
         at += 32;
     }
-    report(state, cycles, packets);
+    report(state, cycles, packets, before, phases(b.h.worker()));
 }
 
 }  // namespace

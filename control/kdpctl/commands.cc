@@ -3,6 +3,8 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <limits>
@@ -51,7 +53,8 @@ commands:
   port remove NS/POD             take a pod port out of service and destroy it
   info                           the dataplane's node, config and table generation
   events [--count N]             stream table events (first: the tables in force)
-  stats [--interval-ms N]        per port and per worker counters, drops, Mpps, busy %
+  stats [--interval-ms N]        per port and per worker counters, drops, Mpps, busy %,
+                                 cycles per packet by phase of the worker loop
                                  (rates over a sample of N ms, default 1000)
   apply -f FILE... [--node NAME] compile manifests for NAME (default: the dataplane's own
                                  node) and replace the dataplane's tables with the result
@@ -588,6 +591,38 @@ int stats(DataplaneClient& client, const Args& a, std::ostream& out) {
                                             {"TX-MPPS", "tx_mpps"},
                                             {"BUSY%", "busy_pct"},
                                             {"DROPS", "drops"}});
+    // Where a worker's cycles go, per packet it received (the loop's own TSC counters).
+    // Columns in loop order, as the dataplane lists its phases (JSON objects sort their keys).
+    std::vector<Column> columns{{"WORKER", "worker"}};
+    if (second.workers_size() != 0) {
+        std::vector<std::string> names;
+        for (const auto& ph : second.workers(0).phases()) {
+            names.push_back(ph.phase());
+        }
+        names.push_back("total");
+        for (const std::string& name : names) {
+            std::string header = name;
+            std::transform(header.begin(), header.end(), header.begin(),
+                           [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+            columns.push_back({header, name});
+        }
+    }
+    json phases = json::array();
+    for (const auto& w : report["workers"]) {
+        const auto per = w.find("cycles_per_packet");
+        if (per == w.end()) {
+            continue;
+        }
+        json row{{"worker", w["worker"]}};
+        for (const auto& [phase, v] : per->items()) {
+            row[phase] = static_cast<int64_t>(std::llround(v.get<double>()));
+        }
+        phases.push_back(std::move(row));
+    }
+    if (!phases.empty()) {
+        out << "\ncycles per received packet, by phase of the worker loop:\n";
+        out << render_table(phases, columns);
+    }
     return 0;
 }
 
@@ -1174,6 +1209,29 @@ json stats_report(const v1::Stats& a, const v1::Stats& b, double wall_seconds) {
             total = w.total_cycles();
         }
         j["busy_pct"] = total == 0 ? 0.0 : 100.0 * static_cast<double>(busy) / total;
+        // Cycles per received packet by phase, over the interval (since start if no packet
+        // arrived in it); phases a dataplane does not report are left out.
+        uint64_t packets = w.counters().rx_packets() - before.counters().rx_packets();
+        bool since_start = packets == 0 || w.phases_size() != before.phases_size();
+        if (since_start) {
+            packets = w.counters().rx_packets();
+        }
+        if (packets != 0 && w.phases_size() != 0) {
+            json per = json::object();
+            double sum = 0;
+            for (int i = 0; i < w.phases_size(); ++i) {
+                uint64_t c = w.phases(i).cycles();
+                if (!since_start && before.phases(i).phase() == w.phases(i).phase() &&
+                    c >= before.phases(i).cycles()) {
+                    c -= before.phases(i).cycles();
+                }
+                const double v = static_cast<double>(c) / static_cast<double>(packets);
+                per[w.phases(i).phase()] = std::round(v * 10) / 10;
+                sum += v;
+            }
+            per["total"] = std::round(sum * 10) / 10;
+            j["cycles_per_packet"] = std::move(per);
+        }
         workers.push_back(std::move(j));
     }
     return json{{"interval_s", seconds}, {"ports", ports}, {"workers", workers}};

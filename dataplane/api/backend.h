@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/drop_reason.h"
+#include "core/phase.h"
 #include "table/table_spec.h"
 
 namespace kdp::api {
@@ -71,6 +72,7 @@ struct WorkerStats {
     uint64_t busy_cycles = 0;   // TSC cycles spent in iterations that received packets
     uint64_t total_cycles = 0;  // TSC cycles since the worker started
     uint64_t tsc_hz = 0;
+    uint64_t phase_cycles[dataplane::kPhaseCount] = {};  // busy cycles by dataplane::Phase
 };
 
 struct PortStats {

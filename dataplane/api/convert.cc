@@ -563,6 +563,11 @@ void stats_to_proto(const StatsSnapshot& in, v1::Stats* out) {
         pw->set_busy_cycles(w.busy_cycles);
         pw->set_total_cycles(w.total_cycles);
         pw->set_tsc_hz(w.tsc_hz);
+        for (size_t i = 0; i < dataplane::kPhaseCount; ++i) {
+            auto* ph = pw->add_phases();
+            ph->set_phase(std::string(dataplane::kPhaseNames[i]));
+            ph->set_cycles(w.phase_cycles[i]);
+        }
     }
     for (const auto& p : in.ports) {
         auto* pp = out->add_ports();

@@ -654,6 +654,9 @@ StatsSnapshot TableManager::stats() const {
         }
         ws.busy_cycles = w->counters.busy_cycles.load(r);
         ws.total_cycles = w->counters.total_cycles.load(r);
+        for (size_t i = 0; i < dataplane::kPhaseCount; ++i) {
+            ws.phase_cycles[i] = w->counters.phase_cycles[i].load(r);
+        }
         ws.tsc_hz = rte_get_tsc_hz();
         s.workers.push_back(ws);
     }

@@ -9,6 +9,7 @@
 #include <rte_build_config.h>
 
 #include "core/drop_reason.h"
+#include "core/phase.h"
 
 namespace kdp::dataplane {
 
@@ -31,6 +32,7 @@ struct WorkerCounters {
     alignas(64) Counter busy_cycles{0};  // TSC cycles of iterations that received packets
     Counter total_cycles{0};
     Counter loops{0};
+    Counter phase_cycles[kPhaseCount] = {};  // TSC cycles by Phase, busy iterations only
 };
 
 }  // namespace kdp::dataplane

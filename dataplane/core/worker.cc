@@ -126,6 +126,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
     }
     bump(rxc.rx_packets, b.count);
     bump(rxc.rx_bytes, rx_bytes);
+    w.lap(Phase::kParse);
 
     // Stages: the burst comes from one port, so the port kind picks the path once per burst.
     // Every TCP/UDP/SCTP packet looks its connection up: the bucket loads of the whole burst
@@ -149,6 +150,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
             }
             prefetch_ct(p);
         }
+        w.lap(Phase::kClassify);
         for (uint16_t i = 0; i < b.count; ++i) {
             PacketMeta& p = b.meta[i];
             if (!p.pending()) {
@@ -166,6 +168,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
         for (uint16_t i = 0; i < b.count; ++i) {
             prefetch_ct(b.meta[i]);
         }
+        w.lap(Phase::kClassify);
         for (uint16_t i = 0; i < b.count; ++i) {
             PacketMeta& p = b.meta[i];
             if (!p.pending()) {
@@ -178,6 +181,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
             }
         }
     }
+    w.lap(Phase::kStages);
 
     // Dispatch once: TX buffers for the forwarded, one bulk free for the rest.
     rte_mbuf* to_free[kBurstSize];
@@ -185,9 +189,16 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
     for (uint16_t i = 0; i < b.count; ++i) {
         PacketMeta& p = b.meta[i];
         switch (p.action) {
-            case Action::kTx:
-                stage::tx_enqueue(w, p.out_port, b.pkts[i]);
+            case Action::kTx: {
+                TxBuffer& tb = w.tx[p.out_port];
+                tb.pkts[tb.count++] = b.pkts[i];
+                if (tb.count == kBurstSize) {  // as tx_enqueue, the transmit counted as such
+                    w.lap(Phase::kDispatch);
+                    flush_port(w, p.out_port);
+                    w.lap(Phase::kTx);
+                }
                 break;
+            }
             case Action::kHeld:
                 break;
             case Action::kPending:
@@ -204,6 +215,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
     if (nb_free != 0) {
         rte_pktmbuf_free_bulk(to_free, nb_free);
     }
+    w.lap(Phase::kDispatch);
 }
 
 void service_held(Worker& w, uint64_t now) {
@@ -289,6 +301,7 @@ int worker_main(void* arg) {
     uint32_t sleep_us = w.idle.sleep_us;
     while (!w.stop->load(std::memory_order_relaxed)) {
         const uint64_t t0 = rte_rdtsc();
+        w.lap_tsc = t0;
         const table::TableSet* t = n.tables->current.load(std::memory_order_acquire);
         uint32_t got = 0;
         const std::vector<RxQueue>* live = w.live_rxqs.load(std::memory_order_acquire);
@@ -298,6 +311,7 @@ int worker_main(void* arg) {
                 continue;
             }
             got += nb;
+            w.lap(Phase::kRx);  // an empty poll before this one counts here too
             w.burst.count = nb;
             process_burst(w, t, rq.port, w.burst, t0);
         }
@@ -305,12 +319,17 @@ int worker_main(void* arg) {
             service_held(w, t0);
         }
         flush_tx(w);
+        if (got != 0) {
+            w.lap(Phase::kTx);
+        }
         conntrack_tick(w, t, t0);
         rte_rcu_qsbr_quiescent(w.qsbr, w.index);
         const uint64_t t1 = rte_rdtsc();
         bump(w.counters.loops);
         w.counters.total_cycles.store(t1 - start, std::memory_order_relaxed);
         if (got != 0) {
+            bump(w.counters.phase_cycles[static_cast<size_t>(Phase::kHousekeeping)],
+                 t1 - w.lap_tsc);
             bump(w.counters.busy_cycles, t1 - t0);
             idle_polls = 0;
             sleep_us = w.idle.sleep_us;

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include <rte_cycles.h>
 #include <rte_rcu_qsbr.h>
 
 #include "core/burst.h"
@@ -71,8 +72,18 @@ struct Worker {
     // are due but not yet scanned (fractions carried over).
     uint64_t ct_scan_tsc = 0;
     double ct_scan_due = 0;
+    /// When the current phase began (lap). The loop sets it at the start of an iteration; a
+    /// caller of process_burst that wants its phases measured sets it just before.
+    uint64_t lap_tsc = 0;
 
     PortCounters& port_counters(uint16_t port) noexcept { return counters.port[port]; }
+
+    /// Ends phase `ph` now: its cycles since the last lap are counted and the next one starts.
+    void lap(Phase ph) noexcept {
+        const uint64_t now = rte_rdtsc();
+        bump(counters.phase_cycles[static_cast<size_t>(ph)], now - lap_tsc);
+        lap_tsc = now;
+    }
 };
 
 /// rte_eal_remote_launch entry point; `arg` is a Worker*. Returns 0 when *stop is set.

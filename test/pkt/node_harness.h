@@ -259,10 +259,12 @@ public:
     void run_as(uint32_t index, uint64_t now) {
         dataplane::Worker& w = index == 0 ? worker_ : *others_.at(index - 1);
         const table::TableSet* t = ref_.current.load(std::memory_order_acquire);
+        w.lap_tsc = rte_rdtsc();  // phases counted as the loop counts them
         for (auto& [name, pid] : port_ids_) {
             dataplane::Burst& b = w.burst;
             const uint16_t n = rte_eth_rx_burst(pid, 0, b.pkts, dataplane::kBurstSize);
             if (n != 0) {
+                w.lap(dataplane::Phase::kRx);
                 b.count = n;
                 dataplane::process_burst(w, t, pid, b, now);
             }
@@ -271,6 +273,7 @@ public:
             dataplane::service_held(w, now);
         }
         dataplane::flush_tx(w);
+        w.lap(dataplane::Phase::kTx);
     }
 
     /// Runs the conntrack expiry scan over the whole table at time `now`.

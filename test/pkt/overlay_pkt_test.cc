@@ -204,6 +204,37 @@ TEST_F(Overlay, DecapsulatesToTheLocalPod) {
     EXPECT_TRUE(std::equal(inner.begin() + 12, inner.end(), f.begin() + 14 + 12));
 }
 
+// The loop's own profile (kdpctl stats): every phase a received burst goes through is
+// counted, and together they are no more than the time the bursts took.
+TEST_F(Overlay, WorkerCountsTheCyclesOfEachPhase) {
+    using dataplane::Phase;
+    h.inject("default/a", ether(P().gateway_mac, kPodA, 0x0806, arp(1, kPodA, kIpA, Mac{}, kIpB)));
+    h.collect("default/a");
+    const dataplane::WorkerCounters& c = h.worker().counters;
+    const auto cycles = [&](Phase ph) {
+        return c.phase_cycles[static_cast<size_t>(ph)].load(std::memory_order_relaxed);
+    };
+    uint64_t before[dataplane::kPhaseCount];
+    for (size_t i = 0; i < dataplane::kPhaseCount; ++i) {
+        before[i] = c.phase_cycles[i].load();
+    }
+    const std::vector<Bytes> frames(32, vxlan_in(ipv4(kRemotePod, kIpA, {17, 5555, 53}, 64)));
+    const uint64_t t0 = rte_rdtsc();
+    h.inject("uplink", frames);
+    const uint64_t elapsed = rte_rdtsc() - t0;
+    ASSERT_EQ(h.collect("default/a").size(), 32u) << h.drop_summary("uplink");
+    uint64_t sum = 0;
+    for (const Phase ph : {Phase::kRx, Phase::kParse, Phase::kClassify, Phase::kStages,
+                           Phase::kDispatch, Phase::kTx}) {
+        const uint64_t d = cycles(ph) - before[static_cast<size_t>(ph)];
+        EXPECT_GT(d, 0u) << dataplane::kPhaseNames[static_cast<size_t>(ph)];
+        sum += d;
+    }
+    EXPECT_LE(sum, elapsed);
+    // The loop's housekeeping is not part of a harness iteration.
+    EXPECT_EQ(cycles(Phase::kHousekeeping), before[static_cast<size_t>(Phase::kHousekeeping)]);
+}
+
 TEST_F(Overlay, DecapRefusesWhatIsNotOurs) {
     const Bytes inner = ipv4(kRemotePod, kIpA, {}, 10);
     struct Case {

@@ -358,6 +358,40 @@ TEST(Kdpctl, StatsReportComputesMppsAndBusyOverTheSample) {
     EXPECT_DOUBLE_EQ(r["workers"][0]["busy_pct"].get<double>(), 30.0);
 }
 
+TEST(Kdpctl, StatsReportGivesCyclesPerPacketByPhaseOverTheSample) {
+    v1::Stats a, b;
+    a.set_taken_unix_ns(1'000'000'000);
+    b.set_taken_unix_ns(2'000'000'000);
+    auto* wa = a.add_workers();
+    wa->mutable_counters()->set_rx_packets(1'000);
+    auto* wb = b.add_workers();
+    wb->mutable_counters()->set_rx_packets(3'000);
+    const std::pair<const char*, std::pair<uint64_t, uint64_t>> phases[] = {
+        {"rx", {10'000, 110'000}}, {"stages", {50'000, 650'000}}, {"tx", {0, 90'000}}};
+    for (const auto& [name, cycles] : phases) {
+        auto* pa = wa->add_phases();
+        pa->set_phase(name);
+        pa->set_cycles(cycles.first);
+        auto* pb = wb->add_phases();
+        pb->set_phase(name);
+        pb->set_cycles(cycles.second);
+    }
+    const auto r = stats_report(a, b, 1.0);
+    const auto& per = r["workers"][0]["cycles_per_packet"];
+    EXPECT_DOUBLE_EQ(per["rx"].get<double>(), 50.0);  // 100,000 cycles over 2,000 packets
+    EXPECT_DOUBLE_EQ(per["stages"].get<double>(), 300.0);
+    EXPECT_DOUBLE_EQ(per["tx"].get<double>(), 45.0);
+    EXPECT_DOUBLE_EQ(per["total"].get<double>(), 395.0);
+
+    // No packet in the sample: the figures since the worker started.
+    const auto idle = stats_report(b, b, 1.0);
+    EXPECT_DOUBLE_EQ(idle["workers"][0]["cycles_per_packet"]["stages"].get<double>(), 216.7);
+    // A worker that has received nothing has no figures.
+    v1::Stats fresh;
+    fresh.add_workers()->add_phases()->set_phase("rx");
+    EXPECT_FALSE(stats_report(fresh, fresh, 1.0)["workers"][0].contains("cycles_per_packet"));
+}
+
 TEST(Kdpctl, YamlQuotesStringsThatWouldReadBackAsOtherTypes) {
     EXPECT_EQ(render_yaml(Json{{"a", "true"}, {"b", "12"}, {"c", "x"}, {"d", 3}}),
               "a: \"true\"\nb: \"12\"\nc: x\nd: 3\n");
