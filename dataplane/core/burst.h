@@ -70,6 +70,11 @@ struct alignas(64) PacketMeta {
     uint32_t aux = 0;  // stage scratch: route index, neighbour slot
     Action action = Action::kPending;
     DropReason reason = DropReason::kNone;
+    // Conntrack, from the burst's first passes (TCP, UDP, SCTP): the hash of the tuple's key
+    // (0: not computed) and the bucket slot whose signature matched it (Conntrack::probe; a
+    // hint, confirmed against the entry's key before it is used).
+    uint64_t ct_hash = 0;
+    uint64_t ct_hint = 0;
 
     bool pending() const noexcept { return action == Action::kPending; }
     void drop(DropReason r) noexcept {

@@ -132,11 +132,29 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
     // Every TCP/UDP/SCTP packet looks its connection up: the bucket loads of the whole burst
     // are started first (on the uplink once the overlay is stripped: the inner flow is the
     // key), so that their cache misses overlap instead of queueing one by one.
-    const auto prefetch_ct = [&](const PacketMeta& p) {
-        if (p.pending() && (p.flags & pkt_flag::kL4) != 0) {
-            n.conntrack->prefetch(table::CtKey{p.tuple.src.be, p.tuple.dst.be, p.tuple.sport,
-                                               p.tuple.dport, p.tuple.proto, 0, 0}
-                                      .hash());
+    // The hash is kept for the stages (stage::ct_key makes the same key for these protocols),
+    // and once the buckets are warm a second pass finds each packet's slot and starts the load
+    // of its entry.
+    const table::Conntrack& ct = *n.conntrack;
+    const auto prefetch_ct = [&](PacketMeta& p) {
+        if (p.pending() && (p.flags & pkt_flag::kL4) != 0 && p.tuple.proto != pkt::kProtoIcmp) {
+            p.ct_hash = table::CtKey{p.tuple.src.be,
+                                     p.tuple.dst.be,
+                                     p.tuple.sport,
+                                     p.tuple.dport,
+                                     p.tuple.proto,
+                                     0,
+                                     0}
+                            .hash();
+            ct.prefetch(p.ct_hash);
+        }
+    };
+    const auto probe_ct = [&]() {
+        for (uint16_t i = 0; i < b.count; ++i) {
+            PacketMeta& p = b.meta[i];
+            if (p.ct_hash != 0 && p.pending()) {
+                p.ct_hint = ct.probe(p.ct_hash);
+            }
         }
     };
     if (kind == PortKind::kUplink) {
@@ -150,6 +168,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
             }
             prefetch_ct(p);
         }
+        probe_ct();
         w.lap(Phase::kClassify);
         for (uint16_t i = 0; i < b.count; ++i) {
             PacketMeta& p = b.meta[i];
@@ -168,6 +187,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
         for (uint16_t i = 0; i < b.count; ++i) {
             prefetch_ct(b.meta[i]);
         }
+        probe_ct();
         w.lap(Phase::kClassify);
         for (uint16_t i = 0; i < b.count; ++i) {
             PacketMeta& p = b.meta[i];

@@ -461,8 +461,13 @@ inline void conntrack_nat(Worker& w,
     }
     table::Conntrack& ct = *n.conntrack;
     const table::CtKey key = ct_key(p.tuple, p.icmp_type);
-    const uint64_t h = key.hash();
-    const table::CtHit hit = ct.lookup(key, h);
+    // The burst's passes hashed and probed TCP, UDP and SCTP packets; the probe's slot is a
+    // hint (a connection inserted since, or a signature shared, needs the lookup).
+    const uint64_t h = p.ct_hash != 0 ? p.ct_hash : key.hash();
+    table::CtHit hit = ct.confirm(key, p.ct_hint);
+    if (hit.index == table::kCtNone) {
+        hit = ct.lookup(key, h);
+    }
     if (hit.index != table::kCtNone) {
         table::CtEntry& e = ct.entry(hit.index);
         DropReason why;

@@ -56,6 +56,21 @@ void Conntrack::prefetch_slots(uint32_t idx) const noexcept {
     }
 }
 
+uint64_t Conntrack::probe(uint64_t hash) const noexcept {
+    const uint64_t sig = (hash >> 48) << 48;
+    for (const uint32_t b : {bucket1(hash), bucket2(hash)}) {
+        const Bucket& bk = buckets_[b];
+        for (uint32_t i = 0; i < kSlots; ++i) {
+            const uint64_t v = bk.slot[i].load(std::memory_order_acquire);
+            if (v != 0 && (v & 0xffff000000000000ull) == sig) {
+                rte_prefetch0(&entries_[static_cast<uint32_t>(v & 0xffffffffu) - 1]);
+                return v;
+            }
+        }
+    }
+    return 0;
+}
+
 CtHit Conntrack::lookup(const CtKey& key, uint64_t hash) const noexcept {
     const uint64_t sig = (hash >> 48) << 48;
     for (const uint32_t b : {bucket1(hash), bucket2(hash)}) {
@@ -65,11 +80,9 @@ CtHit Conntrack::lookup(const CtKey& key, uint64_t hash) const noexcept {
             if (v == 0 || (v & 0xffff000000000000ull) != sig) {
                 continue;
             }
-            const uint32_t idx = static_cast<uint32_t>(v & 0xffffffffu) - 1;
-            const auto dir = static_cast<CtDir>((v >> 32) & 1);
-            const CtEntry& e = entries_[idx];
-            if ((dir == CtDir::kOrig ? e.orig : e.reply) == key) {
-                return CtHit{idx, dir};
+            const CtHit hit = confirm(key, v);
+            if (hit.index != kCtNone) {
+                return hit;
             }
         }
     }

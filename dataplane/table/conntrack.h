@@ -123,6 +123,24 @@ public:
     CtHit lookup(const CtKey& key) const noexcept { return lookup(key, key.hash()); }
     /// Warms both candidate buckets of `hash` (pass 1 of a burst).
     void prefetch(uint64_t hash) const noexcept;
+    /// Pass 2 of a burst, once the buckets are warm: the first slot of `hash`'s buckets whose
+    /// signature matches (0: none), its entry's load started. Pass 3 confirms it, so that the
+    /// entry's cache miss of every packet of the burst overlaps and the buckets are scanned once.
+    uint64_t probe(uint64_t hash) const noexcept;
+    /// The hit `hint` (from probe) stands for if its entry has `key` in that direction, else
+    /// index kCtNone (another slot may still hold it: lookup). Any thread; lock-free.
+    CtHit confirm(const CtKey& key, uint64_t hint) const noexcept {
+        if (hint == 0) {
+            return CtHit{kCtNone, CtDir::kOrig};
+        }
+        const uint32_t idx = static_cast<uint32_t>(hint & 0xffffffffu) - 1;
+        const auto dir = static_cast<CtDir>((hint >> 32) & 1);
+        const CtEntry& e = entries_[idx];
+        if ((dir == CtDir::kOrig ? e.orig : e.reply) == key) {
+            return CtHit{idx, dir};
+        }
+        return CtHit{kCtNone, CtDir::kOrig};
+    }
     /// Warms the buckets of both keys of entry `idx` (before removing it).
     void prefetch_slots(uint32_t idx) const noexcept;
 

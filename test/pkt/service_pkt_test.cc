@@ -86,6 +86,34 @@ TEST_F(Services, DnatToALocalBackendAndUnDnatTheReply) {
               table::CtState::kEstablished);
 }
 
+// A burst's conntrack passes run before its stages: a connection opened by one packet of a
+// burst is still found by the next packets of that burst (no stale miss from the probe pass).
+TEST_F(Services, ConnectionsOpenedInABurstAreFoundByItsLaterPackets) {
+    apply(spec(1, {backend(kB, "default/b"), backend(kC, "default/c")}));
+    std::vector<Bytes> burst;
+    for (int i = 0; i < 8; ++i) {
+        burst.push_back(client(41000));  // one connection, eight packets, one burst
+    }
+    for (int i = 0; i < 8; ++i) {
+        burst.push_back(client(static_cast<uint16_t>(42000 + i)));  // eight more connections
+    }
+    h.inject("default/a", burst);
+    const auto b = h.collect("default/b");
+    const auto c = h.collect("default/c");
+    ASSERT_EQ(b.size() + c.size(), 16u) << h.drop_summary("default/a");
+    EXPECT_EQ(h.conntrack().size(), 9u) << "one entry per connection";
+    size_t first = 0;  // the packets of port 41000 all went to one backend
+    for (const auto* out : {&b, &c}) {
+        size_t n = 0;
+        for (const Bytes& f : *out) {
+            n += get16(&f[34]) == 41000;
+        }
+        EXPECT_TRUE(n == 0 || n == 8) << n << " of the connection's 8 packets on one backend";
+        first += n;
+    }
+    EXPECT_EQ(first, 8u);
+}
+
 TEST_F(Services, UdpAndSctpChecksumsSurviveDnat) {
     for (uint8_t proto : {17, 132}) {
         NodeHarness hh(three_pods());

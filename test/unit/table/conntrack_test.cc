@@ -38,6 +38,42 @@ TEST(Conntrack, FindsBothDirections) {
     EXPECT_EQ(ct.size(), 1u);
 }
 
+// The burst's probe pass: a slot found by signature is a hint that confirm checks against the
+// entry's key, in the slot's direction; anything it does not confirm is left to lookup.
+TEST(Conntrack, ProbeHintsAreConfirmedAgainstTheKey) {
+    Conntrack ct(4096, 1);
+    for (uint32_t i = 0; i < 1000; ++i) {
+        ASSERT_NE(ct.insert(0, key(i), key(i).reversed(), 100, none), kCtNone);
+    }
+    uint32_t hinted = 0;
+    for (uint32_t i = 0; i < 1000; ++i) {
+        for (const CtKey& k : {key(i), key(i).reversed()}) {
+            const uint64_t hint = ct.probe(k.hash());
+            ASSERT_NE(hint, 0u) << "a slot with the key's signature exists";
+            const CtHit c = ct.confirm(k, hint);
+            if (c.index == kCtNone) {
+                continue;  // another key's slot shares the signature: lookup finds it
+            }
+            ++hinted;
+            const CtHit l = ct.lookup(k);
+            EXPECT_EQ(c.index, l.index);
+            EXPECT_EQ(c.dir, l.dir);
+        }
+    }
+    EXPECT_GT(hinted, 1990u) << "16-bit signatures rarely collide within two buckets";
+    // A hint for one key never confirms another, nor the same key the other way round.
+    const uint64_t h1 = ct.probe(key(1).hash());
+    EXPECT_EQ(ct.confirm(key(2), h1).index, kCtNone);
+    EXPECT_EQ(ct.confirm(key(1).reversed(), h1).index, kCtNone);
+    EXPECT_EQ(ct.confirm(key(1), 0).index, kCtNone);
+    // Once removed (slots cleared), the key gives no hint.
+    const CtHit gone = ct.lookup(key(5));
+    ct.remove(0, gone.index, 0);
+    const uint64_t after = ct.probe(key(5).hash());
+    EXPECT_EQ(ct.confirm(key(5), after).index, kCtNone);
+    EXPECT_EQ(ct.lookup(key(5)).index, kCtNone);
+}
+
 // sessionAffinity records: found by their key alone, with their own timeout; their reply
 // (the backend) is data, never a key, so two records naming one backend never collide.
 TEST(Conntrack, AffinityRecordsAreKeyedOnceAndKeepTheirOwnTimeout) {
