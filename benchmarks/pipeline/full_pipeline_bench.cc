@@ -142,7 +142,8 @@ struct Bench {
     uint64_t flows;
     uint32_t services;
     bool syn;
-    std::vector<std::string> backend_ports;  // names of the pod ports, made once
+    std::vector<uint16_t> backend_ports;  // the pod ports' ids, looked up once
+    uint16_t uplink = 0;
 
     Bench(uint32_t services_, int policies, uint64_t flows_, uint32_t conntrack, bool syn_)
         : h(params(conntrack, syn_)), flows(flows_), services(services_), syn(syn_) {
@@ -151,8 +152,9 @@ struct Bench {
             std::abort();
         }
         for (int i = 0; i < kBackendPods; ++i) {
-            backend_ports.push_back(fmt::format("default/b{}", i));
+            backend_ports.push_back(h.port(fmt::format("default/b{}", i)));
         }
+        uplink = h.port("uplink");
         frames.reserve(flows);
         for (uint64_t f = 0; f < flows; ++f) {
             const auto client = static_cast<uint32_t>(f % kClients);
@@ -196,7 +198,7 @@ struct Bench {
                 tcp->cksum = 0;
                 tcp->cksum = rte_ipv4_udptcp_cksum(iph, tcp);
             }
-            in += h.enqueue("uplink", f, 1);
+            in += h.enqueue(uplink, f, 1);
         }
         // The harness polls each port once per iteration: one burst of 32 per run.
         for (int k = 0; k < kBursts; ++k) {
@@ -206,7 +208,7 @@ struct Bench {
         dataplane::bump(w.counters.loops);
         dataplane::conntrack_tick(w, h.node().tables->current.load(std::memory_order_acquire), now);
         size_t out = 0;
-        for (const std::string& port : backend_ports) {
+        for (const uint16_t port : backend_ports) {
             out += h.drain(port);
         }
         return out >= in ? in : 0;

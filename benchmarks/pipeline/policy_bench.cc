@@ -160,9 +160,9 @@ struct Bench {
         size_t in = 0;
         for (int p = 0; p < kClientPods; ++p) {
             const auto& fs = frames[p];
-            const std::string name = fmt::format("default/a{}", p);
+            const uint16_t port = h.port(fmt::format("default/a{}", p));
             for (int k = 0; k < 32; ++k) {
-                in += h.enqueue(name, fs[(at + static_cast<uint64_t>(k)) % fs.size()], 1);
+                in += h.enqueue(port, fs[(at + static_cast<uint64_t>(k)) % fs.size()], 1);
             }
         }
         h.run(now);

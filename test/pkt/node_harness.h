@@ -165,7 +165,11 @@ public:
     /// Enqueues frames on a port's receive ring without running anything (the real worker
     /// is polling). Returns how many fit.
     size_t enqueue(const std::string& port_name, const Bytes& frame, size_t copies) {
-        rte_ring* rx = rx_rings_.at(port(port_name));
+        return enqueue(port(port_name), frame, copies);
+    }
+    /// As enqueue, by port id (port(name)): the benchmarks' rounds look no name up.
+    size_t enqueue(uint16_t pid, const Bytes& frame, size_t copies) {
+        rte_ring* rx = rx_rings_.at(pid);
         size_t n = 0;
         for (; n < copies; ++n) {
             rte_mbuf* m = rte_pktmbuf_alloc(pool_);
@@ -182,8 +186,9 @@ public:
         return n;
     }
     /// Frees and counts what a port transmitted.
-    size_t drain(const std::string& port_name) {
-        rte_ring* tx = tx_rings_.at(port(port_name));
+    size_t drain(const std::string& port_name) { return drain(port(port_name)); }
+    size_t drain(uint16_t pid) {
+        rte_ring* tx = tx_rings_.at(pid);
         void* objs[64];
         size_t total = 0;
         unsigned n;
