@@ -527,8 +527,8 @@ start_kdp_cni() {
     done
     for pod in a:10.244.1.10 b:10.244.1.11; do
         ip=${pod#*:} pod=${pod%%:*}
-        out=$(printf '{"cniVersion":"1.0.0","name":"bench","type":"kdp-cni","port_type":"vhostuser","dataplane_socket":"%s","data_dir":"%s","vhost_dir":"%s"}' \
-            "$TMP/$tag-api.sock" "$TMP/$tag-ipam" "$TMP/$tag-vhost" |
+        out=$(printf '{"cniVersion":"1.0.0","name":"bench","type":"kdp-cni","port_type":"vhostuser","vhost_queues":%s,"dataplane_socket":"%s","data_dir":"%s","vhost_dir":"%s"}' \
+            "$NW" "$TMP/$tag-api.sock" "$TMP/$tag-ipam" "$TMP/$tag-vhost" |
             env -i CNI_COMMAND=ADD CNI_CONTAINERID="bench-$pod" CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \
                 CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=$pod;IP=$ip" "$CNI") || {
             echo "kdp-cni ADD $pod: $out" >>"$TMP/$tag.log"
@@ -861,7 +861,7 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
         tid=$(fwd_thread "$FWD_PID" || true)  # OVS adds its PMDs with the ports: ask now
         [[ -n $tid ]] && s0=$(sched_sample "$FWD_PID" "$tid")
         # kdp: where its workers' cycles go over the window, from the loop's own counters.
-        if [[ $sys == kdp ]]; then
+        if [[ $sys == kdp* ]]; then
             "$KDPCTL" --dataplane "$TMP/$tag-api.sock" stats -o json \
                 --interval-ms $((SECS * 1000 - 200)) >"$TMP/$tag-phases.json" \
                 2>>"$TMP/$tag.log" &
@@ -887,7 +887,7 @@ print(json.dumps([{"rx_mpps": w["rx_mpps"], **w["cycles_per_packet"]}
                 <"$TMP/$tag-phases.json" 2>>"$TMP/$tag.log") || phases=null
         phases_pid=""
     fi
-    if [[ $sys == kdp ]]; then
+    if [[ $sys == kdp* ]]; then
         worker_rx=$("$KDPCTL" --dataplane "$TMP/$tag-api.sock" stats -o json --interval-ms 1 \
             2>>"$TMP/$tag.log" | python3 -c 'import json, sys
 print(json.dumps([w["rx_packets"] for w in json.load(sys.stdin)["workers"]]))' 2>>"$TMP/$tag.log") ||
@@ -950,10 +950,6 @@ for wl in $WORKLOADS; do
             fi
             if [[ $sys == kdp-cni && $wl != local ]]; then
                 continue  # the pods are the generator's two ports: pod to pod on one node
-            fi
-            if [[ $sys == kdp-cni && $WORKERS != 1 ]]; then
-                record_error kdp-cni "$wl" "$size" 0 "kdp-cni attaches one queue per pod: --workers 1 only"
-                continue
             fi
             if [[ $sys == kdp-cni && ! -x $CNI ]]; then
                 record_error kdp-cni "$wl" "$size" 0 "$CNI not built"

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cctype>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -63,8 +64,9 @@ struct Config {
     uint32_t mtu = 0;
     std::string port_type = "tap";
     std::string vhost_dir = "/var/run/kdp/vhost";
-    std::string kubeconfig;  // kubernetes.kubeconfig: per-pod annotations are read with it
-    json ipam;               // may be null
+    uint32_t vhost_queues = 1;  // queue pairs of a vhost-user port
+    std::string kubeconfig;     // kubernetes.kubeconfig: per-pod annotations are read with it
+    json ipam;                  // may be null
     json raw;
 };
 
@@ -115,6 +117,13 @@ Config parse_config(const std::string& text) {
                            "network configuration: mtu must be a number in 576..9000");
         }
         c.mtu = it->get<uint32_t>();
+    }
+    if (const auto it = c.raw.find("vhost_queues"); it != c.raw.end()) {
+        if (!it->is_number_unsigned() || it->get<uint64_t>() < 1 || it->get<uint64_t>() > 64) {
+            throw CniError(kInvalidConfig,
+                           "network configuration: vhost_queues must be a number in 1..64");
+        }
+        c.vhost_queues = it->get<uint32_t>();
     }
     if (const auto it = c.raw.find("kubernetes"); it != c.raw.end()) {
         if (!it->is_object() || (it->contains("kubeconfig") && !(*it)["kubeconfig"].is_string())) {
@@ -233,18 +242,20 @@ std::string tap_name(const std::string& container_id) {
 }
 
 constexpr const char* kPortTypeAnnotation = "kdp.io/port-type";
+constexpr const char* kVhostQueuesAnnotation = "kdp.io/vhost-queues";
 
-// The pod's port type: its annotation kdp.io/port-type ("tap" | "vhostuser") when the network
-// configuration names a kubeconfig and the runtime named the pod; else the network's.
-std::string port_type_for(const Invocation& in) {
+// The pod's own choices, when the network configuration names a kubeconfig and the runtime
+// named the pod: its annotations kdp.io/port-type ("tap" | "vhostuser") and
+// kdp.io/vhost-queues (1..64) override the network's port_type and vhost_queues.
+void pod_port_options(Invocation& in) {
     if (in.cfg.kubeconfig.empty()) {
-        return in.cfg.port_type;
+        return;
     }
     const auto args = cni_args(env_or(in.env, "CNI_ARGS", false));
     const auto ns = args.find("K8S_POD_NAMESPACE");
     const auto name = args.find("K8S_POD_NAME");
     if (ns == args.end() || name == args.end() || ns->second.empty() || name->second.empty()) {
-        return in.cfg.port_type;  // not a Kubernetes pod: nothing to look up
+        return;  // not a Kubernetes pod: nothing to look up
     }
     std::map<std::string, std::string> annotations;
     try {
@@ -269,16 +280,25 @@ std::string port_type_for(const Invocation& in) {
         }
         throw CniError(kIoFailure, e.what());
     }
-    const auto it = annotations.find(kPortTypeAnnotation);
-    if (it == annotations.end()) {
-        return in.cfg.port_type;
+    if (const auto it = annotations.find(kPortTypeAnnotation); it != annotations.end()) {
+        if (it->second != "tap" && it->second != "vhostuser") {
+            throw CniError(kInvalidConfig,
+                           fmt::format("pod {}/{}: annotation {}: \"{}\" is not tap or vhostuser",
+                                       ns->second, name->second, kPortTypeAnnotation, it->second));
+        }
+        in.cfg.port_type = it->second;
     }
-    if (it->second != "tap" && it->second != "vhostuser") {
-        throw CniError(kInvalidConfig,
-                       fmt::format("pod {}/{}: annotation {}: \"{}\" is not tap or vhostuser",
-                                   ns->second, name->second, kPortTypeAnnotation, it->second));
+    if (const auto it = annotations.find(kVhostQueuesAnnotation); it != annotations.end()) {
+        const std::string& v = it->second;
+        uint32_t n = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc{} || end != v.data() + v.size() || n < 1 || n > 64) {
+            throw CniError(kInvalidConfig,
+                           fmt::format("pod {}/{}: annotation {}: \"{}\" is not a number in 1..64",
+                                       ns->second, name->second, kVhostQueuesAnnotation, v));
+        }
+        in.cfg.vhost_queues = n;
     }
-    return it->second;
 }
 
 struct NodeFacts {
@@ -554,6 +574,7 @@ int add_vhost(const Invocation& in,
         req.set_socket_path(sock);
         req.set_pod_ip(ip.str());
         req.set_mtu(in.cfg.mtu != 0 ? in.cfg.mtu : f.mtu);
+        req.set_queues(in.cfg.vhost_queues);
         v1::AddPortResponse r;
         try {
             r = dp.add_port(req);
@@ -567,7 +588,8 @@ int add_vhost(const Invocation& in,
                     {"mode", "server"},  // the pod's application listens; the dataplane connects
                     {"ip", fmt::format("{}/{}", ip.str(), f.pod_cidr.len)},
                     {"gateway", f.gateway.str()},
-                    {"mtu", req.mtu()}}
+                    {"mtu", req.mtu()},
+                    {"queues", req.queues()}}
                    .dump(2)
             << "\n";
         record_attachment(in, ip);
@@ -844,7 +866,7 @@ int run_plugin(const Env& env, const std::string& config, std::ostream& out) {
         in.pod = pod_name(env, in.container_id);
         if (command == "ADD") {
             in.want = requested_ip(env, in.cfg);
-            in.cfg.port_type = port_type_for(in);
+            pod_port_options(in);
         } else if (const auto a = find_attachment(in.cfg, in.container_id, in.ifname)) {
             in.cfg.port_type = a->port_type;  // what ADD made, whatever the config says now
             in.cfg.vhost_dir = a->vhost_dir;

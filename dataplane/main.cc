@@ -383,8 +383,10 @@ int run(int argc, char** argv) {
             if (r.type == "tap") {
                 return create_runtime_tap(r, n, s, ports, e);
             } else {
-                s.devargs =
-                    fmt::format("net_vhost_kdpr{},iface={},queues=1,client=1", n, r.socket_path);
+                const uint32_t queues = std::max<uint32_t>(r.queues, 1);
+                s.devargs = fmt::format("net_vhost_kdpr{},iface={},queues={},client=1", n,
+                                        r.socket_path, queues);
+                s.rx_queues = static_cast<uint16_t>(queues);
                 e.kind = "vhostuser";
             }
             std::string why;

@@ -48,8 +48,9 @@ commands:
                                  node:NAME or IP. --what-if: the probes whose outcome the files
                                  would change, applied on top of the manifests
   port add NS/POD [--type tap|vhostuser] [--iface IF] [--socket PATH] [--ip IP] [--mtu N]
-                                 create a pod port at run time (what kdp-cni does): a TAP
-                                 named IF, or a vhost-user socket at PATH; IP binds the pod
+           [--queues N]          create a pod port at run time (what kdp-cni does): a TAP
+                                 named IF, or a vhost-user socket at PATH (N queue pairs,
+                                 1..64, shared by the workers); IP binds the pod
   port remove NS/POD             take a pod port out of service and destroy it
   info                           the dataplane's node, config and table generation
   events [--count N]             stream table events (first: the tables in force)
@@ -85,6 +86,7 @@ struct Args {
     std::string probes, enters_at;
     std::string type = "tap", iface, socket_path, ip;  // port add
     int mtu = 0;
+    int queues = 0;  // port add: vhost-user queue pairs
     std::vector<std::string> positional;
 };
 
@@ -183,6 +185,8 @@ Args parse_args(const std::vector<std::string>& args) {
             a.ip = value();
         } else if (arg == "--mtu") {
             a.mtu = int_arg(arg, value(), 576, 9000);
+        } else if (arg == "--queues") {
+            a.queues = int_arg(arg, value(), 1, 64);
         } else if (arg.size() > 1 && arg[0] == '-') {
             throw UsageError(fmt::format("unknown option {}", arg));
         } else {
@@ -1071,12 +1075,17 @@ int port(DataplaneClient& client, const Args& a, std::ostream& out) {
     req.set_socket_path(a.socket_path);
     req.set_pod_ip(a.ip);
     req.set_mtu(static_cast<uint32_t>(a.mtu));
+    req.set_queues(static_cast<uint32_t>(a.queues));
     const v1::AddPortResponse r = client.add_port(req);
     const auto& p = r.port();
     if (a.format != Format::kTable) {
-        const json j{{"name", p.name()},       {"kind", p.kind()},
-                     {"port_id", p.port_id()}, {"mac", p.mac()},
-                     {"devargs", p.devargs()}, {"link", p.link_up() ? "up" : "down"}};
+        const json j{{"name", p.name()},
+                     {"kind", p.kind()},
+                     {"port_id", p.port_id()},
+                     {"mac", p.mac()},
+                     {"devargs", p.devargs()},
+                     {"rx_queues", p.rx_queues()},
+                     {"link", p.link_up() ? "up" : "down"}};
         out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
         return 0;
     }

@@ -187,6 +187,9 @@ inline table::TableSpec merge_update(const table::TableSpec& base, const table::
     return out;
 }
 
+/// Queue pairs a run-time vhost-user pod port may have (as pods[i].queues in the node config).
+inline constexpr uint32_t kMaxPodQueues = 64;
+
 /// A pod port to create at run time (AddPort; the CNI plugin's ADD).
 struct PodPortRequest {
     std::string name;           // the pod's "namespace/pod": the port's name
@@ -199,6 +202,7 @@ struct PodPortRequest {
     // name there), so that a restarted dataplane finds it again; empty: it stays here.
     std::string netns;
     std::string netns_iface;
+    uint32_t queues = 0;  // vhostuser: queue pairs, 1..64 (0: 1)
     // Kept by the dataplane in its port record, not from the API: the TAP's TUN flags, set
     // when a restarted dataplane takes back the interface of an earlier process.
     uint32_t tun_flags = 0;

@@ -393,6 +393,7 @@ public:
                 r.socket_path = req->socket_path();
                 r.netns = req->netns();
                 r.netns_iface = req->netns_iface();
+                r.queues = req->queues();
                 if (!req->pod_ip().empty()) {
                     r.pod_ip = Ip4::parse(req->pod_ip());
                     if (!r.pod_ip) {

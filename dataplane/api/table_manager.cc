@@ -830,6 +830,7 @@ void TableManager::save_port_state_locked() {
                          {"mtu", r.mtu},
                          {"netns", r.netns},
                          {"netns_iface", r.netns_iface},
+                         {"queues", r.queues},
                          {"tun_flags", r.tun_flags}});
     }
     const std::string tmp = port_state_file_ + ".tmp";
@@ -871,6 +872,7 @@ std::vector<PodPortRequest> TableManager::read_port_state(const std::string& pat
             r.mtu = p.value("mtu", uint16_t{0});
             r.netns = p.value("netns", "");
             r.netns_iface = p.value("netns_iface", "");
+            r.queues = p.value("queues", uint32_t{0});
             r.tun_flags = p.value("tun_flags", uint32_t{0});
             out.push_back(std::move(r));
         }
@@ -936,6 +938,13 @@ std::optional<PortError> TableManager::add_pod_port(const PodPortRequest& r, Por
     }
     if (r.mtu != 0 && (r.mtu < 576 || r.mtu > 9000)) {
         return PortError{K::kInvalid, fmt::format("mtu: {} is not in 576..9000", r.mtu)};
+    }
+    if (r.queues > kMaxPodQueues) {
+        return PortError{K::kInvalid,
+                         fmt::format("queues: {} is not in 1..{}", r.queues, kMaxPodQueues)};
+    }
+    if (r.queues > 1 && r.type != "vhostuser") {
+        return PortError{K::kInvalid, "queues: only a vhostuser port has several queue pairs"};
     }
     if (r.pod_ip) {
         if (!node_.pod_cidr.contains(*r.pod_ip) || *r.pod_ip == node_.gateway_ip ||

@@ -136,6 +136,10 @@ out=$(cni ADD v1 "$vh_conf") || fail "ADD v1 (vhostuser): $out"
 SOCK=$(field 'd["interfaces"][0]["socketPath"]' <<<"$out")
 [ "$(field 'd["socket"]' <"${SOCK%.sock}.json")" = "$SOCK" ] || fail "no description next to $SOCK"
 [ "$(field 'd["mode"]' <"${SOCK%.sock}.json")" = server ] || fail "the description does not say server"
+[ "$(field 'd["queues"]' <"${SOCK%.sock}.json")" = 1 ] || fail "the description does not say 1 queue pair"
+out=$(cni ADD v2 "$(conf "" ", \"port_type\": \"vhostuser\", \"vhost_dir\": \"$VH\", \"vhost_queues\": 65")") \
+    && fail "vhost_queues 65 attached: $out"
+[[ $out == *'vhost_queues must be a number in 1..64'* ]] || fail "vhost_queues 65: $out"
 cni CHECK v1 "$vh_conf" >/dev/null || fail "CHECK v1"
 cni DEL v1 "$vh_conf" >/dev/null || fail "DEL v1"
 [ ! -e "$(dirname "$SOCK")" ] || fail "$(dirname "$SOCK") left after DEL"
@@ -143,28 +147,35 @@ pass "v1: socket path $SOCK (the pod's application listens there) described next
 
 step "the port type from the pod's annotation kdp.io/port-type (Kubernetes API)"
 fake_apiserver_start
-annotated_pod() { # NAME [PORT_TYPE]
+annotated_pod() { # NAME [PORT_TYPE [VHOST_QUEUES]]
     local anno=""
-    [ -n "${2:-}" ] && anno=",\"annotations\":{\"kdp.io/port-type\":\"$2\"}"
+    [ -n "${2:-}" ] && anno=",\"annotations\":{\"kdp.io/port-type\":\"$2\"${3:+,\"kdp.io/vhost-queues\":\"$3\"}}"
     api "{\"op\":\"create\",\"path\":\"/api/v1/pods\",\"object\":{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"$1\",\"namespace\":\"default\"$anno},\"spec\":{\"nodeName\":\"node1\",\"containers\":[{\"name\":\"c\",\"image\":\"x\"}]}}}"
 }
-annotated_pod k1 vhostuser
+annotated_pod k1 vhostuser 3
 annotated_pod k2
 annotated_pod k3 bogus
+annotated_pod k5 vhostuser many
 k_conf=$(conf "" ", \"vhost_dir\": \"$VH\", \"kubernetes\": {\"kubeconfig\": \"$WORK_DIR/kubeconfig\"}")
-for p in k1 k2 k3 k4; do netns_create $p; done
+for p in k1 k2 k3 k4 k5; do netns_create $p; done
 out=$(cni ADD k1 "$k_conf") || fail "ADD k1: $out"
 KSOCK=$(field 'd["interfaces"][0]["socketPath"]' <<<"$out") || fail "k1 (annotated vhostuser) got no socket: $out"
+[ "$(field 'd["queues"]' <"${KSOCK%.sock}.json")" = 3 ] || fail "k1's description: $(cat "${KSOCK%.sock}.json")"
+kq=$("$KDP_BUILD_DIR/control/kdpctl" --dataplane "$(api_socket node1)" get ports -o json |
+    field '[p["rx_queues"] for p in d if p["name"] == "default/k1"]')
+[ "$kq" = "[3]" ] || fail "k1's port has RX queues $kq, not the annotation's 3"
 out=$(cni ADD k2 "$k_conf") || fail "ADD k2: $out"
 [ "$(field 'd["interfaces"][0]["sandbox"]' <<<"$out")" = "/var/run/netns/$(ns_name k2)" ] || fail "k2: $out"
 ip -n "$(ns_name k2)" link show eth0 >/dev/null || fail "k2 (no annotation) has no eth0"
-pass "k1 annotated vhostuser got $KSOCK; k2 without the annotation got the network's TAP"
+pass "k1 annotated vhostuser with 3 queue pairs got $KSOCK; k2 without the annotation got the network's TAP"
 cni CHECK k1 "$(conf)" >/dev/null || fail "CHECK k1 (type from what ADD made, not the config)"
 cni DEL k1 "$(conf)" >/dev/null || fail "DEL k1"
 [ ! -e "$(dirname "$KSOCK")" ] || fail "DEL k1 left $(dirname "$KSOCK")"
 cni DEL k2 "$k_conf" >/dev/null || fail "DEL k2"
 out=$(cni ADD k3 "$k_conf") && fail "k3 with port-type bogus attached: $out"
 [ "$(field 'd["code"]' <<<"$out")" = 7 ] && [[ $out == *'"bogus\" is not tap or vhostuser'* ]] || fail "k3: $out"
+out=$(cni ADD k5 "$k_conf") && fail "k5 with vhost-queues many attached: $out"
+[ "$(field 'd["code"]' <<<"$out")" = 7 ] && [[ $out == *'"many\" is not a number in 1..64'* ]] || fail "k5: $out"
 out=$(cni ADD k4 "$k_conf") && fail "k4 (not in the API) attached: $out"
 [ "$(field 'd["code"]' <<<"$out")" = 3 ] || fail "k4: $out"
 api '{"op":"fail","count":1,"status":0}'
@@ -172,7 +183,7 @@ out=$(cni ADD k2 "$k_conf") && fail "ADD k2 with the API server hanging up succe
 [ "$(field 'd["code"]' <<<"$out")" = 11 ] || fail "API server gone: $out"
 ports=$("$KDP_BUILD_DIR/control/kdpctl" --dataplane "$(api_socket node1)" get ports)
 [[ $ports != *default/k* ]] || fail "refused ADDs left ports: $ports"
-pass "CHECK/DEL of k1 follow what ADD made; bad annotation 7, pod not in the API 3, API down 11; nothing left"
+pass "CHECK/DEL of k1 follow what ADD made; bad annotations 7, pod not in the API 3, API down 11; nothing left"
 
 step "STATUS and GC (CNI 1.1)"
 conf11() { conf "${1:-}" "${2:-}" | sed 's/"cniVersion": "1.0.0"/"cniVersion": "1.1.0"/'; }

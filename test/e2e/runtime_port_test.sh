@@ -93,10 +93,15 @@ pass "AddPort (kdpctl, gRPC, hotplug, RCU publish) $(((${t1/./} - ${t0/./}) / 10
 
 step "a vhost-user port (the dataplane connects to the pod's socket)"
 SOCK="$WORK_DIR/v1.sock"
-out=$(kdpctl port add default/v1 --type vhostuser --socket "$SOCK" --ip 10.244.1.30) \
+out=$(kdpctl port add default/v1 --type vhostuser --socket "$SOCK" --ip 10.244.1.30 --queues 4) \
     || fail "port add v1: $out"
 kdpctl get ports | grep -q "default/v1 .*vhostuser" || fail "get ports: $(kdpctl get ports)"
-pass "$out (nothing listens at $SOCK yet: the dataplane keeps trying)"
+q=$(kdpctl get ports -o json | python3 -c 'import json,sys; print([p["rx_queues"] for p in json.load(sys.stdin) if p["name"] == "default/v1"])')
+[ "$q" = "[4]" ] || fail "v1 has RX queues $q, not the 4 asked for"
+out2=$(kdpctl port add default/t9 --type tap --iface "$(if_name t9)" --queues 2 2>&1) \
+    && fail "a TAP with 2 queue pairs was created: $out2"
+[[ $out2 == *"only a vhostuser port has several queue pairs"* ]] || fail "tap --queues 2: $out2"
+pass "$out, 4 queue pairs (nothing listens at $SOCK yet: the dataplane keeps trying); a TAP with --queues 2 refused"
 grep -q '"default/v1"' "$(api_socket node1).ports.json" \
     || fail "v1 not recorded in $(api_socket node1).ports.json"
 kdpctl port remove default/v1 >/dev/null || fail "port remove v1"

@@ -32,10 +32,20 @@ netns_create k1
 netns_create d1
 out=$(cni ADD k1 "$(conf)") || fail "ADD k1: $out"
 K1=$(ns_name k1)
-out=$(cni ADD d1 "$(conf ', "port_type": "vhostuser"')") || fail "ADD d1: $out"
+out=$(cni ADD d1 "$(conf ', "port_type": "vhostuser", "vhost_queues": 2')") || fail "ADD d1: $out"
 SOCK=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["interfaces"][0]["socketPath"])' <<<"$out")
 DIP=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["ips"][0]["address"].split("/")[0])' <<<"$out")
 pass "k1 on a TAP; d1 $DIP, socket path $SOCK"
+
+# d1_queues: the RX queues the dataplane gave d1's port.
+d1_queues() {
+    "$KDP_BUILD_DIR/control/kdpctl" --dataplane "$(api_socket node1)" get ports -o json |
+        python3 -c 'import json,sys; print([p["rx_queues"] for p in json.load(sys.stdin) if p["name"] == "default/d1"])'
+}
+info=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["queues"])' "${SOCK%.sock}.json")
+[ "$info" = 2 ] || fail "d1's description next to its socket says $info queue pairs, not 2"
+[ "$(d1_queues)" = "[2]" ] || fail "d1's port has RX queues $(d1_queues), not [2]"
+pass "d1's port has the 2 queue pairs of vhost_queues, and its description says so"
 
 # start_dpdk_pod N: dpdk-testpmd on d1's socket (its own file prefix, no hugepages); a stats
 # period keeps it running without a terminal until it is signalled.
@@ -43,8 +53,8 @@ start_dpdk_pod() {
     local prefix="kdp${RUN_ID}-d1-$1"
     _PREFIXES+=("$prefix")
     spawn "$TESTPMD" --file-prefix "$prefix" --no-pci --no-huge -m 256 --lcores '0@(0-1),1@(0-1)' \
-        --vdev "net_virtio_user0,path=$SOCK,queues=1,server=1" --log-level='*:warning' -- \
-        --forward-mode=icmpecho --auto-start --stats-period=60 --total-num-mbufs=2048 \
+        --vdev "net_virtio_user0,path=$SOCK,queues=2,server=1" --log-level='*:warning' -- \
+        --rxq=2 --txq=2 --forward-mode=icmpecho --auto-start --stats-period=60 --total-num-mbufs=2048 \
         >"$WORK_DIR/testpmd-$1.log" 2>&1
     DPDK_POD=$BG_PID
     wait_for 20 "testpmd forwarding" grep -q "Start automatic packet forwarding\|icmpecho packet forwarding" \
@@ -93,7 +103,8 @@ for how in TERM KILL; do
             || fail "$pod's port was not restored: $(grep -ai port "$WORK_DIR/node1.log" | tail -n 5)"
     done
     [ "$(tap_facts "$K1")" = "$before" ] || fail "k1's eth0 is not the one it had: $(tap_facts "$K1")"
-    pass "node1 restarted: d1's vhost-user port and k1's TAP taken back from their records"
+    [ "$(d1_queues)" = "[2]" ] || fail "d1's port came back with RX queues $(d1_queues), not [2]"
+    pass "node1 restarted: d1's vhost-user port (2 queue pairs) and k1's TAP taken back from their records"
     cni CHECK k1 "$(conf)" >/dev/null || fail "CHECK k1 failed after the restart"
     pass "CHECK k1 passes: the runtime has nothing to redo"
     wait_for 20 "d1 answering through the restarted dataplane" in_ns "$K1" ping -n -c 1 -W 1 "$DIP" \

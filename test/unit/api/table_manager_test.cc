@@ -426,6 +426,13 @@ TEST(TableManagerPorts, TapRecordsKeepTheirNamespaceAndFlagsAndBadOnesAreRefused
     bad.netns = "/var/run/netns/k1";
     bad.netns_iface = "";
     refused(bad, "given with netns_iface");
+    bad = r;
+    bad.queues = 2;
+    refused(bad, "queues: only a vhostuser port has several queue pairs");
+    bad.type = "vhostuser";
+    bad.socket_path = "/run/kdp/k1.sock";
+    bad.queues = 65;
+    refused(bad, "queues: 65 is not in 1..64");
     EXPECT_EQ(created, 0) << "a refused request makes no device";
 
     r.netns = "/var/run/netns/k1";
@@ -442,6 +449,20 @@ TEST(TableManagerPorts, TapRecordsKeepTheirNamespaceAndFlagsAndBadOnesAreRefused
     EXPECT_EQ(saved[0].netns_iface, "eth0");
     EXPECT_EQ(saved[0].tun_flags, 0x1002u) << "the flags the factory found, for the restart";
     EXPECT_EQ(saved[0].pod_ip, ip("10.244.1.20"));
+
+    // A vhost-user port keeps its queue pairs for the restart.
+    PodPortRequest v;
+    v.name = "default/v1";
+    v.type = "vhostuser";
+    v.socket_path = "/run/kdp/v1.sock";
+    v.queues = 4;
+    ASSERT_EQ(m->add_pod_port(v, out), std::nullopt);
+    const auto both = TableManager::read_port_state(state, err);
+    const auto vs = std::find_if(both.begin(), both.end(),
+                                 [](const PodPortRequest& p) { return p.name == "default/v1"; });
+    ASSERT_NE(vs, both.end());
+    EXPECT_EQ(vs->queues, 4u);
+    ASSERT_EQ(m->remove_pod_port("default/v1"), std::nullopt);
 
     ASSERT_EQ(m->remove_pod_port("default/k1"), std::nullopt);
     EXPECT_TRUE(TableManager::read_port_state(state, err).empty()) << "removed: no record";
