@@ -583,26 +583,49 @@ inline void conntrack_nat(Worker& w,
         reply.dport = to_be16(port);
     }
     const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
-    const uint32_t idx = ct.insert(w.index, key, reply, now_s, [&](table::CtEntry& e) {
-        e.nat =
-            static_cast<uint8_t>(kNatDnat | (snat ? kNatSnat : 0) | (external ? kNatExternal : 0));
-        e.service = s.ct_ref;
-        e.backend = slot;
-        e.block_id = block_id;
-        e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
-        if (external) {
-            std::memcpy(e.peer_mac, frame + 6, 6);
+    bool remap = snat;  // the source is rewritten to reply.dst:reply.dport
+    const auto track = [&](table::CtInsertFail* why) {
+        return ct.insert(
+            w.index, key, reply, now_s,
+            [&](table::CtEntry& e) {
+                e.nat = static_cast<uint8_t>(kNatDnat | (remap ? kNatSnat : 0) |
+                                             (external ? kNatExternal : 0));
+                e.service = s.ct_ref;
+                e.backend = slot;
+                e.block_id = block_id;
+                e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
+                if (external) {
+                    std::memcpy(e.peer_mac, frame + 6, 6);
+                }
+            },
+            why);
+    };
+    table::CtInsertFail why = table::CtInsertFail::kNone;
+    uint32_t idx = track(&why);
+    if (idx == table::kCtNone && why == table::CtInsertFail::kClash && !remap) {
+        // Another connection already has this reply tuple: the same client port reached the
+        // same backend through another Service (or directly). Its replies could not be told
+        // apart, so this one leaves from another source port of the client's address (as a
+        // NAT remaps a clashing source port); replies get the client's own port back.
+        const uint16_t port = snat_port(w, ct, reply, h);
+        if (port == 0) [[unlikely]] {
+            p.drop(DropReason::kSnatExhausted);
+            return;
         }
-    });
+        reply.dport = to_be16(port);
+        remap = true;
+        idx = track(&why);
+    }
     if (idx == table::kCtNone) [[unlikely]] {
-        p.drop(DropReason::kConntrackFull);
+        p.drop(why == table::CtInsertFail::kClash ? DropReason::kTupleClash
+                                                  : DropReason::kConntrackFull);
         return;
     }
     p.flags |= pkt_flag::kTracked;
     ct.touch(idx, table::CtDir::kOrig, p.tcp_flags, now_s);
     rewrite_dst(m, p, be.ip, be.port_be);
-    if (snat) {
-        rewrite_src(m, p, n.gateway_ip, reply.dport);
+    if (remap) {
+        rewrite_src(m, p, Ip4{reply.dst}, reply.dport);
     }
 }
 
@@ -681,10 +704,20 @@ inline bool admit(Worker& w, const table::TableSet& t, PacketMeta& p, uint32_t n
     }
     table::Conntrack& ct = *n.conntrack;
     const table::CtKey key = ct_key(p.tuple, p.icmp_type);
-    const uint32_t idx = ct.insert(w.index, key, ct_reversed(key), now_s, [&](table::CtEntry& e) {
-        e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
-    });
+    table::CtInsertFail why = table::CtInsertFail::kNone;
+    const uint32_t idx = ct.insert(
+        w.index, key, ct_reversed(key), now_s,
+        [&](table::CtEntry& e) {
+            e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
+        },
+        &why);
     if (idx == table::kCtNone) [[unlikely]] {
+        if (why == table::CtInsertFail::kClash) {
+            // Its replies look like a Service connection's (the same client port DNATed to
+            // this destination): untracked, they would be un-NATed as that one's.
+            p.drop(DropReason::kTupleClash);
+            return false;
+        }
         if (v.egress_judged || v.ingress_judged) {
             p.drop(DropReason::kConntrackFull);  // its replies could not be told from attacks
             return false;

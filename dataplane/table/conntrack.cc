@@ -89,20 +89,33 @@ CtHit Conntrack::lookup(const CtKey& key, uint64_t hash) const noexcept {
     return CtHit{kCtNone, CtDir::kOrig};
 }
 
-bool Conntrack::publish(const CtKey& k, uint32_t idx, CtDir dir) noexcept {
+CtInsertFail Conntrack::publish(const CtKey& k, uint32_t idx, CtDir dir) noexcept {
     const uint64_t h = k.hash();
     const uint64_t v = slot_value(h, idx, dir);
+    const uint64_t sig = (h >> 48) << 48;
     // Power of two choices: try the emptier bucket first, which keeps the fullest bucket near
-    // log log n (greedy first-bucket filling overflowed at 30% load in the unit test).
+    // log log n (greedy first-bucket filling overflowed at 30% load in the unit test). The
+    // same pass over both buckets finds a slot that already holds the key (its signature
+    // first, then the entry's key: a rare compare).
     uint32_t b[2] = {bucket1(h), bucket2(h)};
+    bool clash = false;
     auto used = [&](uint32_t bi) {
         uint32_t n = 0;
         for (const auto& s : buckets_[bi].slot) {
-            n += s.load(std::memory_order_relaxed) != 0;
+            const uint64_t x = s.load(std::memory_order_acquire);
+            n += x != 0;
+            if (x != 0 && (x & 0xffff000000000000ull) == sig && confirm(k, x).index != kCtNone) {
+                clash = true;
+            }
         }
         return n;
     };
-    if (used(b[1]) < used(b[0])) {
+    const uint32_t used0 = used(b[0]);
+    const uint32_t used1 = used(b[1]);
+    if (clash) {
+        return CtInsertFail::kClash;
+    }
+    if (used1 < used0) {
         std::swap(b[0], b[1]);
     }
     for (const uint32_t bi : b) {
@@ -111,11 +124,11 @@ bool Conntrack::publish(const CtKey& k, uint32_t idx, CtDir dir) noexcept {
             if (s.load(std::memory_order_relaxed) == 0 &&
                 s.compare_exchange_strong(expected, v, std::memory_order_release,
                                           std::memory_order_relaxed)) {
-                return true;
+                return CtInsertFail::kNone;
             }
         }
     }
-    return false;
+    return CtInsertFail::kFull;
 }
 
 void Conntrack::unpublish(const CtKey& k, uint32_t idx, CtDir dir) noexcept {

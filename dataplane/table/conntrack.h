@@ -101,6 +101,14 @@ struct CtHit {
 
 inline constexpr uint32_t kCtNone = ~uint32_t{0};
 
+/// Why an insert returned kCtNone.
+enum class CtInsertFail : uint8_t {
+    kNone = 0,
+    kFull,   // the worker's range or both buckets of a key are full
+    kClash,  // a tracked connection already has one of the keys (e.g. the same reply tuple
+             // after DNAT: the caller may remap the source port and try again)
+};
+
 struct CtTimeouts {
     uint32_t tcp_syn = 120;            // s: SYN sent, no reply yet (kernel nf_conntrack: 120)
     uint32_t tcp_established = 86400;  // s: kernel's default is 5 days; a day is plenty here
@@ -145,16 +153,21 @@ public:
     void prefetch_slots(uint32_t idx) const noexcept;
 
     /// Inserts a connection seen first as `orig`, whose replies look like `reply`. Fills the
-    /// entry with `init` applied. Returns the entry index or kCtNone when the worker's range
-    /// or the buckets are full. Worker `worker` only (it becomes the owner).
+    /// entry with `init` applied. Returns the entry index, or kCtNone when the worker's range
+    /// or the buckets are full or another connection has one of the keys (`why` says which).
+    /// Worker `worker` only (it becomes the owner).
     template <class Init>
     uint32_t insert(uint32_t worker,
                     const CtKey& orig,
                     const CtKey& reply,
                     uint32_t now,
-                    Init&& init) noexcept {
+                    Init&& init,
+                    CtInsertFail* why = nullptr) noexcept {
         const uint32_t idx = alloc(worker);
         if (idx == kCtNone) {
+            if (why != nullptr) {
+                *why = CtInsertFail::kFull;
+            }
             return kCtNone;
         }
         CtEntry& e = entries_[idx];
@@ -170,14 +183,23 @@ public:
         e.policy.store(0, std::memory_order_relaxed);
         __builtin_memset(e.peer_mac, 0, sizeof e.peer_mac);
         init(e);
-        if (!publish(orig, idx, CtDir::kOrig)) {
+        if (const CtInsertFail f = publish(orig, idx, CtDir::kOrig); f != CtInsertFail::kNone) {
             free_now(worker, idx);
+            if (why != nullptr) {
+                *why = f;
+            }
             return kCtNone;
         }
-        if (has_reply_key(e) && !publish(reply, idx, CtDir::kReply)) {
-            unpublish(orig, idx, CtDir::kOrig);
-            defer_free(worker, idx, 0);
-            return kCtNone;
+        if (has_reply_key(e)) {
+            if (const CtInsertFail f = publish(reply, idx, CtDir::kReply);
+                f != CtInsertFail::kNone) {
+                unpublish(orig, idx, CtDir::kOrig);
+                defer_free(worker, idx, 0);
+                if (why != nullptr) {
+                    *why = f;
+                }
+                return kCtNone;
+            }
         }
         count_[worker].v.fetch_add(1, std::memory_order_relaxed);
         return idx;
@@ -316,7 +338,9 @@ private:
     uint32_t alloc(uint32_t worker) noexcept;
     void free_now(uint32_t worker, uint32_t idx) noexcept;
     void defer_free(uint32_t worker, uint32_t idx, uint64_t token) noexcept;
-    bool publish(const CtKey& k, uint32_t idx, CtDir dir) noexcept;
+    /// Takes an empty slot for `k` unless a tracked entry already has it (kClash: two entries
+    /// with one key would give that key's packets to whichever is found first).
+    CtInsertFail publish(const CtKey& k, uint32_t idx, CtDir dir) noexcept;
     void unpublish(const CtKey& k, uint32_t idx, CtDir dir) noexcept;
 
     uint32_t capacity_;

@@ -114,6 +114,54 @@ TEST_F(Services, ConnectionsOpenedInABurstAreFoundByItsLaterPackets) {
     EXPECT_EQ(first, 8u);
 }
 
+// One client port, two Services, one backend: both DNATs give the same reply tuple
+// (b:8080 -> a:41000). The second connection leaves from another source port of a (as a NAT
+// remaps a clashing source port), so that each reply is un-NATed as its own connection's.
+// A direct connection with that tuple afterwards is refused (tuple_clash), not mixed up.
+TEST_F(Services, SameClientPortToTwoServicesOfOneBackendStayApart) {
+    table::TableSpec s = spec(1, {backend(kB, "default/b")});
+    const Ip4 vip2 = ip("10.96.0.11");
+    table::ServiceSpec other = s.services[0];
+    other.name = "default/other:http";
+    other.frontends = {{table::FrontendKind::kClusterIp, vip2, 80}};
+    s.services.push_back(other);
+    apply(s);
+    const auto to = [&](Ip4 vip) {
+        return ether(h.params().gateway_mac, kMacA, 0x0800, ipv4(kA, vip, {6, 41000, 80, 0x02}, 0));
+    };
+    h.inject("default/a", to(kVip));
+    const auto first = h.collect("default/b");
+    ASSERT_EQ(first.size(), 1u) << h.drop_summary("default/a");
+    EXPECT_EQ(get16(&first[0][34]), 41000) << "the first keeps the client's port";
+    h.inject("default/a", to(vip2));
+    const auto second = h.collect("default/b");
+    ASSERT_EQ(second.size(), 1u) << h.drop_summary("default/a");
+    EXPECT_EQ(get32(&second[0][14 + 12]), kA.host()) << "the client's address stays";
+    const uint16_t remapped = get16(&second[0][34]);
+    EXPECT_NE(remapped, 41000) << "the clashing connection's source port is remapped";
+    expect_valid(second[0], 14, "remapped SYN");
+    EXPECT_EQ(h.conntrack().size(), 2u);
+
+    // Each SYN-ACK goes back to the client from the VIP it called, on the client's own port.
+    for (const auto& [dport, vip] : {std::pair{uint16_t{41000}, kVip}, std::pair{remapped, vip2}}) {
+        h.inject("default/b", ether(h.params().gateway_mac, kMacB, 0x0800,
+                                    ipv4(kB, kA, {6, 8080, dport, 0x12}, 0)));
+        const auto back = h.collect("default/a");
+        ASSERT_EQ(back.size(), 1u) << h.drop_summary("default/b");
+        EXPECT_EQ(get32(&back[0][14 + 12]), vip.host()) << "reply to port " << dport;
+        EXPECT_EQ(get16(&back[0][34]), 80);
+        EXPECT_EQ(get16(&back[0][36]), 41000) << "the client sees its own port";
+        expect_valid(back[0], 14, "un-NATed SYN-ACK");
+    }
+
+    // a:41000 -> b:8080 directly has the first connection's reply tuple: refused.
+    h.inject("default/a",
+             ether(h.params().gateway_mac, kMacA, 0x0800, ipv4(kA, kB, {6, 41000, 8080, 0x02}, 0)));
+    EXPECT_TRUE(h.collect("default/b").empty());
+    EXPECT_NE(h.drop_summary("default/a").find("tuple_clash"), std::string::npos)
+        << h.drop_summary("default/a");
+}
+
 TEST_F(Services, UdpAndSctpChecksumsSurviveDnat) {
     for (uint8_t proto : {17, 132}) {
         NodeHarness hh(three_pods());

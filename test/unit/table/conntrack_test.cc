@@ -38,6 +38,31 @@ TEST(Conntrack, FindsBothDirections) {
     EXPECT_EQ(ct.size(), 1u);
 }
 
+// Two connections with one key would give its packets to whichever is found first: the
+// second insert is refused as a clash (the caller may remap), the first keeps the key.
+TEST(Conntrack, AKeyAlreadyTrackedIsAClashNotADuplicate) {
+    Conntrack ct(1024, 1);
+    const CtKey reply{
+        to_be32(0x0af4010b), to_be32(0x0af4010a), to_be16(8080), to_be16(41000), 6, 0, 0};
+    CtKey vip1{to_be32(0x0af4010a), to_be32(0x0a60000a), to_be16(41000), to_be16(80), 6, 0, 0};
+    CtKey vip2 = vip1;
+    vip2.dst = to_be32(0x0a60000b);
+    CtInsertFail why = CtInsertFail::kNone;
+    const uint32_t a = ct.insert(0, vip1, reply, 100, none, &why);
+    ASSERT_NE(a, kCtNone);
+    EXPECT_EQ(why, CtInsertFail::kNone);
+    EXPECT_EQ(ct.insert(0, vip2, reply, 100, none, &why), kCtNone);
+    EXPECT_EQ(why, CtInsertFail::kClash);
+    EXPECT_EQ(ct.insert(0, vip1, vip1.reversed(), 100, none, &why), kCtNone) << "orig too";
+    EXPECT_EQ(why, CtInsertFail::kClash);
+    EXPECT_EQ(ct.size(), 1u);
+    EXPECT_EQ(ct.lookup(reply).index, a);
+    EXPECT_EQ(ct.lookup(vip2).index, kCtNone) << "the refused one left no key behind";
+    CtKey remapped = reply;
+    remapped.dport = to_be16(40001);
+    EXPECT_NE(ct.insert(0, vip2, remapped, 100, none, &why), kCtNone) << "another port is free";
+}
+
 // The burst's probe pass: a slot found by signature is a hint that confirm checks against the
 // entry's key, in the slot's direction; anything it does not confirm is left to lookup.
 TEST(Conntrack, ProbeHintsAreConfirmedAgainstTheKey) {
