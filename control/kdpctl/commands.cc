@@ -38,7 +38,7 @@ commands:
                                  (no state left behind) and show each stage's decision; a
                                  packet leaving for NODE is followed on through its dataplane
   trace --manifests FILE... (--from ... --to ... --port N [--enters-at NODE] | --probes FILE)
-        [--what-if FILE...]
+        [--what-if FILE...] [--what-if-delete FILE...]
                                  the same without a dataplane: every node of the cluster the
                                  files describe, built in-process (real compiler, tables and
                                  pipelines), the probe followed from node to node and its reply
@@ -46,7 +46,9 @@ commands:
                                  enters_at}, one result per probe (-o json: one object a line).
                                  from: NS/POD, node:NAME or IP; to: NS/POD, service:NS/NAME,
                                  node:NAME or IP. --what-if: the probes whose outcome the files
-                                 would change, applied on top of the manifests
+                                 would change, applied on top of the manifests;
+                                 --what-if-delete: the same for deleting the objects the files
+                                 name (a Namespace with its objects)
   port add NS/POD [--type tap|vhostuser] [--iface IF] [--socket PATH] [--ip IP] [--mtu N]
            [--queues N]          create a pod port at run time (what kdp-cni does): a TAP
                                  named IF, or a vhost-user socket at PATH (N queue pairs,
@@ -81,8 +83,8 @@ struct Args {
     bool help = false;
     std::string from, to, proto = "tcp";  // trace
     int port = 0;
-    std::map<std::string, std::string> peers;     // trace: node name -> its dataplane socket
-    std::vector<std::string> manifests, what_if;  // trace offline
+    std::map<std::string, std::string> peers;  // trace: node name -> its dataplane socket
+    std::vector<std::string> manifests, what_if, what_if_delete;  // trace offline
     std::string probes, enters_at;
     std::string type = "tap", iface, socket_path, ip;  // port add
     int mtu = 0;
@@ -143,9 +145,11 @@ Args parse_args(const std::vector<std::string>& args) {
             a.count = int_arg(arg, value(), 1, std::numeric_limits<int>::max());
         } else if (arg == "--limit") {
             a.limit = int_arg(arg, value(), 1, 100'000);
-        } else if (arg == "--manifests" || arg == "--what-if") {
+        } else if (arg == "--manifests" || arg == "--what-if" || arg == "--what-if-delete") {
             // One file or more: every following argument up to the next option.
-            auto& list = arg == "--manifests" ? a.manifests : a.what_if;
+            auto& list = arg == "--manifests" ? a.manifests
+                         : arg == "--what-if" ? a.what_if
+                                              : a.what_if_delete;
             list.push_back(value());
             while (i + 1 < args.size() && !args[i + 1].empty() && args[i + 1][0] != '-') {
                 list.push_back(args[++i]);
@@ -743,7 +747,8 @@ int trace(DataplaneClient& client, const Args& a, std::ostream& out) {
     if (a.from.empty() || a.to.empty() || a.port == 0) {
         throw UsageError("trace needs --from, --to and --port (or --manifests and --probes)");
     }
-    if (!a.probes.empty() || !a.enters_at.empty() || !a.what_if.empty()) {
+    if (!a.probes.empty() || !a.enters_at.empty() || !a.what_if.empty() ||
+        !a.what_if_delete.empty()) {
         throw UsageError("--probes, --enters-at and --what-if go with --manifests");
     }
     // A pod of another node, by name: its address, from the dataplane that hosts it (a
@@ -877,8 +882,8 @@ std::string why(const offline::ProbeResult& r) {
     return fmt::format("{} {}: {}", h.node, h.stage, h.detail);
 }
 
-Model load_model(const std::vector<std::string>& files, Model model) {
-    const std::vector<std::string> errors = load_manifests(expand_manifest_paths(files), model);
+// Every error of a manifest set, one a line.
+void throw_errors(const std::vector<std::string>& errors) {
     if (!errors.empty()) {
         std::string all;
         for (const auto& e : errors) {
@@ -886,12 +891,19 @@ Model load_model(const std::vector<std::string>& files, Model model) {
         }
         throw std::runtime_error(all);
     }
+}
+
+Model load_model(const std::vector<std::string>& files, Model model) {
+    throw_errors(load_manifests(expand_manifest_paths(files), model));
     return model;
 }
 
+// `after_change`: a what-if's second run, where a probe whose source or destination the
+// change deleted has the outcome "gone" instead of being an error.
 std::vector<offline::ProbeResult> run_probes(const Model& model,
                                              const std::vector<offline::Probe>& probes,
-                                             std::ostream& err) {
+                                             std::ostream& err,
+                                             bool after_change = false) {
     offline::Cluster cluster(model);
     for (const auto& w : cluster.warnings()) {
         err << "kdpctl: warning: " << w << "\n";
@@ -902,6 +914,13 @@ std::vector<offline::ProbeResult> run_probes(const Model& model,
         try {
             results.push_back(cluster.trace(probes[i]));
         } catch (const offline::OfflineError& e) {
+            if (after_change) {
+                offline::ProbeResult gone;
+                gone.trace.verdict = "gone";
+                gone.trace.hops.push_back({"cluster", "probe", e.what()});
+                results.push_back(std::move(gone));
+                continue;
+            }
             throw offline::OfflineError(probes.size() == 1
                                             ? std::string(e.what())
                                             : fmt::format("probe {} ({} -> {}): {}", i + 1,
@@ -952,7 +971,7 @@ int trace_offline(const Args& a, std::ostream& out, std::ostream& err) {
                                  : p.proto == 17 ? "UDP"
                                                  : "SCTP"}};
     };
-    if (a.what_if.empty()) {
+    if (a.what_if.empty() && a.what_if_delete.empty()) {
         if (single && a.format == Format::kTable) {
             print_trace_text(out, now[0]);
             return 0;
@@ -995,10 +1014,13 @@ int trace_offline(const Args& a, std::ostream& out, std::ostream& err) {
         return 0;
     }
 
-    // What-if: the same probes once the files are applied on top; the ones whose outcome
-    // changes.
-    const Model after = load_model(a.what_if, before);
-    const std::vector<offline::ProbeResult> then = run_probes(after, probes, err);
+    // What-if: the same probes once the files are applied on top (and the objects of the
+    // deletion files removed); the ones whose outcome changes.
+    Model after = load_model(a.what_if, before);
+    if (!a.what_if_delete.empty()) {
+        throw_errors(delete_manifests(expand_manifest_paths(a.what_if_delete), after));
+    }
+    const std::vector<offline::ProbeResult> then = run_probes(after, probes, err, true);
     size_t broken = 0, opened = 0, moved = 0;
     json rows = json::array();
     Json lines = Json::array();
@@ -1265,7 +1287,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         if (cmd == "trace" && !a.manifests.empty()) {
             return trace_offline(a, out, err);  // no dataplane involved
         }
-        if (!a.manifests.empty() || !a.what_if.empty() || !a.probes.empty()) {
+        if (!a.manifests.empty() || !a.what_if.empty() || !a.what_if_delete.empty() ||
+            !a.probes.empty()) {
             throw UsageError("--manifests, --probes and --what-if are options of trace");
         }
         DataplaneClient client(a.socket);

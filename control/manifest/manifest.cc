@@ -149,9 +149,13 @@ std::vector<json> read_documents(const std::string& path) {
     return yaml_documents(buf.str(), path);
 }
 
-std::vector<std::string> load_manifests(const std::vector<std::string>& paths, Model& model) {
+namespace {
+
+// Every object of the files in order (a List's items one by one), given to `each`, which
+// throws ModelError for a bad one; the errors as load_manifests describes them.
+template <class Each>
+std::vector<std::string> for_each_object(const std::vector<std::string>& paths, Each&& each) {
     std::vector<std::string> errors;
-    Model next = model;
     for (const auto& path : paths) {
         std::vector<json> docs;
         try {
@@ -181,7 +185,7 @@ std::vector<std::string> load_manifests(const std::vector<std::string>& paths, M
                 }
                 for (size_t i = 0; i < items->size(); ++i) {
                     try {
-                        next.upsert((*items)[i]);
+                        each((*items)[i]);
                     } catch (const ModelError& e) {
                         errors.push_back(fmt::format("{}: items[{}]: {}", where, i, e.what()));
                     }
@@ -189,12 +193,87 @@ std::vector<std::string> load_manifests(const std::vector<std::string>& paths, M
                 continue;
             }
             try {
-                next.upsert(doc);
+                each(doc);
             } catch (const ModelError& e) {
                 errors.push_back(fmt::format("{}: {}", where, e.what()));
             }
         }
     }
+    return errors;
+}
+
+std::string string_at(const json& obj, const char* a, const char* b = nullptr) {
+    const auto x = obj.find(a);
+    if (x == obj.end()) {
+        return "";
+    }
+    if (b == nullptr) {
+        return x->is_string() ? x->get<std::string>() : "";
+    }
+    if (!x->is_object()) {
+        return "";
+    }
+    const auto y = x->find(b);
+    return y != x->end() && y->is_string() ? y->get<std::string>() : "";
+}
+
+// Removes the object `obj` names (kind, metadata.namespace, metadata.name; the rest is not
+// read, so a manifest as applied can be given); a Namespace takes its objects with it, as the
+// API server's namespace deletion does.
+void remove_object(Model& next, const json& obj) {
+    if (!obj.is_object()) {
+        throw ModelError(fmt::format("object must be a map, not {}", obj.type_name()));
+    }
+    const std::string kind = string_at(obj, "kind");
+    const std::string name = string_at(obj, "metadata", "name");
+    const std::string ns = string_at(obj, "metadata", "namespace");
+    if (kind.empty()) {
+        throw ModelError("kind: missing");
+    }
+    if (name.empty()) {
+        throw ModelError(fmt::format("{}: metadata.name: missing", kind));
+    }
+    if (kind == "Namespace") {
+        const std::string prefix = name + "/";
+        std::vector<std::pair<std::string, std::string>> inside;  // kind, name
+        const auto collect = [&](const auto& map, const char* k) {
+            for (const auto& [key, _] : map) {
+                if (key.compare(0, prefix.size(), prefix) == 0) {
+                    inside.emplace_back(k, key.substr(prefix.size()));
+                }
+            }
+        };
+        collect(next.pods(), "Pod");
+        collect(next.services(), "Service");
+        collect(next.endpoint_slices(), "EndpointSlice");
+        collect(next.network_policies(), "NetworkPolicy");
+        for (const auto& [k, n] : inside) {
+            next.remove(k, name, n);
+        }
+    }
+    if (!next.remove(kind, ns, name)) {
+        throw ModelError(
+            fmt::format("{} {}{}: not in the manifests, nothing to delete", kind,
+                        ns.empty() || kind == "Node" || kind == "Namespace" ? "" : ns + "/", name));
+    }
+}
+
+}  // namespace
+
+std::vector<std::string> load_manifests(const std::vector<std::string>& paths, Model& model) {
+    Model next = model;
+    const std::vector<std::string> errors =
+        for_each_object(paths, [&](const json& obj) { next.upsert(obj); });
+    if (errors.empty()) {
+        model = std::move(next);
+    }
+    return errors;
+}
+
+std::vector<std::string> delete_manifests(const std::vector<std::string>& paths, Model& model) {
+    Model next = model;
+    const std::vector<std::string> errors =
+        for_each_object(paths, [&](const json& obj) { remove_object(next, obj); });
     if (errors.empty()) {
         model = std::move(next);
     }

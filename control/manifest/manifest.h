@@ -45,4 +45,10 @@ std::vector<nlohmann::json> read_documents(const std::string& path);
 /// were none, so a bad input never half-applies.
 std::vector<std::string> load_manifests(const std::vector<std::string>& paths, Model& model);
 
+/// The opposite: removes from a copy of `model` each object the files name (kind,
+/// metadata.namespace — "default" if absent — and metadata.name; the rest of each object is
+/// not read). A Namespace takes its pods, Services, EndpointSlices and NetworkPolicies with it.
+/// An object that is not in the model is an error. `model` is replaced only if there were none.
+std::vector<std::string> delete_manifests(const std::vector<std::string>& paths, Model& model);
+
 }  // namespace kdp::control

@@ -386,6 +386,63 @@ TEST(OfflineTraceCli, WhatIfListsTheProbesAPolicyWouldBreak) {
     }
 }
 
+// Deletions: the objects a file names (only kind, namespace and name are read, so the manifest
+// as applied will do) are removed before the probes run again.
+TEST(OfflineTraceCli, WhatIfDeleteListsTheProbesADeletionWouldChange) {
+    Files f;
+    const std::string probes = f.write("probes.yaml", R"(
+- {from: default/a1, to: service:default/web, port: 80}
+- {from: default/b1, to: default/a2, port: 80}
+- {from: default/a1, to: default/b1, port: 5353, protocol: UDP}
+)");
+    // The policy taken away again: what it broke opens.
+    const CliRun un = kdpctl({"trace", "--manifests", kDemo, kPolicy, "--probes", probes,
+                              "--what-if-delete", kPolicy, "-o", "json"});
+    ASSERT_EQ(un.code, 0) << un.err;
+    std::istringstream lines(un.out);
+    std::string line;
+    std::vector<json> changed;
+    while (std::getline(lines, line)) {
+        changed.push_back(json::parse(line));
+    }
+    ASSERT_EQ(changed.size(), 1u) << un.out;
+    EXPECT_EQ(changed[0]["from"], "default/b1");
+    EXPECT_EQ(changed[0]["change"], "opened");
+    EXPECT_EQ(changed[0]["verdict"], "allow");
+
+    // The Service deleted: the probe through it no longer connects.
+    const std::string svc = f.write("svc.yaml", R"(
+kind: Service
+metadata: {name: web, namespace: default}
+)");
+    const CliRun gone =
+        kdpctl({"trace", "--manifests", kDemo, "--probes", probes, "--what-if-delete", svc});
+    ASSERT_EQ(gone.code, 0) << gone.err;
+    EXPECT_NE(gone.out.find("3 probes: 1 would be broken, 0 opened, 0 changed otherwise, 2 as now"),
+              std::string::npos)
+        << gone.out;
+
+    // A whole namespace: its pods go with it, so every probe between them changes.
+    const std::string ns = f.write("ns.yaml", "kind: Namespace\nmetadata: {name: default}\n");
+    const CliRun all =
+        kdpctl({"trace", "--manifests", kDemo, "--probes", probes, "--what-if-delete", ns});
+    ASSERT_EQ(all.code, 0) << all.err;
+    EXPECT_NE(all.out.find("3 probes: 3 would be broken"), std::string::npos) << all.out;
+
+    // Deleting what is not there is an error, and nothing is printed.
+    const std::string absent = f.write("absent.yaml", R"(
+kind: Service
+metadata: {name: missing, namespace: default}
+)");
+    const CliRun bad =
+        kdpctl({"trace", "--manifests", kDemo, "--probes", probes, "--what-if-delete", absent});
+    EXPECT_EQ(bad.code, 1);
+    EXPECT_EQ(bad.out, "");
+    EXPECT_NE(bad.err.find("Service default/missing: not in the manifests, nothing to delete"),
+              std::string::npos)
+        << bad.err;
+}
+
 TEST(OfflineTraceCli, BadInputIsAClearErrorAndNoOutput) {
     Files f;
     const auto fails = [&](std::vector<std::string> args, int code, const std::string& msg) {
