@@ -44,30 +44,35 @@ Conntrack::Conntrack(uint32_t capacity, uint32_t workers, CtTimeouts timeouts)
 }
 
 void Conntrack::prefetch(uint64_t hash) const noexcept {
-    rte_prefetch0(&buckets_[bucket1(hash)]);
-    rte_prefetch0(&buckets_[bucket2(hash)]);
+    rte_prefetch0(&buckets_[bucket1(hash)]);  // keys go to their first bucket first (publish)
 }
 
 void Conntrack::prefetch_slots(uint32_t idx) const noexcept {
+    // Removal looks in both buckets of each key.
     const CtEntry& e = entries_[idx];
-    prefetch(e.orig.hash());
+    const auto both = [&](uint64_t h) {
+        rte_prefetch0(&buckets_[bucket1(h)]);
+        rte_prefetch0(&buckets_[bucket2(h)]);
+    };
+    both(e.orig.hash());
     if (has_reply_key(e)) {
-        prefetch(e.reply.hash());
+        both(e.reply.hash());
     }
 }
 
 uint64_t Conntrack::probe(uint64_t hash) const noexcept {
     const uint64_t sig = (hash >> 48) << 48;
-    for (const uint32_t b : {bucket1(hash), bucket2(hash)}) {
-        const Bucket& bk = buckets_[b];
-        for (uint32_t i = 0; i < kSlots; ++i) {
-            const uint64_t v = bk.slot[i].load(std::memory_order_acquire);
-            if (v != 0 && (v & 0xffff000000000000ull) == sig) {
-                rte_prefetch0(&entries_[static_cast<uint32_t>(v & 0xffffffffu) - 1]);
-                return v;
-            }
+    const Bucket& bk = buckets_[bucket1(hash)];
+    for (uint32_t i = 0; i < kSlots; ++i) {
+        const uint64_t v = bk.slot[i].load(std::memory_order_acquire);
+        if (v != 0 && (v & 0xffff000000000000ull) == sig) {
+            rte_prefetch0(&entries_[static_cast<uint32_t>(v & 0xffffffffu) - 1]);
+            return v;
         }
     }
+    // Not in its first bucket (an overflow, or a new connection): the stage's lookup will
+    // read the second one.
+    rte_prefetch0(&buckets_[bucket2(hash)]);
     return 0;
 }
 
@@ -93,10 +98,12 @@ CtInsertFail Conntrack::publish(const CtKey& k, uint32_t idx, CtDir dir) noexcep
     const uint64_t h = k.hash();
     const uint64_t v = slot_value(h, idx, dir);
     const uint64_t sig = (h >> 48) << 48;
-    // Power of two choices: try the emptier bucket first, which keeps the fullest bucket near
-    // log log n (greedy first-bucket filling overflowed at 30% load in the unit test). The
-    // same pass over both buckets finds a slot that already holds the key (its signature
-    // first, then the entry's key: a rare compare).
+    // The first bucket while it has two free slots, else the emptier of the two: most keys
+    // are then in their first bucket, the only one a burst prefetches (one DRAM line less per
+    // lookup), and near-full first buckets still spill as with two choices, which keeps every
+    // insert succeeding up to the designed half load (greedy first-bucket filling to the last
+    // slot overflowed at 30% load). The same pass over both buckets finds a slot that already
+    // holds the key (its signature first, then the entry's key: a rare compare).
     uint32_t b[2] = {bucket1(h), bucket2(h)};
     bool clash = false;
     auto used = [&](uint32_t bi) {
@@ -115,7 +122,7 @@ CtInsertFail Conntrack::publish(const CtKey& k, uint32_t idx, CtDir dir) noexcep
     if (clash) {
         return CtInsertFail::kClash;
     }
-    if (used1 < used0) {
+    if (used0 >= kSlots - 2 && used1 < used0) {
         std::swap(b[0], b[1]);
     }
     for (const uint32_t bi : b) {

@@ -129,10 +129,11 @@ public:
     /// The entry and direction for `key`, or index kCtNone. Any thread; lock-free.
     CtHit lookup(const CtKey& key, uint64_t hash) const noexcept;
     CtHit lookup(const CtKey& key) const noexcept { return lookup(key, key.hash()); }
-    /// Warms both candidate buckets of `hash` (pass 1 of a burst).
+    /// Warms the first bucket of `hash`, where most keys are (pass 1 of a burst).
     void prefetch(uint64_t hash) const noexcept;
-    /// Pass 2 of a burst, once the buckets are warm: the first slot of `hash`'s buckets whose
-    /// signature matches (0: none), its entry's load started. Pass 3 confirms it, so that the
+    /// Pass 2 of a burst, once the buckets are warm: the first slot of `hash`'s first bucket
+    /// whose signature matches (0: none; then the second bucket's load is started), its
+    /// entry's load started. Pass 3 confirms it, so that the
     /// entry's cache miss of every packet of the burst overlaps and the buckets are scanned once.
     uint64_t probe(uint64_t hash) const noexcept;
     /// The hit `hint` (from probe) stands for if its entry has `key` in that direction, else

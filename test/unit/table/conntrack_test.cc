@@ -156,6 +156,29 @@ TEST(Conntrack, FullRangeRefusesAndNeverCorrupts) {
     }
 }
 
+// The table is sized for both keys of `capacity` connections at half the slots; keys fill
+// their first bucket first, and every insert up to the capacity still finds a slot.
+TEST(Conntrack, FillsToCapacityWithRandomKeys) {
+    for (const uint32_t cap : {1000u, 100000u, 1000000u}) {
+        Conntrack ct(cap, 1);
+        uint32_t failed = 0;
+        uint64_t x = 0x9e3779b97f4a7c15ull;
+        for (uint32_t i = 0; i < cap; ++i) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            const CtKey k{static_cast<uint32_t>(x >> 32),
+                          static_cast<uint32_t>(x),
+                          static_cast<uint16_t>(x >> 16),
+                          80,
+                          6,
+                          0,
+                          0};
+            failed += ct.insert(0, k, k.reversed(), 1, none) == kCtNone;
+        }
+        EXPECT_EQ(failed, 0u) << "capacity " << cap;
+        EXPECT_EQ(ct.size(), cap);
+    }
+}
+
 TEST(Conntrack, TcpStatesFollowTheFlags) {
     Conntrack ct(64, 1);
     const uint32_t i = ct.insert(0, key(1), key(1).reversed(), 0, none);
