@@ -271,6 +271,15 @@ json route_json(const v1::Route& r, bool local) {
                 {"local", local}};
 }
 
+// A port as `get ports` and `port add` print it.
+json port_json(const v1::Port& p) {
+    return json{{"name", p.name()},           {"kind", p.kind()},
+                {"port_id", p.port_id()},     {"mac", p.mac()},
+                {"peer_mac", p.peer_mac()},   {"link", p.link_up() ? "up" : "down"},
+                {"rx_queues", p.rx_queues()}, {"tx_queues", p.tx_queues()},
+                {"devargs", p.devargs()}};
+}
+
 int get(DataplaneClient& client, const Args& a, std::ostream& out) {
     if (a.positional.size() != 2) {
         throw UsageError(
@@ -319,15 +328,7 @@ int get(DataplaneClient& client, const Args& a, std::ostream& out) {
     } else if (what == "ports" || what == "port") {
         const auto ports = client.list_ports();
         for (const auto& p : ports.ports()) {
-            rows.push_back(json{{"name", p.name()},
-                                {"kind", p.kind()},
-                                {"port_id", p.port_id()},
-                                {"mac", p.mac()},
-                                {"peer_mac", p.peer_mac()},
-                                {"link", p.link_up() ? "up" : "down"},
-                                {"rx_queues", p.rx_queues()},
-                                {"tx_queues", p.tx_queues()},
-                                {"devargs", p.devargs()}});
+            rows.push_back(port_json(p));
         }
         print(out, a.format, rows,
               {{"ID", "port_id"},
@@ -1101,13 +1102,7 @@ int port(DataplaneClient& client, const Args& a, std::ostream& out) {
     const v1::AddPortResponse r = client.add_port(req);
     const auto& p = r.port();
     if (a.format != Format::kTable) {
-        const json j{{"name", p.name()},
-                     {"kind", p.kind()},
-                     {"port_id", p.port_id()},
-                     {"mac", p.mac()},
-                     {"devargs", p.devargs()},
-                     {"rx_queues", p.rx_queues()},
-                     {"link", p.link_up() ? "up" : "down"}};
+        const json j = port_json(p);
         out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
         return 0;
     }

@@ -258,26 +258,29 @@ void remove_object(Model& next, const json& obj) {
     }
 }
 
-}  // namespace
-
-std::vector<std::string> load_manifests(const std::vector<std::string>& paths, Model& model) {
+// `op(copy, object)` for every object of the files on a copy of `model`, which replaces it
+// only if no object failed: a bad input never half-applies.
+template <class Op>
+std::vector<std::string> change_model(const std::vector<std::string>& paths,
+                                      Model& model,
+                                      Op&& op) {
     Model next = model;
     const std::vector<std::string> errors =
-        for_each_object(paths, [&](const json& obj) { next.upsert(obj); });
+        for_each_object(paths, [&](const json& obj) { op(next, obj); });
     if (errors.empty()) {
         model = std::move(next);
     }
     return errors;
 }
 
+}  // namespace
+
+std::vector<std::string> load_manifests(const std::vector<std::string>& paths, Model& model) {
+    return change_model(paths, model, [](Model& m, const json& obj) { m.upsert(obj); });
+}
+
 std::vector<std::string> delete_manifests(const std::vector<std::string>& paths, Model& model) {
-    Model next = model;
-    const std::vector<std::string> errors =
-        for_each_object(paths, [&](const json& obj) { remove_object(next, obj); });
-    if (errors.empty()) {
-        model = std::move(next);
-    }
-    return errors;
+    return change_model(paths, model, remove_object);
 }
 
 }  // namespace kdp::control

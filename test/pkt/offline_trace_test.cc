@@ -77,6 +77,17 @@ CliRun kdpctl(std::vector<std::string> args) {
     return {code, out.str(), err.str()};
 }
 
+// The objects of `-o json` output that has one a line.
+std::vector<json> json_lines(const std::string& out) {
+    std::istringstream lines(out);
+    std::string line;
+    std::vector<json> all;
+    while (std::getline(lines, line)) {
+        all.push_back(json::parse(line));
+    }
+    return all;
+}
+
 class OfflineTrace : public ::testing::Test {
 protected:
     static void SetUpTestSuite() { cluster_ = new Cluster(demo_model()); }
@@ -370,12 +381,7 @@ TEST(OfflineTraceCli, WhatIfListsTheProbesAPolicyWouldBreak) {
     const CliRun j = kdpctl(
         {"trace", "--manifests", kDemo, "--probes", probes, "--what-if", kPolicy, "-o", "json"});
     ASSERT_EQ(j.code, 0) << j.err;
-    std::istringstream lines(j.out);
-    std::string line;
-    std::vector<json> changed;
-    while (std::getline(lines, line)) {
-        changed.push_back(json::parse(line));
-    }
+    const std::vector<json> changed = json_lines(j.out);
     ASSERT_EQ(changed.size(), 2u);
     EXPECT_EQ(changed[0]["from"], "default/b1");
     EXPECT_EQ(changed[1]["from"], "198.51.100.200");
@@ -399,12 +405,7 @@ TEST(OfflineTraceCli, WhatIfDeleteListsTheProbesADeletionWouldChange) {
     const CliRun un = kdpctl({"trace", "--manifests", kDemo, kPolicy, "--probes", probes,
                               "--what-if-delete", kPolicy, "-o", "json"});
     ASSERT_EQ(un.code, 0) << un.err;
-    std::istringstream lines(un.out);
-    std::string line;
-    std::vector<json> changed;
-    while (std::getline(lines, line)) {
-        changed.push_back(json::parse(line));
-    }
+    const std::vector<json> changed = json_lines(un.out);
     ASSERT_EQ(changed.size(), 1u) << un.out;
     EXPECT_EQ(changed[0]["from"], "default/b1");
     EXPECT_EQ(changed[0]["change"], "opened");
