@@ -17,8 +17,8 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "common/netlink.h"
 #include "ipam.h"
-#include "netlink.h"
 #include "pod_info.h"
 #include "push/dataplane_client.h"
 

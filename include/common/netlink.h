@@ -1,6 +1,8 @@
-// The few rtnetlink operations kdp-cni needs to hand a pod its TAP: move a link into the pod's
-// network namespace, rename it, set its MTU and bring it up, give it its address and default
-// route. Plain rtnetlink requests with their acknowledgements; errors carry the kernel's errno.
+// The few rtnetlink operations kdp needs to hand a TAP to a kernel: kdp-cni gives a pod its
+// interface (moved into the pod's network namespace, renamed, MTU set, up, its address and
+// default route), the dataplane configures the node's host interface (its address and the
+// routes into the pod network). Plain rtnetlink requests with their acknowledgements; errors
+// carry the kernel's errno. Main/API threads only: these are syscalls.
 #pragma once
 
 #include <optional>
@@ -9,7 +11,7 @@
 
 #include "common/net.h"
 
-namespace kdp::cni {
+namespace kdp {
 
 class NetlinkError : public std::runtime_error {
 public:
@@ -36,6 +38,9 @@ public:
     void configure(int ifindex, const std::string& new_name, uint32_t mtu);
     void add_address(int ifindex, Prefix4 net, Ip4 addr);
     void add_default_route(int ifindex, Ip4 gateway);
+    /// A route to `dst` on the link `ifindex` itself (scope link: its hosts are asked for by
+    /// ARP on the link), with `src` as the address the kernel gives what it sends there.
+    void add_link_route(int ifindex, Prefix4 dst, Ip4 src);
     /// The link's MAC address.
     Mac mac(int ifindex);
 
@@ -58,4 +63,4 @@ private:
     int home_ = -1;
 };
 
-}  // namespace kdp::cni
+}  // namespace kdp

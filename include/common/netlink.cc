@@ -1,4 +1,4 @@
-#include "netlink.h"
+#include "common/netlink.h"
 
 #include <fcntl.h>
 #include <linux/if_link.h>
@@ -16,7 +16,7 @@
 
 #include <fmt/format.h>
 
-namespace kdp::cni {
+namespace kdp {
 
 namespace {
 
@@ -113,7 +113,7 @@ void Netlink::move_to_netns(int ifindex, int netns_fd) {
     ifi->ifi_family = AF_UNSPEC;
     ifi->ifi_index = ifindex;
     r.attr<uint32_t>(IFLA_NET_NS_FD, static_cast<uint32_t>(netns_fd));
-    request(r.data(), r.size(), "move the interface into the pod's network namespace");
+    request(r.data(), r.size(), "move the interface into another network namespace");
 }
 
 void Netlink::configure(int ifindex, const std::string& new_name, uint32_t mtu) {
@@ -140,7 +140,7 @@ void Netlink::add_address(int ifindex, Prefix4 net, Ip4 addr) {
     ifa->ifa_index = static_cast<uint32_t>(ifindex);
     r.attr<uint32_t>(IFA_LOCAL, addr.be);
     r.attr<uint32_t>(IFA_ADDRESS, addr.be);
-    request(r.data(), r.size(), "add the pod's address");
+    request(r.data(), r.size(), "add the interface's address");
 }
 
 void Netlink::add_default_route(int ifindex, Ip4 gateway) {
@@ -153,12 +153,27 @@ void Netlink::add_default_route(int ifindex, Ip4 gateway) {
     rt->rtm_type = RTN_UNICAST;
     r.attr<uint32_t>(RTA_GATEWAY, gateway.be);
     r.attr<uint32_t>(RTA_OIF, static_cast<uint32_t>(ifindex));
-    request(r.data(), r.size(), "add the pod's default route");
+    request(r.data(), r.size(), "add the default route");
+}
+
+void Netlink::add_link_route(int ifindex, Prefix4 dst, Ip4 src) {
+    Request r(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+    auto* rt = r.family<rtmsg>();
+    rt->rtm_family = AF_INET;
+    rt->rtm_dst_len = dst.len;
+    rt->rtm_table = RT_TABLE_MAIN;
+    rt->rtm_protocol = RTPROT_BOOT;
+    rt->rtm_scope = RT_SCOPE_LINK;
+    rt->rtm_type = RTN_UNICAST;
+    r.attr<uint32_t>(RTA_DST, dst.addr.be);
+    r.attr<uint32_t>(RTA_PREFSRC, src.be);
+    r.attr<uint32_t>(RTA_OIF, static_cast<uint32_t>(ifindex));
+    request(r.data(), r.size(), "add a route");
 }
 
 Mac Netlink::mac(int ifindex) {
     // An ioctl on a socket made now, in the calling thread's network namespace (sysfs would
-    // show the namespace it was mounted in, not the pod's).
+    // show the namespace it was mounted in, not this one).
     struct ifreq ifr {};
     if (if_indextoname(static_cast<unsigned>(ifindex), ifr.ifr_name) == nullptr) {
         throw NetlinkError(fmt::format("interface {}: {}", ifindex, std::strerror(errno)), errno);
@@ -204,4 +219,4 @@ NetnsGuard::~NetnsGuard() {
     ::close(home_);
 }
 
-}  // namespace kdp::cni
+}  // namespace kdp
