@@ -2,8 +2,12 @@
 // starts, sets up the ports, publishes the first tables, launches one poll-mode worker per
 // configured lcore, serves statistics through DPDK telemetry, and shuts down cleanly on
 // SIGINT/SIGTERM (workers stop, ports close, the EAL releases its hugepages).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -25,6 +29,7 @@
 
 #include "api/grpc_server.h"
 #include "api/table_manager.h"
+#include "common/netlink.h"
 #include "config/node_config.h"
 #include "core/worker.h"
 #include "port/ethdev.h"
@@ -77,6 +82,72 @@ std::vector<std::string> eal_argv(const config::NodeConfig& c) {
 
 std::string tap_devargs(const config::PodPortConfig& p, size_t index) {
     return fmt::format("net_tap_kdp{},iface={}", index, p.iface);
+}
+
+std::string netns_path(const std::string& name) {
+    return "/run/netns/" + name;
+}
+
+// Moves the interface `iface` of the dataplane's namespace into the one named `netns` (under
+// /run/netns). Throws NetlinkError.
+void move_iface(const std::string& iface, const std::string& netns) {
+    const std::string path = netns_path(netns);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        throw NetlinkError(fmt::format("{}: {}", path, std::strerror(errno)), errno);
+    }
+    try {
+        Netlink nl;
+        const auto idx = nl.index(iface);
+        if (!idx) {
+            throw NetlinkError(iface + ": no such interface after creating it", ENODEV);
+        }
+        nl.move_to_netns(*idx, fd);
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+    ::close(fd);
+}
+
+// The host interface's kernel side (config `host`, see config/README.md): moved into its
+// namespace, IPv6 off, up with the pod MTU, the gateway address, and link routes into the pod
+// network with that address as their source. The TAP must be set up and started already:
+// net_tap asks for its link by name in the dataplane's namespace. Throws NetlinkError.
+void configure_host_iface(const config::NodeConfig& cfg) {
+    const config::HostConfig& h = *cfg.host;
+    std::optional<NetnsGuard> in;
+    if (!h.netns.empty()) {
+        move_iface(h.iface, h.netns);
+        in.emplace(netns_path(h.netns));
+    }
+    Netlink nl;  // in the namespace the TAP is in now
+    const auto idx = nl.index(h.iface);
+    if (!idx) {
+        throw NetlinkError(h.iface + ": no such interface after creating it", ENODEV);
+    }
+    // No IPv6 on it (router solicitations and the like would only be dropped); the sysctl is
+    // the calling thread's namespace's. Not fatal where IPv6 is off altogether.
+    if (const int fd =
+            ::open(fmt::format("/proc/sys/net/ipv6/conf/{}/disable_ipv6", h.iface).c_str(),
+                   O_WRONLY | O_CLOEXEC);
+        fd >= 0) {
+        (void)!::write(fd, "1", 1);
+        ::close(fd);
+    }
+    nl.configure(*idx, "", cfg.pod_mtu());
+    nl.add_address(*idx, Prefix4{cfg.gateway_ip, 32}, cfg.gateway_ip);
+    std::vector<Prefix4> routes{cfg.pod_cidr};
+    if (cfg.cluster_cidr) {
+        routes.push_back(*cfg.cluster_cidr);
+    }
+    routes.insert(routes.end(), h.routes.begin(), h.routes.end());
+    for (size_t i = 0; i < routes.size(); ++i) {
+        if (std::find(routes.begin(), routes.begin() + static_cast<std::ptrdiff_t>(i), routes[i]) ==
+            routes.begin() + static_cast<std::ptrdiff_t>(i)) {
+            nl.add_link_route(*idx, routes[i], cfg.gateway_ip);
+        }
+    }
 }
 
 // A run-time TAP pod port. A new one: net_tap creates the interface here (the caller moves it
@@ -286,7 +357,35 @@ int run(int argc, char** argv) {
         if (!pid) {
             die(fmt::format("pods[{}] ({}): {}", i, p.name, err));
         }
+        if (p.type == config::PortType::kTap && !p.netns.empty()) {
+            try {
+                move_iface(p.iface, p.netns);  // started already: net_tap found it here
+            } catch (const NetlinkError& e) {
+                die(fmt::format("pods[{}] ({}): netns {}: {}", i, p.name, p.netns, e.what()));
+            }
+        }
         entries.push_back({p.name, kind, s.devargs, *pid});
+    }
+    std::optional<uint16_t> host_port;
+    if (cfg.host) {
+        PortSetup s;
+        s.devargs = fmt::format("net_tap_kdphost,iface={}", cfg.host->iface);
+        s.kind = PortKind::kHost;
+        s.workers = nb_workers;
+        s.mtu = cfg.pod_mtu();
+        s.pool = pool;
+        host_port = setup_port(s, ports, err);
+        if (!host_port) {
+            die("host: " + err);
+        }
+        try {
+            configure_host_iface(cfg);
+        } catch (const NetlinkError& e) {
+            die(fmt::format("host ({}{}): {}", cfg.host->iface,
+                            cfg.host->netns.empty() ? "" : " in netns " + cfg.host->netns,
+                            e.what()));
+        }
+        entries.push_back({"host", "host", s.devargs, *host_port});
     }
 
     // Node context and tables.
@@ -307,6 +406,7 @@ int run(int argc, char** argv) {
     node.vni = cfg.vni;
     node.mtu = cfg.mtu;
     node.uplink_port = *uplink;
+    node.host_port = host_port.value_or(table::kNoPort);
     node.workers = nb_workers;
     node.tsc_hz = rte_get_tsc_hz();
     node.arp_retry_tsc = node.tsc_hz / 10;  // 100 ms between requests for one address

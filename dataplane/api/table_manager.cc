@@ -1001,8 +1001,10 @@ std::optional<PortError> TableManager::remove_pod_port(const std::string& name) 
     if (it == ports_.end()) {
         return PortError{K::kNotFound, fmt::format("no port {}", name)};
     }
-    if (it->kind == "uplink") {
-        return PortError{K::kInvalid, "the uplink is not a pod port"};
+    if (it->kind == "uplink" || it->kind == "host") {
+        return PortError{K::kInvalid,
+                         fmt::format("the {} is not a pod port",
+                                     it->kind == "host" ? "host interface" : "uplink")};
     }
     if (!factory_.destroy) {
         return PortError{K::kUnsupported, "this dataplane removes no ports at run time"};

@@ -2,7 +2,7 @@
 //
 // Runs once on the main thread. Every check throws ConfigError("<key.path>: <problem>") for the
 // first problem found, in the order the sections are read (node, vxlan, dpdk, workers, uplink,
-// pods, remote_nodes, api, limits, then the checks across sections). Nothing here needs DPDK:
+// pods, remote_nodes, host, api, limits, then the checks across sections). Nothing here needs DPDK:
 // what only the EAL can tell (do the lcores exist, does the device probe) is the dataplane's job.
 #include "config/node_config.h"
 
@@ -608,6 +608,15 @@ std::string as_iface(const Field& f) {
     return s;
 }
 
+// A network namespace by its name under /run/netns (as `ip netns` makes them).
+std::string as_netns_name(const Field& f) {
+    std::string n = as_nonempty_string(f);
+    if (n.find('/') != std::string::npos || n == "." || n == ".." || n.size() > 255) {
+        fail(f.path, quote(n) + " is not a name under /run/netns");
+    }
+    return n;
+}
+
 PodPortConfig read_pod(const Field& item, size_t index, const NodeConfig& c) {
     const Section s(item.node, item.path,
                     {"name", "ip", "type", "iface", "socket", "queues", "devargs", "mac", "netns"});
@@ -656,13 +665,7 @@ PodPortConfig read_pod(const Field& item, size_t index, const NodeConfig& c) {
         case PortType::kTap:
             p.iface = fmt::format("kdp{}", index);
             s.read("iface", p.iface, as_iface);
-            if (const auto f = s.get("netns")) {
-                p.netns = as_nonempty_string(*f);
-                if (p.netns.find('/') != std::string::npos || p.netns == "." || p.netns == ".." ||
-                    p.netns.size() > 255) {
-                    fail(f->path, quote(p.netns) + " is not a name under /run/netns");
-                }
-            }
+            s.read("netns", p.netns, as_netns_name);
             break;
         case PortType::kVhostUser:
             p.socket = as_socket_path(s.require("socket"));
@@ -708,6 +711,30 @@ void read_pods(const Section& top, NodeConfig& c) {
         }
         c.pods.push_back(std::move(p));
     }
+}
+
+void read_host(const Section& s, bool present, NodeConfig& c) {
+    if (!present) {
+        return;
+    }
+    HostConfig h;
+    const Field iface = s.require("iface");
+    h.iface = as_iface(iface);
+    for (size_t i = 0; i < c.pods.size(); ++i) {
+        if (c.pods[i].type == PortType::kTap && c.pods[i].iface == h.iface) {
+            fail(iface.path, fmt::format("{} is already used by pods[{}]", quote(h.iface), i));
+        }
+    }
+    s.read("netns", h.netns, as_netns_name);
+    const std::vector<Field> routes = s.list("routes");
+    for (const Field& f : routes) {
+        const Prefix4 r = as_cidr(f, 1, 32);
+        if (std::find(h.routes.begin(), h.routes.end(), r) != h.routes.end()) {
+            fail(f.path, r.str() + " is listed twice");
+        }
+        h.routes.push_back(r);
+    }
+    c.host = std::move(h);
 }
 
 void read_remote_nodes(const Section& top, NodeConfig& c) {
@@ -863,8 +890,8 @@ NodeConfig build(const YAML::Node& root) {
         root.IsNull()
             ? Section::absent("")
             : Section(root, "",
-                      {"node", "vxlan", "dpdk", "workers", "uplink", "pods", "remote_nodes", "api",
-                       "limits", "conntrack_timeouts", "network_policy"});
+                      {"node", "vxlan", "dpdk", "workers", "uplink", "pods", "remote_nodes", "host",
+                       "api", "limits", "conntrack_timeouts", "network_policy"});
     NodeConfig c;
     read_node(top.section("node", {"name", "ip", "mac", "pod_cidr", "gateway", "gateway_mac",
                                    "cluster_cidr", "mtu"}),
@@ -875,6 +902,7 @@ NodeConfig build(const YAML::Node& root) {
     read_uplink(top.section("uplink", {"devargs", "rx_queues", "gateway", "prefix_len"}), c);
     read_pods(top, c);
     read_remote_nodes(top, c);
+    read_host(top.section("host", {"iface", "netns", "routes"}), top.get("host").has_value(), c);
     read_api(top.section("api", {"socket"}), c);
     read_limits(top.section("limits", {"mbufs", "max_pods", "max_routes", "arp_pending",
                                        "arp_timeout_ms", "arp_reachable_s", "conntrack"}),

@@ -62,6 +62,17 @@ struct UplinkConfig {
     uint8_t prefix_len = 24;     // node IP's subnet on the underlay (on-link VTEPs)
 };
 
+/// The node's host interface: a TAP through which the node's own kernel (kubelet probes,
+/// host-network processes) reaches pods, remote pods and Services. The dataplane creates it,
+/// moves it into `netns` when given, and configures the kernel side: up, MTU node.mtu - 50,
+/// the pod gateway address /32, and routes into the pod network (node.pod_cidr,
+/// node.cluster_cidr and `routes`) on the link with that address as their source.
+struct HostConfig {
+    std::string iface;            // host.iface: the TAP's name, required
+    std::string netns;            // host.netns: a name under /run/netns; default the dataplane's
+    std::vector<Prefix4> routes;  // host.routes: more prefixes, e.g. the Service CIDR
+};
+
 struct IdleConfig {
     uint32_t spin_polls = 256;     // empty polls before a worker starts sleeping
     uint32_t sleep_us = 50;        // sleep per idle round once spinning gave nothing
@@ -103,6 +114,7 @@ struct NodeConfig {
     UplinkConfig uplink;                         // uplink
     std::vector<PodPortConfig> pods;             // pods
     std::vector<RemoteNodeConfig> remote_nodes;  // remote_nodes
+    std::optional<HostConfig> host;              // host; none: no host interface
 
     std::string api_socket = "/run/kdp/dataplane.sock";  // api.socket
     LimitsConfig limits;                                 // limits

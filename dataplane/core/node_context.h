@@ -28,7 +28,8 @@ struct NodeContext {
     uint32_t vni = 0;
     uint16_t mtu = 1500;  // uplink MTU: encapsulated packets must fit
     uint16_t uplink_port = 0;
-    uint32_t workers = 1;  // SNAT ports are split among workers by port % workers
+    uint16_t host_port = table::kNoPort;  // the host interface (config `host`), if any
+    uint32_t workers = 1;                 // SNAT ports are split among workers by port % workers
 
     uint64_t tsc_hz = 0;
     uint64_t arp_retry_tsc = 0;    // between two ARP requests for one address
@@ -39,6 +40,8 @@ struct NodeContext {
     table::Conntrack* conntrack = nullptr;  // shared by all workers (see conntrack.h)
     PortTable* ports = nullptr;
     const table::TableRef* tables = nullptr;
+
+    bool has_host() const noexcept { return host_port != table::kNoPort; }
 
     uint16_t pod_mtu() const noexcept { return static_cast<uint16_t>(mtu - 50); }
 };

@@ -189,12 +189,19 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
         }
         probe_ct();
         w.lap(Phase::kClassify);
+        const bool host = kind == PortKind::kHost;
         for (uint16_t i = 0; i < b.count; ++i) {
             PacketMeta& p = b.meta[i];
             if (!p.pending()) {
                 continue;
             }
-            if (p.ether_type == pkt::kEtherTypeArp) {
+            if (host) [[unlikely]] {
+                if (p.ether_type == pkt::kEtherTypeArp) {
+                    stage::arp_from_host(n, b.pkts[i], p);
+                } else {
+                    stage::host_ipv4(w, *t, b.pkts[i], p, now, now_s);
+                }
+            } else if (p.ether_type == pkt::kEtherTypeArp) {
                 stage::arp_from_pod(n, *t, b.pkts[i], p);
             } else {
                 stage::pod_ipv4(w, *t, b.pkts[i], p, now, now_s);

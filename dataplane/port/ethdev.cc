@@ -88,7 +88,7 @@ bool configure_port(uint16_t pid, const PortSetup& s, PortTable& table, std::str
               " tx queues: " + errstr(rc);
         return false;
     }
-    const bool pod = s.kind == PortKind::kPod;
+    const bool pod = s.kind != PortKind::kUplink;  // pod and host ports: small rings
     uint16_t nb_rxd = pod ? kPodRxDesc : kRxDesc;
     uint16_t nb_txd = pod ? kPodTxDesc : kTxDesc;
     rte_eth_dev_adjust_nb_rx_tx_desc(pid, &nb_rxd, &nb_txd);
@@ -132,11 +132,11 @@ bool configure_port(uint16_t pid, const PortSetup& s, PortTable& table, std::str
     rt.nb_rxq = nb_rxq;
     rt.nb_txq = nb_txq;
     rt.txq_shared = nb_txq < s.workers;
-    // A TAP's kernel netdev carries the port's MAC, so that is the pod's until it says
-    // otherwise; other pod ports learn it from the pod's first frame.
+    // A TAP's kernel netdev carries the port's MAC, so that is the peer's (the pod's, the
+    // host's) until it says otherwise; other pod ports learn it from the pod's first frame.
     if (s.peer_mac) {
         rt.peer_mac.store(s.peer_mac->pack(), std::memory_order_relaxed);
-    } else if (s.kind == PortKind::kPod && name.rfind("net_tap", 0) == 0) {
+    } else if (s.kind != PortKind::kUplink && name.rfind("net_tap", 0) == 0) {
         rt.peer_mac.store(port_mac(pid).pack(), std::memory_order_relaxed);
     }
     return true;

@@ -19,14 +19,16 @@
 
 namespace kdp::dataplane {
 
-enum class PortKind : uint8_t { kNone, kUplink, kPod };
+/// kHost: the node's host interface, a TAP to the node's own kernel (config `host`).
+enum class PortKind : uint8_t { kNone, kUplink, kPod, kHost };
 
 struct alignas(64) PortRuntime {
     PortKind kind = PortKind::kNone;
     uint16_t nb_rxq = 0;
     uint16_t nb_txq = 0;
-    bool txq_shared = false;            // nb_txq < workers: TX under tx_lock
-    std::atomic<uint64_t> peer_mac{0};  // pod ports: Mac::pack() of the pod, 0 until known
+    bool txq_shared = false;  // nb_txq < workers: TX under tx_lock
+    std::atomic<uint64_t> peer_mac{
+        0};  // pod and host ports: Mac::pack() of the peer, 0 until known
     rte_spinlock_t tx_lock = RTE_SPINLOCK_INITIALIZER;
 };
 

@@ -1,6 +1,7 @@
 // ARP stage. Pod ports: proxy ARP — every request from the pod for any address but its own is
 // answered with the gateway MAC, so pods route everything through the node whether their
-// prefix is /32 or the node's /24 (Calico's approach). Uplink: answer for the node IP, and
+// prefix is /32 or the node's /24 (Calico's approach). The host interface: the same for the
+// node's kernel, whose address there is the gateway's. Uplink: answer for the node IP, and
 // learn the MAC of every underlay neighbour the tables need (remote VTEPs, the gateway).
 // Worker-only; replies are built in place in the received mbuf.
 #pragma once
@@ -10,20 +11,18 @@
 
 namespace kdp::dataplane::stage {
 
-inline void arp_from_pod(const NodeContext& n,
-                         const table::TableSet& t,
-                         rte_mbuf* m,
-                         PacketMeta& p) noexcept {
+/// Proxy ARP on a port with one peer whose address is `own`: every request from it for any
+/// other address is answered with the gateway MAC, and the peer's MAC is learned.
+inline void proxy_arp(const NodeContext& n, rte_mbuf* m, PacketMeta& p, Ip4 own) noexcept {
     uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
     pkt::ArpView a{d + p.l3_off};
     if (!a.is_eth_ipv4()) [[unlikely]] {
         p.drop(DropReason::kArpMalformed);
         return;
     }
-    const Ip4 pod_ip = t.port_pod_ip[p.in_port];
     const Ip4 spa = a.spa();
     const Ip4 tpa = a.tpa();
-    if (a.op() != pkt::kArpOpRequest || pod_ip.is_zero() || spa != pod_ip || tpa == spa ||
+    if (a.op() != pkt::kArpOpRequest || own.is_zero() || spa != own || tpa == spa ||
         tpa.is_zero()) {
         p.drop(DropReason::kArpIgnored);
         return;
@@ -33,6 +32,18 @@ inline void arp_from_pod(const NodeContext& n,
     a.set(pkt::kArpOpReply, n.gateway_mac, tpa, sha, spa);
     rewrite_l2(m, p, sha, n.gateway_mac, pkt::kEtherTypeArp);
     p.tx(p.in_port);
+}
+
+inline void arp_from_pod(const NodeContext& n,
+                         const table::TableSet& t,
+                         rte_mbuf* m,
+                         PacketMeta& p) noexcept {
+    proxy_arp(n, m, p, t.port_pod_ip[p.in_port]);
+}
+
+/// The node's kernel on the host interface: its address there is the gateway's.
+inline void arp_from_host(const NodeContext& n, rte_mbuf* m, PacketMeta& p) noexcept {
+    proxy_arp(n, m, p, n.gateway_ip);
 }
 
 inline void arp_from_uplink(const NodeContext& n,

@@ -2,8 +2,9 @@
 // node's VTEP, and decapsulation of what remote nodes send us. Worker-only.
 //
 // Packet path:
-//   pod port  -> [proxy ARP | echo to gateway | local pod | remote pod CIDR -> encap] -> port
-//   uplink    -> [ARP | VXLAN to node IP:port/VNI -> decap -> local pod]              -> port
+//   pod port  -> [proxy ARP | gateway: host or echo | local pod | remote pod CIDR -> encap]
+//   host port -> [proxy ARP | local pod | remote pod CIDR -> encap]  (after Service DNAT)
+//   uplink    -> [ARP | VXLAN to node IP:port/VNI -> decap -> local pod or host]
 #pragma once
 
 #include "core/worker.h"
@@ -40,7 +41,42 @@ inline bool addressed_to(rte_mbuf* m, PacketMeta& p, const Mac& mine) noexcept {
     return false;
 }
 
-/// Routes to a pod on this node: MAC rewrite (gateway -> pod), TTL decrement.
+/// IPv4 from a port with one peer (a pod, the host interface) whose address is `own`: true
+/// when it is addressed to the gateway and sent from `own` (else dropped). The frame's source
+/// MAC is then the peer's, what frames to it are sent to; written only when it changed, so the
+/// line stays shared between workers.
+inline bool from_peer(const NodeContext& n, rte_mbuf* m, PacketMeta& p, Ip4 own) noexcept {
+    if (!addressed_to(m, p, n.gateway_mac)) [[unlikely]] {
+        return false;
+    }
+    if (p.tuple.src != own) [[unlikely]] {
+        p.drop(DropReason::kSourceMismatch);
+        return false;
+    }
+    const Mac src_mac = pkt::read_mac(rte_pktmbuf_mtod(m, const uint8_t*) + 6);
+    std::atomic<uint64_t>& peer = n.ports->port[p.in_port].peer_mac;
+    if (peer.load(std::memory_order_relaxed) != src_mac.pack()) [[unlikely]] {
+        peer.store(src_mac.pack(), std::memory_order_relaxed);
+    }
+    return true;
+}
+
+/// Routes out of a port with one peer (a pod's, the host interface): MAC rewrite (gateway ->
+/// peer), TTL decrement. Until the peer has been heard from, broadcast: the kernel accepts IPv4
+/// in a broadcast frame, and a TAP or vhost port has exactly one peer.
+inline void to_peer(const NodeContext& n, rte_mbuf* m, PacketMeta& p, uint16_t port) noexcept {
+    if (p.ttl <= 1) [[unlikely]] {
+        p.drop(DropReason::kTtlExpired);
+        return;
+    }
+    const uint64_t packed = n.ports->port[port].peer_mac.load(std::memory_order_relaxed);
+    const Mac dst = packed != 0 ? Mac::unpack(packed) : Mac{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+    uint8_t* d = rewrite_l2(m, p, dst, n.gateway_mac);
+    pkt::dec_ttl(d + pkt::kEtherHdrLen);
+    p.tx(port);
+}
+
+/// Routes to a pod on this node.
 inline void deliver_local(const NodeContext& n,
                           rte_mbuf* m,
                           PacketMeta& p,
@@ -49,17 +85,13 @@ inline void deliver_local(const NodeContext& n,
         p.drop(DropReason::kNoPortForPod);
         return;
     }
-    if (p.ttl <= 1) [[unlikely]] {
-        p.drop(DropReason::kTtlExpired);
-        return;
-    }
-    const uint64_t packed = n.ports->port[pod.port_id].peer_mac.load(std::memory_order_relaxed);
-    // Until the pod has been heard from, broadcast: the kernel accepts IPv4 in a broadcast
-    // frame, and a TAP or vhost port has exactly one peer.
-    const Mac dst = packed != 0 ? Mac::unpack(packed) : Mac{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
-    uint8_t* d = rewrite_l2(m, p, dst, n.gateway_mac);
-    pkt::dec_ttl(d + pkt::kEtherHdrLen);
-    p.tx(pod.port_id);
+    to_peer(n, m, p, pod.port_id);
+}
+
+/// Routes to the node's own kernel through the host interface (only when there is one): the
+/// node's address in the pod network is the gateway's.
+inline void deliver_host(const NodeContext& n, rte_mbuf* m, PacketMeta& p) noexcept {
+    to_peer(n, m, p, n.host_port);
 }
 
 /// Sends a frame whose Ethernet header starts at `eth` out of the uplink to the underlay
@@ -140,6 +172,30 @@ inline void encap_to_node(
     send_to_neighbor(w, m, p, o, r.neigh_slot, now);
 }
 
+/// A packet for a pod, here or on another node: delivered or encapsulated once policy admits
+/// it (dropped otherwise). Returns false, p untouched, when its destination is no pod this
+/// node knows a way to.
+inline bool to_pod_admitted(Worker& w,
+                            const table::TableSet& t,
+                            rte_mbuf* m,
+                            PacketMeta& p,
+                            uint64_t now,
+                            uint32_t now_s) noexcept {
+    if (const table::LocalPod* pod = t.find_pod(p.tuple.dst)) {
+        if (admit(w, t, p, now_s)) {
+            deliver_local(*w.node, m, p, *pod);
+        }
+        return true;
+    }
+    if (const table::Route* r = t.find_route(p.tuple.dst)) {
+        if (admit(w, t, p, now_s)) {
+            encap_to_node(w, m, p, *r, now);
+        }
+        return true;
+    }
+    return false;
+}
+
 /// IPv4 from a pod port.
 inline void pod_ipv4(Worker& w,
                      const table::TableSet& t,
@@ -148,18 +204,8 @@ inline void pod_ipv4(Worker& w,
                      uint64_t now,
                      uint32_t now_s) noexcept {
     const NodeContext& n = *w.node;
-    if (!addressed_to(m, p, n.gateway_mac)) [[unlikely]] {
+    if (!from_peer(n, m, p, t.port_pod_ip[p.in_port])) [[unlikely]] {
         return;
-    }
-    const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
-    if (p.tuple.src != t.port_pod_ip[p.in_port]) [[unlikely]] {
-        p.drop(DropReason::kSourceMismatch);
-        return;
-    }
-    const Mac src_mac = pkt::read_mac(d + 6);
-    std::atomic<uint64_t>& peer = n.ports->port[p.in_port].peer_mac;
-    if (peer.load(std::memory_order_relaxed) != src_mac.pack()) [[unlikely]] {
-        peer.store(src_mac.pack(), std::memory_order_relaxed);
     }
     conntrack_nat(w, t, m, p, now_s, /*services=*/true);
     if (!p.pending()) {
@@ -169,15 +215,18 @@ inline void pod_ipv4(Worker& w,
         egress_out(w, m, p, now);  // a masqueraded connection's later packets
         return;
     }
-    const Ip4 dst = p.tuple.dst;
-    if (const table::LocalPod* pod = t.find_pod(dst)) {
-        if (admit(w, t, p, now_s)) {
-            deliver_local(n, m, p, *pod);
-        }
+    if (to_pod_admitted(w, t, m, p, now, now_s)) {
         return;
     }
+    const Ip4 dst = p.tuple.dst;
     if (dst == n.gateway_ip) {
-        icmp_echo_reply(n, m, p);
+        // The node itself: its kernel when it has a host interface (always allowed, and
+        // tracked so that SNAT never takes a port of this connection), else echo only.
+        if (!n.has_host()) {
+            icmp_echo_reply(n, m, p);
+        } else if (admit(w, t, p, now_s)) {
+            deliver_host(n, m, p);
+        }
         return;
     }
     if (is_multicast_or_broadcast(dst)) [[unlikely]] {
@@ -186,12 +235,6 @@ inline void pod_ipv4(Worker& w,
     }
     if (n.pod_cidr.contains(dst)) {
         p.drop(DropReason::kNoPod);
-        return;
-    }
-    if (const table::Route* r = t.find_route(dst)) {
-        if (admit(w, t, p, now_s)) {
-            encap_to_node(w, m, p, *r, now);
-        }
         return;
     }
     const bool way_out =
@@ -320,6 +363,34 @@ inline void uplink_inner(
         }
         return;
     }
+    if (p.tuple.dst == n.gateway_ip && n.has_host()) {  // a remote pod answers this node
+        if (admit(w, t, p, now_s)) {
+            deliver_host(n, m, p);
+        }
+        return;
+    }
+    p.drop(n.pod_cidr.contains(p.tuple.dst) ? DropReason::kNoPod : DropReason::kNoRoute);
+}
+
+/// IPv4 from the host interface: the node's kernel reaching a local pod, a pod on another node
+/// or a Service. It sends from the gateway address (its address there), which policy treats as
+/// the node itself; its connections are tracked like a pod's, so that their replies are
+/// un-NATed and SNAT never reuses their ports.
+inline void host_ipv4(Worker& w,
+                      const table::TableSet& t,
+                      rte_mbuf* m,
+                      PacketMeta& p,
+                      uint64_t now,
+                      uint32_t now_s) noexcept {
+    const NodeContext& n = *w.node;
+    if (!from_peer(n, m, p, n.gateway_ip)) [[unlikely]] {
+        return;
+    }
+    conntrack_nat(w, t, m, p, now_s, /*services=*/true);
+    if (!p.pending() || to_pod_admitted(w, t, m, p, now, now_s)) {
+        return;
+    }
+    // The kernel routes only the pod network here.
     p.drop(n.pod_cidr.contains(p.tuple.dst) ? DropReason::kNoPod : DropReason::kNoRoute);
 }
 

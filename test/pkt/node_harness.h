@@ -71,6 +71,7 @@ struct NodeParams {
     uint32_t vni = 1;
     uint16_t mtu = 1500;
     std::vector<std::string> pod_ports = {"default/a", "default/b"};
+    bool host_port = false;  // a ring port "host" as the node's host interface (config `host`)
     uint32_t held = 8;
     uint32_t conntrack = 4096;  // connections (benchmarks size it up)
     /// Workers sharing the node's tables and conntrack. The test thread plays each of them in
@@ -101,6 +102,10 @@ public:
         for (size_t i = 0; i < names.size(); ++i) {
             add_ring_port(names[i],
                           i == 0 ? dataplane::PortKind::kUplink : dataplane::PortKind::kPod, id);
+        }
+        if (params_.host_port) {
+            add_ring_port("host", dataplane::PortKind::kHost, id);
+            node_.host_port = port("host");
         }
         node_.node_ip = params_.node_ip;
         node_.node_mac = params_.node_mac;
@@ -355,7 +360,10 @@ private:
         port_ids_[name] = p;
         rx_rings_[p] = rx;
         tx_rings_[p] = tx;
-        entries_.push_back({name, kind == dataplane::PortKind::kUplink ? "uplink" : "ring", "", p});
+        const char* k = kind == dataplane::PortKind::kUplink ? "uplink"
+                        : kind == dataplane::PortKind::kHost ? "host"
+                                                             : "ring";
+        entries_.push_back({name, k, "", p});
     }
 
     NodeParams params_;

@@ -229,11 +229,28 @@ TEST(NodeConfig, MinimalConfigGetsTheHeaderDefaults) {
     EXPECT_EQ(c.pods[0].iface, "kdp0");  // "kdp" + index in the list
     EXPECT_EQ(c.pods[1].iface, "kdp1");
     EXPECT_TRUE(c.remote_nodes.empty());
+    EXPECT_FALSE(c.host) << "no host interface unless asked for";
     EXPECT_EQ(c.api_socket, "/run/kdp/dataplane.sock");
     const LimitsConfig defaults;
     EXPECT_EQ(c.limits.mbufs, defaults.mbufs);
     EXPECT_EQ(c.limits.max_pods, defaults.max_pods);
     EXPECT_EQ(c.limits.max_routes, defaults.max_routes);
+}
+
+TEST(NodeConfig, HostInterfaceReadsBack) {
+    Sections s;
+    s.extra = "host: {iface: kdph, netns: node1, routes: [10.96.0.0/12, 192.0.2.10/32]}\n";
+    const NodeConfig c = parse_node_config(s.yaml());
+    ASSERT_TRUE(c.host);
+    EXPECT_EQ(c.host->iface, "kdph");
+    EXPECT_EQ(c.host->netns, "node1");
+    EXPECT_EQ(c.host->routes, (std::vector<Prefix4>{cidr("10.96.0.0/12"), cidr("192.0.2.10/32")}));
+
+    s.extra = "host: {iface: kdph}\n";
+    const NodeConfig d = parse_node_config(s.yaml());
+    ASSERT_TRUE(d.host);
+    EXPECT_EQ(d.host->netns, "") << "the dataplane's own namespace";
+    EXPECT_TRUE(d.host->routes.empty());
 }
 
 TEST(NodeConfig, ExplicitGatewayMovesTheDefaultGatewayMac) {
@@ -623,6 +640,29 @@ std::vector<BadCase> bad_cases() {
         {"relative API socket",
          {.api = "api: {socket: kdp.sock}\n"},
          "api.socket: \"kdp.sock\" is not an absolute path"},
+
+        // Host interface.
+        {"host without iface", {.extra = "host: {netns: h1}\n"}, "host.iface: missing"},
+        {"host iface too long",
+         {.extra = "host: {iface: abcdefghijklmnop}\n"},
+         "host.iface: \"abcdefghijklmnop\" is 16 characters, longer than a Linux interface name "
+         "may be (15)"},
+        {"host iface taken by a pod",
+         {.pods = "pods: [{name: default/a, ip: 10.244.1.2, iface: kdph}]\n",
+          .extra = "host: {iface: kdph}\n"},
+         "host.iface: \"kdph\" is already used by pods[0]"},
+        {"host netns with a slash",
+         {.extra = "host: {iface: kdph, netns: a/b}\n"},
+         "host.netns: \"a/b\" is not a name under /run/netns"},
+        {"host route with host bits",
+         {.extra = "host: {iface: kdph, routes: [10.96.0.1/12]}\n"},
+         "host.routes[0]: 10.96.0.1/12 has host bits set (the network is 10.96.0.0/12)"},
+        {"host route twice",
+         {.extra = "host: {iface: kdph, routes: [10.96.0.0/12, 10.96.0.0/12]}\n"},
+         "host.routes[1]: 10.96.0.0/12 is listed twice"},
+        {"host unknown key",
+         {.extra = "host: {iface: kdph, address: 10.244.1.1}\n"},
+         "host.address: unknown key"},
     };
 }
 
