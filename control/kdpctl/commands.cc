@@ -33,7 +33,7 @@ commands:
                                  list what the dataplane has in force (policy: each isolated
                                  pod's allowed peers and ports, and the rule allowing each)
   get conntrack [--limit N]      tracked connections and affinity records (at most N)
-  trace --from NS/POD|IP --to NS/POD|service:NS/NAME|SVC.NS|IP --port N [--proto tcp|udp|sctp]
+  trace --from NS/POD|host|IP --to NS/POD|service:NS/NAME|SVC.NS|IP --port N [--proto tcp|udp|sctp]
         [--peer NODE=SOCK]...    run a crafted packet through the dataplane's real pipeline
                                  (no state left behind) and show each stage's decision; a
                                  packet leaving for NODE is followed on through its dataplane

@@ -37,6 +37,7 @@ constexpr int kMaxVisits = 8;                 // node visits per direction (a lo
 // The underlay router through which nodes reach addresses outside their subnet. Not a real
 // host: an address no probe can name.
 const Ip4 kRouterIp = Ip4::from_host(0xfffffffe);
+const Mac kHostMac = Mac::from_ip(Ip4::from_host(0xfffffffd));  // a node's kernel on its TAP
 
 // The smallest prefix holding every address of `hosts`, but no longer than `max_len`.
 Prefix4 covering(const std::vector<uint32_t>& hosts, uint8_t max_len) {
@@ -229,10 +230,11 @@ Cluster::Cluster(const Model& model, ClusterOptions options)
         for (auto& w : warnings) {
             warnings_.push_back(fmt::format("node {}: {}", name, w));
         }
-        if (spec.pods.size() + 1 > RTE_MAX_ETHPORTS) {
+        if (spec.pods.size() + 2 > RTE_MAX_ETHPORTS) {
             throw OfflineError(fmt::format(
-                "node {}: {} pods, but a kdp dataplane has {} ports: the uplink and {} pods", name,
-                spec.pods.size(), RTE_MAX_ETHPORTS, RTE_MAX_ETHPORTS - 1));
+                "node {}: {} pods, but a kdp dataplane has {} ports: the uplink, the host "
+                "interface and {} pods",
+                name, spec.pods.size(), RTE_MAX_ETHPORTS, RTE_MAX_ETHPORTS - 2));
         }
         std::vector<api::PortEntry> entries = {{"uplink", "uplink", "", kUplink}};
         n->port_names = {"uplink"};
@@ -245,6 +247,14 @@ Cluster::Cluster(const Model& model, ClusterOptions options)
             n->ports.port[id].kind = dataplane::PortKind::kPod;
             n->ports.port[id].peer_mac.store(Mac::from_ip(p.ip).pack());
         }
+        // Every node as deployed, with a host interface (node config `host`): the node's kernel
+        // at the gateway address.
+        const auto host = static_cast<uint16_t>(n->port_names.size());
+        entries.push_back({"host", "host", "", host});
+        n->port_names.push_back("host");
+        n->ports.port[host].kind = dataplane::PortKind::kHost;
+        n->ports.port[host].peer_mac.store(kHostMac.pack());
+        c.host_port = host;
         for (uint16_t id = 0; id < n->port_names.size(); ++id) {
             n->ports.port[id].nb_rxq = 1;
             n->ports.port[id].nb_txq = 1;
@@ -560,13 +570,25 @@ ProbeResult Cluster::trace(const Probe& probe) {
     Walk fwd;
     Ip4 src;
     bool outside = false;
+    const auto is_cluster_ip = [&](Ip4 ip) {
+        return std::any_of(cluster_ips_.begin(), cluster_ips_.end(),
+                           [&](const auto& kv) { return kv.second == ip; });
+    };
     if (probe.from.rfind("node:", 0) == 0) {
         Node& n = node_arg(probe.from.substr(5), "from");
-        src = n.ip;
         fwd.node = &n;
-        fwd.port = kUplink;
-        fwd.frame = tracing::craft(n.ctx.node_mac, Mac::from_ip(kRouterIp), src, dst, probe.proto,
-                                   tracing::kTraceSport, probe.port);
+        if (n.ctx.cluster_cidr.contains(dst) || is_cluster_ip(dst)) {
+            // The kernel routes the pod network and the Services into its host interface.
+            src = n.ctx.gateway_ip;
+            fwd.port = n.ctx.host_port;
+            fwd.frame = tracing::craft(n.ctx.gateway_mac, kHostMac, src, dst, probe.proto,
+                                       tracing::kTraceSport, probe.port);
+        } else {
+            src = n.ip;  // anything else leaves by the node's own uplink
+            fwd.port = kUplink;
+            fwd.frame = tracing::craft(n.ctx.node_mac, Mac::from_ip(kRouterIp), src, dst,
+                                       probe.proto, tracing::kTraceSport, probe.port);
+        }
     } else if (const auto ip = Ip4::parse(probe.from)) {
         src = *ip;
         outside = true;
@@ -612,12 +634,6 @@ ProbeResult Cluster::trace(const Probe& probe) {
     const uint16_t src_port = fwd.port;
 
     walk(fwd);
-    if (fwd.end == Walk::End::kDrop && src_port == kUplink && src == src_node->ip &&
-        fwd.hops.size() == 3) {
-        fwd.hops.back().detail +=
-            ": the dataplane owns the node's address and uplink, and kdp gives the node's host "
-            "network no port into the pod network (no host interface)";
-    }
     ProbeResult r;
     r.trace.hops = std::move(fwd.hops);
     switch (fwd.end) {

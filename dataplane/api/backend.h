@@ -89,7 +89,8 @@ struct StatsSnapshot {
 
 /// A crafted packet to run through the pipeline (kdpctl trace).
 struct TraceQuery {
-    std::string from;    // "NS/POD" (a pod on this node) or an IPv4 literal (outside client)
+    std::string from;    // "NS/POD" (a pod on this node), "host" (the node itself, through its
+                         // host interface) or an IPv4 literal (outside client)
     std::string to;      // "NS/POD" (on this node), "service:NS/NAME" or an IPv4 literal
     uint16_t port = 0;   // destination port
     uint8_t proto = 6;   // 6 TCP, 17 UDP, 132 SCTP

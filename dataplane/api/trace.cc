@@ -81,10 +81,18 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
         if (src_mac.is_zero()) {
             src_mac = Mac::from_ip(src);
         }
+    } else if (q.from == "host") {
+        if (!node_.has_host()) {
+            return fmt::format("from: node {} has no host interface (node config `host`)", node);
+        }
+        src = node_.gateway_ip;  // the kernel's address on it
+        in_port = node_.host_port;
+        dst_mac = node_.gateway_mac;
+        src_mac = Mac::unpack(node_.ports->port[in_port].peer_mac.load());
     } else {
         return fmt::format(
-            "from: \"{}\" is neither an IPv4 address nor a pod on node {} (trace from the node "
-            "that hosts the pod)",
+            "from: \"{}\" is neither an IPv4 address, host nor a pod on node {} (trace from the "
+            "node that hosts the pod)",
             q.from, node);
     }
     Ip4 dst;

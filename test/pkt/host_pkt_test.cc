@@ -193,6 +193,22 @@ TEST_F(Host, BadFramesFromTheHostAreDroppedByReason) {
     EXPECT_EQ(h.total_drops("host"), 4u);
 }
 
+TEST_F(Host, TraceFromTheHostFollowsTheRealPath) {
+    apply(spec(1, {backend(kB, "default/b")}));
+    api::TraceResult r;
+    ASSERT_EQ(h.manager().trace({"host", "service:default/web", 80, 6}, r), std::nullopt);
+    EXPECT_EQ(r.verdict, "allow");
+    EXPECT_EQ(r.backend, "default/b");
+    EXPECT_EQ(r.seen_src, gw().str()) << "the node's address in the pod network";
+    EXPECT_EQ(h.conntrack().size(), 0u) << "the trace left a connection behind";
+
+    NodeHarness bare(three_pods());
+    ASSERT_EQ(bare.manager().apply_tables(spec(1, {})), std::nullopt);
+    api::TraceResult none;
+    EXPECT_EQ(bare.manager().trace({"host", "default/a", 80, 6}, none),
+              "from: node node1 has no host interface (node config `host`)");
+}
+
 // Without a host interface the gateway answers pings itself, and other traffic for the node
 // is dropped as host_path (the service_pkt/icmp tests cover the rest of that path).
 TEST(NoHost, TheGatewayAnswersPingsItself) {

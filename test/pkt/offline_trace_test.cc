@@ -163,6 +163,25 @@ TEST_F(OfflineTrace, ClusterIpAcrossTheOverlayBothWays) {
     EXPECT_EQ(used, (std::set<std::string>{"default/a2", "default/b1"}));
 }
 
+// A node's kernel reaches the pod network through its host interface, from its gateway
+// address: its own pods, pods on other nodes, and Services, and the answers come back to it.
+TEST_F(OfflineTrace, TheNodeReachesPodsAndServicesThroughItsHostInterface) {
+    const ProbeResult local = trace("node:node1", "default/a2", 80);
+    EXPECT_EQ(local.trace.verdict, "allow");
+    EXPECT_EQ(local.reply, "allow");
+    EXPECT_EQ(local.trace.seen_src, "10.244.1.1");
+    const ProbeResult remote = trace("node:node1", "default/b1", 80);
+    EXPECT_EQ(remote.trace.verdict, "allow");
+    EXPECT_EQ(remote.reply, "allow");
+    EXPECT_EQ(remote.trace.seen_src, "10.244.1.1") << "no SNAT: the reply comes back by overlay";
+    const ProbeResult svc = trace("node:node2", "service:default/web", 80);
+    EXPECT_EQ(svc.trace.verdict, "allow");
+    EXPECT_EQ(svc.reply, "allow");
+    EXPECT_TRUE(svc.trace.backend == "default/a2" || svc.trace.backend == "default/b1")
+        << svc.trace.backend;
+    EXPECT_EQ(svc.trace.seen_src, "10.244.2.1");
+}
+
 TEST_F(OfflineTrace, NodePortMasqueradesOnlyWhenForwardedToAnotherNode) {
     // externalTrafficPolicy Cluster: a backend on the entry node sees the client, one on the
     // other node sees the entry node's gateway (the reply must come back through it).
