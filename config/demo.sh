@@ -36,8 +36,16 @@ step_cluster() {
     log "  underlay: bridge '$UNDERLAY_BR' in netns $UNDERLAY_NS; node uplinks $(uplink_if 1), $(uplink_if 2) (net_af_packet)"
     # A node's config names no pods (kdp-cni attaches them, step_pods) and no other nodes (the
     # control plane tells, step_control).
-    CONFIG1=$(kdp_node_config node1 1 "$(uplink_if 1)" standard "" "")
-    CONFIG2=$(kdp_node_config node2 2 "$(uplink_if 2)" standard "" "")
+    # Each node's own network (where the kubelet runs) is a namespace too, reaching the pod
+    # network through the dataplane's host interface; the routes name the other nodes' pod CIDRs
+    # (there is no node.cluster_cidr here) and the Services.
+    netns_create h1
+    netns_create h2
+    H1=$(ns_name h1) H2=$(ns_name h2)
+    CONFIG1=$(kdp_node_config node1 1 "$(uplink_if 1)" standard "" "" \
+        "host: {iface: $(if_name h1), netns: $H1, routes: [10.244.0.0/16, 10.96.0.0/12]}")
+    CONFIG2=$(kdp_node_config node2 2 "$(uplink_if 2)" standard "" "" \
+        "host: {iface: $(if_name h2), netns: $H2, routes: [10.244.0.0/16, 10.96.0.0/12]}")
     start_dataplane node1 "$CONFIG1"
     pass "kdp-dataplane node1: $(node_ip 1), pods 10.244.1.0/24, config $CONFIG1"
     start_dataplane node2 "$CONFIG2"
@@ -80,6 +88,8 @@ step_ping() {
     check_ping "$A1" 10.244.1.11 "a1 -> a2, same node"
     check_ping "$A1" 10.244.2.10 "a1 -> b1, node1 -> node2 over VXLAN"
     check_ping "$B1" 10.244.1.11 "b1 -> a2, node2 -> node1 over VXLAN"
+    check_ping "$H1" 10.244.1.10 "node1 itself -> a1, through its host interface (10.244.1.1)"
+    check_ping "$H1" 10.244.2.10 "node1 itself -> b1 on node2"
 }
 
 step_tcp() {
@@ -112,6 +122,8 @@ step_services() {
     out=$(whoami "$A1" 10.96.0.99 80) && fail "a Service without endpoints answered: $out"
     [[ $out == *refused* ]] || fail "a Service without endpoints: expected a refusal, got $out"
     pass "a1 -> 10.96.0.99:80 (no endpoints): connection refused at once, not a timeout"
+    out=$(whoami "$H1" 10.96.0.10 80) || fail "node1 itself -> ClusterIP 10.96.0.10:80: $out"
+    pass "node1 itself -> ClusterIP 10.96.0.10:80 through its host interface: $out"
 }
 
 step_policy() {
@@ -139,6 +151,10 @@ step_policy() {
     pass "a1 (app=client) -> b1 10.244.2.10:80 allowed: $out"
     out=$(whoami "$A2" 10.244.2.10 80) && fail "a2 (app=web) -> b1:80 got through: $out"
     pass "a2 (app=web) -> b1 10.244.2.10:80 blocked: no answer, dropped by node2"
+    out=$(whoami "$H2" 10.244.2.10 80) || fail "node2 itself -> b1:80 was refused: $out"
+    pass "node2 itself -> b1:80 allowed (a pod's own node always is: kubelet probes): $out"
+    out=$(whoami "$H1" 10.244.2.10 80) && fail "node1's host -> b1:80 got through: $out"
+    pass "node1's host (10.244.1.1) -> b1:80 blocked: another node is judged like any address"
     log "  live kdpctl trace from node1, on through node2 (--peer), a2 (blocked) -> b1:80:"
     "$kdpctl" --dataplane "$(api_socket node1)" trace --peer "node2=$(api_socket node2)" \
         --from default/a2 --to default/b1 --port 80 | sed 's/^/    /'

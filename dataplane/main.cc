@@ -386,6 +386,17 @@ int run(int argc, char** argv) {
                             e.what()));
         }
         entries.push_back({"host", "host", s.devargs, *host_port});
+        const bool remote_pods =
+            cfg.cluster_cidr.has_value() ||
+            std::any_of(cfg.host->routes.begin(), cfg.host->routes.end(), [&](const Prefix4& r) {
+                return r.contains(cfg.pod_cidr.addr) && r.len < cfg.pod_cidr.len;
+            });
+        if (!remote_pods) {
+            fmt::print(stderr,
+                       "kdp-dataplane: warning: host: the node's kernel reaches only this node's "
+                       "pods and host.routes: set node.cluster_cidr (or list the cluster's pod "
+                       "CIDR in host.routes) for pods on other nodes\n");
+        }
     }
 
     // Node context and tables.
