@@ -137,6 +137,27 @@ void configure_host_iface(const config::NodeConfig& cfg) {
     }
     nl.configure(*idx, "", cfg.pod_mtu());
     nl.add_address(*idx, Prefix4{cfg.gateway_ip, 32}, cfg.gateway_ip);
+    if (h.node_address) {
+        // The kernel's own address and subnet (its prefix route comes with it), and its way
+        // off the subnet, as it had them on the NIC the dataplane now owns.
+        const Prefix4 subnet{
+            Ip4::from_host(cfg.node_ip.host() & Prefix4{Ip4{}, cfg.uplink.prefix_len}.mask_host()),
+            cfg.uplink.prefix_len};
+        nl.add_address(*idx, subnet, cfg.node_ip);
+        if (cfg.uplink.gateway) {
+            try {
+                nl.add_default_route(*idx, *cfg.uplink.gateway);
+            } catch (const NetlinkError& e) {
+                if (e.error() != EEXIST) {
+                    throw;
+                }
+                fmt::print(stderr,
+                           "kdp-dataplane: warning: host: a default route exists already; the "
+                           "kernel keeps it instead of uplink.gateway {} on {}\n",
+                           cfg.uplink.gateway->str(), h.iface);
+            }
+        }
+    }
     std::vector<Prefix4> routes{cfg.pod_cidr};
     if (cfg.cluster_cidr) {
         routes.push_back(*cfg.cluster_cidr);
@@ -418,6 +439,7 @@ int run(int argc, char** argv) {
     node.mtu = cfg.mtu;
     node.uplink_port = *uplink;
     node.host_port = host_port.value_or(table::kNoPort);
+    node.host_node_address = cfg.host && cfg.host->node_address;
     node.workers = nb_workers;
     node.tsc_hz = rte_get_tsc_hz();
     node.arp_retry_tsc = node.tsc_hz / 10;  // 100 ms between requests for one address

@@ -608,6 +608,18 @@ std::string as_iface(const Field& f) {
     return s;
 }
 
+// YAML 1.2's booleans: true or false, nothing else (no yes/no/on/off guessing).
+bool as_bool(const Field& f) {
+    const std::string& v = as_string(f);
+    if (v == "true") {
+        return true;
+    }
+    if (v == "false") {
+        return false;
+    }
+    fail(f.path, quote(v) + " is not true or false");
+}
+
 // A network namespace by its name under /run/netns (as `ip netns` makes them).
 std::string as_netns_name(const Field& f) {
     std::string n = as_nonempty_string(f);
@@ -726,6 +738,7 @@ void read_host(const Section& s, bool present, NodeConfig& c) {
         }
     }
     s.read("netns", h.netns, as_netns_name);
+    s.read("node_address", h.node_address, as_bool);
     const std::vector<Field> routes = s.list("routes");
     for (const Field& f : routes) {
         const Prefix4 r = as_cidr(f, 1, 32);
@@ -902,7 +915,8 @@ NodeConfig build(const YAML::Node& root) {
     read_uplink(top.section("uplink", {"devargs", "rx_queues", "gateway", "prefix_len"}), c);
     read_pods(top, c);
     read_remote_nodes(top, c);
-    read_host(top.section("host", {"iface", "netns", "routes"}), top.get("host").has_value(), c);
+    read_host(top.section("host", {"iface", "netns", "routes", "node_address"}),
+              top.get("host").has_value(), c);
     read_api(top.section("api", {"socket"}), c);
     read_limits(top.section("limits", {"mbufs", "max_pods", "max_routes", "arp_pending",
                                        "arp_timeout_ms", "arp_reachable_s", "conntrack"}),

@@ -71,6 +71,11 @@ struct HostConfig {
     std::string iface;            // host.iface: the TAP's name, required
     std::string netns;            // host.netns: a name under /run/netns; default the dataplane's
     std::vector<Prefix4> routes;  // host.routes: more prefixes, e.g. the Service CIDR
+    /// host.node_address: the kernel also holds node.ip on the TAP (node.ip/uplink.prefix_len,
+    /// default route via uplink.gateway) and the dataplane passes it what the uplink brings for
+    /// node.ip that the dataplane does not serve itself: the exception path of a node whose NIC
+    /// the dataplane owns.
+    bool node_address = false;
 };
 
 struct IdleConfig {

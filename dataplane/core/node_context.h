@@ -29,6 +29,7 @@ struct NodeContext {
     uint16_t mtu = 1500;  // uplink MTU: encapsulated packets must fit
     uint16_t uplink_port = 0;
     uint16_t host_port = table::kNoPort;  // the host interface (config `host`), if any
+    bool host_node_address = false;       // host.node_address: the kernel holds node_ip too
     uint32_t workers = 1;                 // SNAT ports are split among workers by port % workers
 
     uint64_t tsc_hz = 0;

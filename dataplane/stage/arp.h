@@ -11,9 +11,11 @@
 
 namespace kdp::dataplane::stage {
 
-/// Proxy ARP on a port with one peer whose address is `own`: every request from it for any
-/// other address is answered with the gateway MAC, and the peer's MAC is learned.
-inline void proxy_arp(const NodeContext& n, rte_mbuf* m, PacketMeta& p, Ip4 own) noexcept {
+/// Proxy ARP on a port with one peer whose address is `own` (or `also`, when not zero): every
+/// request from it for any other address is answered with the gateway MAC, and the peer's MAC
+/// is learned.
+inline void proxy_arp(
+    const NodeContext& n, rte_mbuf* m, PacketMeta& p, Ip4 own, Ip4 also = {}) noexcept {
     uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
     pkt::ArpView a{d + p.l3_off};
     if (!a.is_eth_ipv4()) [[unlikely]] {
@@ -22,8 +24,9 @@ inline void proxy_arp(const NodeContext& n, rte_mbuf* m, PacketMeta& p, Ip4 own)
     }
     const Ip4 spa = a.spa();
     const Ip4 tpa = a.tpa();
-    if (a.op() != pkt::kArpOpRequest || own.is_zero() || spa != own || tpa == spa ||
-        tpa.is_zero()) {
+    const bool from_peer = !own.is_zero() && (spa == own || (!also.is_zero() && spa == also));
+    if (a.op() != pkt::kArpOpRequest || !from_peer || tpa == own || tpa == spa || tpa.is_zero() ||
+        (!also.is_zero() && tpa == also)) {
         p.drop(DropReason::kArpIgnored);
         return;
     }
@@ -41,9 +44,10 @@ inline void arp_from_pod(const NodeContext& n,
     proxy_arp(n, m, p, t.port_pod_ip[p.in_port]);
 }
 
-/// The node's kernel on the host interface: its address there is the gateway's.
+/// The node's kernel on the host interface: its address there is the gateway's, and with
+/// host.node_address also the node's (it then asks for underlay neighbours here too).
 inline void arp_from_host(const NodeContext& n, rte_mbuf* m, PacketMeta& p) noexcept {
-    proxy_arp(n, m, p, n.gateway_ip);
+    proxy_arp(n, m, p, n.gateway_ip, n.host_node_address ? n.node_ip : Ip4{});
 }
 
 inline void arp_from_uplink(const NodeContext& n,

@@ -288,7 +288,11 @@ inline void uplink_service(Worker& w,
         }
     }
     if (dst == w.node->node_ip) {
-        p.drop(DropReason::kHostPath);
+        if (w.node->host_node_address) {
+            deliver_host(*w.node, m, p);  // the exception path: the node's kernel takes it
+        } else {
+            p.drop(DropReason::kHostPath);
+        }
     } else {
         p.drop(is_multicast_or_broadcast(dst) ? DropReason::kMulticast : DropReason::kNotForUs);
     }
@@ -383,11 +387,25 @@ inline void host_ipv4(Worker& w,
                       uint64_t now,
                       uint32_t now_s) noexcept {
     const NodeContext& n = *w.node;
-    if (!from_peer(n, m, p, n.gateway_ip)) [[unlikely]] {
+    const bool underlay = n.host_node_address && p.tuple.src == n.node_ip;
+    if (!from_peer(n, m, p, underlay ? n.node_ip : n.gateway_ip)) [[unlikely]] {
         return;
     }
-    conntrack_nat(w, t, m, p, now_s, /*services=*/true);
-    if (!p.pending() || to_pod_admitted(w, t, m, p, now, now_s)) {
+    // From the node address only to the underlay: a pod answering it would be masqueraded
+    // back (the routes into the pod network give the kernel the gateway address as source).
+    conntrack_nat(w, t, m, p, now_s, /*services=*/!underlay);
+    if (!p.pending()) {
+        return;
+    }
+    if (underlay) [[unlikely]] {
+        // The node's own traffic leaves unchanged, tracked so that masquerade, which uses the
+        // same address, never takes one of its ports.
+        if (admit(w, t, p, now_s)) {
+            egress_out(w, m, p, now);
+        }
+        return;
+    }
+    if (to_pod_admitted(w, t, m, p, now, now_s)) {
         return;
     }
     // The kernel routes only the pod network here.

@@ -12,7 +12,11 @@
 # over the overlay; host -> ClusterIP with backends on both nodes; pod -> a server in the host
 # on the gateway address, and pings to it answered by the host's kernel; a default-deny ingress
 # policy leaves the pod's own node (h1) through but not node2's host (h2) nor other pods; the
-# host port's counters; a dataplane restart brings the host TAP back configured.
+# host port's counters; a dataplane restart brings the host TAP back configured. node2 has
+# `node_address: true` (the exception path of a node whose NIC the dataplane owns): its kernel
+# also holds 198.51.100.2 on the TAP, reaches an outside host on the underlay through the
+# dataplane's uplink, and gets what arrives for that address (TCP, ping) while NodePorts stay
+# the dataplane's.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 need_dataplane
@@ -35,21 +39,22 @@ apply_to() { # apply_to NODE FILE...: kdpctl apply -f FILE... --node NODE
         || fail "kdpctl apply $* to $n: $(tail -n 3 "$WORK_DIR/apply.log")"
 }
 
-# host_tap_facts NS IFACE N: checks the kernel side of node N's host TAP in NS (address
+# host_tap_facts NS IFACE N [EXTRA_ADDR]: checks the kernel side of node N's host TAP in NS (address
 # 10.244.N.1/32, MTU 1450, up, routes for the pod, cluster and Service CIDRs with that source)
 # and prints a summary; prints what differs and returns 1 otherwise.
 host_tap_facts() {
-    local ns=$1 ifc=$2 n=$3 link routes
+    local ns=$1 ifc=$2 n=$3 extra=${4:-} link routes
     link=$(ip -n "$ns" -j addr show dev "$ifc" 2>&1) || { echo "no $ifc in $ns: $link"; return 1; }
     routes=$(ip -n "$ns" -j route show dev "$ifc" 2>&1) || { echo "routes: $routes"; return 1; }
-    python3 - "$n" "$link" "$routes" "$CLUSTER_CIDR" "$SERVICE_CIDR" <<'PY'
+    python3 - "$n" "$link" "$routes" "$CLUSTER_CIDR" "$SERVICE_CIDR" "$extra" <<'PY'
 import json, sys
 n, link, routes, cluster, service = sys.argv[1], json.loads(sys.argv[2])[0], json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
+extra = [sys.argv[6]] if sys.argv[6] else []
 gw = f"10.244.{n}.1"
 errs = []
 addrs = [f'{a["local"]}/{a["prefixlen"]}' for a in link.get("addr_info", []) if a.get("family") == "inet"]
-if addrs != [gw + "/32"]:
-    errs.append(f"addresses {addrs}, expected ['{gw}/32']")
+if addrs != [gw + "/32"] + extra:
+    errs.append(f"addresses {addrs}, expected {[gw + '/32'] + extra}")
 if link.get("mtu") != 1450:
     errs.append(f"mtu {link.get('mtu')}, expected 1450")
 if "UP" not in link.get("flags", []):
@@ -66,11 +71,11 @@ print(f"{addrs[0]}, mtu {link['mtu']}, {link.get('operstate')}; routes " +
 PY
 }
 
-# check_host_tap NS IFACE N WHAT: waits up to 10 s for host_tap_facts to hold, passes or fails.
+# check_host_tap NS IFACE N WHAT [EXTRA_ADDR]: waits up to 10 s for host_tap_facts to hold, passes or fails.
 check_host_tap() {
-    local ns=$1 ifc=$2 n=$3 what=$4 out
-    wait_for 10 "$ifc configured in $ns" host_tap_facts "$ns" "$ifc" "$n" || true
-    out=$(host_tap_facts "$ns" "$ifc" "$n") || fail "$what: $ifc in $ns: $out"
+    local ns=$1 ifc=$2 n=$3 what=$4 extra=${5:-} out
+    wait_for 10 "$ifc configured in $ns" host_tap_facts "$ns" "$ifc" "$n" "$extra" || true
+    out=$(host_tap_facts "$ns" "$ifc" "$n" "$extra") || fail "$what: $ifc in $ns: $out"
     pass "$what: $ifc in $ns: $out"
 }
 
@@ -146,7 +151,7 @@ C1=$(kdp_node_config node1 1 "$(uplink_if 1)" standard \
     "a1:10.244.1.10:$(if_name a1) a2:10.244.1.11:$(if_name a2)" "" \
     "host: {iface: $HIF1, netns: $H1, routes: [$SERVICE_CIDR]}")
 C2=$(kdp_node_config node2 2 "$(uplink_if 2)" standard "b1:10.244.2.10:$(if_name b1)" "" \
-    "host: {iface: $HIF2, netns: $H2, routes: [$SERVICE_CIDR]}")
+    "host: {iface: $HIF2, netns: $H2, routes: [$SERVICE_CIDR], node_address: true}")
 sed -i "s|^node: {\(.*\), mtu: 1500}|node: {\1, cluster_cidr: $CLUSTER_CIDR, mtu: 1500}|" "$C1" "$C2"
 grep -q "cluster_cidr: $CLUSTER_CIDR" "$C1" || fail "could not add node.cluster_cidr to $C1"
 start_dataplane node1 "$C1"
@@ -161,7 +166,8 @@ pass "node1 (a1, a2, host h1), node2 (b1, host h2); demo.yaml applied to both"
 
 step "the host TAP's kernel side, configured by the dataplane"
 check_host_tap "$H1" "$HIF1" 1 "node1's host"
-check_host_tap "$H2" "$HIF2" 2 "node2's host"
+check_host_tap "$H2" "$HIF2" 2 "node2's host (node_address: its underlay address too)" \
+    "$(node_ip 2)/$UNDERLAY_PREFIX"
 kdpctl node1 get ports | sed 's/^/    /'
 read -r HPORT1 HNAME1 < <(host_port node1) || fail "node1's kdpctl get ports lists no port of kind host"
 pass "kdpctl get ports on node1: host port $HPORT1 ($HNAME1)"
@@ -233,6 +239,16 @@ answered "$H1" 10.244.1.10 8080
 [ "$ANSWER" = "a1 10.244.1.1" ] || fail "a1 answered '$ANSWER' to h1, expected 'a1 10.244.1.1'"
 pass "h1 (own node) -> a1:8080 still answered: '$ANSWER'"
 check_ping "$H1" 10.244.1.10 "h1 (own node) -> a1 under the policy"
+
+step "node2's kernel keeps its own network through the dataplane's uplink (node_address)"
+outside_host_create srv 198.51.100.201
+SRV=$(ns_name srv)
+check_ping "$H2" 198.51.100.201 "h2 (node2's kernel, $(node_ip 2)) -> srv on the underlay"
+check_tcp "$H2" "$SRV" 198.51.100.201 1 "h2 -> srv, from the node address"
+check_tcp "$SRV" "$H2" "$(node_ip 2)" 1 "srv -> node2's own address, handed to its kernel"
+check_ping "$SRV" "$(node_ip 2)" "srv -> node2's address, answered by its kernel"
+ANSWER=$(whoami "$SRV" "$(node_ip 2)" 30080) || fail "srv -> NodePort $(node_ip 2):30080: $ANSWER"
+pass "srv -> NodePort $(node_ip 2):30080 still served by the dataplane first: '$ANSWER'"
 
 step "the host port's counters"
 read -r rx tx < <(kdpctl node1 stats -o json --interval-ms 100 | python3 -c '

@@ -4,6 +4,7 @@
 // Topology: service_fixture.h (pods a, b, c on node1; node2's pods behind the overlay), plus a
 // ring port "host" playing the kernel's TAP, whose address is the gateway's, 10.244.1.1.
 #include <cstring>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -26,7 +27,8 @@ Mac mac_at(const Bytes& f, size_t off) {
 
 class Host : public ::testing::Test {
 protected:
-    Host() : h(params()) {}
+    Host() : Host(params()) {}
+    explicit Host(NodeParams p) : h(std::move(p)) {}
 
     static NodeParams params() {
         NodeParams p = three_pods();
@@ -207,6 +209,63 @@ TEST_F(Host, TraceFromTheHostFollowsTheRealPath) {
     api::TraceResult none;
     EXPECT_EQ(bare.manager().trace({"host", "default/a", 80, 6}, none),
               "from: node node1 has no host interface (node config `host`)");
+}
+
+// host.node_address: the kernel also holds the node's underlay address, and the dataplane is its
+// way to the underlay (the NIC is the dataplane's): its ARP for underlay neighbours is proxied,
+// its packets leave unchanged, and what the uplink brings for the node that the dataplane does
+// not serve itself goes to it.
+class HostNodeAddress : public Host {
+protected:
+    HostNodeAddress() : Host(params()) {}
+    static NodeParams params() {
+        NodeParams p = Host::params();
+        p.host_node_address = true;
+        return p;
+    }
+};
+
+TEST_F(HostNodeAddress, TheNodeReachesTheUnderlayAndTheUnderlayReachesTheNode) {
+    apply(spec(1, {}));
+    const Ip4 node = h.params().node_ip;
+    const Ip4 peer = ip("198.51.100.50");
+    const Mac peer_mac = mac("02:00:00:00:50:50");
+    h.inject("host", host_arp(peer, node));
+    auto arp_reply = h.collect("host");
+    ASSERT_EQ(arp_reply.size(), 1u) << h.drop_summary("host");
+    EXPECT_EQ(mac_at(arp_reply[0], 14 + 8), gw_mac()) << "the neighbour is at the gateway MAC";
+
+    // Out: the node's own SYN, resolved by the dataplane's ARP and sent unchanged.
+    h.inject("host", ether(gw_mac(), kHostMac, 0x0800, ipv4(node, peer, {6, 40100, 443, 0x02}, 0)));
+    const auto req = h.collect("uplink");
+    ASSERT_EQ(req.size(), 1u) << h.drop_summary("host");
+    EXPECT_EQ(get16(&req[0][12]), 0x0806) << "the dataplane asks for the neighbour first";
+    h.inject("uplink", ether(h.params().node_mac, peer_mac, 0x0806,
+                             arp(2, peer_mac, peer, h.params().node_mac, node)));
+    const auto out = h.collect("uplink");
+    ASSERT_EQ(out.size(), 1u) << h.drop_summary("host");
+    EXPECT_EQ(mac_at(out[0], 0), peer_mac);
+    EXPECT_EQ(mac_at(out[0], 6), h.params().node_mac);
+    EXPECT_EQ(get32(&out[0][14 + 12]), node.host()) << "no masquerade: it is the node's own";
+    EXPECT_EQ(get16(&out[0][34]), 40100);
+    EXPECT_EQ(out[0][14 + 8], 63);
+    expect_valid(out[0], 14, "node -> underlay");
+    EXPECT_EQ(h.conntrack().size(), 1u) << "tracked, so that masquerade avoids its port";
+
+    // Back: the answer, and a connection the underlay opens to the node (SSH, say).
+    for (const uint16_t dport : {40100, 22}) {
+        h.inject("uplink",
+                 ether(h.params().node_mac, peer_mac, 0x0800,
+                       ipv4(peer, node,
+                            {6, dport == 22 ? uint16_t{50000} : uint16_t{443}, dport, 0x12}, 0)));
+        const auto in = h.collect("host");
+        ASSERT_EQ(in.size(), 1u) << dport << ": " << h.drop_summary("uplink");
+        EXPECT_EQ(mac_at(in[0], 0), kHostMac);
+        EXPECT_EQ(get32(&in[0][14 + 16]), node.host());
+        EXPECT_EQ(get16(&in[0][36]), dport);
+        expect_valid(in[0], 14, "underlay -> node");
+    }
+    EXPECT_EQ(h.drops("uplink", DropReason::kHostPath), 0u);
 }
 
 // Without a host interface the gateway answers pings itself, and other traffic for the node

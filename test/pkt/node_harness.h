@@ -72,6 +72,7 @@ struct NodeParams {
     uint16_t mtu = 1500;
     std::vector<std::string> pod_ports = {"default/a", "default/b"};
     bool host_port = false;  // a ring port "host" as the node's host interface (config `host`)
+    bool host_node_address = false;  // host.node_address: the kernel holds node_ip too
     uint32_t held = 8;
     uint32_t conntrack = 4096;  // connections (benchmarks size it up)
     /// Workers sharing the node's tables and conntrack. The test thread plays each of them in
@@ -106,6 +107,7 @@ public:
         if (params_.host_port) {
             add_ring_port("host", dataplane::PortKind::kHost, id);
             node_.host_port = port("host");
+            node_.host_node_address = params_.host_node_address;
         }
         node_.node_ip = params_.node_ip;
         node_.node_mac = params_.node_mac;

@@ -239,18 +239,22 @@ TEST(NodeConfig, MinimalConfigGetsTheHeaderDefaults) {
 
 TEST(NodeConfig, HostInterfaceReadsBack) {
     Sections s;
-    s.extra = "host: {iface: kdph, netns: node1, routes: [10.96.0.0/12, 192.0.2.10/32]}\n";
+    s.extra =
+        "host: {iface: kdph, netns: node1, routes: [10.96.0.0/12, 192.0.2.10/32], node_address: "
+        "true}\n";
     const NodeConfig c = parse_node_config(s.yaml());
     ASSERT_TRUE(c.host);
     EXPECT_EQ(c.host->iface, "kdph");
     EXPECT_EQ(c.host->netns, "node1");
     EXPECT_EQ(c.host->routes, (std::vector<Prefix4>{cidr("10.96.0.0/12"), cidr("192.0.2.10/32")}));
+    EXPECT_TRUE(c.host->node_address);
 
     s.extra = "host: {iface: kdph}\n";
     const NodeConfig d = parse_node_config(s.yaml());
     ASSERT_TRUE(d.host);
     EXPECT_EQ(d.host->netns, "") << "the dataplane's own namespace";
     EXPECT_TRUE(d.host->routes.empty());
+    EXPECT_FALSE(d.host->node_address) << "the pod network only, unless asked";
 }
 
 TEST(NodeConfig, ExplicitGatewayMovesTheDefaultGatewayMac) {
@@ -660,6 +664,9 @@ std::vector<BadCase> bad_cases() {
         {"host route twice",
          {.extra = "host: {iface: kdph, routes: [10.96.0.0/12, 10.96.0.0/12]}\n"},
          "host.routes[1]: 10.96.0.0/12 is listed twice"},
+        {"host node_address not a boolean",
+         {.extra = "host: {iface: kdph, node_address: yes}\n"},
+         "host.node_address: \"yes\" is not true or false"},
         {"host unknown key",
          {.extra = "host: {iface: kdph, address: 10.244.1.1}\n"},
          "host.address: unknown key"},
