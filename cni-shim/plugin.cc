@@ -642,18 +642,14 @@ int cmd_add(const Invocation& in, std::ostream& out) {
                 throw CniError(kIoFailure,
                                fmt::format("the dataplane's TAP {} did not appear", tap));
             }
-            const int ns = ::open(in.netns.c_str(), O_RDONLY | O_CLOEXEC);
-            if (ns < 0) {
-                throw CniError(kUnknownContainer,
-                               fmt::format("CNI_NETNS {}: {}", in.netns, std::strerror(errno)));
-            }
+            std::optional<NetnsFile> ns;
             try {
-                host.move_to_netns(*idx, ns);
-            } catch (...) {
-                ::close(ns);
-                throw;
+                ns.emplace(in.netns);
+            } catch (const NetlinkError& e) {
+                throw CniError(kUnknownContainer,
+                               fmt::format("CNI_NETNS {}: {}", in.netns, std::strerror(e.error())));
             }
-            ::close(ns);
+            host.move_to_netns(*idx, ns->fd());
         }
         {
             NetnsGuard enter(in.netns);

@@ -91,23 +91,13 @@ std::string netns_path(const std::string& name) {
 // Moves the interface `iface` of the dataplane's namespace into the one named `netns` (under
 // /run/netns). Throws NetlinkError.
 void move_iface(const std::string& iface, const std::string& netns) {
-    const std::string path = netns_path(netns);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        throw NetlinkError(fmt::format("{}: {}", path, std::strerror(errno)), errno);
+    const NetnsFile ns(netns_path(netns));
+    Netlink nl;
+    const auto idx = nl.index(iface);
+    if (!idx) {
+        throw NetlinkError(iface + ": no such interface after creating it", ENODEV);
     }
-    try {
-        Netlink nl;
-        const auto idx = nl.index(iface);
-        if (!idx) {
-            throw NetlinkError(iface + ": no such interface after creating it", ENODEV);
-        }
-        nl.move_to_netns(*idx, fd);
-    } catch (...) {
-        ::close(fd);
-        throw;
-    }
-    ::close(fd);
+    nl.move_to_netns(*idx, ns.fd());
 }
 
 // The host interface's kernel side (config `host`, see config/README.md): moved into its
@@ -140,10 +130,7 @@ void configure_host_iface(const config::NodeConfig& cfg) {
     if (h.node_address) {
         // The kernel's own address and subnet (its prefix route comes with it), and its way
         // off the subnet, as it had them on the NIC the dataplane now owns.
-        const Prefix4 subnet{
-            Ip4::from_host(cfg.node_ip.host() & Prefix4{Ip4{}, cfg.uplink.prefix_len}.mask_host()),
-            cfg.uplink.prefix_len};
-        nl.add_address(*idx, subnet, cfg.node_ip);
+        nl.add_address(*idx, cfg.underlay_subnet(), cfg.node_ip);
         if (cfg.uplink.gateway) {
             try {
                 nl.add_default_route(*idx, *cfg.uplink.gateway);
@@ -162,12 +149,13 @@ void configure_host_iface(const config::NodeConfig& cfg) {
     if (cfg.cluster_cidr) {
         routes.push_back(*cfg.cluster_cidr);
     }
-    routes.insert(routes.end(), h.routes.begin(), h.routes.end());
-    for (size_t i = 0; i < routes.size(); ++i) {
-        if (std::find(routes.begin(), routes.begin() + static_cast<std::ptrdiff_t>(i), routes[i]) ==
-            routes.begin() + static_cast<std::ptrdiff_t>(i)) {
-            nl.add_link_route(*idx, routes[i], cfg.gateway_ip);
+    for (const Prefix4& r : h.routes) {
+        if (std::find(routes.begin(), routes.end(), r) == routes.end()) {
+            routes.push_back(r);
         }
+    }
+    for (const Prefix4& r : routes) {
+        nl.add_link_route(*idx, r, cfg.gateway_ip);
     }
 }
 
@@ -427,8 +415,7 @@ int run(int argc, char** argv) {
     static NodeContext node;
     node.node_ip = cfg.node_ip;
     node.node_mac = node_mac;
-    node.underlay_subnet = *Prefix4::parse(
-        fmt::format("{}/{}", cfg.node_ip.str(), cfg.uplink.prefix_len), /*strict=*/false);
+    node.underlay_subnet = cfg.underlay_subnet();
     node.gateway_ip = cfg.gateway_ip;
     node.gateway_mac = cfg.gateway_mac;
     node.pod_cidr = cfg.pod_cidr;

@@ -542,9 +542,7 @@ void read_uplink(const Section& s, NodeConfig& c) {
     c.uplink.devargs = as_nonempty_string(s.require("devargs"));
     s.read_uint("rx_queues", c.uplink.rx_queues, 1, 64);
     s.read_uint("prefix_len", c.uplink.prefix_len, 8, 32);
-    const Prefix4 subnet{
-        Ip4::from_host(c.node_ip.host() & Prefix4{Ip4{}, c.uplink.prefix_len}.mask_host()),
-        c.uplink.prefix_len};
+    const Prefix4 subnet = c.underlay_subnet();
     if (c.uplink.prefix_len <= 30 && (c.node_ip == subnet.addr || c.node_ip == broadcast(subnet))) {
         fail(s.child_path("prefix_len"),
              fmt::format("node.ip {} is the {} address of its subnet {}", c.node_ip.str(),
@@ -786,9 +784,7 @@ void read_remote_nodes(const Section& top, NodeConfig& c) {
             fail(ip_path, fmt::format("{} is inside node.cluster_cidr {}", r.ip.str(),
                                       c.cluster_cidr->str()));
         }
-        const Prefix4 subnet{
-            Ip4::from_host(c.node_ip.host() & Prefix4{Ip4{}, c.uplink.prefix_len}.mask_host()),
-            c.uplink.prefix_len};
+        const Prefix4 subnet = c.underlay_subnet();
         if (!c.uplink.gateway && !subnet.contains(r.ip)) {
             fail(ip_path, fmt::format("{} is off the node's subnet {} and uplink.gateway is not "
                                       "set, so it cannot be reached",

@@ -129,6 +129,12 @@ struct NodeConfig {
     /// static tables of this file have no policy and are enforced as such (no control plane).
     bool policy_allow_before_sync = false;
 
+    /// The node's subnet on the underlay: node.ip/uplink.prefix_len, host bits cleared.
+    Prefix4 underlay_subnet() const noexcept {
+        const Prefix4 mask{Ip4{}, uplink.prefix_len};
+        return Prefix4{Ip4::from_host(node_ip.host() & mask.mask_host()), uplink.prefix_len};
+    }
+
     /// Overlay MTU offered to pods: mtu - 50 (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
     uint16_t pod_mtu() const noexcept { return static_cast<uint16_t>(mtu - 50); }
 };

@@ -27,8 +27,8 @@ struct alignas(64) PortRuntime {
     uint16_t nb_rxq = 0;
     uint16_t nb_txq = 0;
     bool txq_shared = false;  // nb_txq < workers: TX under tx_lock
-    std::atomic<uint64_t> peer_mac{
-        0};  // pod and host ports: Mac::pack() of the peer, 0 until known
+    // Pod and host ports: Mac::pack() of the peer, 0 until known.
+    std::atomic<uint64_t> peer_mac{0};
     rte_spinlock_t tx_lock = RTE_SPINLOCK_INITIALIZER;
 };
 

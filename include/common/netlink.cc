@@ -143,32 +143,35 @@ void Netlink::add_address(int ifindex, Prefix4 net, Ip4 addr) {
     request(r.data(), r.size(), "add the interface's address");
 }
 
-void Netlink::add_default_route(int ifindex, Ip4 gateway) {
-    Request r(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
-    auto* rt = r.family<rtmsg>();
-    rt->rtm_family = AF_INET;
-    rt->rtm_table = RT_TABLE_MAIN;
-    rt->rtm_protocol = RTPROT_BOOT;
-    rt->rtm_scope = RT_SCOPE_UNIVERSE;
-    rt->rtm_type = RTN_UNICAST;
-    r.attr<uint32_t>(RTA_GATEWAY, gateway.be);
-    r.attr<uint32_t>(RTA_OIF, static_cast<uint32_t>(ifindex));
-    request(r.data(), r.size(), "add the default route");
-}
-
-void Netlink::add_link_route(int ifindex, Prefix4 dst, Ip4 src) {
+void Netlink::add_route(int ifindex, Prefix4 dst, Ip4 gateway, Ip4 src, const char* what) {
     Request r(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
     auto* rt = r.family<rtmsg>();
     rt->rtm_family = AF_INET;
     rt->rtm_dst_len = dst.len;
     rt->rtm_table = RT_TABLE_MAIN;
     rt->rtm_protocol = RTPROT_BOOT;
-    rt->rtm_scope = RT_SCOPE_LINK;
+    // Through a gateway: universe; to the link's own hosts: link.
+    rt->rtm_scope = gateway.is_zero() ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
     rt->rtm_type = RTN_UNICAST;
-    r.attr<uint32_t>(RTA_DST, dst.addr.be);
-    r.attr<uint32_t>(RTA_PREFSRC, src.be);
+    if (dst.len != 0) {
+        r.attr<uint32_t>(RTA_DST, dst.addr.be);
+    }
+    if (!gateway.is_zero()) {
+        r.attr<uint32_t>(RTA_GATEWAY, gateway.be);
+    }
+    if (!src.is_zero()) {
+        r.attr<uint32_t>(RTA_PREFSRC, src.be);
+    }
     r.attr<uint32_t>(RTA_OIF, static_cast<uint32_t>(ifindex));
-    request(r.data(), r.size(), "add a route");
+    request(r.data(), r.size(), what);
+}
+
+void Netlink::add_default_route(int ifindex, Ip4 gateway) {
+    add_route(ifindex, Prefix4{}, gateway, Ip4{}, "add the default route");
+}
+
+void Netlink::add_link_route(int ifindex, Prefix4 dst, Ip4 src) {
+    add_route(ifindex, dst, Ip4{}, src, "add a route");
 }
 
 Mac Netlink::mac(int ifindex) {
@@ -194,20 +197,30 @@ Mac Netlink::mac(int ifindex) {
     return m;
 }
 
+NetnsFile::NetnsFile(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    if (fd_ < 0) {
+        throw NetlinkError(fmt::format("{}: {}", path, std::strerror(errno)), errno);
+    }
+}
+
+NetnsFile::~NetnsFile() {
+    ::close(fd_);
+}
+
 NetnsGuard::NetnsGuard(const std::string& netns_path) {
     home_ = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     if (home_ < 0) {
         throw NetlinkError(fmt::format("own network namespace: {}", std::strerror(errno)), errno);
     }
-    const int fd = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        const int e = errno;
+    std::optional<NetnsFile> ns;
+    try {
+        ns.emplace(netns_path);
+    } catch (...) {
         ::close(home_);
-        throw NetlinkError(fmt::format("{}: {}", netns_path, std::strerror(e)), e);
+        throw;
     }
-    const int rc = ::setns(fd, CLONE_NEWNET);
+    const int rc = ::setns(ns->fd(), CLONE_NEWNET);
     const int e = errno;
-    ::close(fd);
     if (rc != 0) {
         ::close(home_);
         throw NetlinkError(fmt::format("enter {}: {}", netns_path, std::strerror(e)), e);

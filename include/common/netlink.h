@@ -46,8 +46,25 @@ public:
 
 private:
     void request(void* msg, size_t len, const char* what);
+    /// A route to `dst` out of `ifindex`, via `gateway` unless it is zero (then on the link),
+    /// with `src` as the preferred source unless it is zero.
+    void add_route(int ifindex, Prefix4 dst, Ip4 gateway, Ip4 src, const char* what);
     int fd_ = -1;
     uint32_t seq_ = 0;
+};
+
+/// A network namespace opened by its path (/run/netns/NAME, /proc/PID/ns/net), for
+/// Netlink::move_to_netns; closed on destruction. Throws NetlinkError when it cannot be opened.
+class NetnsFile {
+public:
+    explicit NetnsFile(const std::string& path);
+    ~NetnsFile();
+    NetnsFile(const NetnsFile&) = delete;
+    NetnsFile& operator=(const NetnsFile&) = delete;
+    int fd() const noexcept { return fd_; }
+
+private:
+    int fd_;
 };
 
 /// Puts the calling thread in the network namespace at `netns_path` for its lifetime; the
