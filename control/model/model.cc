@@ -333,6 +333,44 @@ void Model::upsert(const json& obj) {
     }
 }
 
+void Model::upsert_fail_closed_policy(const json& obj) {
+    const Where anon("NetworkPolicy", "", "");
+    const std::string name = get_string(obj, {"metadata", "name"}, "metadata.name", anon);
+    std::string ns = get_string(obj, {"metadata", "namespace"}, "metadata.namespace", anon);
+    if (name.empty()) {
+        throw ModelError("NetworkPolicy: metadata.name: missing");
+    }
+    if (ns.empty()) {
+        ns = "default";
+    }
+    NetworkPolicy np = parse_network_policy_fail_closed(obj, ns, name);
+    policies_[np.key()] = std::move(np);
+}
+
+bool Model::contains(std::string_view kind, std::string_view ns, std::string_view name) const {
+    const std::string n(name);
+    const std::string key = ns.empty() ? n : fmt::format("{}/{}", ns, name);
+    if (kind == "Node") {
+        return nodes_.count(n) != 0;
+    }
+    if (kind == "Namespace") {
+        return namespaces_.count(n) != 0;
+    }
+    if (kind == "Pod") {
+        return pods_.count(key) != 0;
+    }
+    if (kind == "Service") {
+        return services_.count(key) != 0;
+    }
+    if (kind == "EndpointSlice") {
+        return slices_.count(key) != 0;
+    }
+    if (kind == "NetworkPolicy") {
+        return policies_.count(key) != 0;
+    }
+    return false;
+}
+
 bool Model::remove(std::string_view kind, std::string_view ns, std::string_view name) {
     const KindInfo* info = find_kind(kind);
     if (info == nullptr) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -322,6 +323,61 @@ NetworkPolicy parse_network_policy(const json& obj,
             }
             (t == "Ingress" ? np.ingress : np.egress) = true;
         }
+    }
+    return np;
+}
+
+NetworkPolicy parse_network_policy_fail_closed(const json& obj,
+                                               const std::string& ns,
+                                               const std::string& name) {
+    const Where where("NetworkPolicy", ns, name);
+    NetworkPolicy np;
+    np.ns = ns;
+    np.name = name;
+    // An unreadable selector: every pod of the namespace (an empty selector).
+    try {
+        if (const json* sel = find(obj, {"spec", "podSelector"})) {
+            np.pod_selector = parse_selector(*sel, "spec.podSelector", where);
+        }
+    } catch (const ModelError&) {
+        np.pod_selector = LabelSelector{};
+    }
+    for (const auto& [dir, peers_key, out] : {std::tuple{"ingress", "from", &np.ingress_rules},
+                                              std::tuple{"egress", "to", &np.egress_rules}}) {
+        const json* rules = find(obj, {"spec", dir});
+        if (rules == nullptr || !rules->is_array()) {
+            if (rules != nullptr) {
+                PolicyRule none;  // a rule list kdp cannot read: one rule that allows nothing
+                none.unreadable = true;
+                out->push_back(std::move(none));
+            }
+            continue;
+        }
+        for (const json& r : *rules) {
+            const json one{{"spec", {{dir, json::array({r})}}}};
+            try {
+                out->push_back(std::move(parse_rules(one, dir, peers_key, where).at(0)));
+            } catch (const ModelError&) {
+                PolicyRule none;
+                none.unreadable = true;
+                out->push_back(std::move(none));
+            }
+        }
+    }
+    // policyTypes as written; unreadable ones isolate both ways. Egress rules kdp could not
+    // read still mean the user meant egress isolation.
+    np.ingress = true;
+    np.egress = true;
+    const json* types = find(obj, {"spec", "policyTypes"});
+    if (types != nullptr && types->is_array() && !types->empty() &&
+        std::all_of(types->begin(), types->end(),
+                    [](const json& t) { return t == "Ingress" || t == "Egress"; })) {
+        np.ingress =
+            std::any_of(types->begin(), types->end(), [](const json& t) { return t == "Ingress"; });
+        np.egress =
+            std::any_of(types->begin(), types->end(), [](const json& t) { return t == "Egress"; });
+    } else if (types == nullptr || (types->is_array() && types->empty())) {
+        np.egress = find(obj, {"spec", "egress"}) != nullptr;
     }
     return np;
 }
