@@ -13,7 +13,9 @@
 // when they differ. The same matrix is probed again offline, as `kdpctl trace --manifests`
 // does (control::offline::Cluster: the model's every node built in-process, the probe and its
 // reply followed across nodes), directly and through each pod's own ClusterIP Service, and
-// must be the same, probe for probe.
+// must be the same, probe for probe. Pods, containers, ports and Services carry the upstream
+// e2e model's names (test/e2e/network/netpol/model.go: s-<ns>-<pod>, service-port-<proto>-
+// <port>, cont-<port>-<proto>, serve-<port>-<proto>), which kdp once refused.
 #include <array>
 #include <functional>
 #include <map>
@@ -230,51 +232,60 @@ protected:
                                {"metadata", {{"name", ns}, {"labels", {{"ns", ns}}}}}});
         }
         for (const PodRef& p : pods_) {
-            // Named ports as the e2e model has them (serve-80-tcp ...), plus "web": 80 in
-            // namespaces x and y but 81 in z, so that one rule means different numbers.
-            json ports = json::array();
-            for (const int port : {80, 81}) {
+            // The upstream e2e model's names (test/e2e/network/netpol/model.go): one container
+            // `cont-<port>-<proto>` per served port, its port named `serve-<port>-<proto>`, and
+            // a per-pod Service `s-<ns>-<pod>` with ports `service-port-<proto>-<port>` (19
+            // characters: a DNS label, not an IANA service name). Plus "web": 80 in namespaces
+            // x and y but 81 in z, so that one rule means different numbers.
+            json containers = json::array();
+            json sports = json::array();
+            for (const int port : {53, 80, 81}) {
                 for (const char* proto : {"TCP", "UDP", "SCTP"}) {
                     std::string lower = proto;
                     for (char& ch : lower) {
                         ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
                     }
-                    ports.push_back({{"name", fmt::format("serve-{}-{}", port, lower)},
-                                     {"containerPort", port},
-                                     {"protocol", proto}});
+                    json cports = json::array();
+                    if (port != 53) {
+                        cports.push_back({{"name", fmt::format("serve-{}-{}", port, lower)},
+                                          {"containerPort", port},
+                                          {"protocol", proto}});
+                    }
+                    if (port == 80 && lower == "tcp") {
+                        cports.push_back(
+                            {{"name", "web"}, {"containerPort", p.ns == "z" ? 81 : 80}});
+                    }
+                    if (!cports.empty()) {
+                        containers.push_back(
+                            {{"name", fmt::format("cont-{}-{}", port, lower)}, {"ports", cports}});
+                    }
+                    sports.push_back({{"name", fmt::format("service-port-{}-{}", lower, port)},
+                                      {"port", port},
+                                      {"protocol", proto}});
                 }
             }
-            ports.push_back({{"name", "web"}, {"containerPort", p.ns == "z" ? 81 : 80}});
             json labels = {{"pod", p.name}, {"svc", p.name}};
             if (p.name == "a") {
                 labels["tier"] = "front";
             }
-            model_.upsert(
-                json{{"apiVersion", "v1"},
-                     {"kind", "Pod"},
-                     {"metadata", {{"name", p.name}, {"namespace", p.ns}, {"labels", labels}}},
-                     {"spec",
-                      {{"nodeName", fmt::format("node{}", p.node)},
-                       {"containers", json::array({{{"name", "c"}, {"ports", ports}}})}}},
-                     {"status", {{"podIP", p.ip.str()}}}});
-            // The pod's own Service (s-a in x selects x/a): every probed port and protocol.
-            json sports = json::array();
-            for (const int port : {53, 80, 81}) {
-                for (const char* proto : {"TCP", "UDP", "SCTP"}) {
-                    sports.push_back(
-                        {{"name", fmt::format("p{}-{}", port, static_cast<char>(proto[0] | 0x20))},
-                         {"port", port},
-                         {"protocol", proto}});
-                }
-            }
+            model_.upsert(json{
+                {"apiVersion", "v1"},
+                {"kind", "Pod"},
+                {"metadata", {{"name", p.name}, {"namespace", p.ns}, {"labels", labels}}},
+                {"spec", {{"nodeName", fmt::format("node{}", p.node)}, {"containers", containers}}},
+                {"status", {{"podIP", p.ip.str()}}}});
             model_.upsert(json{{"apiVersion", "v1"},
                                {"kind", "Service"},
-                               {"metadata", {{"name", "s-" + p.name}, {"namespace", p.ns}}},
+                               {"metadata", {{"name", service_name(p)}, {"namespace", p.ns}}},
                                {"spec",
                                 {{"clusterIP", service_ip(p).str()},
                                  {"selector", {{"svc", p.name}}},
                                  {"ports", sports}}}});
         }
+    }
+
+    static std::string service_name(const PodRef& p) {
+        return fmt::format("s-{}-{}", p.ns, p.name);
     }
 
     static Ip4 service_ip(const PodRef& p) {
@@ -381,10 +392,10 @@ protected:
                         EXPECT_EQ(got, judged) << what << ": the packet and judge() disagree";
                         const bool off = connects({from.str(), to.str(), port, proto, ""});
                         control::offline::ProbeResult vr;
-                        const bool via =
-                            connects({from.str(), fmt::format("service:{}/s-{}", to.ns, to.name),
-                                      port, proto, ""},
-                                     &vr);
+                        const bool via = connects(
+                            {from.str(), fmt::format("service:{}/{}", to.ns, service_name(to)),
+                             port, proto, ""},
+                            &vr);
                         if (via) {
                             EXPECT_EQ(vr.trace.backend, to.str()) << what;
                             EXPECT_EQ(vr.trace.backend_port, port) << what;
