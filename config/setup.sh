@@ -11,6 +11,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${KDP_BUILD_DIR:-build}"
 JOBS="${KDP_JOBS:-$(nproc)}"
+# ccache (found by meson at setup) keeps compiled objects between runs and between clones: paths
+# are hashed relative to the tree, so a fresh clone elsewhere (as CI makes) hits the same cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}" CCACHE_NOHASHDIR=1
 
 say() { printf 'setup: %s\n' "$*"; }
 die() {
@@ -20,7 +23,7 @@ die() {
 trap 'rc=$?; [ $rc -eq 0 ] || printf "setup: FAILED (exit %s): %s\n" "$rc" "$BASH_COMMAND" >&2' ERR
 
 PACKAGES=(
-    dpdk dpdk-dev libdpdk-dev meson ninja-build pkg-config g++
+    dpdk dpdk-dev libdpdk-dev meson ninja-build pkg-config g++ ccache
     libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
     libyaml-cpp-dev nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
     libboost-dev libssl-dev libnuma-dev libpcap-dev python3-pyelftools

@@ -13,6 +13,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export KDP_BUILD_DIR="${KDP_BUILD_DIR:-build}"
 ASAN_DIR="${KDP_ASAN_DIR:-build-asan}"
+# As config/setup.sh: ccache shared between clones of the tree (the sanitizer build is most of
+# a cold run).
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}" CCACHE_NOHASHDIR=1
 JOBS="${KDP_JOBS:-$(nproc)}"
 LOG_DIR="$ROOT/$KDP_BUILD_DIR/test-logs"
 PASSED=0
