@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds one fuzz target with clang's libFuzzer (ASan + UBSan, the code under test instrumented)
+# and runs it on a copy of its corpus for a while:
+#   bash test/fuzz/run.sh TARGET [SECONDS] [JOBS]     TARGET: frame manifest spec_proto node_config
+# New inputs go to build-fuzz/corpus/TARGET; a crash leaves build-fuzz/crash-* to add to
+# test/fuzz/corpus/TARGET once fixed (CI replays that corpus, test/fuzz/meson.build). Needs
+# clang-14 and libclang-rt-14-dev (Debian) and a configured build/ (for the generated protos).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+target=${1:?target}
+seconds=${2:-60}
+jobs=${3:-1}
+out=build-fuzz
+mkdir -p "$out/corpus/$target"
+CXX="${CXX:-clang++-14}"
+flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+    -Iinclude -Idataplane -Icontrol -I. -Icni-shim -Ibuild/proto -Iproto -Ibuild)
+dpdk_cflags=$(pkg-config --cflags libdpdk)
+case $target in
+frame) srcs=(test/fuzz/fuzz_frame.cc dataplane/pkt/parse.cc include/common/net.cc)
+    extra=($dpdk_cflags $(pkg-config --libs libdpdk)) ;;
+manifest) srcs=(test/fuzz/fuzz_manifest.cc control/model/*.cc control/manifest/manifest.cc
+        control/compile/*.cc include/common/net.cc)
+    extra=(-lyaml-cpp -lfmt) ;;
+spec_proto) srcs=(test/fuzz/fuzz_spec_proto.cc dataplane/api/convert.cc include/common/net.cc
+        build/proto/kdp/v1/dataplane.pb.cc)
+    extra=(-Ibuild/proto/kdp/v1 -lprotobuf -lfmt) ;;
+node_config) srcs=(test/fuzz/fuzz_node_config.cc dataplane/config/node_config.cc
+        include/common/net.cc)
+    extra=(-lyaml-cpp -lfmt) ;;
+*) echo "unknown target $target" >&2; exit 2 ;;
+esac
+"$CXX" "${flags[@]}" "${srcs[@]}" "${extra[@]}" -o "$out/fuzz_$target"
+cp -n test/fuzz/corpus/"$target"/* "$out/corpus/$target/" 2>/dev/null || true
+cd "$out"
+"./fuzz_$target" -max_total_time="$seconds" -jobs="$jobs" -workers="$jobs" -print_final_stats=1 \
+    -max_len=4096 "corpus/$target" 2>&1 | tail -n 25
