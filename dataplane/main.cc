@@ -25,10 +25,10 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
-#include <rte_telemetry.h>
 
 #include "api/grpc_server.h"
 #include "api/table_manager.h"
+#include "api/telemetry.h"
 #include "common/netlink.h"
 #include "config/node_config.h"
 #include "core/worker.h"
@@ -39,7 +39,6 @@ namespace kdp::dataplane {
 namespace {
 
 std::atomic<bool> g_stop{false};
-api::TableManager* g_manager = nullptr;  // for the telemetry callbacks (main thread owns it)
 
 void on_signal(int) {
     g_stop.store(true);
@@ -209,33 +208,6 @@ std::optional<std::string> create_runtime_tap(
     e.tap_keeper = *fd;
     e.tun_flags = flags;
     return std::nullopt;
-}
-
-int telemetry_stats(const char*, const char*, rte_tel_data* d) {
-    if (g_manager == nullptr) {
-        return -1;
-    }
-    const api::StatsSnapshot s = g_manager->stats();
-    rte_tel_data_start_dict(d);
-    for (const api::PortStats& p : s.ports) {
-        rte_tel_data* c = rte_tel_data_alloc();
-        if (c == nullptr) {
-            return -1;
-        }
-        rte_tel_data_start_dict(c);
-        rte_tel_data_add_dict_u64(c, "rx_packets", p.counters.rx_packets);
-        rte_tel_data_add_dict_u64(c, "rx_bytes", p.counters.rx_bytes);
-        rte_tel_data_add_dict_u64(c, "tx_packets", p.counters.tx_packets);
-        rte_tel_data_add_dict_u64(c, "tx_bytes", p.counters.tx_bytes);
-        for (size_t i = 1; i < kDropReasonCount; ++i) {
-            if (p.counters.drops[i] != 0) {
-                const std::string k = fmt::format("drop_{}", kDropReasonInfo[i].label);
-                rte_tel_data_add_dict_u64(c, k.c_str(), p.counters.drops[i]);
-            }
-        }
-        rte_tel_data_add_dict_container(d, p.name.c_str(), c, 0);
-    }
-    return 0;
 }
 
 void print_stats(const api::StatsSnapshot& s) {
@@ -485,7 +457,6 @@ int run(int argc, char** argv) {
     info.workers = nb_workers;
     auto manager =
         std::make_unique<api::TableManager>(info, node, tables, qsbr, worker_ptrs, entries);
-    g_manager = manager.get();
     // Pod ports created at run time (AddPort, from kdp-cni or kdpctl): TAPs, and vhost-user in
     // client mode with reconnection: the pod's application (QEMU, virtio_user server=1) owns
     // the socket and the dataplane connects to it, so that either side may restart: a
@@ -570,8 +541,10 @@ int run(int argc, char** argv) {
     }
     manager->set_port_state_file(port_state);
 
-    rte_telemetry_register_cmd("/kdp/stats", telemetry_stats,
-                               "Per-port packets, bytes and drops by reason. No parameters.");
+    api::set_telemetry_backend(manager.get());
+    if (auto e = api::register_telemetry()) {
+        die(*e);
+    }
 
     api::GrpcServer grpc(*manager, cfg.api_socket);
     try {
@@ -610,7 +583,7 @@ int run(int argc, char** argv) {
     // Every port in service now: those of the config and those added at run time (less any
     // removed), all closed before their mempool goes.
     const std::vector<api::PortInfo> live = manager->ports();
-    g_manager = nullptr;
+    api::set_telemetry_backend(nullptr);  // waits for a telemetry client being answered
     manager.reset();
     for (const api::PortInfo& p : live) {
         teardown_port(p.port_id);
