@@ -11,6 +11,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,11 +26,12 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_pdump.h>
 #include <rte_rcu_qsbr.h>
-#include <rte_telemetry.h>
 
 #include "api/grpc_server.h"
 #include "api/table_manager.h"
+#include "api/telemetry.h"
 #include "common/netlink.h"
 #include "config/node_config.h"
 #include "core/worker.h"
@@ -39,7 +42,6 @@ namespace kdp::dataplane {
 namespace {
 
 std::atomic<bool> g_stop{false};
-api::TableManager* g_manager = nullptr;  // for the telemetry callbacks (main thread owns it)
 
 void on_signal(int) {
     g_stop.store(true);
@@ -71,13 +73,50 @@ std::vector<std::string> eal_argv(const config::NodeConfig& c) {
     const auto has = [&](const char* opt) {
         return std::find(c.eal_args.begin(), c.eal_args.end(), opt) != c.eal_args.end();
     };
-    // Unlink hugepage files as soon as they are mapped: nothing is left behind even if the
-    // process is killed.
-    if (!has("--no-huge") && !has("--in-memory") && !has("--huge-unlink")) {
+    // dpdk.huge_unlink: nothing left behind even if the process is killed, and no secondary
+    // process (dpdk-dumpcap, dpdk-pdump, dpdk-proc-info) can map the memory. Off by default.
+    if (c.huge_unlink && !has("--no-huge") && !has("--in-memory") && !has("--huge-unlink")) {
         a.push_back("--huge-unlink");
     }
     a.insert(a.end(), c.eal_args.begin(), c.eal_args.end());
     return a;
+}
+
+// Why DPDK secondary processes cannot attach to this dataplane (empty if they can): they map
+// its hugepage files through the runtime directory of its file prefix.
+std::string no_secondary_reason(const std::vector<std::string>& eal) {
+    for (const char* opt : {"--huge-unlink", "--in-memory", "--no-shconf", "--no-huge"}) {
+        if (std::find(eal.begin(), eal.end(), opt) != eal.end()) {
+            return fmt::format("the EAL runs with {}", opt);
+        }
+    }
+    return "";
+}
+
+// Removes this process's hugepage files, `<prefix>map_<n>` in every hugetlbfs mount: unless
+// they were unlinked at start (dpdk.huge_unlink), the EAL leaves them behind on a clean exit,
+// and they hold their pages until the next start with the same prefix. Returns how many.
+size_t remove_hugepage_files(const std::string& prefix) {
+    size_t removed = 0;
+    try {
+        std::ifstream mounts("/proc/mounts");
+        std::string dev, dir, type, rest;
+        while (mounts >> dev >> dir >> type && std::getline(mounts, rest)) {
+            if (type != "hugetlbfs") {
+                continue;
+            }
+            std::error_code ec;
+            for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+                if (e.path().filename().string().rfind(prefix + "map_", 0) == 0 &&
+                    std::filesystem::remove(e.path(), ec)) {
+                    ++removed;
+                }
+            }
+        }
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "kdp-dataplane: hugepage files of {}: {}\n", prefix, e.what());
+    }
+    return removed;
 }
 
 std::string tap_devargs(const config::PodPortConfig& p, size_t index) {
@@ -211,33 +250,6 @@ std::optional<std::string> create_runtime_tap(
     return std::nullopt;
 }
 
-int telemetry_stats(const char*, const char*, rte_tel_data* d) {
-    if (g_manager == nullptr) {
-        return -1;
-    }
-    const api::StatsSnapshot s = g_manager->stats();
-    rte_tel_data_start_dict(d);
-    for (const api::PortStats& p : s.ports) {
-        rte_tel_data* c = rte_tel_data_alloc();
-        if (c == nullptr) {
-            return -1;
-        }
-        rte_tel_data_start_dict(c);
-        rte_tel_data_add_dict_u64(c, "rx_packets", p.counters.rx_packets);
-        rte_tel_data_add_dict_u64(c, "rx_bytes", p.counters.rx_bytes);
-        rte_tel_data_add_dict_u64(c, "tx_packets", p.counters.tx_packets);
-        rte_tel_data_add_dict_u64(c, "tx_bytes", p.counters.tx_bytes);
-        for (size_t i = 1; i < kDropReasonCount; ++i) {
-            if (p.counters.drops[i] != 0) {
-                const std::string k = fmt::format("drop_{}", kDropReasonInfo[i].label);
-                rte_tel_data_add_dict_u64(c, k.c_str(), p.counters.drops[i]);
-            }
-        }
-        rte_tel_data_add_dict_container(d, p.name.c_str(), c, 0);
-    }
-    return 0;
-}
-
 void print_stats(const api::StatsSnapshot& s) {
     for (const api::PortStats& p : s.ports) {
         std::string drops;
@@ -291,6 +303,19 @@ int run(int argc, char** argv) {
     }
     if (rte_eal_init(static_cast<int>(cargs.size()), cargs.data()) < 0) {
         die(fmt::format("EAL init failed: {}", rte_strerror(rte_errno)));
+    }
+    // Packet capture: dpdk-dumpcap and dpdk-pdump are secondary processes that ask this one,
+    // over the EAL's multi-process channel, to copy a port's packets to them (ethdev rx/tx
+    // callbacks: nothing on the workers' path until someone captures).
+    if (const std::string why = no_secondary_reason(args); !why.empty()) {
+        fmt::print(stderr,
+                   "kdp-dataplane: warning: packet capture unavailable: {}, so dpdk-dumpcap "
+                   "and other secondary processes cannot attach (dpdk.huge_unlink, "
+                   "dpdk.eal_args)\n",
+                   why);
+    } else if (rte_pdump_init() != 0) {
+        fmt::print(stderr, "kdp-dataplane: warning: packet capture unavailable: {}\n",
+                   rte_strerror(rte_errno));
     }
     const unsigned main_lcore = rte_get_main_lcore();
     for (size_t i = 0; i < cfg.worker_lcores.size(); ++i) {
@@ -485,7 +510,6 @@ int run(int argc, char** argv) {
     info.workers = nb_workers;
     auto manager =
         std::make_unique<api::TableManager>(info, node, tables, qsbr, worker_ptrs, entries);
-    g_manager = manager.get();
     // Pod ports created at run time (AddPort, from kdp-cni or kdpctl): TAPs, and vhost-user in
     // client mode with reconnection: the pod's application (QEMU, virtio_user server=1) owns
     // the socket and the dataplane connects to it, so that either side may restart: a
@@ -570,8 +594,10 @@ int run(int argc, char** argv) {
     }
     manager->set_port_state_file(port_state);
 
-    rte_telemetry_register_cmd("/kdp/stats", telemetry_stats,
-                               "Per-port packets, bytes and drops by reason. No parameters.");
+    api::set_telemetry_backend(manager.get());
+    if (auto e = api::register_telemetry()) {
+        die(*e);
+    }
 
     api::GrpcServer grpc(*manager, cfg.api_socket);
     try {
@@ -610,14 +636,18 @@ int run(int argc, char** argv) {
     // Every port in service now: those of the config and those added at run time (less any
     // removed), all closed before their mempool goes.
     const std::vector<api::PortInfo> live = manager->ports();
-    g_manager = nullptr;
+    api::set_telemetry_backend(nullptr);  // waits for a telemetry client being answered
     manager.reset();
     for (const api::PortInfo& p : live) {
         teardown_port(p.port_id);
     }
     rte_free(qsbr);
     rte_mempool_free(pool);
+    rte_pdump_uninit();
     rte_eal_cleanup();
+    if (no_secondary_reason(args).empty()) {
+        remove_hugepage_files(cfg.file_prefix);
+    }
     std::fflush(stdout);
     return 0;
 }

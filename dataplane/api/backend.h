@@ -143,6 +143,24 @@ struct ConntrackListing {
     std::vector<ConntrackInfo> entries;
 };
 
+/// One worker's share of the conntrack and what it did with it, since the dataplane started.
+struct ConntrackWorkerStats {
+    uint32_t worker = 0;
+    uint32_t entries = 0;       // live connections in its range
+    uint32_t capacity = 0;      // its range's size
+    uint64_t inserts = 0;       // connections (and affinity records) tracked
+    uint64_t insert_full = 0;   // refused: no room (counted as conntrack_full drops too)
+    uint64_t insert_clash = 0;  // refused: another connection has one of its keys
+    uint64_t expiries = 0;      // removed by the expiry sweep (idle, or backend gone)
+    uint64_t removals = 0;      // removed for any reason, expiries included
+};
+
+struct ConntrackStats {
+    uint32_t entries = 0;
+    uint32_t capacity = 0;
+    std::vector<ConntrackWorkerStats> workers;
+};
+
 /// The most entries one ListConntrack returns: about 10 MB of messages.
 inline constexpr uint32_t kConntrackListCap = 100000;
 
@@ -257,6 +275,8 @@ public:
     /// Up to `limit` (at most kConntrackListCap) conntrack entries, read without disturbing
     /// the workers.
     virtual ConntrackListing conntrack(uint32_t limit) const = 0;
+    /// Conntrack size and per-worker activity counters, without listing entries.
+    virtual ConntrackStats conntrack_stats() const { return {}; }
 
     /// Creates a pod port and puts it in service; fills `out` with the port as created.
     virtual std::optional<PortError> add_pod_port(const PodPortRequest&, PortInfo& out) {

@@ -588,6 +588,24 @@ std::vector<PortInfo> TableManager::ports_locked() const {
     return out;
 }
 
+ConntrackStats TableManager::conntrack_stats() const {
+    ConntrackStats out;
+    const table::Conntrack* ct = node_.conntrack;
+    if (ct == nullptr) {
+        return out;
+    }
+    // No lock: counters each worker writes alone, read relaxed.
+    out.capacity = ct->capacity();
+    for (uint32_t w = 0; w < ct->workers(); ++w) {
+        const table::CtWorkerStats s = ct->worker_stats(w);
+        out.entries += s.entries;
+        out.workers.push_back(ConntrackWorkerStats{w, s.entries, s.capacity, s.inserts,
+                                                   s.insert_full, s.insert_clash, s.expiries,
+                                                   s.removals});
+    }
+    return out;
+}
+
 ConntrackListing TableManager::conntrack(uint32_t limit) const {
     ConntrackListing out;
     const table::Conntrack* ct = node_.conntrack;

@@ -77,6 +77,7 @@ public:
     std::vector<PortInfo> ports() const override;
     StatsSnapshot stats() const override;
     ConntrackListing conntrack(uint32_t limit) const override;
+    ConntrackStats conntrack_stats() const override;
 
     /// The clock conntrack ages are measured against, in TSC ticks (default: rte_rdtsc), for
     /// tests that drive the workers' time themselves.

@@ -458,6 +458,8 @@ bool is_derived_eal_option(std::string_view arg) {
     return false;
 }
 
+bool as_bool(const Field& f);
+
 void read_dpdk(const Section& s, NodeConfig& c) {
     if (const auto f = s.get("file_prefix")) {
         c.file_prefix = as_nonempty_string(*f);
@@ -496,6 +498,7 @@ void read_dpdk(const Section& s, NodeConfig& c) {
         }
         c.eal_args.push_back(std::move(a));
     }
+    s.read("huge_unlink", c.huge_unlink, as_bool);
 }
 
 void read_workers(const Section& s, NodeConfig& c) {
@@ -906,7 +909,7 @@ NodeConfig build(const YAML::Node& root) {
                                    "cluster_cidr", "mtu"}),
               c);
     read_vxlan(top.section("vxlan", {"mode", "port", "vni", "vtep_mac"}), c);
-    read_dpdk(top.section("dpdk", {"file_prefix", "lcores", "eal_args"}), c);
+    read_dpdk(top.section("dpdk", {"file_prefix", "lcores", "eal_args", "huge_unlink"}), c);
     read_workers(top.section("workers", {"lcores", "idle"}), c);
     read_uplink(top.section("uplink", {"devargs", "rx_queues", "gateway", "prefix_len"}), c);
     read_pods(top, c);

@@ -110,9 +110,10 @@ struct NodeConfig {
     uint32_t vni = 1;                             // vxlan.vni (24 bits); flannel mode requires 1
     Mac vtep_mac;                                 // vxlan.vtep_mac; default Mac::from_ip(node_ip)
 
-    std::string file_prefix;              // dpdk.file_prefix; default "kdp-" + node_name
-    std::vector<std::string> eal_args;    // dpdk.eal_args: extra EAL arguments, verbatim
-    std::string lcores;                   // dpdk.lcores: EAL --lcores string, e.g. "(0,1)@0"
+    std::string file_prefix;            // dpdk.file_prefix; default "kdp-" + node_name
+    std::vector<std::string> eal_args;  // dpdk.eal_args: extra EAL arguments, verbatim
+    bool huge_unlink = false;  // dpdk.huge_unlink: EAL --huge-unlink (no secondary processes)
+    std::string lcores;        // dpdk.lcores: EAL --lcores string, e.g. "(0,1)@0"
     std::vector<unsigned> worker_lcores;  // workers.lcores: one worker per lcore id, >= 1
     IdleConfig idle;                      // workers.idle
 

@@ -185,6 +185,7 @@ void Conntrack::remove(uint32_t worker, uint32_t idx, uint64_t token) noexcept {
     }
     defer_free(worker, idx, token);
     count_[worker].v.fetch_sub(1, std::memory_order_relaxed);
+    count(count_[worker].removals);
 }
 
 void Conntrack::touch(uint32_t idx, CtDir dir, uint8_t tcp_flags, uint32_t now) noexcept {
@@ -264,6 +265,23 @@ uint32_t Conntrack::size() const noexcept {
         n += count_[w].v.load(std::memory_order_relaxed);
     }
     return n;
+}
+
+CtWorkerStats Conntrack::worker_stats(uint32_t worker) const noexcept {
+    CtWorkerStats s;
+    if (worker >= ranges_.size()) {
+        return s;
+    }
+    constexpr auto r = std::memory_order_relaxed;
+    const PaddedCount& c = count_[worker];
+    s.entries = c.v.load(r);
+    s.capacity = range_size(worker);
+    s.inserts = c.inserts.load(r);
+    s.insert_full = c.insert_full.load(r);
+    s.insert_clash = c.insert_clash.load(r);
+    s.expiries = c.expiries.load(r);
+    s.removals = c.removals.load(r);
+    return s;
 }
 
 size_t Conntrack::memory_bytes() const noexcept {

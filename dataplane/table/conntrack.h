@@ -20,6 +20,7 @@
 // Memory: buckets and entries sized from the config at start, never grown.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -109,6 +110,17 @@ enum class CtInsertFail : uint8_t {
              // after DNAT: the caller may remap the source port and try again)
 };
 
+/// One worker's conntrack activity since the table was made (Conntrack::worker_stats).
+struct CtWorkerStats {
+    uint32_t entries = 0;       // live connections in the worker's range
+    uint32_t capacity = 0;      // the range's size
+    uint64_t inserts = 0;       // connections (and affinity records) tracked
+    uint64_t insert_full = 0;   // inserts refused: the range or both buckets of a key full
+    uint64_t insert_clash = 0;  // inserts refused: another connection has one of the keys
+    uint64_t expiries = 0;      // removed by the sweep: idle past their timeout, backend gone
+    uint64_t removals = 0;      // removed for any reason (expiries included)
+};
+
 struct CtTimeouts {
     uint32_t tcp_syn = 120;            // s: SYN sent, no reply yet (kernel nf_conntrack: 120)
     uint32_t tcp_established = 86400;  // s: kernel's default is 5 days; a day is plenty here
@@ -166,6 +178,7 @@ public:
                     CtInsertFail* why = nullptr) noexcept {
         const uint32_t idx = alloc(worker);
         if (idx == kCtNone) {
+            count(count_[worker].insert_full);
             if (why != nullptr) {
                 *why = CtInsertFail::kFull;
             }
@@ -186,6 +199,7 @@ public:
         init(e);
         if (const CtInsertFail f = publish(orig, idx, CtDir::kOrig); f != CtInsertFail::kNone) {
             free_now(worker, idx);
+            count_failure(worker, f);
             if (why != nullptr) {
                 *why = f;
             }
@@ -196,6 +210,7 @@ public:
                 f != CtInsertFail::kNone) {
                 unpublish(orig, idx, CtDir::kOrig);
                 defer_free(worker, idx, 0);
+                count_failure(worker, f);
                 if (why != nullptr) {
                     *why = f;
                 }
@@ -203,6 +218,7 @@ public:
             }
         }
         count_[worker].v.fetch_add(1, std::memory_order_relaxed);
+        count(count_[worker].inserts);
         return idx;
     }
 
@@ -242,7 +258,10 @@ public:
             removed += nb;
             nb = 0;
         };
-        for (uint32_t n = 0; n < budget && r.end > r.begin; ++n) {
+        // One pass at most: an entry met twice before its batch is flushed would be unlinked
+        // and freed twice.
+        budget = std::min(budget, r.end - r.begin);
+        for (uint32_t n = 0; n < budget; ++n) {
             const uint32_t idx = r.scan;
             r.scan = r.scan + 1 == r.end ? r.begin : r.scan + 1;
             // The entries ahead: a sweep reads every live one, and most are cold.
@@ -262,6 +281,9 @@ public:
             }
         }
         flush();
+        if (removed != 0) {
+            count(count_[worker].expiries, removed);
+        }
         return removed;
     }
 
@@ -283,6 +305,10 @@ public:
     }
 
     uint32_t size() const noexcept;  // live connections (approximate while workers run)
+    /// Worker `worker`'s entries and activity. Any thread; relaxed reads of counters that only
+    /// that worker writes, so a snapshot for people, not a consistent cut.
+    CtWorkerStats worker_stats(uint32_t worker) const noexcept;
+    uint32_t workers() const noexcept { return static_cast<uint32_t>(ranges_.size()); }
     uint32_t capacity() const noexcept { return capacity_; }
     uint32_t free_in_range(uint32_t worker) const noexcept { return ranges_[worker].free_count; }
     uint32_t range_size(uint32_t worker) const noexcept {
@@ -325,9 +351,23 @@ private:
         std::unique_ptr<Deferred[]> deferred;
         uint32_t deferred_count = 0;
     };
+    /// A worker's counters, on a line of their own. Only that worker writes them (inserts go
+    /// to its range, and only it removes from there): a relaxed load and store, a plain add on
+    /// x86, never a locked instruction or a line shared with another worker.
     struct alignas(64) PaddedCount {
         std::atomic<uint32_t> v{0};
+        std::atomic<uint64_t> inserts{0};
+        std::atomic<uint64_t> insert_full{0};
+        std::atomic<uint64_t> insert_clash{0};
+        std::atomic<uint64_t> expiries{0};
+        std::atomic<uint64_t> removals{0};
     };
+    static void count(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
+        c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+    void count_failure(uint32_t worker, CtInsertFail f) noexcept {
+        count(f == CtInsertFail::kClash ? count_[worker].insert_clash : count_[worker].insert_full);
+    }
 
     static uint64_t slot_value(uint64_t hash, uint32_t idx, CtDir dir) noexcept {
         return (hash >> 48) << 48 | uint64_t{static_cast<uint8_t>(dir)} << 32 | (idx + 1u);

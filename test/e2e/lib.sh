@@ -334,10 +334,21 @@ stop_dataplane() {
 # dataplane_running NAME: true while the process is alive.
 dataplane_running() { [ -n "${_DP_PID[$1]:-}" ] && kill -0 "${_DP_PID[$1]}" 2>/dev/null; }
 
-# dataplane_stats NAME: the dataplane's counters (DPDK telemetry command /kdp/stats) as JSON.
+# dataplane_stats NAME: the dataplane's counters (DPDK telemetry command /kdp/stats) as JSON:
+# {"PORT_ID": {"name": "default/a1", "rx_packets": ..., "drop_REASON": ...}, ...}, every page
+# (a test node's ports fit one; "next" names the next page's first port id).
 dataplane_stats() {
-    echo /kdp/stats | dpdk-telemetry.py -f "${_DP_PREFIX[$1]}" 2>/dev/null |
-        python3 -c 'import json,sys; print(json.dumps(json.loads(sys.stdin.read().strip() or "{}").get("/kdp/stats", {})))'
+    python3 - "${_DP_PREFIX[$1]}" <<'EOF' 2>/dev/null || echo '{}'
+import json, subprocess, sys
+ports, cmd = {}, "/kdp/stats"
+while cmd:
+    out = subprocess.run(["dpdk-telemetry.py", "-f", sys.argv[1]], input=cmd + "\n",
+                         capture_output=True, text=True).stdout.strip()
+    page = json.loads(out or "{}").get("/kdp/stats") or {}
+    cmd = "/kdp/stats,%d" % page.pop("next") if "next" in page else ""
+    ports.update(page)
+print(json.dumps(ports))
+EOF
 }
 
 # print_stats NAME: one line per port: rx/tx packets and drops.
@@ -348,6 +359,7 @@ d = json.load(sys.stdin)
 if not d:
     print("    (no counters: telemetry not reachable)")
 for port, c in d.items():
+    port = c.get("name", port)
     drops = " ".join("%s=%s" % (k[5:], v) for k, v in c.items() if k.startswith("drop_"))
     print("    %-22s rx %8d pkts %11d B   tx %8d pkts %11d B%s" % (
         port, c.get("rx_packets", 0), c.get("rx_bytes", 0), c.get("tx_packets", 0),

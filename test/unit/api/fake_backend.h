@@ -73,7 +73,16 @@ public:
         return l;
     }
 
+    ConntrackStats conntrack_stats() const override {
+        std::lock_guard lock(mu_);
+        return conntrack_stats_;
+    }
+
     // Test hooks.
+    void set_conntrack_stats_for_test(ConntrackStats s) {
+        std::lock_guard lock(mu_);
+        conntrack_stats_ = std::move(s);
+    }
     void set_conntrack_for_test(ConntrackListing l) {
         std::lock_guard lock(mu_);
         conntrack_ = std::move(l);
@@ -108,6 +117,7 @@ private:
     std::vector<PortInfo> ports_;
     StatsSnapshot stats_;
     ConntrackListing conntrack_;
+    ConntrackStats conntrack_stats_;
     bool throw_ = false;
     int applies_ = 0;
 };

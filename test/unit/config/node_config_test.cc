@@ -92,6 +92,7 @@ dpdk:
   file_prefix: kdp_test-1
   lcores: "(0,1)@0,2@1"
   eal_args: ["--no-pci", "--log-level=lib.eal:debug"]
+  huge_unlink: true
 workers:
   lcores: [1, 2]
   idle: {spin_polls: 10, sleep_us: 5, max_sleep_us: 500}
@@ -153,6 +154,7 @@ limits:
     EXPECT_EQ(c.file_prefix, "kdp_test-1");
     EXPECT_EQ(c.lcores, "(0,1)@0,2@1");
     EXPECT_EQ(c.eal_args, (std::vector<std::string>{"--no-pci", "--log-level=lib.eal:debug"}));
+    EXPECT_TRUE(c.huge_unlink);
     EXPECT_EQ(c.worker_lcores, (std::vector<unsigned>{1, 2}));
     EXPECT_EQ(c.idle.spin_polls, 10u);
     EXPECT_EQ(c.idle.sleep_us, 5u);
@@ -217,6 +219,7 @@ TEST(NodeConfig, MinimalConfigGetsTheHeaderDefaults) {
     EXPECT_EQ(c.vtep_mac, Mac::from_ip(ip("198.51.100.1")));
     EXPECT_EQ(c.file_prefix, "kdp-node1");
     EXPECT_TRUE(c.eal_args.empty());
+    EXPECT_FALSE(c.huge_unlink) << "secondary processes (dpdk-dumpcap) can attach by default";
     EXPECT_EQ(c.lcores, "");
     EXPECT_EQ(c.idle.spin_polls, 256u);
     EXPECT_EQ(c.idle.sleep_us, 50u);
@@ -633,6 +636,9 @@ std::vector<BadCase> bad_cases() {
          "dpdk.file_prefix: the default "
          "\"kdp-nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn\" is 67 "
          "characters, more than 48 (DPDK's runtime socket paths would not fit); set a shorter one"},
+        {"huge_unlink not a boolean",
+         {.dpdk = "dpdk: {huge_unlink: yes}\n"},
+         "dpdk.huge_unlink: \"yes\" is not true or false"},
         {"EAL argument that kdp sets itself",
          {.dpdk = "dpdk: {eal_args: [--no-pci, --file-prefix=x]}\n"},
          "dpdk.eal_args[1]: \"--file-prefix=x\" is set by kdp from dpdk.file_prefix, dpdk.lcores "

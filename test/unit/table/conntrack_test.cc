@@ -240,6 +240,38 @@ TEST(Conntrack, KillRemovesConnectionsToAGoneBackend) {
     EXPECT_EQ(ct.size(), 3u);
 }
 
+// The counters telemetry reports (/kdp/conntrack): each worker counts what it inserted, what
+// it was refused and why, and what it removed; one worker's activity is not another's.
+TEST(Conntrack, WorkerStatsCountInsertsRefusalsAndExpiries) {
+    Conntrack ct(8, 2);  // 4 entries per worker
+    for (uint32_t i = 0; i < 4; ++i) {
+        ASSERT_NE(ct.insert(0, key(i, 17), key(i, 17).reversed(), 0, none), kCtNone);
+    }
+    EXPECT_EQ(ct.insert(0, key(9, 17), key(9, 17).reversed(), 0, none), kCtNone) << "range full";
+    ASSERT_NE(ct.insert(1, key(10, 17), key(10, 17).reversed(), 0, none), kCtNone);
+    EXPECT_EQ(ct.insert(1, key(0, 17), key(0, 17).reversed(), 0, none), kCtNone) << "clash";
+    ct.remove(1, ct.lookup(key(10, 17)).index, 0);
+    ct.touch(ct.lookup(key(2, 17)).index, CtDir::kOrig, 0, 25);
+    EXPECT_EQ(ct.expire(0, 40, 64, 0, keep_all), 3u);
+
+    const CtWorkerStats w0 = ct.worker_stats(0);
+    EXPECT_EQ(w0.entries, 1u);
+    EXPECT_EQ(w0.capacity, 4u);
+    EXPECT_EQ(w0.inserts, 4u);
+    EXPECT_EQ(w0.insert_full, 1u);
+    EXPECT_EQ(w0.insert_clash, 0u);
+    EXPECT_EQ(w0.expiries, 3u);
+    EXPECT_EQ(w0.removals, 3u);
+    const CtWorkerStats w1 = ct.worker_stats(1);
+    EXPECT_EQ(w1.entries, 0u);
+    EXPECT_EQ(w1.inserts, 1u);
+    EXPECT_EQ(w1.insert_full, 0u);
+    EXPECT_EQ(w1.insert_clash, 1u);
+    EXPECT_EQ(w1.expiries, 0u) << "removed by a stage, not the sweep";
+    EXPECT_EQ(w1.removals, 1u);
+    EXPECT_EQ(ct.worker_stats(2).inserts, 0u) << "no such worker: zeros";
+}
+
 // Two workers insert disjoint flows while a third thread looks up: every inserted key is
 // found in both directions, nothing is found that was not inserted, and no lock is taken.
 TEST(Conntrack, ConcurrentInsertAndLookup) {
