@@ -264,7 +264,8 @@ asio::awaitable<std::unique_ptr<Client::Stream>> Client::request(std::string_vie
         throw fail("TLS handshake failed");
     }
 
-    http::request<http::string_body> req{http::string_to_verb(beast::string_view(verb.data(), verb.size())), path, 11};
+    http::request<http::string_body> req{
+        http::string_to_verb(beast::string_view(verb.data(), verb.size())), path, 11};
     req.set(http::field::host, impl_->authority);
     req.set(http::field::user_agent, "kdp-control/0.1");
     req.set(http::field::accept, "application/json");
