@@ -30,6 +30,7 @@
 #include "api/grpc_server.h"
 #include "api/table_manager.h"
 #include "common/netlink.h"
+#include "common/version.h"
 #include "config/node_config.h"
 #include "core/worker.h"
 #include "port/ethdev.h"
@@ -52,7 +53,7 @@ void on_signal(int) {
 
 void usage(FILE* to) {
     std::fprintf(to,
-                 "usage: kdp-dataplane --config FILE\n"
+                 "usage: kdp-dataplane --config FILE | --version\n"
                  "  Runs the kdp node dataplane described by the YAML node config FILE\n"
                  "  (see the README's configuration reference).\n");
 }
@@ -266,6 +267,9 @@ int run(int argc, char** argv) {
         } else if (a == "--help" || a == "-h") {
             usage(stdout);
             return 0;
+        } else if (a == "--version") {
+            std::printf("%s\n", version_line("kdp-dataplane").c_str());
+            return 0;
         } else {
             usage(stderr);
             return 2;
@@ -282,6 +286,8 @@ int run(int argc, char** argv) {
         std::fprintf(stderr, "kdp-dataplane: %s\n", e.what());
         return 2;
     }
+    std::printf("kdp-dataplane: %s, node %s\n", version_line("kdp-dataplane").c_str(),
+                cfg.node_name.c_str());
 
     // EAL.
     std::vector<std::string> args = eal_argv(cfg);

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "common/version.h"
 #include "compile/node_tables.h"
 #include "k8s/kubeconfig.h"
 #include "manifest/manifest.h"
@@ -33,6 +34,7 @@ constexpr const char* kUsage =
   --watch             keep running: re-read the manifests on change and push the difference
   --once              push once and exit (the default)
   --kubeconfig FILE, --in-cluster   watch the Kubernetes API (list+watch over HTTPS)
+  --version           print kdp-control's version and API revision
 )";
 
 template <typename... A>
@@ -55,6 +57,9 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
         auto has_value = [&] { return i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0; };
         if (a == "-h" || a == "--help") {
             out << kUsage;
+            return 0;
+        } else if (a == "--version") {
+            out << version_line("kdp-control") << "\n";
             return 0;
         } else if (a == "--node" || a == "--dataplane" || a == "--kubeconfig") {
             if (!has_value()) {
@@ -279,6 +284,7 @@ int run_kube(const Options& o, const std::atomic<bool>& stop) {
 }  // namespace
 
 int run(const Options& o, const std::atomic<bool>& stop) {
+    log("{}", version_line("kdp-control"));
     try {
         if (o.kube) {
             return run_kube(o, stop);
