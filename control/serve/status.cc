@@ -1,0 +1,123 @@
+#include "serve/status.h"
+
+#include <ctime>
+
+#include <fmt/format.h>
+
+namespace kdp::control::serve {
+
+void Histogram::observe(double seconds) {
+    for (size_t i = 0; i < bounds.size(); ++i) {
+        if (seconds <= bounds[i]) {
+            ++counts[i];
+            break;
+        }
+    }
+    sum += seconds;
+    ++count;
+}
+
+std::vector<double> sync_buckets() {
+    std::vector<double> b;
+    double v = 0.001;
+    for (int i = 0; i < 15; ++i, v *= 2) {
+        b.push_back(v);
+    }
+    return b;
+}
+
+Status::Status(WallClock::time_point now) {
+    s_.last_heartbeat = now;
+}
+
+void Status::heartbeat(WallClock::time_point now) {
+    std::lock_guard lock(mu_);
+    s_.last_heartbeat = now;
+}
+
+void Status::lists_complete() {
+    std::lock_guard lock(mu_);
+    s_.lists_complete = true;
+}
+
+void Status::queued(WallClock::time_point now) {
+    std::lock_guard lock(mu_);
+    if (!s_.oldest_queued) {
+        s_.oldest_queued = now;
+    }
+    s_.last_queued = now;
+}
+
+void Status::pushed(WallClock::time_point now,
+                    bool changed,
+                    bool full_sync,
+                    uint64_t generation,
+                    std::chrono::duration<double> duration) {
+    std::lock_guard lock(mu_);
+    s_.dataplane_reachable = true;
+    s_.synced_once = true;
+    s_.last_error.clear();
+    s_.last_updated = now;
+    s_.oldest_queued.reset();
+    s_.generation = generation;
+    if (changed) {
+        (full_sync ? s_.syncs : s_.updates) += 1;
+        s_.sync_duration.observe(duration.count());
+    }
+}
+
+void Status::push_failed(const std::string& why, bool reachable) {
+    std::lock_guard lock(mu_);
+    s_.dataplane_reachable = reachable;
+    s_.last_error = why;
+    ++s_.push_errors;
+}
+
+Status::Snapshot Status::snapshot() const {
+    std::lock_guard lock(mu_);
+    return s_;
+}
+
+std::string rfc3339(WallClock::time_point t) {
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    const time_t secs = static_cast<time_t>(ms / 1000);
+    struct tm tm {};
+    gmtime_r(&secs, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    return fmt::format("{}.{:03}Z", buf, ms % 1000);
+}
+
+NodeHealth node_health(const Status::Snapshot& s,
+                       WallClock::time_point now,
+                       const HealthPolicy& p) {
+    const bool healthy = !s.oldest_queued || now - *s.oldest_queued < p.node_health_timeout;
+    // kube-proxy reports the zero time before the first update; so do we, in RFC 3339.
+    const std::string last = s.last_updated ? rfc3339(*s.last_updated) : "0001-01-01T00:00:00Z";
+    return {healthy, fmt::format(R"({{"lastUpdated": "{}","currentTime": "{}","nodeHealthy": {}}})",
+                                 last, rfc3339(now), healthy ? "true" : "false")};
+}
+
+Readiness readiness(const Status::Snapshot& s) {
+    Readiness r;
+    r.ready = s.lists_complete && s.dataplane_reachable && s.synced_once;
+    r.text += s.lists_complete ? "[+]api-lists ok\n"
+                               : "[-]api-lists failed: not every resource has been listed yet\n";
+    if (s.dataplane_reachable) {
+        r.text += "[+]dataplane ok\n";
+    } else {
+        r.text += fmt::format("[-]dataplane failed: {}\n",
+                              s.last_error.empty() ? "not contacted yet" : s.last_error);
+    }
+    r.text += s.synced_once ? fmt::format("[+]first-sync ok (generation {})\n", s.generation)
+                            : "[-]first-sync failed: no tables pushed yet\n";
+    r.text += r.ready ? "readyz check passed\n" : "readyz check failed\n";
+    return r;
+}
+
+bool live(const Status::Snapshot& s, WallClock::time_point now, const HealthPolicy& p) {
+    return now - s.last_heartbeat < p.liveness_timeout;
+}
+
+}  // namespace kdp::control::serve
