@@ -3,13 +3,17 @@
 // configured lcore, serves statistics through DPDK telemetry, and shuts down cleanly on
 // SIGINT/SIGTERM (workers stop, ports close, the EAL releases its hugepages).
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -49,6 +53,38 @@ void on_signal(int) {
 [[noreturn]] void die(const std::string& msg) {
     std::fprintf(stderr, "kdp-dataplane: %s\n", msg.c_str());
     std::exit(1);
+}
+
+// Tells systemd (Type=notify) that the node is ready, when started by it: one "READY=1"
+// datagram to $NOTIFY_SOCKET (sd_notify(3); a leading '@' is an abstract socket). The protocol
+// is this one datagram, so no libsystemd. Best effort: a failure is logged, never fatal.
+void notify_ready() {
+    const char* path = std::getenv("NOTIFY_SOCKET");
+    if (path == nullptr || path[0] == '\0') {
+        return;
+    }
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const size_t len = std::strlen(path);
+    if (len >= sizeof(addr.sun_path) || (path[0] != '/' && path[0] != '@')) {
+        std::fprintf(stderr, "kdp-dataplane: warning: NOTIFY_SOCKET \"%s\" not usable\n", path);
+        return;
+    }
+    std::memcpy(addr.sun_path, path, len);
+    if (path[0] == '@') {
+        addr.sun_path[0] = '\0';
+    }
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    const char msg[] = "READY=1";
+    const auto addr_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+    if (fd < 0 ||
+        ::sendto(fd, msg, sizeof(msg) - 1, 0, reinterpret_cast<sockaddr*>(&addr), addr_len) < 0) {
+        std::fprintf(stderr, "kdp-dataplane: warning: sd_notify READY=1 to %s: %s\n", path,
+                     std::strerror(errno));
+    }
+    if (fd >= 0) {
+        ::close(fd);
+    }
 }
 
 void usage(FILE* to) {
@@ -604,6 +640,7 @@ int run(int argc, char** argv) {
     }
     std::printf("  api %s\n", cfg.api_socket.c_str());
     std::fflush(stdout);
+    notify_ready();
 
     while (!g_stop.load()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
