@@ -21,11 +21,17 @@ RUN meson setup /build --buildtype=release -Dtests=false -Dbenchmarks=false --pr
     && install -D -m 0755 -t /out/usr/lib/kdp config/deploy/scripts/*.sh
 
 FROM debian:bookworm AS runtime
-# DPDK's PMDs and libraries (dpdk pulls librte-*), gRPC and protobuf, yaml-cpp, fmt, OpenSSL;
-# iproute2 for the host interface's routes, curl for the entrypoint's Node lookup.
+# The shared libraries the binaries link (ldd: DPDK's librte-*, gRPC, protobuf, yaml-cpp, fmt,
+# OpenSSL, numa); iproute2 for the host interface's routes, curl for the entrypoint's Node
+# lookup. Then DPDK with its recommends: Debian's `dpdk` only recommends the poll-mode drivers
+# (NICs, af_packet, tap, ring, vhost) that EAL loads at start, so it is the one package
+# installed with them.
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        dpdk libgrpc++1.51 libprotobuf32 libyaml-cpp0.7 libfmt9 libssl3 libnuma1 libpcap0.8 \
+        librte-eal23 librte-ethdev23 librte-kvargs23 librte-mbuf23 librte-mempool23 \
+        librte-meter23 librte-net23 librte-rcu23 librte-ring23 librte-telemetry23 \
+        libgrpc++1.51 libprotobuf32 libyaml-cpp0.7 libfmt9 libssl3 libnuma1 \
         iproute2 curl ca-certificates kmod \
+    && apt-get install -y dpdk \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /
 # DPDK loads its PMDs as shared objects from the driver directory: nothing else to copy.
