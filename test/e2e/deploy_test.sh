@@ -12,8 +12,8 @@
 # entrypoint's API lookup. Checks: --version of every binary, the conflist absent until the
 # dataplane has its first tables and present once /readyz says ready, kube-proxy's node health
 # JSON on port 10256 (the real default: the namespace is private), /healthz, /metrics parsed
-# and checked against kdpctl and against packets sent into the uplink, and the conflist
-# removed when the dataplane stops.
+# and checked against kdpctl and against packets sent into the uplink, and, when the dataplane
+# stops, the conflist removed, /readyz 503 naming the dataplane and kdp_dataplane_up 0.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 need_dataplane
@@ -214,12 +214,23 @@ drops=$(python3 -c 'import json,sys; print(int(sum(v for k, v in json.loads(sys.
 [ "$drops" -ge "$SENT" ] || fail "$SENT packets for nobody, but only $drops uplink drops in /metrics"
 pass "uplink: $SENT UDP packets sent, kdp_port_receive_packets_total $rx_before -> $rx_after (kdpctl stats: $ctl_rx), $bytes bytes, $drops drops by reason"
 
-step "stopping: the conflist goes with the dataplane"
-stop_bg "$CONTROL_PID"
+step "stopping the dataplane: the conflist goes, kdp-control turns unready"
 kill -TERM "$DP_ENTRY"
 wait "$DP_ENTRY" && rc=0 || rc=$?
 [ "$rc" = 0 ] || fail "dataplane.sh exited with $rc on SIGTERM: $(tail -5 "$WORK_DIR/node1.log")"
 [ ! -e "$CONFLIST" ] || fail "the conflist is still in $NETD after the dataplane stopped"
 pass "dataplane.sh exited 0 on SIGTERM and removed $CONFLIST"
+readyz_503() { [ "$(http http://127.0.0.1:10249/readyz)" = 503 ]; }
+wait_for 15 "/readyz 503" readyz_503 || fail "/readyz still answers $(http http://127.0.0.1:10249/readyz) with the dataplane gone"
+grep -q '^\[-\]dataplane failed' "$WORK_DIR/http.body" || fail "/readyz does not name the dataplane: $(cat "$WORK_DIR/http.body")"
+pass "/readyz 503: $(grep dataplane "$WORK_DIR/http.body" | cut -c1-100)"
+m3=$(metrics) || fail "/metrics without a dataplane: $(head -c 600 "$WORK_DIR/http.body")"
+[ "$(get "$m3" kdp_dataplane_up)" = 0 ] || fail "kdp_dataplane_up is not 0 with the dataplane gone"
+[ "$(get "$m3" 'kdp_port_receive_packets_total{port="uplink"}')" = -1 ] || fail "port counters reported with the dataplane gone"
+[ "$(get "$m3" kdp_table_push_errors_total)" -ge 1 ] || fail "kdp_table_push_errors_total did not count the failed pushes"
+pass "/metrics: kdp_dataplane_up 0, no port families, kdp_table_push_errors_total $(get "$m3" kdp_table_push_errors_total)"
+[ "$(http http://127.0.0.1:10249/healthz)" = 200 ] || fail "liveness failed while only the dataplane is down"
+pass "liveness still 200: kdp-control itself is fine"
+stop_bg "$CONTROL_PID"
 
 finish
