@@ -73,6 +73,10 @@ void control_families(Page& p, const Status::Snapshot& s, const std::string& nod
                 "Time to compile the cluster state and push the changed tables to the dataplane, "
                 "for pushes that changed something.",
                 s.sync_duration);
+    p.histogram("kubeproxy_network_programming_duration_seconds",
+                "From the change that an EndpointSlice reflects (its last-change-trigger-time) to "
+                "the dataplane holding it.",
+                s.network_programming);
     p.family("kubeproxy_sync_proxy_rules_last_timestamp_seconds", "gauge",
              "When the dataplane was last found or made equal to the desired state (Unix time).");
     p.sample("kubeproxy_sync_proxy_rules_last_timestamp_seconds", {},

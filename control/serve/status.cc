@@ -1,5 +1,7 @@
 #include "serve/status.h"
 
+#include <algorithm>
+#include <cstring>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -24,6 +26,56 @@ std::vector<double> sync_buckets() {
         b.push_back(v);
     }
     return b;
+}
+
+std::vector<double> network_programming_buckets() {
+    // As kube-proxy: 0.25 s steps to 1 s, then 1 s steps to a minute, 5 s steps to 2 minutes,
+    // 30 s steps to 5 minutes.
+    std::vector<double> b{0.25, 0.5};
+    for (int s = 1; s < 60; ++s) {
+        b.push_back(s);
+    }
+    for (int s = 60; s < 120; s += 5) {
+        b.push_back(s);
+    }
+    for (int s = 120; s <= 300; s += 30) {
+        b.push_back(s);
+    }
+    return b;
+}
+
+std::optional<WallClock::time_point> parse_rfc3339(const std::string& text) {
+    struct tm tm {};
+    const char* p = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (p == nullptr) {
+        return std::nullopt;
+    }
+    std::chrono::nanoseconds frac{0};
+    if (*p == '.') {
+        int64_t scale = 100'000'000;
+        for (++p; *p >= '0' && *p <= '9'; ++p) {
+            frac += std::chrono::nanoseconds((*p - '0') * scale);
+            scale /= 10;
+        }
+    }
+    int offset_s = 0;
+    if (*p == 'Z' || *p == 'z') {
+        ++p;
+    } else if ((*p == '+' || *p == '-') && std::strlen(p) == 6 && p[3] == ':') {
+        const int sign = *p == '-' ? -1 : 1;
+        const int h = (p[1] - '0') * 10 + (p[2] - '0');
+        const int m = (p[4] - '0') * 10 + (p[5] - '0');
+        offset_s = sign * (h * 3600 + m * 60);
+        p += 6;
+    } else {
+        return std::nullopt;
+    }
+    if (*p != '\0') {
+        return std::nullopt;
+    }
+    const time_t secs = timegm(&tm) - offset_s;
+    return WallClock::time_point(
+        std::chrono::duration_cast<WallClock::duration>(std::chrono::seconds(secs) + frac));
 }
 
 Status::Status(WallClock::time_point now) {
@@ -71,6 +123,16 @@ void Status::push_failed(const std::string& why, bool reachable) {
     s_.dataplane_reachable = reachable;
     s_.last_error = why;
     ++s_.push_errors;
+}
+
+void Status::programmed(WallClock::time_point now,
+                        const std::vector<WallClock::time_point>& triggers) {
+    std::lock_guard lock(mu_);
+    for (const auto t : triggers) {
+        // A trigger time ahead of this node's clock (skew) counts as no delay, not a negative one.
+        s_.network_programming.observe(
+            std::max(0.0, std::chrono::duration<double>(now - t).count()));
+    }
 }
 
 Status::Snapshot Status::snapshot() const {

@@ -42,6 +42,17 @@ struct Histogram {
 /// kube-proxy's buckets for its sync histograms: 1 ms doubling to 16.4 s.
 std::vector<double> sync_buckets();
 
+/// kube-proxy's buckets for network programming latency: 0.25 s to 5 min.
+std::vector<double> network_programming_buckets();
+
+/// The annotation the EndpointSlice controller sets to when the change that the slice reflects
+/// happened (a Pod or Service update), RFC 3339.
+inline constexpr const char* kLastChangeTriggerTime =
+    "endpoints.kubernetes.io/last-change-trigger-time";
+
+/// "2026-12-07T21:03:51Z", with optional fraction and a Z or ±HH:MM offset; nullopt otherwise.
+std::optional<WallClock::time_point> parse_rfc3339(const std::string& text);
+
 class Status {
 public:
     struct Snapshot {
@@ -58,6 +69,7 @@ public:
         uint64_t updates = 0;     // incremental updates
         uint64_t push_errors = 0;
         Histogram sync_duration{sync_buckets()};
+        Histogram network_programming{network_programming_buckets()};
     };
 
     explicit Status(WallClock::time_point now = WallClock::now());
@@ -74,6 +86,9 @@ public:
                 std::chrono::duration<double> duration);
     /// `reachable`: the dataplane answered, refusing the tables.
     void push_failed(const std::string& why, bool reachable);
+    /// The changes that triggered `triggers` (EndpointSlices' last-change-trigger-time) are now
+    /// in the dataplane: each one's delay joins the network programming histogram.
+    void programmed(WallClock::time_point now, const std::vector<WallClock::time_point>& triggers);
 
     Snapshot snapshot() const;
 

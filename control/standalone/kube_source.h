@@ -7,9 +7,11 @@
 // reflectors retry with backoff and the model, and so the dataplane, keep the last good state.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "table/table_spec.h"
 
@@ -30,6 +32,11 @@ public:
     /// nullopt: nothing new. Otherwise the newly compiled tables, or an inner nullopt when the
     /// new state does not compile (logged; the last good tables stay in force).
     std::optional<std::optional<table::TableSpec>> poll();
+
+    /// Once each: the last-change-trigger-times of the EndpointSlice changes compiled by poll()
+    /// so far (those newer than this source, as kube-proxy counts them), for the network
+    /// programming latency. Call after the tables poll() returned are in the dataplane.
+    std::vector<std::chrono::system_clock::time_point> take_trigger_times();
 
     class Impl;
 

@@ -223,8 +223,13 @@ int run_once(const Options& o, const std::atomic<bool>& stop) {
 // nothing changed, else the new tables or an inner nullopt when the new input does not compile
 // (the last good tables stay). Pushes differences, retries an unreachable dataplane with
 // backoff, and after a refusal waits for the input to change.
-template <class Next>
-int push_loop(const Options& o, const std::atomic<bool>& stop, serve::Status& status, Next&& next) {
+// `take_triggers()`: the trigger times of the changes now pushed (network programming latency).
+template <class Next, class TakeTriggers>
+int push_loop(const Options& o,
+              const std::atomic<bool>& stop,
+              serve::Status& status,
+              Next&& next,
+              TakeTriggers&& take_triggers) {
     DataplaneClient client(o.socket);
     Pusher pusher(client);
     std::optional<kdp::table::TableSpec> desired;
@@ -251,6 +256,7 @@ int push_loop(const Options& o, const std::atomic<bool>& stop, serve::Status& st
                 status.pushed(serve::WallClock::now(), r.action != Pusher::Action::kNone,
                               r.action == Pusher::Action::kSync, r.generation,
                               Clock::now() - started);
+                status.programmed(serve::WallClock::now(), take_triggers());
                 report(r, *desired);
                 backoff = std::chrono::milliseconds(200);
                 if (unreachable_logged) {
@@ -282,21 +288,27 @@ int push_loop(const Options& o, const std::atomic<bool>& stop, serve::Status& st
 int run_watch(const Options& o, const std::atomic<bool>& stop, serve::Status& status) {
     std::optional<Stamp> last_stamp;
     log("watching {} path(s) for node {}", o.manifests.size(), o.node);
-    return push_loop(o, stop, status, [&]() -> std::optional<std::optional<kdp::table::TableSpec>> {
-        const Stamp now = stamp(o.manifests);
-        if (last_stamp && now == *last_stamp) {
-            return std::nullopt;
-        }
-        last_stamp = now;
-        return load(o);
-    });
+    // Manifest files carry no EndpointSlice trigger times worth timing.
+    return push_loop(
+        o, stop, status,
+        [&]() -> std::optional<std::optional<kdp::table::TableSpec>> {
+            const Stamp now = stamp(o.manifests);
+            if (last_stamp && now == *last_stamp) {
+                return std::nullopt;
+            }
+            last_stamp = now;
+            return load(o);
+        },
+        [] { return std::vector<serve::WallClock::time_point>{}; });
 }
 
 int run_kube(const Options& o, const std::atomic<bool>& stop, serve::Status& status) {
     const auto cfg = o.in_cluster ? k8s::load_in_cluster() : k8s::load_kubeconfig(o.kubeconfig);
     log("watching the Kubernetes API at {} for node {}", cfg.server, o.node);
     KubeSource source(cfg, o.node);
-    return push_loop(o, stop, status, [&] { return source.poll(); });
+    return push_loop(
+        o, stop, status, [&] { return source.poll(); },
+        [&] { return source.take_trigger_times(); });
 }
 
 }  // namespace

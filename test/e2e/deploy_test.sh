@@ -214,6 +214,20 @@ drops=$(python3 -c 'import json,sys; print(int(sum(v for k, v in json.loads(sys.
 [ "$drops" -ge "$SENT" ] || fail "$SENT packets for nobody, but only $drops uplink drops in /metrics"
 pass "uplink: $SENT UDP packets sent, kdp_port_receive_packets_total $rx_before -> $rx_after (kdpctl stats: $ctl_rx), $bytes bytes, $drops drops by reason"
 
+step "network programming latency: an EndpointSlice's last-change-trigger-time"
+trigger=$(date -u -d '-1 second' +%Y-%m-%dT%H:%M:%S.%3NZ)
+api '{"op":"create","path":"/api/v1/services","object":{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default"},"spec":{"clusterIP":"10.96.0.10","selector":{"app":"web"},"ports":[{"name":"http","port":80}]}}}'
+api "{\"op\":\"create\",\"path\":\"/apis/discovery.k8s.io/v1/endpointslices\",\"object\":{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"web-1\",\"namespace\":\"default\",\"labels\":{\"kubernetes.io/service-name\":\"web\"},\"annotations\":{\"endpoints.kubernetes.io/last-change-trigger-time\":\"$trigger\"}},\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"http\",\"port\":80,\"protocol\":\"TCP\"}],\"endpoints\":[{\"addresses\":[\"10.244.2.10\"],\"conditions\":{\"ready\":true},\"nodeName\":\"node2\"}]}}"
+programmed() { [ "$(get "$(metrics)" kubeproxy_network_programming_duration_seconds_count)" -ge 1 ]; }
+wait_for 15 "the slice programmed" programmed \
+    || fail "kubeproxy_network_programming_duration_seconds_count stayed 0 after an EndpointSlice change"
+m4=$(metrics)
+sum=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["kubeproxy_network_programming_duration_seconds_sum"])' "$m4")
+python3 -c 'import sys; s = float(sys.argv[1]); sys.exit(0 if 1.0 <= s < 20 else 1)' "$sum" \
+    || fail "kubeproxy_network_programming_duration_seconds_sum is $sum for a change made 1 s before it was sent"
+"$KDPCTL" --dataplane "$SOCK" get endpoints -o json | grep -q 10.244.2.10 || fail "the slice's endpoint is not in the dataplane"
+pass "kubeproxy_network_programming_duration_seconds: count $(get "$m4" kubeproxy_network_programming_duration_seconds_count), sum ${sum} s for a change triggered at $trigger"
+
 step "stopping the dataplane: the conflist goes, kdp-control turns unready"
 kill -TERM "$DP_ENTRY"
 wait "$DP_ENTRY" && rc=0 || rc=$?

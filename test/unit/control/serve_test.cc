@@ -102,6 +102,31 @@ TEST(Metrics, SyncHistogramIsCumulativeWithKubeProxysBuckets) {
     EXPECT_EQ(page.find("kdp_port_"), std::string::npos) << "no dataplane, no port families";
 }
 
+TEST(Rfc3339, ParsesWhatTheEndpointSliceControllerWrites) {
+    EXPECT_EQ(parse_rfc3339("2027-01-15T08:00:00Z"), kT0);
+    EXPECT_EQ(parse_rfc3339("2027-01-15T08:00:00.250Z"), kT0 + 250ms);
+    EXPECT_EQ(parse_rfc3339("2027-01-15T09:30:00+01:30"), kT0);
+    EXPECT_EQ(parse_rfc3339("2027-01-15T06:00:00.5-02:00"), kT0 + 500ms);
+    EXPECT_EQ(parse_rfc3339("2027-01-15 08:00:00Z"), std::nullopt);
+    EXPECT_EQ(parse_rfc3339("2027-01-15T08:00:00"), std::nullopt);
+    EXPECT_EQ(parse_rfc3339("2027-01-15T08:00:00Zjunk"), std::nullopt);
+    EXPECT_EQ(parse_rfc3339(""), std::nullopt);
+}
+
+TEST(Metrics, NetworkProgrammingCountsEachTriggerAndNeverANegativeDelay) {
+    Status s(kT0);
+    s.programmed(kT0 + 3s, {kT0, kT0 + 2750ms, kT0 + 10s});  // 3 s, 0.25 s, skewed: 0 s
+    const std::string page = render_metrics(s.snapshot(), std::nullopt, "node-a");
+    const std::string h = "kubeproxy_network_programming_duration_seconds";
+    EXPECT_NE(page.find("# TYPE " + h + " histogram"), std::string::npos);
+    EXPECT_NE(page.find(h + "_bucket{le=\"0.25\"} 2\n"), std::string::npos) << page;
+    EXPECT_NE(page.find(h + "_bucket{le=\"2\"} 2\n"), std::string::npos) << page;
+    EXPECT_NE(page.find(h + "_bucket{le=\"3\"} 3\n"), std::string::npos) << page;
+    EXPECT_NE(page.find(h + "_bucket{le=\"300\"} 3\n"), std::string::npos) << page;
+    EXPECT_NE(page.find(h + "_sum 3.25\n"), std::string::npos) << page;
+    EXPECT_NE(page.find(h + "_count 3\n"), std::string::npos) << page;
+}
+
 TEST(Metrics, LabelValuesAreEscaped) {
     EXPECT_EQ(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
 }
