@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks config/deploy/ without a cluster: every manifest against a schema of our own (the
 fields of the Kubernetes API objects it uses, required fields, kinds and apiVersions, names,
-references between fields), and the ClusterRole against the resources the code reads.
+references between fields), the ClusterRole against the resources the code reads, and the
+Grafana dashboard (grafana/kdp-dashboard.json) against the metrics kdp-control serves.
 
 The RBAC check reads the code, not a list kept beside it: the resources of kdp_resources() in
 control/k8s/reflector.cc must be granted exactly list and watch, every API path the control
@@ -392,6 +393,25 @@ def check_rbac(role, binding, accounts, ds):
     check(sa in accounts, f"ServiceAccount {sa} is shipped")
 
 
+def check_dashboard():
+    """Every metric the Grafana dashboard queries is one kdp-control serves."""
+    served = set(re.findall(r'"((?:kdp|kubeproxy)_[a-z_]+)"',
+                            (ROOT / "control" / "serve" / "metrics.cc").read_text()))
+    path = DEPLOY / "grafana" / "kdp-dashboard.json"
+    try:
+        dash = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        check(False, f"{path.name}: {e}")
+        return
+    for panel in dash.get("panels", []):
+        for t in panel.get("targets", []):
+            for name in re.findall(r"\b((?:kdp|kubeproxy)_[a-z_]+)", t.get("expr", "")):
+                base = re.sub(r"_(bucket|sum|count)$", "", name)
+                check(name in served or base in served,
+                      f"{path.name}: panel \"{panel.get('title')}\" queries {name}, which "
+                      f"control/serve/metrics.cc does not serve")
+
+
 def main():
     docs = []
     files = sorted(DEPLOY.glob("*.yaml"))
@@ -419,6 +439,7 @@ def main():
         binding = by_kind.get("ClusterRoleBinding", {}).get("kdp")
         if check(role is not None and binding is not None, "ClusterRole/Binding kdp shipped"):
             check_rbac(role, binding, by_kind.get("ServiceAccount", {}), ds)
+    check_dashboard()
     if FAILURES:
         for f in FAILURES:
             print(f"FAIL: {f}")
