@@ -147,14 +147,23 @@ void dataplane_families(Page& p, const DataplaneSample& d) {
         }
     }
 
-    p.family("kdp_worker_busy_ratio", "gauge",
-             "Share of a worker's cycles spent in loop iterations that received packets, since "
-             "it started.");
+    // Counters, not a ratio since start: rate() of the busy seconds is the busy ratio over
+    // whatever window the query picks.
+    const auto seconds = [](uint64_t cycles, const v1::WorkerStats& w) {
+        return w.tsc_hz() == 0 ? 0.0
+                               : static_cast<double>(cycles) / static_cast<double>(w.tsc_hz());
+    };
+    p.family("kdp_worker_busy_seconds_total", "counter",
+             "Time a worker spent in loop iterations that received packets; its rate is the "
+             "worker's busy ratio.");
     for (const auto& w : d.stats.workers()) {
-        p.sample("kdp_worker_busy_ratio", {{"worker", fmt::format("{}", w.worker())}},
-                 w.total_cycles() == 0 ? 0.0
-                                       : static_cast<double>(w.busy_cycles()) /
-                                             static_cast<double>(w.total_cycles()));
+        p.sample("kdp_worker_busy_seconds_total", {{"worker", fmt::format("{}", w.worker())}},
+                 seconds(w.busy_cycles(), w));
+    }
+    p.family("kdp_worker_seconds_total", "counter", "Time since a worker started (its TSC).");
+    for (const auto& w : d.stats.workers()) {
+        p.sample("kdp_worker_seconds_total", {{"worker", fmt::format("{}", w.worker())}},
+                 seconds(w.total_cycles(), w));
     }
     p.family("kdp_worker_phase_seconds_total", "counter",
              "Busy time of a worker by phase of its loop (TSC cycles / TSC frequency).");
@@ -162,9 +171,7 @@ void dataplane_families(Page& p, const DataplaneSample& d) {
         for (const auto& ph : w.phases()) {
             p.sample("kdp_worker_phase_seconds_total",
                      {{"worker", fmt::format("{}", w.worker())}, {"phase", ph.phase()}},
-                     w.tsc_hz() == 0
-                         ? 0.0
-                         : static_cast<double>(ph.cycles()) / static_cast<double>(w.tsc_hz()));
+                     seconds(ph.cycles(), w));
         }
     }
 }

@@ -184,6 +184,12 @@ TEST_F(ServerTest, ServesHealthReadinessAndTheDataplanesCounters) {
     uplink.counters.rx_bytes = 700;
     uplink.counters.drops[static_cast<size_t>(dataplane::DropReason::kNoRoute)] = 3;
     stats.ports.push_back(uplink);
+    api::WorkerStats worker;
+    worker.worker = 0;
+    worker.tsc_hz = 1'000'000'000;
+    worker.total_cycles = 4'000'000'000;
+    worker.busy_cycles = 1'000'000'000;
+    stats.workers.push_back(worker);
     backend_.set_stats_for_test(stats);
     backend_.set_conntrack_for_test({.total = 5, .capacity = 4096, .entries = {}});
 
@@ -214,6 +220,8 @@ TEST_F(ServerTest, ServesHealthReadinessAndTheDataplanesCounters) {
              "kdp_conntrack_entries 5\n",
              "kdp_conntrack_capacity 4096\n",
              "kdp_table_generation 0\n",
+             "kdp_worker_busy_seconds_total{worker=\"0\"} 1\n",
+             "kdp_worker_seconds_total{worker=\"0\"} 4\n",
              std::string("kdp_dataplane_build_info{version=\"") + version() + "\",api_revision=\"" +
                  std::to_string(kApiRevision) + "\"} 1\n",
          }) {
