@@ -204,6 +204,9 @@ private:
         const auto& list = ingress ? np.ingress_rules : np.egress_rules;
         for (size_t r = 0; r < list.size(); ++r) {
             const PolicyRule& rule = list[r];
+            if (rule.unreadable) {
+                continue;  // allows nothing (fail closed); the pod stays isolated
+            }
             const auto rule_id = name_rule(np, ingress, r);
             // Peers: pod identities (named egress ports resolve per identity) and CIDR ones.
             std::vector<uint32_t> pod_ids;

@@ -203,10 +203,18 @@ asio::awaitable<std::optional<std::string>> Client::Stream::read_some() {
 asio::awaitable<std::unique_ptr<Client::Stream>> Client::open(std::string target,
                                                               Clock::time_point deadline,
                                                               CancelToken* cancel) {
+    co_return co_await request("GET", std::move(target), nullptr, deadline, cancel);
+}
+
+asio::awaitable<std::unique_ptr<Client::Stream>> Client::request(std::string_view verb,
+                                                                 std::string target,
+                                                                 const std::string* payload,
+                                                                 Clock::time_point deadline,
+                                                                 CancelToken* cancel) {
     const ClusterConfig& cfg = impl_->cfg;
     auto s = std::make_unique<Stream::Impl>(impl_->ex, impl_->ctx, cancel);
     const std::string path = cfg.base_path + target;
-    s->where = fmt::format("GET https://{}{}", impl_->authority, path);
+    s->where = fmt::format("{} https://{}{}", verb, impl_->authority, path);
     auto& tcp = beast::get_lowest_layer(s->stream);
     boost::system::error_code ec;
     auto fail = [&](std::string_view phase) {
@@ -256,12 +264,17 @@ asio::awaitable<std::unique_ptr<Client::Stream>> Client::open(std::string target
         throw fail("TLS handshake failed");
     }
 
-    http::request<http::empty_body> req{http::verb::get, path, 11};
+    http::request<http::string_body> req{http::string_to_verb(beast::string_view(verb.data(), verb.size())), path, 11};
     req.set(http::field::host, impl_->authority);
     req.set(http::field::user_agent, "kdp-control/0.1");
     req.set(http::field::accept, "application/json");
     if (const std::string token = read_token(cfg); !token.empty()) {
         req.set(http::field::authorization, "Bearer " + token);
+    }
+    if (payload != nullptr) {
+        req.set(http::field::content_type, "application/json");
+        req.body() = *payload;
+        req.prepare_payload();
     }
     co_await http::async_write(s->stream, req, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
@@ -296,8 +309,8 @@ asio::awaitable<std::unique_ptr<Client::Stream>> Client::open(std::string target
         message = j.value("message", std::string());
     }
     throw ApiError(status, reason,
-                   fmt::format("GET https://{}{}: HTTP {} {}{}{}", impl_->authority, path, status,
-                               reason, message.empty() ? "" : ": ", message));
+                   fmt::format("{}: HTTP {} {}{}{}", stream->impl_->where, status, reason,
+                               message.empty() ? "" : ": ", message));
 }
 
 asio::awaitable<Client::Response> Client::get(std::string target,
@@ -305,9 +318,20 @@ asio::awaitable<Client::Response> Client::get(std::string target,
                                               CancelToken* cancel,
                                               size_t limit) {
     auto stream = co_await open(std::move(target), deadline, cancel);
+    co_return co_await read_all(*stream, limit);
+}
+
+asio::awaitable<Client::Response> Client::post(std::string target,
+                                               std::string body,
+                                               Clock::time_point deadline) {
+    auto stream = co_await request("POST", std::move(target), &body, deadline, nullptr);
+    co_return co_await read_all(*stream, size_t{1} << 20);
+}
+
+asio::awaitable<Client::Response> Client::read_all(Stream& stream, size_t limit) {
     Response r;
-    r.status = stream->status();
-    while (auto piece = co_await stream->read_some()) {
+    r.status = stream.status();
+    while (auto piece = co_await stream.read_some()) {
         if (r.body.size() + piece->size() > limit) {
             throw TransportError(fmt::format("response body larger than {} bytes", limit));
         }

@@ -21,6 +21,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>  // Boost 1.74 awaitable.hpp uses std::exchange without it
 
 #include <boost/asio/any_io_executor.hpp>
@@ -85,6 +86,7 @@ public:
         void cancel();
 
     private:
+        friend class Client;
         std::unique_ptr<Impl> impl_;
     };
 
@@ -111,10 +113,23 @@ public:
                                          CancelToken* cancel = nullptr,
                                          size_t limit = size_t{256} << 20);
 
+    // POST a JSON body (e.g. an Event) and read the answer. Throws as get() does.
+    boost::asio::awaitable<Response> post(std::string target,
+                                          std::string body,
+                                          Clock::time_point deadline);
+
     const ClusterConfig& config() const;
     boost::asio::any_io_executor executor() const;
 
 private:
+    // One request of any verb, with an optional JSON body; the response's header read.
+    boost::asio::awaitable<std::unique_ptr<Stream>> request(std::string_view verb,
+                                                            std::string target,
+                                                            const std::string* body,
+                                                            Clock::time_point deadline,
+                                                            CancelToken* cancel);
+    static boost::asio::awaitable<Response> read_all(Stream& stream, size_t limit);
+
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

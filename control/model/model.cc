@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <array>
 #include <iterator>
+#include <set>
 #include <span>
 
 #include <fmt/format.h>
 
 #include "model/json_util.h"
 #include "model/service.h"
+#include "model/validation.h"
 
 namespace kdp::control {
 namespace {
@@ -73,15 +75,34 @@ Node parse_node(const json& obj, const std::string& name, const Where& where) {
     n.name = name;
     n.labels = get_labels(obj, {"metadata", "labels"}, "metadata.labels", where);
     n.annotations = get_labels(obj, {"metadata", "annotations"}, "metadata.annotations", where);
+    // spec.podCIDRs holds one CIDR per family (spec.podCIDR is its first); kdp keeps the IPv4
+    // one. IsValidCIDR parses sloppily: host bits are cleared, not refused.
+    std::vector<std::string> cidrs;
     const std::string cidr = get_string(obj, {"spec", "podCIDR"}, "spec.podCIDR", where);
     if (!cidr.empty()) {
-        const auto p = Prefix4::parse(cidr, /*strict=*/true);
-        if (!p) {
-            where.fail("spec.podCIDR", Prefix4::parse(cidr, false)
-                                           ? fmt::format("\"{}\" has host bits set", cidr)
-                                           : fmt::format("\"{}\" is not an IPv4 CIDR", cidr));
+        cidrs.push_back(cidr);
+    }
+    const json& list = jsonu::get_list(obj, {"spec", "podCIDRs"}, "spec.podCIDRs", where);
+    for (size_t i = 0; i < list.size(); ++i) {
+        if (!list[i].is_string()) {
+            where.fail(fmt::format("spec.podCIDRs[{}]", i), "must be a string");
         }
-        n.pod_cidr = *p;
+        cidrs.push_back(list[i].get<std::string>());
+    }
+    for (const std::string& c : cidrs) {
+        if (c.find(':') != std::string::npos) {
+            if (!validation::is_cidr6(c)) {
+                where.fail("spec.podCIDRs", fmt::format("\"{}\" is not a CIDR", c));
+            }
+            continue;
+        }
+        const auto p = Prefix4::parse(c, /*strict=*/false);
+        if (!p) {
+            where.fail("spec.podCIDR", fmt::format("\"{}\" is not a CIDR", c));
+        }
+        if (!n.pod_cidr) {
+            n.pod_cidr = Prefix4{Ip4::from_host(p->addr.host() & p->mask_host()), p->len};
+        }
     }
     if (const json* addrs = find(obj, {"status", "addresses"})) {
         if (!addrs->is_array()) {
@@ -148,28 +169,58 @@ Pod parse_pod(const json& obj, const std::string& ns, const std::string& name, c
             p.ready = get_string(conditions[i], {"status"}, field + ".status", where) == "True";
         }
     }
+    // status.podIPs holds one address per family (status.podIP is its first); kdp keeps the
+    // IPv4 one, so an IPv6-only pod has no address here rather than being refused.
+    std::vector<std::string> ips;
     const std::string ip = get_string(obj, {"status", "podIP"}, "status.podIP", where);
     if (!ip.empty()) {
-        p.pod_ip = parse_ip(ip, "status.podIP", where);
+        ips.push_back(ip);
     }
-    if (const json* containers = find(obj, {"spec", "containers"})) {
-        if (!containers->is_array()) {
-            where.fail("spec.containers", "must be a list");
+    const json& pod_ips = jsonu::get_list(obj, {"status", "podIPs"}, "status.podIPs", where);
+    for (size_t i = 0; i < pod_ips.size(); ++i) {
+        ips.push_back(
+            get_string(pod_ips[i], {"ip"}, fmt::format("status.podIPs[{}].ip", i), where));
+    }
+    for (const std::string& a : ips) {
+        if (a.find(':') != std::string::npos) {
+            if (!validation::is_ip6(a)) {
+                where.fail("status.podIPs", fmt::format("\"{}\" is not an IP address", a));
+            }
+        } else if (!p.pod_ip) {
+            p.pod_ip = parse_ip(a, "status.podIP", where);
         }
-        for (size_t c = 0; c < containers->size(); ++c) {
-            const json* ports = find((*containers)[c], {"ports"});
-            if (ports == nullptr) {
-                continue;
+    }
+    // Named ports resolve against the containers' ports and, as the EndpointSlice
+    // controller's FindPort does, those of sidecars (init containers with restartPolicy
+    // Always).
+    for (const char* list : {"containers", "initContainers"}) {
+        const json& containers =
+            jsonu::get_list(obj, {"spec", list}, fmt::format("spec.{}", list), where);
+        for (size_t c = 0; c < containers.size(); ++c) {
+            const std::string base = fmt::format("spec.{}[{}]", list, c);
+            if (!containers[c].is_object()) {
+                where.fail(base, "must be an object");
             }
-            const std::string base = fmt::format("spec.containers[{}].ports", c);
-            if (!ports->is_array()) {
-                where.fail(base, "must be a list");
-            }
-            for (size_t i = 0; i < ports->size(); ++i) {
-                const json& pj = (*ports)[i];
-                const std::string field = fmt::format("{}[{}]", base, i);
+            const bool sidecar = get_string(containers[c], {"restartPolicy"},
+                                            base + ".restartPolicy", where) == "Always";
+            const json& ports = jsonu::get_list(containers[c], {"ports"}, base + ".ports", where);
+            std::set<std::string> names;  // validateContainerPorts: unique per container
+            for (size_t i = 0; i < ports.size(); ++i) {
+                const json& pj = ports[i];
+                const std::string field = fmt::format("{}.ports[{}]", base, i);
                 ContainerPort cp;
                 cp.name = get_string(pj, {"name"}, field + ".name", where);
+                if (!cp.name.empty() && !validation::is_iana_svc_name(cp.name)) {
+                    where.fail(field + ".name",
+                               fmt::format("\"{}\" is not a port name (up to 15 of a-z, 0-9 and "
+                                           "'-', with a letter)",
+                                           cp.name));
+                }
+                if (!cp.name.empty() && !names.insert(cp.name).second) {
+                    where.fail(field + ".name", fmt::format("\"{}\" is used by another port of "
+                                                            "the container",
+                                                            cp.name));
+                }
                 const json* num = find(pj, {"containerPort"});
                 if (num == nullptr || !num->is_number_integer() || num->get<int64_t>() < 1 ||
                     num->get<int64_t>() > 65535) {
@@ -177,11 +228,14 @@ Pod parse_pod(const json& obj, const std::string& ns, const std::string& name, c
                                fmt::format("{} is not a port number (1-65535)",
                                            num == nullptr ? "missing" : num->dump()));
                 }
+                jsonu::get_int(pj, {"hostPort"}, field + ".hostPort", where, 0, 65535, 0);
                 cp.port = static_cast<uint16_t>(num->get<int64_t>());
                 cp.protocol =
                     jsonu::parse_protocol(get_string(pj, {"protocol"}, field + ".protocol", where),
                                           field + ".protocol", where);
-                p.ports.push_back(std::move(cp));
+                if (list[0] == 'c' || sidecar) {
+                    p.ports.push_back(std::move(cp));
+                }
             }
         }
     }
@@ -221,6 +275,12 @@ void Model::upsert(const json& obj) {
                        : fmt::format("{} in namespace \"{}\": metadata.name: missing", kind, ns));
     }
     const Where where(kind, ns, name);
+    validation::check_object_name(kind, name, where);
+    if (info->namespaced && !validation::is_dns1123_label(ns)) {
+        where.fail("metadata.namespace", "a namespace is a DNS-1123 label");
+    }
+    validation::check_labels(get_labels(obj, {"metadata", "labels"}, "metadata.labels", where),
+                             "metadata.labels", where);
     const std::string api_version = get_string(obj, {"apiVersion"}, "apiVersion", where);
     if (api_version != info->api_version) {
         where.fail("apiVersion",
@@ -271,6 +331,44 @@ void Model::upsert(const json& obj) {
     } else {
         raw_[fmt::format("{}/{}/{}", kind, ns, name)] = RawObject{kind, ns, name, obj};
     }
+}
+
+void Model::upsert_fail_closed_policy(const json& obj) {
+    const Where anon("NetworkPolicy", "", "");
+    const std::string name = get_string(obj, {"metadata", "name"}, "metadata.name", anon);
+    std::string ns = get_string(obj, {"metadata", "namespace"}, "metadata.namespace", anon);
+    if (name.empty()) {
+        throw ModelError("NetworkPolicy: metadata.name: missing");
+    }
+    if (ns.empty()) {
+        ns = "default";
+    }
+    NetworkPolicy np = parse_network_policy_fail_closed(obj, ns, name);
+    policies_[np.key()] = std::move(np);
+}
+
+bool Model::contains(std::string_view kind, std::string_view ns, std::string_view name) const {
+    const std::string n(name);
+    const std::string key = ns.empty() ? n : fmt::format("{}/{}", ns, name);
+    if (kind == "Node") {
+        return nodes_.count(n) != 0;
+    }
+    if (kind == "Namespace") {
+        return namespaces_.count(n) != 0;
+    }
+    if (kind == "Pod") {
+        return pods_.count(key) != 0;
+    }
+    if (kind == "Service") {
+        return services_.count(key) != 0;
+    }
+    if (kind == "EndpointSlice") {
+        return slices_.count(key) != 0;
+    }
+    if (kind == "NetworkPolicy") {
+        return policies_.count(key) != 0;
+    }
+    return false;
 }
 
 bool Model::remove(std::string_view kind, std::string_view ns, std::string_view name) {

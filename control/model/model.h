@@ -84,6 +84,14 @@ public:
     /// unknown kind, an unknown apiVersion for a known kind, or a malformed object.
     void upsert(const nlohmann::json& obj);
 
+    /// Kubernetes mode, for a NetworkPolicy that upsert() refused: keeps it as
+    /// parse_network_policy_fail_closed reads it (the pods it selects isolated, only the rules
+    /// kdp can read allowing anything). Throws ModelError only when the object has no name.
+    void upsert_fail_closed_policy(const nlohmann::json& obj);
+
+    /// Whether an object of `kind` (one the model accepts) with this namespace/name is held.
+    bool contains(std::string_view kind, std::string_view ns, std::string_view name) const;
+
     /// Removes an object; returns whether it was there. Unknown kinds throw ModelError.
     bool remove(std::string_view kind, std::string_view ns, std::string_view name);
 

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <tuple>
 
 #include <fmt/format.h>
 
 #include "model/json_util.h"
 #include "model/model.h"
+#include "model/validation.h"
 
 namespace kdp::control {
 
@@ -68,6 +70,7 @@ LabelSelector parse_selector(const json& sel, const std::string& field, const Wh
     }
     LabelSelector s;
     s.match_labels = get_labels(sel, {"matchLabels"}, field + ".matchLabels", where);
+    validation::check_labels(s.match_labels, field + ".matchLabels", where);
     const json& exprs = get_list(sel, {"matchExpressions"}, field + ".matchExpressions", where);
     for (size_t i = 0; i < exprs.size(); ++i) {
         const std::string at = fmt::format("{}.matchExpressions[{}]", field, i);
@@ -75,6 +78,9 @@ LabelSelector parse_selector(const json& sel, const std::string& field, const Wh
         r.key = get_string(exprs[i], {"key"}, at + ".key", where);
         if (r.key.empty()) {
             where.fail(at + ".key", "missing");
+        }
+        if (!validation::is_qualified_name(r.key)) {
+            where.fail(at + ".key", fmt::format("\"{}\" is not a label key", r.key));
         }
         const std::string op = get_string(exprs[i], {"operator"}, at + ".operator", where);
         if (op == "In") {
@@ -95,6 +101,10 @@ LabelSelector parse_selector(const json& sel, const std::string& field, const Wh
                 where.fail(fmt::format("{}.values[{}]", at, v), "must be a string");
             }
             r.values.push_back(values[v].get<std::string>());
+            if (!validation::is_label_value(r.values.back())) {
+                where.fail(fmt::format("{}.values[{}]", at, v),
+                           fmt::format("\"{}\" is not a label value", r.values.back()));
+            }
         }
         const bool set_op = r.op == LabelSelector::Op::kIn || r.op == LabelSelector::Op::kNotIn;
         if (set_op && r.values.empty()) {
@@ -113,7 +123,10 @@ LabelSelector parse_selector(const json& sel, const std::string& field, const Wh
 std::optional<Prefix4> parse_block_cidr(const std::string& s,
                                         const std::string& field,
                                         const Where& where) {
-    if (s.find(':') != std::string::npos && s.find('/') != std::string::npos) {
+    if (s.find(':') != std::string::npos) {
+        if (!validation::is_cidr6(s)) {
+            where.fail(field, fmt::format("\"{}\" is not a CIDR", s));
+        }
         return std::nullopt;
     }
     const auto p = Prefix4::parse(s, /*strict=*/false);
@@ -160,25 +173,6 @@ IpBlock parse_ip_block(const json& b, const std::string& field, const Where& whe
     return out;
 }
 
-// IANA_SVC_NAME: 1-15 characters, lowercase letters, digits and '-', at least one letter, no
-// leading, trailing or double '-'.
-bool valid_port_name(const std::string& n) {
-    if (n.empty() || n.size() > 15 || n.front() == '-' || n.back() == '-' ||
-        n.find("--") != std::string::npos) {
-        return false;
-    }
-    bool letter = false;
-    for (const char ch : n) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (std::islower(c)) {
-            letter = true;
-        } else if (!std::isdigit(c) && c != '-') {
-            return false;
-        }
-    }
-    return letter;
-}
-
 PolicyPort parse_port(const json& p, const std::string& field, const Where& where) {
     if (!p.is_object()) {
         where.fail(field, "must be an object (protocol, port, endPort)");
@@ -194,7 +188,7 @@ PolicyPort parse_port(const json& p, const std::string& field, const Where& wher
     if (const json* port = find(p, {"port"})) {
         if (port->is_string()) {
             out.name = port->get<std::string>();
-            if (!valid_port_name(out.name)) {
+            if (!validation::is_iana_svc_name(out.name)) {
                 where.fail(field + ".port",
                            fmt::format("\"{}\" is not a port name (1-15 lowercase letters, "
                                        "digits and '-')",
@@ -207,7 +201,9 @@ PolicyPort parse_port(const json& p, const std::string& field, const Where& wher
     }
     if (find(p, {"endPort"}) != nullptr) {
         if (out.port == 0) {
-            where.fail(field + ".endPort", "may only be given with a numeric port");
+            where.fail(field + ".endPort", out.name.empty()
+                                               ? "may not be specified when port is not specified"
+                                               : "may not be specified when port is non-numeric");
         }
         out.end_port = static_cast<uint16_t>(
             jsonu::get_int(p, {"endPort"}, field + ".endPort", where, 1, 65535, 0));
@@ -287,20 +283,24 @@ NetworkPolicy parse_network_policy(const json& obj,
     NetworkPolicy np;
     np.ns = ns;
     np.name = name;
+    // A NetworkPolicy without spec or podSelector is valid: the zero spec selects every pod
+    // of the namespace (an empty podSelector) and isolates it for ingress.
+    static const json kEmptySpec = json::object();
     const json* spec = find(obj, {"spec"});
-    if (spec == nullptr || !spec->is_object()) {
-        where.fail("spec", "missing");
+    if (spec == nullptr) {
+        spec = &kEmptySpec;
+    }
+    if (!spec->is_object()) {
+        where.fail("spec", "must be an object");
     }
     for (const auto& [k, _] : spec->items()) {
         if (k != "podSelector" && k != "policyTypes" && k != "ingress" && k != "egress") {
             where.fail("spec." + k, "unknown field");
         }
     }
-    const json* sel = find(obj, {"spec", "podSelector"});
-    if (sel == nullptr) {
-        where.fail("spec.podSelector", "missing ({} selects every pod of the namespace)");
+    if (const json* sel = find(obj, {"spec", "podSelector"})) {
+        np.pod_selector = parse_selector(*sel, "spec.podSelector", where);
     }
-    np.pod_selector = parse_selector(*sel, "spec.podSelector", where);
     np.ingress_rules = parse_rules(obj, "ingress", "from", where);
     np.egress_rules = parse_rules(obj, "egress", "to", where);
     const json& types = get_list(obj, {"spec", "policyTypes"}, "spec.policyTypes", where);
@@ -309,19 +309,75 @@ NetworkPolicy parse_network_policy(const json& obj,
         np.ingress = true;
         np.egress = !np.egress_rules.empty();
     } else {
+        // ValidateNetworkPolicySpec: at most two entries, each Ingress or Egress; the API
+        // server accepts one listed twice.
+        if (types.size() > 2) {
+            where.fail("spec.policyTypes", "may not specify more than two policyTypes");
+        }
         np.ingress = np.egress = false;
         for (size_t i = 0; i < types.size(); ++i) {
             const std::string at = fmt::format("spec.policyTypes[{}]", i);
             const std::string t = types[i].is_string() ? types[i].get<std::string>() : "";
-            bool& flag = t == "Ingress" ? np.ingress : np.egress;
             if (t != "Ingress" && t != "Egress") {
                 where.fail(at, fmt::format("{} is not Ingress or Egress", types[i].dump()));
             }
-            if (flag) {
-                where.fail(at, fmt::format("\"{}\" listed twice", t));
-            }
-            flag = true;
+            (t == "Ingress" ? np.ingress : np.egress) = true;
         }
+    }
+    return np;
+}
+
+NetworkPolicy parse_network_policy_fail_closed(const json& obj,
+                                               const std::string& ns,
+                                               const std::string& name) {
+    const Where where("NetworkPolicy", ns, name);
+    NetworkPolicy np;
+    np.ns = ns;
+    np.name = name;
+    // An unreadable selector: every pod of the namespace (an empty selector).
+    try {
+        if (const json* sel = find(obj, {"spec", "podSelector"})) {
+            np.pod_selector = parse_selector(*sel, "spec.podSelector", where);
+        }
+    } catch (const ModelError&) {
+        np.pod_selector = LabelSelector{};
+    }
+    for (const auto& [dir, peers_key, out] : {std::tuple{"ingress", "from", &np.ingress_rules},
+                                              std::tuple{"egress", "to", &np.egress_rules}}) {
+        const json* rules = find(obj, {"spec", dir});
+        if (rules == nullptr || !rules->is_array()) {
+            if (rules != nullptr) {
+                PolicyRule none;  // a rule list kdp cannot read: one rule that allows nothing
+                none.unreadable = true;
+                out->push_back(std::move(none));
+            }
+            continue;
+        }
+        for (const json& r : *rules) {
+            const json one{{"spec", {{dir, json::array({r})}}}};
+            try {
+                out->push_back(std::move(parse_rules(one, dir, peers_key, where).at(0)));
+            } catch (const ModelError&) {
+                PolicyRule none;
+                none.unreadable = true;
+                out->push_back(std::move(none));
+            }
+        }
+    }
+    // policyTypes as written; unreadable ones isolate both ways. Egress rules kdp could not
+    // read still mean the user meant egress isolation.
+    np.ingress = true;
+    np.egress = true;
+    const json* types = find(obj, {"spec", "policyTypes"});
+    if (types != nullptr && types->is_array() && !types->empty() &&
+        std::all_of(types->begin(), types->end(),
+                    [](const json& t) { return t == "Ingress" || t == "Egress"; })) {
+        np.ingress =
+            std::any_of(types->begin(), types->end(), [](const json& t) { return t == "Ingress"; });
+        np.egress =
+            std::any_of(types->begin(), types->end(), [](const json& t) { return t == "Egress"; });
+    } else if (types == nullptr || (types->is_array() && types->empty())) {
+        np.egress = find(obj, {"spec", "egress"}) != nullptr;
     }
     return np;
 }

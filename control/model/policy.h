@@ -62,6 +62,9 @@ struct PolicyPort {
 struct PolicyRule {
     std::vector<PolicyPeer> peers;  // empty: every peer
     std::vector<PolicyPort> ports;  // empty: every protocol and port
+    /// A rule kdp could not read (Kubernetes mode, fail closed): it allows nothing, and keeps
+    /// its place so that the rules after it keep their numbers.
+    bool unreadable = false;
     friend bool operator==(const PolicyRule&, const PolicyRule&) = default;
 };
 
@@ -81,5 +84,15 @@ struct NetworkPolicy {
 NetworkPolicy parse_network_policy(const nlohmann::json& obj,
                                    const std::string& ns,
                                    const std::string& name);
+
+/// A NetworkPolicy that parse_network_policy refused, as kdp enforces one that the API server
+/// holds (Kubernetes mode) — fail closed, never less isolation than the user wrote: the pods
+/// its podSelector selects (every pod of the namespace if the selector cannot be read) are
+/// isolated in the directions its policyTypes name (both if they cannot be read, or when
+/// egress rules are present); each rule kdp can read allows what it says, a rule it cannot
+/// read allows nothing. Never throws.
+NetworkPolicy parse_network_policy_fail_closed(const nlohmann::json& obj,
+                                               const std::string& ns,
+                                               const std::string& name);
 
 }  // namespace kdp::control

@@ -46,6 +46,7 @@ struct Service {
     bool external_local = false;         // externalTrafficPolicy: Local
     bool internal_local = false;         // internalTrafficPolicy: Local
     uint32_t affinity_timeout_s = 0;     // sessionAffinity: ClientIP (0: None)
+    std::string traffic_distribution;    // spec.trafficDistribution ("" when unset)
     uint16_t health_check_node_port = 0;
     bool allocate_node_ports = true;  // allocateLoadBalancerNodePorts (LoadBalancer only)
 

@@ -15,6 +15,7 @@
 
 #include "compile/node_tables.h"
 #include "k8s/client.h"
+#include "k8s/events.h"
 #include "k8s/kubeconfig.h"
 #include "k8s/reflector.h"
 #include "model/model.h"
@@ -28,20 +29,22 @@ class KubeSource::Impl final : public k8s::EventSink {
 public:
     Impl(const k8s::ClusterConfig& cfg, std::string node)
         : node_(std::move(node)),
-          work_(asio::make_work_guard(ioc_)),
-          client_(ioc_.get_executor(), cfg) {
+          ioc_(std::make_unique<asio::io_context>()),
+          work_(asio::make_work_guard(*ioc_)),
+          client_(ioc_->get_executor(), cfg),
+          recorder_(client_, k8s::EventRecorder::Options{.host = node_}) {
         for (const k8s::ResourceSpec& spec : k8s::kdp_resources()) {
             reflectors_.push_back(std::make_unique<k8s::Reflector>(client_, spec, *this));
             wanted_.insert(spec.name);
         }
         for (auto& r : reflectors_) {
-            asio::co_spawn(ioc_, r->run(), asio::detached);
+            asio::co_spawn(*ioc_, r->run(), asio::detached);
         }
-        thread_ = std::thread([this] { ioc_.run(); });
+        thread_ = std::thread([this] { ioc_->run(); });
     }
 
     ~Impl() override {
-        asio::post(ioc_, [this] {
+        asio::post(*ioc_, [this] {
             for (auto& r : reflectors_) {
                 r->stop();
             }
@@ -49,8 +52,11 @@ public:
         });
         // Reflectors end their coroutines once stopped; stop the context in case a request
         // is still waiting on its deadline.
-        asio::post(ioc_, [this] { ioc_.stop(); });
+        asio::post(*ioc_, [this] { ioc_->stop(); });
         thread_.join();
+        // Destroys the coroutines still suspended (watches, event posts) while the reflectors,
+        // client and recorder their frames refer to are still alive.
+        ioc_.reset();
     }
 
     void on_event(const k8s::ResourceSpec& resource,
@@ -69,10 +75,46 @@ public:
                 }
             }
             dirty_ = true;
+        } catch (const ModelError& e) {
+            cannot_honour(obj, e.what());
         } catch (const std::exception& e) {
-            // One malformed object is reported and left out; the others still compile.
-            fmt::print(stderr, "kdp-control: {}: {}\n", resource.name, e.what());
+            // Not an object at all (no kind or name): nothing to attach an event to.
+            fmt::print(stderr, "kdp-control: warning: {}: {}\n", resource.name, e.what());
         }
+    }
+
+    // An object the API server accepted that kdp cannot read: say so where an operator looks
+    // (log, Event on the object, counter) and do what is safe with it.
+    void cannot_honour(const nlohmann::json& obj, const std::string& why) {
+        const k8s::ObjectRef ref = k8s::object_ref(obj);
+        const std::string ns =
+            ref.ns.empty() && ref.kind != "Node" && ref.kind != "Namespace" ? "default" : ref.ns;
+        std::string what;
+        if (ref.kind == "NetworkPolicy") {
+            try {
+                model_.upsert_fail_closed_policy(obj);
+                dirty_ = true;
+                what =
+                    "enforced fail closed: the pods it selects are isolated in the directions "
+                    "it names, and rules kdp cannot read allow nothing";
+            } catch (const ModelError& e) {
+                what = fmt::format("left out ({})", e.what());
+            }
+        } else if (model_.contains(ref.kind, ns, ref.name)) {
+            what = "the last version kdp could read stays in force";
+        } else {
+            what = "left out";
+        }
+        const uint64_t n = ++unhonoured_[ref.kind];
+        fmt::print(stderr, "kdp-control: warning: cannot honour {} {}{}{}: {}; {} ({} {} so far)\n",
+                   ref.kind, ref.ns, ref.ns.empty() ? "" : "/", ref.name, why, what, n, ref.kind);
+        recorder_.warn(ref, "KdpCannotHonour",
+                       fmt::format("kdp cannot honour this object: {}; {}", why, what));
+    }
+
+    KubeSourceStats stats() {
+        std::lock_guard lock(mu_);
+        return KubeSourceStats{unhonoured_, recorder_.posted(), recorder_.failed()};
     }
 
     void on_synced(const k8s::ResourceSpec& resource) override {
@@ -137,9 +179,10 @@ private:
 
     const serve::WallClock::time_point started_ = serve::WallClock::now();
     std::string node_;
-    asio::io_context ioc_;
+    std::unique_ptr<asio::io_context> ioc_;  // reset first in ~Impl
     asio::executor_work_guard<asio::io_context::executor_type> work_;
     k8s::Client client_;
+    k8s::EventRecorder recorder_;  // on the io thread
     std::vector<std::unique_ptr<k8s::Reflector>> reflectors_;
     std::thread thread_;
 
@@ -148,6 +191,7 @@ private:
     std::set<std::string> wanted_;
     std::set<std::string> synced_;
     bool dirty_ = false;
+    std::map<std::string, uint64_t> unhonoured_;
     std::vector<serve::WallClock::time_point> pending_triggers_;   // not compiled yet
     std::vector<serve::WallClock::time_point> compiled_triggers_;  // compiled, not taken
 };
@@ -159,6 +203,10 @@ KubeSource::~KubeSource() = default;
 
 std::optional<std::optional<table::TableSpec>> KubeSource::poll() {
     return impl_->poll();
+}
+
+KubeSourceStats KubeSource::stats() const {
+    return impl_->stats();
 }
 
 std::vector<std::chrono::system_clock::time_point> KubeSource::take_trigger_times() {

@@ -3,11 +3,20 @@
 // One list+watch reflector per resource kdp needs (control/k8s/), run on a private io_context
 // thread, feed a Model under a mutex. poll() (on kdp-control's loop thread) compiles this
 // node's tables when the state has changed and every resource has completed its first list, so
-// that a half-listed cluster is never pushed. While the API server is unreachable the
-// reflectors retry with backoff and the model, and so the dataplane, keep the last good state.
+// that a half-listed cluster is never pushed.
+//
+// An object the API server holds is never dropped silently: when kdp cannot read it, it says so
+// in a log line, a Warning Event on the object (reason KdpCannotHonour) and a counter. A new
+// object it cannot read is left out and a changed one keeps its last readable version, except
+// a NetworkPolicy, which fails closed (parse_network_policy_fail_closed): the pods it selects
+// are isolated and only the rules kdp could read allow anything. While the API server is
+// unreachable the reflectors retry with backoff and the model, and so the dataplane, keep the last
+// good state.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +30,13 @@ struct ClusterConfig;
 
 namespace kdp::control::standalone {
 
+/// What kdp-control could not honour of what the API server holds, for logs and metrics.
+struct KubeSourceStats {
+    std::map<std::string, uint64_t> unhonoured;  // by kind: objects refused or fail-closed
+    uint64_t events_posted = 0;
+    uint64_t events_failed = 0;
+};
+
 class KubeSource {
 public:
     /// Starts watching. `cfg` from load_kubeconfig() or load_in_cluster().
@@ -32,6 +48,8 @@ public:
     /// nullopt: nothing new. Otherwise the newly compiled tables, or an inner nullopt when the
     /// new state does not compile (logged; the last good tables stay in force).
     std::optional<std::optional<table::TableSpec>> poll();
+
+    KubeSourceStats stats() const;
 
     /// Once each: the last-change-trigger-times of the EndpointSlice changes compiled by poll()
     /// so far (those newer than this source, as kube-proxy counts them), for the network

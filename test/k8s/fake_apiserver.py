@@ -33,6 +33,7 @@ stdout. The first stdout line is {"port":N,"dir":D,"ca":..,"client_cert":..,"cli
                     once N list pages have been served
   expire_continue   outstanding continue tokens become 410
   requests / clear_requests   the request log: [{"path","query","auth","status"}]
+  events            the Events POSTed to /api/v1/namespaces/NS/events, as received
   watchers          how many watches are open
   state             resourceVersion and object keys per path
 """
@@ -133,6 +134,7 @@ class State:
         self.expire_continue_after = 0  # >0: continue tokens die after this many pages
         self.pages_served = 0
         self.gone_http = 0
+        self.events = []  # core/v1 Events POSTed by the client, as received
 
     # Called with the lock held.
     def record(self, path, etype, obj, old):
@@ -256,6 +258,8 @@ class State:
             if op == "expire_continue":
                 self.snapshots.clear()
                 return {"ok": True}
+            if op == "events":
+                return {"ok": True, "events": list(self.events)}
             if op == "requests":
                 return {"ok": True, "requests": list(self.requests)}
             if op == "clear_requests":
@@ -330,6 +334,59 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.watch(url.path, query, terms, entry)
         else:
             self.list(url.path, query, terms, entry)
+
+    def do_POST(self):
+        """Creates an Event: /api/v1/namespaces/NS/events (core/v1), checked as the API server
+        checks the fields kdp sets; 201 with the object. Anything else: 405."""
+        st = self.server.state
+        url = urllib.parse.urlsplit(self.path)
+        cert = self.connection.getpeercert()
+        auth_header = self.headers.get("Authorization", "")
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        entry = {"path": url.path, "query": {}, "auth": "cert" if cert else "token",
+                 "status": 0, "method": "POST"}
+        with st.lock:
+            st.requests.append(entry)
+        if st.token and not cert and auth_header != f"Bearer {st.token}":
+            entry["status"] = 401
+            self.send_status(401, "Unauthorized", "Unauthorized")
+            return
+        parts = url.path.strip("/").split("/")
+        if len(parts) != 5 or parts[:3] != ["api", "v1", "namespaces"] or parts[4] != "events":
+            entry["status"] = 405
+            self.send_status(405, "MethodNotAllowed", "POST is only served for events")
+            return
+        try:
+            ev = json.loads(body)
+        except ValueError as e:
+            entry["status"] = 400
+            self.send_status(400, "BadRequest", str(e))
+            return
+        problems = []
+        if ev.get("kind") != "Event" or ev.get("apiVersion") != "v1":
+            problems.append("kind/apiVersion must be Event/v1")
+        md = ev.get("metadata", {})
+        if md.get("namespace", parts[3]) != parts[3]:
+            problems.append("metadata.namespace does not match the request's namespace")
+        if not md.get("name") and not md.get("generateName"):
+            problems.append("metadata.name or generateName required")
+        inv = ev.get("involvedObject", {})
+        if not inv.get("kind") or not inv.get("name"):
+            problems.append("involvedObject.kind and .name required")
+        if inv.get("namespace", "") not in ("", parts[3]):
+            problems.append("involvedObject.namespace does not match the event's namespace")
+        if ev.get("type") not in ("Normal", "Warning"):
+            problems.append("type must be Normal or Warning")
+        if not ev.get("reason") or not ev.get("message"):
+            problems.append("reason and message required")
+        if problems:
+            entry["status"] = 422
+            self.send_status(422, "Invalid", "; ".join(problems))
+            return
+        with st.lock:
+            st.events.append(ev)
+        entry["status"] = 201
+        self.send_json(201, ev)
 
     @staticmethod
     def single_object_path(path):

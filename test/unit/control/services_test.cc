@@ -336,8 +336,7 @@ TEST(Services, BadServicesAreRefusedNamingTheField) {
               "port");
     EXPECT_EQ(
         refused(service("s", {{"ports", json::array({{{"port", 80}, {"nodePort", 30001}}})}})),
-        "Service \"prod/s\": spec.ports[0].nodePort: may not be used when type is ClusterIP "
-        "(only NodePort and LoadBalancer)");
+        "Service \"prod/s\": spec.ports[0].nodePort: may not be used when type is ClusterIP");
     EXPECT_EQ(
         refused(service("s", {{"ports", json::array({{{"port", 80}, {"protocol", "tcp"}}})}})),
         "Service \"prod/s\": spec.ports[0].protocol: \"tcp\" is not TCP, UDP or SCTP");
