@@ -96,6 +96,26 @@ void control_families(Page& p, const Status::Snapshot& s, const std::string& nod
     p.family("kdp_table_push_errors_total", "counter",
              "Pushes that failed: dataplane unreachable or tables refused.");
     p.sample("kdp_table_push_errors_total", {}, static_cast<double>(s.push_errors));
+    if (s.unhonoured) {
+        p.family("kdp_objects_not_honoured_total", "counter",
+                 "API objects kdp could not read, by kind: left out, kept at their last readable "
+                 "version, or (NetworkPolicy) enforced fail closed; each also gets a Warning "
+                 "Event.");
+        // Every kind kdp reads, so that a query sees 0 rather than no series.
+        std::map<std::string, uint64_t> by_kind{{"Namespace", 0},     {"Node", 0},
+                                                {"Pod", 0},           {"Service", 0},
+                                                {"EndpointSlice", 0}, {"NetworkPolicy", 0}};
+        for (const auto& [kind, n] : *s.unhonoured) {
+            by_kind[kind] = n;
+        }
+        for (const auto& [kind, n] : by_kind) {
+            p.sample("kdp_objects_not_honoured_total", {{"kind", kind}}, static_cast<double>(n));
+        }
+        p.family("kdp_events_total", "counter",
+                 "Warning Events about objects kdp could not honour, by outcome of the POST.");
+        p.sample("kdp_events_total", {{"result", "posted"}}, static_cast<double>(s.events_posted));
+        p.sample("kdp_events_total", {{"result", "failed"}}, static_cast<double>(s.events_failed));
+    }
 }
 
 void dataplane_families(Page& p, const DataplaneSample& d) {

@@ -135,6 +135,15 @@ void Status::programmed(WallClock::time_point now,
     }
 }
 
+void Status::source_stats(std::map<std::string, uint64_t> unhonoured,
+                          uint64_t events_posted,
+                          uint64_t events_failed) {
+    std::lock_guard lock(mu_);
+    s_.unhonoured = std::move(unhonoured);
+    s_.events_posted = events_posted;
+    s_.events_failed = events_failed;
+}
+
 Status::Snapshot Status::snapshot() const {
     std::lock_guard lock(mu_);
     return s_;

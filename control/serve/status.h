@@ -19,6 +19,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -70,6 +71,11 @@ public:
         uint64_t push_errors = 0;
         Histogram sync_duration{sync_buckets()};
         Histogram network_programming{network_programming_buckets()};
+        // Kubernetes mode only (nullopt otherwise): objects kdp could not honour, by kind, and
+        // the Warning Events about them posted and failed.
+        std::optional<std::map<std::string, uint64_t>> unhonoured;
+        uint64_t events_posted = 0;
+        uint64_t events_failed = 0;
     };
 
     explicit Status(WallClock::time_point now = WallClock::now());
@@ -89,6 +95,10 @@ public:
     /// The changes that triggered `triggers` (EndpointSlices' last-change-trigger-time) are now
     /// in the dataplane: each one's delay joins the network programming histogram.
     void programmed(WallClock::time_point now, const std::vector<WallClock::time_point>& triggers);
+    /// The API source's own counters (standalone/kube_source.h KubeSourceStats).
+    void source_stats(std::map<std::string, uint64_t> unhonoured,
+                      uint64_t events_posted,
+                      uint64_t events_failed);
 
     Snapshot snapshot() const;
 

@@ -307,7 +307,13 @@ int run_kube(const Options& o, const std::atomic<bool>& stop, serve::Status& sta
     log("watching the Kubernetes API at {} for node {}", cfg.server, o.node);
     KubeSource source(cfg, o.node);
     return push_loop(
-        o, stop, status, [&] { return source.poll(); },
+        o, stop, status,
+        [&] {
+            auto r = source.poll();
+            KubeSourceStats st = source.stats();
+            status.source_stats(std::move(st.unhonoured), st.events_posted, st.events_failed);
+            return r;
+        },
         [&] { return source.take_trigger_times(); });
 }
 

@@ -228,6 +228,15 @@ python3 -c 'import sys; s = float(sys.argv[1]); sys.exit(0 if 1.0 <= s < 20 else
 "$KDPCTL" --dataplane "$SOCK" get endpoints -o json | grep -q 10.244.2.10 || fail "the slice's endpoint is not in the dataplane"
 pass "kubeproxy_network_programming_duration_seconds: count $(get "$m4" kubeproxy_network_programming_duration_seconds_count), sum ${sum} s for a change triggered at $trigger"
 
+step "an object kdp cannot honour: counted in /metrics, with a Warning Event"
+api '{"op":"create","path":"/api/v1/services","object":{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad","namespace":"default"},"spec":{"type":"Bogus","clusterIP":"10.96.0.11","ports":[{"port":80}]}}}'
+unhonoured() { [ "$(get "$(metrics)" 'kdp_objects_not_honoured_total{kind="Service"}')" = 1 ]; }
+wait_for 15 "the bad Service counted" unhonoured \
+    || fail "kdp_objects_not_honoured_total{kind=\"Service\"} is $(get "$(metrics)" 'kdp_objects_not_honoured_total{kind="Service"}'), expected 1"
+posted() { [ "$(get "$(metrics)" 'kdp_events_total{result="posted"}')" -ge 1 ]; }
+wait_for 15 "the Warning Event posted" posted || fail "kdp_events_total{result=\"posted\"} stayed 0"
+pass "kdp_objects_not_honoured_total{kind=\"Service\"} 1, kdp_events_total{result=\"posted\"} $(get "$(metrics)" 'kdp_events_total{result="posted"}')"
+
 step "stopping the dataplane: the conflist goes, kdp-control turns unready"
 kill -TERM "$DP_ENTRY"
 wait "$DP_ENTRY" && rc=0 || rc=$?

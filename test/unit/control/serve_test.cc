@@ -127,6 +127,21 @@ TEST(Metrics, NetworkProgrammingCountsEachTriggerAndNeverANegativeDelay) {
     EXPECT_NE(page.find(h + "_count 3\n"), std::string::npos) << page;
 }
 
+TEST(Metrics, ObjectsNotHonouredCountEveryKindAndOnlyInKubernetesMode) {
+    Status s(kT0);
+    EXPECT_EQ(render_metrics(s.snapshot(), std::nullopt, "n").find("kdp_objects_not_honoured"),
+              std::string::npos)
+        << "manifest mode has no such counters";
+    s.source_stats({{"NetworkPolicy", 2}}, 1, 1);
+    const std::string page = render_metrics(s.snapshot(), std::nullopt, "n");
+    EXPECT_NE(page.find("kdp_objects_not_honoured_total{kind=\"NetworkPolicy\"} 2\n"),
+              std::string::npos)
+        << page;
+    EXPECT_NE(page.find("kdp_objects_not_honoured_total{kind=\"Service\"} 0\n"), std::string::npos);
+    EXPECT_NE(page.find("kdp_events_total{result=\"posted\"} 1\n"), std::string::npos);
+    EXPECT_NE(page.find("kdp_events_total{result=\"failed\"} 1\n"), std::string::npos);
+}
+
 TEST(Metrics, LabelValuesAreEscaped) {
     EXPECT_EQ(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
 }
