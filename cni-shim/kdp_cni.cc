@@ -2,14 +2,21 @@
 // in the environment and the network configuration on stdin (see plugin.h).
 #include <unistd.h>
 
+#include <cstring>
 #include <iostream>
 #include <string>
 
+#include "common/version.h"
 #include "plugin.h"
 
 extern char** environ;
 
-int main() {
+int main(int argc, char** argv) {
+    // Runtimes never pass arguments (CNI's VERSION command is how they ask); people do.
+    if (argc == 2 && std::strcmp(argv[1], "--version") == 0) {
+        std::cout << kdp::version_line("kdp-cni") << "\n";
+        return 0;
+    }
     kdp::cni::Env env;
     for (char** e = environ; *e != nullptr; ++e) {
         const std::string kv = *e;

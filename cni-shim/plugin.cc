@@ -310,6 +310,7 @@ struct NodeFacts {
 NodeFacts node_facts(control::DataplaneClient& dp) {
     try {
         const auto info = dp.node_info();
+        control::check_api_revision(info, dp.socket_path(), "kdp-cni");
         NodeFacts f;
         const auto cidr = Prefix4::parse(info.pod_cidr());
         const auto gw = Ip4::parse(info.gateway_ip());
@@ -322,6 +323,8 @@ NodeFacts node_facts(control::DataplaneClient& dp) {
         return f;
     } catch (const control::RpcError& e) {
         rpc_failed(e, "asking the dataplane for the node's pod network");
+    } catch (const control::ApiRevisionError& e) {
+        throw CniError(kIoFailure, e.what());
     }
 }
 

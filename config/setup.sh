@@ -27,7 +27,7 @@ PACKAGES=(
     libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
     libyaml-cpp-dev nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
     libboost-dev libssl-dev libnuma-dev libpcap-dev python3-pyelftools
-    tshark python3-scapy iproute2 iperf3 netcat-openbsd socat tcpdump clang-format
+    tshark python3-scapy python3-yaml iproute2 iperf3 netcat-openbsd socat tcpdump clang-format
     procps psmisc kmod ethtool iputils-ping openssl python3 curl containernetworking-plugins
     golang-go golang-github-appc-cni-dev
 )

@@ -3,13 +3,17 @@
 // configured lcore, serves statistics through DPDK telemetry, and shuts down cleanly on
 // SIGINT/SIGTERM (workers stop, ports close, the EAL releases its hugepages).
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +37,7 @@
 #include "api/table_manager.h"
 #include "api/telemetry.h"
 #include "common/netlink.h"
+#include "common/version.h"
 #include "config/node_config.h"
 #include "core/worker.h"
 #include "port/ethdev.h"
@@ -52,9 +57,41 @@ void on_signal(int) {
     std::exit(1);
 }
 
+// Tells systemd (Type=notify) that the node is ready, when started by it: one "READY=1"
+// datagram to $NOTIFY_SOCKET (sd_notify(3); a leading '@' is an abstract socket). The protocol
+// is this one datagram, so no libsystemd. Best effort: a failure is logged, never fatal.
+void notify_ready() {
+    const char* path = std::getenv("NOTIFY_SOCKET");
+    if (path == nullptr || path[0] == '\0') {
+        return;
+    }
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const size_t len = std::strlen(path);
+    if (len >= sizeof(addr.sun_path) || (path[0] != '/' && path[0] != '@')) {
+        std::fprintf(stderr, "kdp-dataplane: warning: NOTIFY_SOCKET \"%s\" not usable\n", path);
+        return;
+    }
+    std::memcpy(addr.sun_path, path, len);
+    if (path[0] == '@') {
+        addr.sun_path[0] = '\0';
+    }
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    const char msg[] = "READY=1";
+    const auto addr_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+    if (fd < 0 ||
+        ::sendto(fd, msg, sizeof(msg) - 1, 0, reinterpret_cast<sockaddr*>(&addr), addr_len) < 0) {
+        std::fprintf(stderr, "kdp-dataplane: warning: sd_notify READY=1 to %s: %s\n", path,
+                     std::strerror(errno));
+    }
+    if (fd >= 0) {
+        ::close(fd);
+    }
+}
+
 void usage(FILE* to) {
     std::fprintf(to,
-                 "usage: kdp-dataplane --config FILE\n"
+                 "usage: kdp-dataplane --config FILE | --version\n"
                  "  Runs the kdp node dataplane described by the YAML node config FILE\n"
                  "  (see the README's configuration reference).\n");
 }
@@ -278,6 +315,9 @@ int run(int argc, char** argv) {
         } else if (a == "--help" || a == "-h") {
             usage(stdout);
             return 0;
+        } else if (a == "--version") {
+            std::printf("%s\n", version_line("kdp-dataplane").c_str());
+            return 0;
         } else {
             usage(stderr);
             return 2;
@@ -294,6 +334,8 @@ int run(int argc, char** argv) {
         std::fprintf(stderr, "kdp-dataplane: %s\n", e.what());
         return 2;
     }
+    std::printf("kdp-dataplane: %s, node %s\n", version_line("kdp-dataplane").c_str(),
+                cfg.node_name.c_str());
 
     // EAL.
     std::vector<std::string> args = eal_argv(cfg);
@@ -624,6 +666,7 @@ int run(int argc, char** argv) {
     }
     std::printf("  api %s\n", cfg.api_socket.c_str());
     std::fflush(stdout);
+    notify_ready();
 
     while (!g_stop.load()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

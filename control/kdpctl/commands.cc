@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "common/version.h"
 #include "compile/node_tables.h"
 #include "manifest/manifest.h"
 #include "offline/cluster.h"
@@ -65,6 +66,7 @@ commands:
 options:
   --dataplane SOCK   the dataplane's unix socket (default /run/kdp/dataplane.sock)
   -o, --output FMT   table (default), json or yaml
+  --version          kdpctl's version and API revision (info: the dataplane's)
 )";
 
 class UsageError : public std::runtime_error {
@@ -81,6 +83,7 @@ struct Args {
     int count = 0;  // events: stop after this many (0: until interrupted)
     int limit = 0;  // get conntrack: at most this many entries (0: the dataplane's cap)
     bool help = false;
+    bool version = false;
     std::string from, to, proto = "tcp";  // trace
     int port = 0;
     std::map<std::string, std::string> peers;  // trace: node name -> its dataplane socket
@@ -122,6 +125,8 @@ Args parse_args(const std::vector<std::string>& args) {
         };
         if (arg == "-h" || arg == "--help") {
             a.help = true;
+        } else if (arg == "--version") {
+            a.version = true;
         } else if (arg == "--dataplane") {
             a.socket = value();
         } else if (arg == "-o" || arg == "--output") {
@@ -656,7 +661,7 @@ int apply(DataplaneClient& client, const Args& a, std::ostream& out, std::ostrea
     for (const auto& w : warnings) {
         err << "kdpctl: warning: " << w << "\n";
     }
-    Pusher pusher(client);
+    Pusher pusher(client, "kdpctl");
     const auto result = pusher.push(spec);
     if (a.format == Format::kTable) {
         out << fmt::format(
@@ -705,7 +710,9 @@ int info(DataplaneClient& client, const Args& a, std::ostream& out) {
                  {"pod_mtu", i.pod_mtu()},
                  {"workers", i.workers()},
                  {"generation", i.generation()},
-                 {"started", i.started_unix_ns() == 0 ? "" : utc(i.started_unix_ns())}};
+                 {"started", i.started_unix_ns() == 0 ? "" : utc(i.started_unix_ns())},
+                 {"version", i.version()},
+                 {"api_revision", i.api_revision()}};
     if (a.format != Format::kTable) {
         out << (a.format == Format::kJson ? render_json(j) : render_yaml(j));
         return 0;
@@ -1269,6 +1276,10 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         a = parse_args(args);
         if (a.help) {
             out << kUsage;
+            return 0;
+        }
+        if (a.version) {
+            out << version_line("kdpctl") << "\n";
             return 0;
         }
         if (a.positional.empty()) {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "api/convert.h"
+#include "common/version.h"
 
 namespace kdp::control {
 namespace {
@@ -65,6 +66,20 @@ RpcError::RpcError(const char* rpc, const grpc::Status& s)
     : std::runtime_error(
           fmt::format("{}: {}: {}", rpc, code_name(s.error_code()), s.error_message())),
       code_(s.error_code()) {}
+
+void check_api_revision(const v1::NodeInfo& info,
+                        const std::string& socket_path,
+                        const std::string& program) {
+    if (speaks_api_revision(info.api_revision())) {
+        return;
+    }
+    const std::string theirs = info.version().empty() ? "a version older than 0.1.0"
+                                                      : fmt::format("version {}", info.version());
+    throw ApiRevisionError(fmt::format(
+        "the dataplane at {} ({}) speaks kdp.v1 API revision {}; this {} (version {}) speaks "
+        "revision {}: refusing it, run matching versions of kdp",
+        socket_path, theirs, info.api_revision(), program, version(), kApiRevision));
+}
 
 DataplaneClient::DataplaneClient(const std::string& socket_path, std::chrono::milliseconds deadline)
     : socket_path_(socket_path),
@@ -262,6 +277,7 @@ Pusher::Result Pusher::sync(const table::TableSpec& desired,
 
 Pusher::Result Pusher::push(const table::TableSpec& desired) {
     const v1::NodeInfo info = client_.node_info();
+    check_api_revision(info, client_.socket_path(), program_);
     if (!last_) {
         return sync(desired, info, "first push");
     }

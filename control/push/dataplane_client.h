@@ -12,6 +12,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <grpcpp/grpcpp.h>
 
@@ -28,6 +29,20 @@ public:
 private:
     grpc::StatusCode code_;
 };
+
+/// A dataplane that speaks another revision of the kdp.v1 API than this build
+/// (common/version.h). Not an RpcError: retrying cannot help, only matching versions can.
+class ApiRevisionError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Throws ApiRevisionError, naming both versions and revisions, unless the dataplane that sent
+/// `info` (at `socket_path`) speaks this build's API revision. `program` names the caller in
+/// the message ("kdp-control", "kdp-cni").
+void check_api_revision(const v1::NodeInfo& info,
+                        const std::string& socket_path,
+                        const std::string& program);
 
 /// The default socket, as in the dataplane's config.
 inline constexpr const char* kDefaultDataplaneSocket = "/run/kdp/dataplane.sock";
@@ -84,12 +99,15 @@ public:
         std::string reason;       // why a sync was needed, for the log
     };
 
-    explicit Pusher(DataplaneClient& client) : client_(client) {}
+    /// `program` names the caller when the dataplane's API revision is refused.
+    explicit Pusher(DataplaneClient& client, std::string program = "kdp-control")
+        : client_(client), program_(std::move(program)) {}
 
     /// Brings the dataplane to `desired` (its generation is ignored): SyncTables with the
     /// dataplane's generation + 1 the first time and whenever the dataplane is not where this
     /// pusher left it; otherwise UpdateTables with the difference, falling back to SyncTables
-    /// when the dataplane answers ABORTED. Throws RpcError (e.g. UNAVAILABLE, INVALID_ARGUMENT).
+    /// when the dataplane answers ABORTED. Throws RpcError (e.g. UNAVAILABLE, INVALID_ARGUMENT),
+    /// or ApiRevisionError for a dataplane of another API revision (nothing is written to it).
     Result push(const table::TableSpec& desired);
 
     /// Forgets the last push, so that the next one is a full sync.
@@ -105,6 +123,7 @@ private:
     Result sync(const table::TableSpec& desired, const v1::NodeInfo& info, std::string reason);
 
     DataplaneClient& client_;
+    std::string program_;
     std::optional<Last> last_;
 };
 

@@ -19,6 +19,7 @@
 #include "k8s/kubeconfig.h"
 #include "k8s/reflector.h"
 #include "model/model.h"
+#include "serve/status.h"
 
 namespace kdp::control::standalone {
 
@@ -69,6 +70,9 @@ public:
                               md.at("name").get<std::string>());
             } else {
                 model_.upsert(obj);
+                if (resource.name == "endpointslices") {
+                    note_trigger_time(obj);
+                }
             }
             dirty_ = true;
         } catch (const ModelError& e) {
@@ -132,6 +136,9 @@ public:
             return std::nullopt;
         }
         dirty_ = false;
+        compiled_triggers_.insert(compiled_triggers_.end(), pending_triggers_.begin(),
+                                  pending_triggers_.end());
+        pending_triggers_.clear();
         try {
             // The cluster's EndpointSlice controller publishes every Service's endpoints:
             // none are derived from Pods here, so a Service without slices has no endpoints.
@@ -148,7 +155,29 @@ public:
         }
     }
 
+    std::vector<serve::WallClock::time_point> take_trigger_times() {
+        std::lock_guard lock(mu_);
+        return std::exchange(compiled_triggers_, {});
+    }
+
 private:
+    // Only changes made after this source started count: the initial list replays old ones.
+    void note_trigger_time(const nlohmann::json& slice) {
+        const auto& md = slice.at("metadata");
+        const auto ann = md.find("annotations");
+        if (ann == md.end() || !ann->is_object()) {
+            return;
+        }
+        const auto t = ann->find(serve::kLastChangeTriggerTime);
+        if (t != ann->end() && t->is_string()) {
+            if (const auto when = serve::parse_rfc3339(t->get<std::string>());
+                when && *when > started_) {
+                pending_triggers_.push_back(*when);
+            }
+        }
+    }
+
+    const serve::WallClock::time_point started_ = serve::WallClock::now();
     std::string node_;
     std::unique_ptr<asio::io_context> ioc_;  // reset first in ~Impl
     asio::executor_work_guard<asio::io_context::executor_type> work_;
@@ -163,6 +192,8 @@ private:
     std::set<std::string> synced_;
     bool dirty_ = false;
     std::map<std::string, uint64_t> unhonoured_;
+    std::vector<serve::WallClock::time_point> pending_triggers_;   // not compiled yet
+    std::vector<serve::WallClock::time_point> compiled_triggers_;  // compiled, not taken
 };
 
 KubeSource::KubeSource(const k8s::ClusterConfig& cfg, std::string node)
@@ -176,6 +207,10 @@ std::optional<std::optional<table::TableSpec>> KubeSource::poll() {
 
 KubeSourceStats KubeSource::stats() const {
     return impl_->stats();
+}
+
+std::vector<std::chrono::system_clock::time_point> KubeSource::take_trigger_times() {
+    return impl_->take_trigger_times();
 }
 
 }  // namespace kdp::control::standalone

@@ -14,11 +14,13 @@
 // good state.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "table/table_spec.h"
 
@@ -48,6 +50,11 @@ public:
     std::optional<std::optional<table::TableSpec>> poll();
 
     KubeSourceStats stats() const;
+
+    /// Once each: the last-change-trigger-times of the EndpointSlice changes compiled by poll()
+    /// so far (those newer than this source, as kube-proxy counts them), for the network
+    /// programming latency. Call after the tables poll() returned are in the dataplane.
+    std::vector<std::chrono::system_clock::time_point> take_trigger_times();
 
     class Impl;
 

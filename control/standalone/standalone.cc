@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "common/version.h"
 #include "compile/node_tables.h"
 #include "k8s/kubeconfig.h"
 #include "manifest/manifest.h"
@@ -33,6 +34,11 @@ constexpr const char* kUsage =
   --watch             keep running: re-read the manifests on change and push the difference
   --once              push once and exit (the default)
   --kubeconfig FILE, --in-cluster   watch the Kubernetes API (list+watch over HTTPS)
+  --healthz-bind-address HOST:PORT   kube-proxy's node health, /healthz (default
+                      0.0.0.0:10256; "" turns it off)
+  --metrics-bind-address HOST:PORT   /metrics, /healthz (liveness) and /readyz (default
+                      127.0.0.1:10249; "" turns it off)
+  --version           print kdp-control's version and API revision
 )";
 
 template <typename... A>
@@ -56,7 +62,11 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
         if (a == "-h" || a == "--help") {
             out << kUsage;
             return 0;
-        } else if (a == "--node" || a == "--dataplane" || a == "--kubeconfig") {
+        } else if (a == "--version") {
+            out << version_line("kdp-control") << "\n";
+            return 0;
+        } else if (a == "--node" || a == "--dataplane" || a == "--kubeconfig" ||
+                   a == "--healthz-bind-address" || a == "--metrics-bind-address") {
             if (!has_value()) {
                 return usage_error(a + " needs a value");
             }
@@ -65,6 +75,10 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
                 o.node = v;
             } else if (a == "--dataplane") {
                 o.socket = v;
+            } else if (a == "--healthz-bind-address") {
+                o.serve.healthz_address = v;
+            } else if (a == "--metrics-bind-address") {
+                o.serve.metrics_address = v;
             } else {
                 o.kube = true;
                 o.kubeconfig = v;
@@ -209,8 +223,13 @@ int run_once(const Options& o, const std::atomic<bool>& stop) {
 // nothing changed, else the new tables or an inner nullopt when the new input does not compile
 // (the last good tables stay). Pushes differences, retries an unreachable dataplane with
 // backoff, and after a refusal waits for the input to change.
-template <class Next>
-int push_loop(const Options& o, const std::atomic<bool>& stop, Next&& next) {
+// `take_triggers()`: the trigger times of the changes now pushed (network programming latency).
+template <class Next, class TakeTriggers>
+int push_loop(const Options& o,
+              const std::atomic<bool>& stop,
+              serve::Status& status,
+              Next&& next,
+              TakeTriggers&& take_triggers) {
     DataplaneClient client(o.socket);
     Pusher pusher(client);
     std::optional<kdp::table::TableSpec> desired;
@@ -218,10 +237,14 @@ int push_loop(const Options& o, const std::atomic<bool>& stop, Next&& next) {
     auto backoff = std::chrono::milliseconds(200);
     bool unreachable_logged = false;
     while (!stop) {
+        const auto started = Clock::now();
+        status.heartbeat(serve::WallClock::now());
         if (auto changed = next()) {
+            status.lists_complete();  // a source answers only once its lists are complete
             if (*changed) {
                 desired = std::move(*changed);
                 refused = false;
+                status.queued(serve::WallClock::now());
             } else if (desired) {
                 log("keeping the last good state");
             }
@@ -229,13 +252,19 @@ int push_loop(const Options& o, const std::atomic<bool>& stop, Next&& next) {
         auto wait = o.poll;
         if (desired && !refused) {
             try {
-                report(pusher.push(*desired), *desired);
+                const Pusher::Result r = pusher.push(*desired);
+                status.pushed(serve::WallClock::now(), r.action != Pusher::Action::kNone,
+                              r.action == Pusher::Action::kSync, r.generation,
+                              Clock::now() - started);
+                status.programmed(serve::WallClock::now(), take_triggers());
+                report(r, *desired);
                 backoff = std::chrono::milliseconds(200);
                 if (unreachable_logged) {
                     log("dataplane at {} reachable again", o.socket);
                     unreachable_logged = false;
                 }
             } catch (const RpcError& e) {
+                status.push_failed(e.what(), !retryable(e));
                 if (retryable(e)) {
                     if (!unreachable_logged || backoff >= o.max_backoff) {
                         log("dataplane not reachable at {} ({}); retrying in {} ms", o.socket,
@@ -256,34 +285,60 @@ int push_loop(const Options& o, const std::atomic<bool>& stop, Next&& next) {
     return 0;
 }
 
-int run_watch(const Options& o, const std::atomic<bool>& stop) {
+int run_watch(const Options& o, const std::atomic<bool>& stop, serve::Status& status) {
     std::optional<Stamp> last_stamp;
     log("watching {} path(s) for node {}", o.manifests.size(), o.node);
-    return push_loop(o, stop, [&]() -> std::optional<std::optional<kdp::table::TableSpec>> {
-        const Stamp now = stamp(o.manifests);
-        if (last_stamp && now == *last_stamp) {
-            return std::nullopt;
-        }
-        last_stamp = now;
-        return load(o);
-    });
+    // Manifest files carry no EndpointSlice trigger times worth timing.
+    return push_loop(
+        o, stop, status,
+        [&]() -> std::optional<std::optional<kdp::table::TableSpec>> {
+            const Stamp now = stamp(o.manifests);
+            if (last_stamp && now == *last_stamp) {
+                return std::nullopt;
+            }
+            last_stamp = now;
+            return load(o);
+        },
+        [] { return std::vector<serve::WallClock::time_point>{}; });
 }
 
-int run_kube(const Options& o, const std::atomic<bool>& stop) {
+int run_kube(const Options& o, const std::atomic<bool>& stop, serve::Status& status) {
     const auto cfg = o.in_cluster ? k8s::load_in_cluster() : k8s::load_kubeconfig(o.kubeconfig);
     log("watching the Kubernetes API at {} for node {}", cfg.server, o.node);
     KubeSource source(cfg, o.node);
-    return push_loop(o, stop, [&] { return source.poll(); });
+    return push_loop(
+        o, stop, status,
+        [&] {
+            auto r = source.poll();
+            KubeSourceStats st = source.stats();
+            status.source_stats(std::move(st.unhonoured), st.events_posted, st.events_failed);
+            return r;
+        },
+        [&] { return source.take_trigger_times(); });
 }
 
 }  // namespace
 
 int run(const Options& o, const std::atomic<bool>& stop) {
+    log("{}", version_line("kdp-control"));
     try {
-        if (o.kube) {
-            return run_kube(o, stop);
+        if (!o.kube && !o.watch) {
+            return run_once(o, stop);
         }
-        return o.watch ? run_watch(o, stop) : run_once(o, stop);
+        serve::Status status;
+        const serve::Server server(o.serve, status, o.socket, o.node);
+        for (const auto& e : server.errors()) {
+            log("{}; serving without it", e);
+        }
+        if (server.healthz_port() != 0) {
+            log("serving node health on {} (port {})", o.serve.healthz_address,
+                server.healthz_port());
+        }
+        if (server.metrics_port() != 0) {
+            log("serving /metrics, /healthz, /readyz on {} (port {})", o.serve.metrics_address,
+                server.metrics_port());
+        }
+        return o.kube ? run_kube(o, stop, status) : run_watch(o, stop, status);
     } catch (const std::exception& e) {
         log("{}", e.what());
         return 1;

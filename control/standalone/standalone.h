@@ -7,7 +7,8 @@
 // state. An unreachable dataplane is retried with backoff (200 ms doubling to 2 s), logged.
 // Kubernetes mode (--kubeconfig / --in-cluster) lists and watches the API (kube_source.h) and
 // pushes through the same loop once every resource has been listed.
-// Runs on the caller's thread and returns when `stop` is set; logs to stderr.
+// With --watch or the API, it serves health and metrics (serve/server.h) from the state of this
+// loop. Runs on the caller's thread and returns when `stop` is set; logs to stderr.
 #pragma once
 
 #include <atomic>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "push/dataplane_client.h"
+#include "serve/server.h"
 
 namespace kdp::control::standalone {
 
@@ -33,6 +35,8 @@ struct Options {
     std::chrono::milliseconds poll{500};
     std::chrono::milliseconds max_backoff{2000};
     std::chrono::milliseconds once_timeout{30'000};  // --once: give up retrying after this
+    // --healthz-bind-address, --metrics-bind-address (serve/server.h); not served with --once.
+    serve::ServeOptions serve;
 };
 
 /// Parses kdp-control's arguments (argv without the program name). Returns the options, or

@@ -17,6 +17,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "api/convert.h"
+#include "common/version.h"
 #include "kdp/v1/dataplane.grpc.pb.h"
 
 namespace kdp::api {
@@ -189,6 +190,9 @@ public:
                                           v1::NodeInfo* resp) override {
         return reply(ctx, guarded("GetNodeInfo", [&] {
                          node_info_to_proto(backend_.node_info(), resp);
+                         // The server's own build, whatever the backend: clients check it.
+                         resp->set_version(kdp::version());
+                         resp->set_api_revision(kApiRevision);
                          return grpc::Status::OK;
                      }));
     }

@@ -71,7 +71,10 @@ expect_routes() { # DESCRIPTION WANTED
 
 step "kdp-control watching the API"
 start_control() {
+    # Ephemeral health and metrics ports: the defaults (10256, 10249) are the host's to share;
+    # deploy_test.sh checks those in a namespace of its own.
     spawn "$KDPCONTROL" --node node1 --kubeconfig "$WORK_DIR/kubeconfig" --dataplane "$SOCK" \
+        --healthz-bind-address 127.0.0.1:0 --metrics-bind-address 127.0.0.1:0 \
         </dev/null >>"$WORK_DIR/control.log" 2>&1
     CONTROL_PID=$BG_PID
 }

@@ -386,16 +386,20 @@ pod_attach() {
 
 # ---------------------------------------------------------------- Kubernetes API
 
-# fake_apiserver_start: test/k8s/fake_apiserver.py (the real list+watch protocol over TLS with
-# a client certificate) as coprocess API; writes $WORK_DIR/kubeconfig for it. Then
-# `api CMD_JSON` sends it one command (see the script's header) and checks the reply.
+# fake_apiserver_start [NETNS [TOKEN]]: test/k8s/fake_apiserver.py (the real list+watch
+# protocol over TLS with a client certificate) as coprocess API, in netns NETNS if given;
+# writes $WORK_DIR/kubeconfig for it (with TOKEN: the server requires that bearer token and the
+# kubeconfig uses it). Sets PORT and API_CA (the server's CA file). Then `api CMD_JSON` sends
+# it one command (see the script's header) and checks the reply.
 fake_apiserver_start() {
-    local hello port ca cert key
+    local ns=${1:-} token=${2:-} hello port ca cert key user
     mkdir -p "$WORK_DIR/api"
-    coproc API { exec python3 "$KDP_ROOT/test/k8s/fake_apiserver.py" --dir "$WORK_DIR/api" 2>"$WORK_DIR/apiserver.log"; }
+    coproc API { exec ${ns:+ip netns exec "$ns"} python3 "$KDP_ROOT/test/k8s/fake_apiserver.py" --dir "$WORK_DIR/api" ${token:+--token "$token"} 2>"$WORK_DIR/apiserver.log"; }
     track_pid "$API_PID"
     read -r -t 30 hello <&"${API[0]}" || fail "the fake API server did not start"
     read -r port ca cert key < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["port"], d["ca"], d["client_cert"], d["client_key"])' "$hello")
+    user="{client-certificate: \"$cert\", client-key: \"$key\"}"
+    [ -z "$token" ] || user="{token: \"$token\"}"
     cat >"$WORK_DIR/kubeconfig" <<KC
 apiVersion: v1
 kind: Config
@@ -405,12 +409,12 @@ clusters:
   cluster: {server: "https://127.0.0.1:$port", certificate-authority: "$ca"}
 users:
 - name: kdp
-  user: {client-certificate: "$cert", client-key: "$key"}
+  user: $user
 contexts:
 - name: test
   context: {cluster: test, user: kdp}
 KC
-    PORT=$port
+    PORT=$port API_CA=$ca
 }
 
 api() {

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "api/fake_backend.h"
+#include "common/version.h"
 #include "kdp/v1/dataplane.grpc.pb.h"
 
 namespace kdp::api {
@@ -172,6 +173,9 @@ TEST_F(GrpcServerTest, NodeInfoReportsBackend) {
     EXPECT_EQ(info.pod_cidr(), "10.244.1.0/24");
     EXPECT_EQ(info.generation(), 0u);
     EXPECT_EQ(info.started_unix_ns(), 1000u);
+    // The server's own build, whatever the backend says.
+    EXPECT_EQ(info.version(), kdp::version());
+    EXPECT_EQ(info.api_revision(), kdp::kApiRevision);
 }
 
 TEST_F(GrpcServerTest, SyncAppliesAndListsBackSorted) {

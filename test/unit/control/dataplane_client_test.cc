@@ -4,11 +4,13 @@
 
 #include <memory>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "api/convert.h"
 #include "api/fake_backend.h"
 #include "api/grpc_server.h"
+#include "common/version.h"
 #include "control/temp_files.h"
 
 namespace kdp::control {
@@ -147,6 +149,35 @@ TEST(Pusher, UnreachableDataplaneIsUnavailable) {
                     e.code() == grpc::StatusCode::DEADLINE_EXCEEDED)
             << e.what();
     }
+}
+
+TEST_F(PusherTest, TheDataplaneReportsTheApiRevisionThisBuildSpeaks) {
+    const v1::NodeInfo info = client_.node_info();
+    EXPECT_EQ(info.api_revision(), kApiRevision);
+    EXPECT_EQ(info.version(), version());
+    EXPECT_NO_THROW(check_api_revision(info, client_.socket_path(), "kdp-control"));
+}
+
+TEST(ApiRevision, AnotherRevisionIsRefusedWithBothVersionsNamed) {
+    v1::NodeInfo info;
+    info.set_version("9.9.9 (git v9.9.9)");
+    info.set_api_revision(kApiRevision + 1);
+    try {
+        check_api_revision(info, "/run/kdp/dp.sock", "kdp-cni");
+        FAIL() << "expected ApiRevisionError";
+    } catch (const ApiRevisionError& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("9.9.9 (git v9.9.9)"), std::string::npos) << m;
+        EXPECT_NE(m.find(version()), std::string::npos) << m;
+        EXPECT_NE(m.find(fmt::format("revision {}", kApiRevision + 1)), std::string::npos) << m;
+        EXPECT_NE(m.find("kdp-cni"), std::string::npos) << m;
+        EXPECT_NE(m.find("/run/kdp/dp.sock"), std::string::npos) << m;
+    }
+}
+
+TEST(ApiRevision, ADataplaneOlderThanTheFieldIsRefused) {
+    v1::NodeInfo info;  // revision 0, no version: what a dataplane before the field sends
+    EXPECT_THROW(check_api_revision(info, "dp.sock", "kdp-control"), ApiRevisionError);
 }
 
 TEST(DiffTables, ListsUpsertsAndDeletesInKeyOrder) {

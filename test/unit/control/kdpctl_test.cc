@@ -4,11 +4,13 @@
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "api/fake_backend.h"
 #include "api/grpc_server.h"
+#include "common/version.h"
 #include "control/temp_files.h"
 #include "kdpctl/commands.h"
 
@@ -269,14 +271,21 @@ TEST_F(KdpctlTest, GetConntrackShowsBothTuplesNatStateAndExpiry) {
     EXPECT_EQ(err_.str(), "kdpctl: --limit: \"0\" is not in 1..100000 (see kdpctl --help)\n");
 }
 
-TEST_F(KdpctlTest, InfoShowsNodeAndGeneration) {
+TEST_F(KdpctlTest, InfoShowsNodeGenerationAndVersions) {
     ASSERT_EQ(run_cmd({"info"}), 0) << err_.str();
-    EXPECT_THAT(out_.str(), HasSubstr("node         node-a\n"));
-    EXPECT_THAT(out_.str(), HasSubstr("generation   0\n"));
+    EXPECT_THAT(out_.str(), HasSubstr("node          node-a\n"));
+    EXPECT_THAT(out_.str(), HasSubstr("generation    0\n"));
+    EXPECT_THAT(out_.str(), HasSubstr(fmt::format("api_revision  {}\n", kApiRevision)));
     ASSERT_EQ(run_cmd({"info", "-o", "json"}), 0) << err_.str();
     const auto j = json::parse(out_.str());
     EXPECT_EQ(j["pod_cidr"], "10.244.1.0/24");
     EXPECT_EQ(j["started"], "1970-01-01T00:00:00.000Z");  // the fake started at 1000 ns
+    EXPECT_EQ(j["version"], version());  // the server's build, whatever its backend
+}
+
+TEST_F(KdpctlTest, VersionNamesTheBuildAndApiRevision) {
+    ASSERT_EQ(run_cmd({"--version"}), 0) << err_.str();
+    EXPECT_EQ(out_.str(), version_line("kdpctl") + "\n");
 }
 
 TEST_F(KdpctlTest, EventsStreamsCurrentThenApplied) {

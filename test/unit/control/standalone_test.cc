@@ -61,6 +61,8 @@ protected:
         options_.poll = 20ms;
         options_.max_backoff = 100ms;
         options_.once_timeout = 2000ms;
+        options_.serve.healthz_address = "127.0.0.1:0";  // never a fixed port in tests
+        options_.serve.metrics_address = "127.0.0.1:0";
     }
 
     testing::TempDir dir_;

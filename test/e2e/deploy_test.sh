@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# The DaemonSet's containers, run as the kubelet would run them, but as plain processes:
+#
+#   netns kdp<id>-ctl (the "host network" of one node, private to this run)
+#     fake API server (test/k8s/fake_apiserver.py) ── Node node1: podCIDR 10.244.1.0/24
+#     scripts/dataplane.sh ── kdp-dataplane (the ConfigMap's node.yaml; uplink net_tap k<id>t)
+#     scripts/control.sh ──── kdp-control ── :10256 /healthz, 127.0.0.1:10249 /metrics /readyz
+#   scripts/install-cni.sh ── kdp-cni into a CNI bin dir of this run
+#
+# Same entrypoints, environment and node config as config/deploy/ (the uplink, EAL memory and
+# socket paths changed to this run's); the pod CIDR comes from the Node object through the
+# entrypoint's API lookup. Checks: --version of every binary, the conflist absent until the
+# dataplane has its first tables and present once /readyz says ready, kube-proxy's node health
+# JSON on port 10256 (the real default: the namespace is private), /healthz, /metrics parsed
+# and checked against kdpctl and against packets sent into the uplink, and, when the dataplane
+# stops, the conflist removed, /readyz 503 naming the dataplane and kdp_dataplane_up 0.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_root
+need_dataplane
+KDPCTL="$KDP_BUILD_DIR/control/kdpctl"
+KDPCONTROL="$KDP_BUILD_DIR/control/kdp-control"
+KDPCNI="$KDP_BUILD_DIR/cni-shim/kdp-cni"
+SCRIPTS="$KDP_ROOT/config/deploy/scripts"
+DEPLOY="$KDP_ROOT/config/deploy"
+
+step "--version everywhere"
+for b in "$KDP_DATAPLANE" "$KDPCONTROL" "$KDPCTL" "$KDPCNI"; do
+    v=$("$b" --version) || fail "$(basename "$b") --version exited with $?"
+    [[ "$v" =~ ^$(basename "$b")\ [0-9]+\.[0-9]+\.[0-9]+.*,\ kdp\.v1\ API\ revision\ [0-9]+$ ]] \
+        || fail "$(basename "$b") --version printed '$v'"
+    pass "$v"
+done
+VERSION_LINE=$("$KDPCONTROL" --version)
+BUILD_VERSION=${VERSION_LINE#kdp-control }
+BUILD_VERSION=${BUILD_VERSION%, kdp.v1 API revision*}
+
+step "install-cni.sh: kdp-cni into the CNI bin directory"
+KDP_CNI="$KDPCNI" KDP_CNI_BIN_DIR="$WORK_DIR/cni-bin" sh "$SCRIPTS/install-cni.sh" >"$WORK_DIR/install-cni.log" 2>&1 \
+    || fail "install-cni.sh: $(cat "$WORK_DIR/install-cni.log")"
+[ -x "$WORK_DIR/cni-bin/kdp-cni" ] && cmp -s "$KDPCNI" "$WORK_DIR/cni-bin/kdp-cni" \
+    || fail "install-cni.sh did not leave an executable copy of kdp-cni in $WORK_DIR/cni-bin"
+pass "$(cat "$WORK_DIR/install-cni.log")"
+
+step "the node's host network: a private namespace with the fake API server"
+netns_create ctl
+CTL=$(ns_name ctl)
+TOKEN="kdp-e2e-$RUN_ID"
+fake_apiserver_start "$CTL" "$TOKEN"
+# The pod's service account, as the kubelet mounts it.
+mkdir -p "$WORK_DIR/sa"
+printf '%s' "$TOKEN" >"$WORK_DIR/sa/token"
+cp "$API_CA" "$WORK_DIR/sa/ca.crt"
+printf 'kdp-system' >"$WORK_DIR/sa/namespace"
+node_obj() { # NAME INTERNAL_IP POD_CIDR
+    printf '{"apiVersion":"v1","kind":"Node","metadata":{"name":"%s"},"spec":{"podCIDR":"%s"},"status":{"addresses":[{"type":"InternalIP","address":"%s"}]}}' "$1" "$3" "$2"
+}
+api '{"op":"create","path":"/api/v1/namespaces","object":{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"default"}}}'
+api "{\"op\":\"create\",\"path\":\"/api/v1/nodes\",\"object\":$(node_obj node1 198.51.100.1 10.244.1.0/24)}"
+api "{\"op\":\"create\",\"path\":\"/api/v1/nodes\",\"object\":$(node_obj node2 198.51.100.2 10.244.2.0/24)}"
+pass "API server on 127.0.0.1:$PORT in $CTL (bearer token), nodes node1 and node2"
+
+step "the ConfigMap's node config and conflist, with this run's devices and paths"
+SOCK=$(api_socket node1)
+PREFIX=$(file_prefix node1)
+UPLINK=$(if_name t)
+_PREFIXES+=("$PREFIX")
+_FILES+=("$SOCK" "$SOCK.ports.json")
+mkdir -p "$(dirname "$SOCK")"
+python3 - "$DEPLOY/20-configmap.yaml" "$WORK_DIR" "$PREFIX" "$UPLINK" "$SOCK" <<'PY' || fail "cannot derive the test config from the ConfigMap"
+import sys, yaml
+cm = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d["metadata"]["name"] == "kdp-config")
+work, prefix, uplink, sock = sys.argv[2:6]
+node = yaml.safe_load(cm["data"]["node.yaml"])
+assert node["node"] == {**node["node"], "name": "${NODE_NAME}", "ip": "${NODE_IP}", "pod_cidr": "${POD_CIDR}"}
+node["dpdk"] = {"file_prefix": prefix, "lcores": "0@(0-1),1@(0-1)",
+                "eal_args": ["--no-pci", "--no-huge", "-m", "256", "--log-level=*:warning"]}
+node["uplink"] = {"devargs": "net_tap0,iface=%s" % uplink}
+node.pop("host", None)  # its TAP and routes would be in the root namespace, shared with others
+node["api"] = {"socket": sock}
+node["limits"] = {"mbufs": 4095, "conntrack": 4096}
+node["workers"] = {"lcores": [1], "idle": {"spin_polls": 64, "sleep_us": 100, "max_sleep_us": 2000}}
+text = yaml.safe_dump(node, sort_keys=False)
+for k in ("NODE_NAME", "NODE_IP", "POD_CIDR"):  # safe_dump quotes "${X}"; the template does not
+    text = text.replace("'${%s}'" % k, "${%s}" % k)
+open(work + "/node.yaml.tmpl", "w").write(text)
+open(work + "/10-kdp.conflist", "w").write(cm["data"]["10-kdp.conflist"])
+PY
+pass "template $WORK_DIR/node.yaml.tmpl (uplink net_tap $UPLINK), conflist from the ConfigMap"
+
+step "scripts/dataplane.sh: config from the template and the Node, then kdp-dataplane"
+NETD="$WORK_DIR/net.d"
+CONFLIST="$NETD/10-kdp.conflist"
+dp_env=(NODE_NAME=node1 NODE_IP=198.51.100.1
+    KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$PORT"
+    KDP_SERVICEACCOUNT_DIR="$WORK_DIR/sa"
+    KDP_CONFIG_TEMPLATE="$WORK_DIR/node.yaml.tmpl" KDP_CNI_CONFLIST="$WORK_DIR/10-kdp.conflist"
+    KDP_CNI_CONF_DIR="$NETD" KDP_STATE_DIR="$WORK_DIR/state" KDP_DATAPLANE_SOCKET="$SOCK"
+    KDP_DATAPLANE="$KDP_DATAPLANE" KDPCTL="$KDPCTL")
+spawn ip netns exec "$CTL" env "${dp_env[@]}" "$SCRIPTS/dataplane.sh" </dev/null >"$WORK_DIR/node1.log" 2>&1
+DP_ENTRY=$BG_PID
+_DP_LOG[node1]="$WORK_DIR/node1.log" _DP_PREFIX[node1]=$PREFIX
+info() { "$KDPCTL" --dataplane "$SOCK" info -o json 2>/dev/null; }
+wait_for "$DP_START_TIMEOUT" "the dataplane's API" info || fail "kdp-dataplane did not answer on $SOCK"
+grep -q 'pod_cidr: 10.244.1.0/24' "$WORK_DIR/state/node.yaml" \
+    || fail "the rendered config has not the Node's pod CIDR: $(grep pod_cidr "$WORK_DIR/state/node.yaml")"
+dpver=$(info | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["version"], d["api_revision"], d["pod_cidr"])')
+[ "$dpver" = "$BUILD_VERSION 1 10.244.1.0/24" ] \
+    || fail "kdpctl info: version, API revision, pod CIDR are '$dpver', expected '$BUILD_VERSION 1 10.244.1.0/24'"
+pass "kdp-dataplane up with the Node's pod CIDR 10.244.1.0/24; NodeInfo reports version $BUILD_VERSION, API revision 1"
+synced() { "$KDPCTL" --dataplane "$SOCK" get policy -o json | python3 -c 'import json,sys; print(str(json.load(sys.stdin)["synced"]).lower())'; }
+sleep 2
+[ "$(synced)" = false ] || fail "the dataplane says a control plane synced it before kdp-control ran"
+[ ! -e "$CONFLIST" ] || fail "the conflist was written before a control plane synced the dataplane"
+pass "no conflist in $NETD while no control plane has synced the dataplane (its static tables only)"
+
+step "scripts/control.sh: kdp-control with the DaemonSet's addresses"
+http() { # URL: prints "CODE BODY"
+    ip netns exec "$CTL" curl -s -m 3 -o "$WORK_DIR/http.body" -w '%{http_code}' "$1" 2>/dev/null || true
+}
+[ "$(http http://127.0.0.1:10249/readyz)" = 000 ] || fail "something answers on 10249 before kdp-control runs"
+spawn ip netns exec "$CTL" env NODE_NAME=node1 KDP_KUBECONFIG="$WORK_DIR/kubeconfig" \
+    KDP_DATAPLANE_SOCKET="$SOCK" KDP_CONTROL="$KDPCONTROL" \
+    KDP_HEALTHZ_BIND_ADDRESS=0.0.0.0:10256 KDP_METRICS_BIND_ADDRESS=127.0.0.1:10249 \
+    "$SCRIPTS/control.sh" </dev/null >"$WORK_DIR/control.log" 2>&1
+CONTROL_PID=$BG_PID
+readyz_ok() { [ "$(http http://127.0.0.1:10249/readyz)" = 200 ]; }
+wait_for 30 "/readyz 200" readyz_ok || fail "/readyz never answered 200: $(http http://127.0.0.1:10249/readyz) $(cat "$WORK_DIR/http.body" 2>/dev/null); control log: $(tail -5 "$WORK_DIR/control.log")"
+pass "/readyz: $(tr '\n' ' ' <"$WORK_DIR/http.body")"
+wait_for 10 "the conflist" test -e "$CONFLIST" || fail "no conflist in $NETD after the first sync"
+gen=$(info | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"])')
+[ "$(synced)" = true ] || fail "conflist present, but the dataplane says it has not been synced"
+cmp -s "$CONFLIST" "$WORK_DIR/10-kdp.conflist" || fail "the conflist written is not the ConfigMap's"
+pass "conflist written once synced and ready (generation $gen): $CONFLIST"
+
+step "health endpoints"
+[ "$(http http://127.0.0.1:10249/healthz)" = 200 ] || fail "liveness /healthz: $(cat "$WORK_DIR/http.body")"
+pass "127.0.0.1:10249/healthz: $(cat "$WORK_DIR/http.body")"
+code=$(http http://127.0.0.1:10256/healthz)
+[ "$code" = 200 ] || fail "port 10256 /healthz answered $code: $(cat "$WORK_DIR/http.body")"
+python3 - "$WORK_DIR/http.body" <<'PY' || fail "port 10256 /healthz JSON: $(cat "$WORK_DIR/http.body")"
+import datetime, json, sys
+d = json.load(open(sys.argv[1]))
+assert d["nodeHealthy"] is True, d
+parse = lambda s: datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ")
+last, now = parse(d["lastUpdated"]), parse(d["currentTime"])
+assert last <= now and (now - last).total_seconds() < 30, d
+PY
+pass "port 10256 /healthz (kube-proxy's): $(cat "$WORK_DIR/http.body")"
+[ "$(http http://127.0.0.1:10256/metrics)" = 404 ] || fail "port 10256 serves more than /healthz"
+pass "port 10256 serves /healthz only"
+
+step "/metrics against kdpctl and packets sent into the uplink"
+metrics() { # prints the page as JSON {"name{labels}": value}
+    http http://127.0.0.1:10249/metrics >/dev/null
+    python3 - "$WORK_DIR/http.body" <<'PY'
+import json, re, sys
+out, types = {}, {}
+for line in open(sys.argv[1]):
+    line = line.rstrip("\n")
+    if line.startswith("# TYPE "):
+        _, _, name, typ = line.split(" ", 3)
+        types[name] = typ
+        continue
+    if not line or line.startswith("#"):
+        continue
+    m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$', line)
+    assert m, "not a sample line: %r" % line
+    name = m.group(1)
+    base = re.sub(r'_(bucket|sum|count)$', '', name)
+    assert name in types or base in types, "sample %s without a TYPE" % name
+    if types.get(name) == "counter" or types.get(base) == "counter":
+        assert name.endswith("_total"), "counter %s does not end in _total" % name
+    out[name + (m.group(2) or "")] = float(m.group(3))
+print(json.dumps(out))
+PY
+}
+m1=$(metrics) || fail "/metrics is not valid text format: $(head -c 600 "$WORK_DIR/http.body")"
+get() { python3 -c 'import json,sys; print(int(json.loads(sys.argv[1]).get(sys.argv[2], -1)))' "$1" "$2"; }
+[ "$(get "$m1" kdp_dataplane_up)" = 1 ] || fail "kdp_dataplane_up is not 1"
+[ "$(get "$m1" kdp_table_generation)" = "$(info | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"])')" ] \
+    || fail "kdp_table_generation $(get "$m1" kdp_table_generation) is not the dataplane's generation"
+[ "$(get "$m1" kdp_api_lists_complete)" = 1 ] || fail "kdp_api_lists_complete is not 1"
+[ "$(get "$m1" kubeproxy_sync_proxy_rules_duration_seconds_count)" -ge 1 ] \
+    || fail "kubeproxy_sync_proxy_rules_duration_seconds_count is not >= 1"
+[ "$(get "$m1" kubeproxy_sync_proxy_rules_last_timestamp_seconds)" -ge $(($(date +%s) - 60)) ] \
+    || fail "kubeproxy_sync_proxy_rules_last_timestamp_seconds is not recent"
+[ "$(get "$m1" "kdp_build_info{component=\"kdp-control\",version=\"$BUILD_VERSION\",api_revision=\"1\"}")" = 1 ] \
+    || fail "kdp_build_info does not name version $BUILD_VERSION"
+[ "$(get "$m1" kdp_conntrack_capacity)" = 4096 ] || fail "kdp_conntrack_capacity is not the config's 4096"
+pass "kdp_dataplane_up 1, generation $(get "$m1" kdp_table_generation), lists complete, syncs $(get "$m1" kubeproxy_sync_proxy_rules_duration_seconds_count), build info, conntrack capacity 4096"
+# Packets into the uplink: the kernel side of its TAP, addressed on the underlay, sends UDP to
+# an address no node owns; the dataplane counts them as received on the uplink (and drops them).
+ip -n "$CTL" link set "$UPLINK" up
+ip netns exec "$CTL" sysctl -qw "net.ipv6.conf.$UPLINK.disable_ipv6=1"
+ip -n "$CTL" addr add 198.51.100.9/24 dev "$UPLINK"
+ip -n "$CTL" neigh replace 198.51.100.77 lladdr 02:00:00:00:00:77 dev "$UPLINK"
+rx_before=$(get "$m1" 'kdp_port_receive_packets_total{port="uplink"}')
+SENT=50
+for _ in $(seq 1 $SENT); do
+    echo x | ip netns exec "$CTL" socat -u - UDP4-SENDTO:198.51.100.77:9 2>/dev/null || true
+done
+sleep 1
+m2=$(metrics) || fail "/metrics: $(head -c 600 "$WORK_DIR/http.body")"
+rx_after=$(get "$m2" 'kdp_port_receive_packets_total{port="uplink"}')
+[ "$rx_after" -ge $((rx_before + SENT)) ] \
+    || fail "kdp_port_receive_packets_total{port=\"uplink\"} went from $rx_before to $rx_after after $SENT packets"
+ctl_rx=$("$KDPCTL" --dataplane "$SOCK" stats --interval-ms 100 -o json | python3 -c '
+import json, sys
+print(next(p for p in json.load(sys.stdin)["ports"] if p["name"] == "uplink")["rx_packets"])')
+[ "$ctl_rx" -ge "$rx_after" ] || fail "kdpctl stats says $ctl_rx received on the uplink, /metrics said $rx_after before"
+bytes=$(get "$m2" 'kdp_port_receive_bytes_total{port="uplink"}')
+[ "$bytes" -ge $((rx_after * 42)) ] || fail "kdp_port_receive_bytes_total $bytes is less than 42 B per packet"
+drops=$(python3 -c 'import json,sys; print(int(sum(v for k, v in json.loads(sys.argv[1]).items() if k.startswith("kdp_port_drops_total{port=\"uplink\""))))' "$m2")
+[ "$drops" -ge "$SENT" ] || fail "$SENT packets for nobody, but only $drops uplink drops in /metrics"
+pass "uplink: $SENT UDP packets sent, kdp_port_receive_packets_total $rx_before -> $rx_after (kdpctl stats: $ctl_rx), $bytes bytes, $drops drops by reason"
+
+step "network programming latency: an EndpointSlice's last-change-trigger-time"
+trigger=$(date -u -d '-1 second' +%Y-%m-%dT%H:%M:%S.%3NZ)
+api '{"op":"create","path":"/api/v1/services","object":{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default"},"spec":{"clusterIP":"10.96.0.10","selector":{"app":"web"},"ports":[{"name":"http","port":80}]}}}'
+api "{\"op\":\"create\",\"path\":\"/apis/discovery.k8s.io/v1/endpointslices\",\"object\":{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"web-1\",\"namespace\":\"default\",\"labels\":{\"kubernetes.io/service-name\":\"web\"},\"annotations\":{\"endpoints.kubernetes.io/last-change-trigger-time\":\"$trigger\"}},\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"http\",\"port\":80,\"protocol\":\"TCP\"}],\"endpoints\":[{\"addresses\":[\"10.244.2.10\"],\"conditions\":{\"ready\":true},\"nodeName\":\"node2\"}]}}"
+programmed() { [ "$(get "$(metrics)" kubeproxy_network_programming_duration_seconds_count)" -ge 1 ]; }
+wait_for 15 "the slice programmed" programmed \
+    || fail "kubeproxy_network_programming_duration_seconds_count stayed 0 after an EndpointSlice change"
+m4=$(metrics)
+sum=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["kubeproxy_network_programming_duration_seconds_sum"])' "$m4")
+python3 -c 'import sys; s = float(sys.argv[1]); sys.exit(0 if 1.0 <= s < 20 else 1)' "$sum" \
+    || fail "kubeproxy_network_programming_duration_seconds_sum is $sum for a change made 1 s before it was sent"
+"$KDPCTL" --dataplane "$SOCK" get endpoints -o json | grep -q 10.244.2.10 || fail "the slice's endpoint is not in the dataplane"
+pass "kubeproxy_network_programming_duration_seconds: count $(get "$m4" kubeproxy_network_programming_duration_seconds_count), sum ${sum} s for a change triggered at $trigger"
+
+step "an object kdp cannot honour: counted in /metrics, with a Warning Event"
+api '{"op":"create","path":"/api/v1/services","object":{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad","namespace":"default"},"spec":{"type":"Bogus","clusterIP":"10.96.0.11","ports":[{"port":80}]}}}'
+unhonoured() { [ "$(get "$(metrics)" 'kdp_objects_not_honoured_total{kind="Service"}')" = 1 ]; }
+wait_for 15 "the bad Service counted" unhonoured \
+    || fail "kdp_objects_not_honoured_total{kind=\"Service\"} is $(get "$(metrics)" 'kdp_objects_not_honoured_total{kind="Service"}'), expected 1"
+posted() { [ "$(get "$(metrics)" 'kdp_events_total{result="posted"}')" -ge 1 ]; }
+wait_for 15 "the Warning Event posted" posted || fail "kdp_events_total{result=\"posted\"} stayed 0"
+pass "kdp_objects_not_honoured_total{kind=\"Service\"} 1, kdp_events_total{result=\"posted\"} $(get "$(metrics)" 'kdp_events_total{result="posted"}')"
+
+step "stopping the dataplane: the conflist goes, kdp-control turns unready"
+kill -TERM "$DP_ENTRY"
+wait "$DP_ENTRY" && rc=0 || rc=$?
+[ "$rc" = 0 ] || fail "dataplane.sh exited with $rc on SIGTERM: $(tail -5 "$WORK_DIR/node1.log")"
+[ ! -e "$CONFLIST" ] || fail "the conflist is still in $NETD after the dataplane stopped"
+pass "dataplane.sh exited 0 on SIGTERM and removed $CONFLIST"
+readyz_503() { [ "$(http http://127.0.0.1:10249/readyz)" = 503 ]; }
+wait_for 15 "/readyz 503" readyz_503 || fail "/readyz still answers $(http http://127.0.0.1:10249/readyz) with the dataplane gone"
+grep -q '^\[-\]dataplane failed' "$WORK_DIR/http.body" || fail "/readyz does not name the dataplane: $(cat "$WORK_DIR/http.body")"
+pass "/readyz 503: $(grep dataplane "$WORK_DIR/http.body" | cut -c1-100)"
+m3=$(metrics) || fail "/metrics without a dataplane: $(head -c 600 "$WORK_DIR/http.body")"
+[ "$(get "$m3" kdp_dataplane_up)" = 0 ] || fail "kdp_dataplane_up is not 0 with the dataplane gone"
+[ "$(get "$m3" 'kdp_port_receive_packets_total{port="uplink"}')" = -1 ] || fail "port counters reported with the dataplane gone"
+[ "$(get "$m3" kdp_table_push_errors_total)" -ge 1 ] || fail "kdp_table_push_errors_total did not count the failed pushes"
+pass "/metrics: kdp_dataplane_up 0, no port families, kdp_table_push_errors_total $(get "$m3" kdp_table_push_errors_total)"
+[ "$(http http://127.0.0.1:10249/healthz)" = 200 ] || fail "liveness failed while only the dataplane is down"
+pass "liveness still 200: kdp-control itself is fine"
+stop_bg "$CONTROL_PID"
+
+finish
