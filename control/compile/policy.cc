@@ -147,12 +147,13 @@ private:
         if (b.ipv6) {
             return out;
         }
-        for (const auto& [p, id] : cidr_) {
+        for (const auto& cell : cidr_) {
+            const Prefix4& p = cell.first;
             const auto within = [&p](const Prefix4& outer) {
                 return p.len >= outer.len && outer.contains(p.addr);
             };
             if (within(b.cidr) && std::none_of(b.except.begin(), b.except.end(), within)) {
-                out.push_back(id);
+                out.push_back(cell.second);
             }
         }
         return out;

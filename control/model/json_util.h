@@ -33,6 +33,12 @@ private:
     std::string prefix_;
 };
 
+/// A value as JSON text for an error message. Manifests come from YAML, whose strings need not
+/// be UTF-8: bytes that are not are shown as U+FFFD rather than thrown on (dump()'s default).
+inline std::string show(const json& v) {
+    return v.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 /// obj[a][b]... or nullptr if any step is missing or null.
 inline const json* find(const json& obj, std::initializer_list<const char*> path) {
     const json* cur = &obj;
@@ -93,7 +99,7 @@ inline int64_t get_int(const json& obj,
         return dflt;
     }
     if (!v->is_number_integer() || v->get<int64_t>() < lo || v->get<int64_t>() > hi) {
-        where.fail(field, fmt::format("{} is not an integer in {}..{}", v->dump(), lo, hi));
+        where.fail(field, fmt::format("{} is not an integer in {}..{}", show(*v), lo, hi));
     }
     return v->get<int64_t>();
 }

@@ -140,7 +140,7 @@ Node parse_node(const json& obj, const std::string& name, const Where& where) {
                 vtep->is_string() ? Mac::parse(vtep->get<std::string>()) : std::nullopt;
             if (!mac) {
                 where.fail(field + ".VtepMAC",
-                           fmt::format("{} is not a MAC address", vtep->dump()));
+                           fmt::format("{} is not a MAC address", jsonu::show(*vtep)));
             }
             n.flannel_vtep = *mac;
         }
@@ -226,7 +226,7 @@ Pod parse_pod(const json& obj, const std::string& ns, const std::string& name, c
                     num->get<int64_t>() > 65535) {
                     where.fail(field + ".containerPort",
                                fmt::format("{} is not a port number (1-65535)",
-                                           num == nullptr ? "missing" : num->dump()));
+                                           num == nullptr ? "missing" : jsonu::show(*num)));
                 }
                 jsonu::get_int(pj, {"hostPort"}, field + ".hostPort", where, 0, 65535, 0);
                 cp.port = static_cast<uint16_t>(num->get<int64_t>());

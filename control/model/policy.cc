@@ -319,7 +319,7 @@ NetworkPolicy parse_network_policy(const json& obj,
             const std::string at = fmt::format("spec.policyTypes[{}]", i);
             const std::string t = types[i].is_string() ? types[i].get<std::string>() : "";
             if (t != "Ingress" && t != "Egress") {
-                where.fail(at, fmt::format("{} is not Ingress or Egress", types[i].dump()));
+                where.fail(at, fmt::format("{} is not Ingress or Egress", jsonu::show(types[i])));
             }
             (t == "Ingress" ? np.ingress : np.egress) = true;
         }

@@ -190,7 +190,7 @@ Service parse_service(const json& obj, const std::string& ns, const std::string&
     for (size_t i = 0; i < families.size(); ++i) {
         if (!families[i].is_string() || (families[i] != "IPv4" && families[i] != "IPv6")) {
             where.fail(fmt::format("spec.ipFamilies[{}]", i),
-                       fmt::format("{} is not IPv4 or IPv6", families[i].dump()));
+                       fmt::format("{} is not IPv4 or IPv6", jsonu::show(families[i])));
         }
     }
     one_of(obj, {"spec", "ipFamilyPolicy"}, "spec.ipFamilyPolicy", where,
@@ -267,13 +267,13 @@ Service parse_service(const json& obj, const std::string& ns, const std::string&
                 : r.substr(first, r.find_last_not_of(" \t\n\r\f\v") + 1 - first);
         if (is_ipv6(r)) {
             if (!validation::is_cidr6(r)) {
-                where.fail(field, fmt::format("{} is not a CIDR", ranges[i].dump()));
+                where.fail(field, fmt::format("{} is not a CIDR", jsonu::show(ranges[i])));
             }
             continue;
         }
         const auto p = Prefix4::parse(r, /*strict=*/false);
         if (!p) {
-            where.fail(field, fmt::format("{} is not a CIDR", ranges[i].dump()));
+            where.fail(field, fmt::format("{} is not a CIDR", jsonu::show(ranges[i])));
         }
         sv.source_ranges.push_back(
             Prefix4{Ip4::from_host(p->addr.host() & p->mask_host()), p->len});
