@@ -336,19 +336,18 @@ inline void nat_own_icmp_error(Worker& w, rte_mbuf* m, PacketMeta& p) noexcept {
     icmp_error_nat(w, m, p);
 }
 
-/// The slot (backend index + 1) of backend ip:port among the block's usable backends (only
-/// this node's when `local_only`), or 0. `hint` is the slot it had when recorded.
-inline uint16_t usable_slot(const NodeContext& n,
-                            const table::ServiceBlock& b,
+/// The slot (backend index + 1) of backend ip:port in the set a new connection picks from (this
+/// node's when `local_only`, else the cluster's), or 0. `hint` is the slot it had when recorded.
+inline uint16_t usable_slot(const table::ServiceBlock& b,
                             uint8_t proto,
                             bool local_only,
                             Ip4 ip,
                             uint16_t port_be,
                             uint32_t hint) noexcept {
-    if (local_only && !n.pod_cidr.contains(ip)) {
-        return 0;
-    }
-    return b.slot_of(ip, port_be, proto, hint);
+    const uint16_t slot = b.slot_of(ip, port_be, proto, hint);
+    const uint8_t want =
+        local_only ? table::ServiceBackend::kLocal : table::ServiceBackend::kCluster;
+    return slot != 0 && (b.backends[slot - 1u].sets & want) != 0 ? slot : uint16_t{0};
 }
 
 /// sessionAffinity: ClientIP with kube-proxy's semantics. A client's first connection to a
@@ -372,8 +371,8 @@ inline uint16_t affinity_pick(Worker& w,
     if (hit.index != table::kCtNone) {
         table::CtEntry& e = ct.entry(hit.index);
         const uint32_t idle = now_s - e.last_seen.load(std::memory_order_relaxed);
-        const uint16_t slot = usable_slot(*w.node, b, s.proto, local_only, Ip4{e.reply.src},
-                                          e.reply.sport, e.backend);
+        const uint16_t slot =
+            usable_slot(b, s.proto, local_only, Ip4{e.reply.src}, e.reply.sport, e.backend);
         if (slot != 0 && idle <= e.timeout_s) {
             e.last_seen.store(now_s, std::memory_order_relaxed);
             return slot;
