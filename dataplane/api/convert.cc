@@ -432,6 +432,13 @@ std::optional<std::string> spec_from_proto(const v1::SyncTablesRequest& in, tabl
             return e;
         }
     }
+    for (int i = 0; i < in.service_cidrs_size(); ++i) {
+        Prefix4 c;
+        if (auto e = parse_cidr(fmt::format("service_cidrs[{}]", i), in.service_cidrs(i), c)) {
+            return e;
+        }
+        spec.service_cidrs.push_back(c);
+    }
     out = std::move(spec);
     return std::nullopt;
 }
@@ -449,6 +456,9 @@ void spec_to_proto(const table::TableSpec& in, v1::SyncTablesRequest* out) {
     }
     if (in.policy.present) {
         policy_to_proto(in.policy, out->mutable_policy());
+    }
+    for (const Prefix4& c : in.service_cidrs) {
+        out->add_service_cidrs(c.str());
     }
 }
 

@@ -75,6 +75,7 @@ table::TableSpec TableManager::tables_locked() const {
     s.generation = generation_;
     s.routes = routes_;
     s.pods = pods_;
+    s.service_cidrs = service_cidrs_;
     s.services.reserve(services_.size());
     for (const auto& [name, port] : services_) {
         s.services.push_back(port.block->spec);
@@ -449,6 +450,7 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
     }
 
     std::vector<std::pair<uint64_t, table::Frontend>> frontends;
+    std::vector<std::pair<uint64_t, uint8_t>> cluster_ips;
     std::vector<std::pair<uint64_t, uint32_t>> health_checks;
     std::set<uint16_t> health_ports;
     for (const table::ServiceSpec& sv : spec.services) {
@@ -468,6 +470,9 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
         for (const table::FrontendSpec& fe : sv.frontends) {
             frontends.emplace_back(table::frontend_key(fe.ip, to_be16(fe.port), sv.proto),
                                    table::Frontend{port.slot, fe.kind});
+            if (fe.kind == table::FrontendKind::kClusterIp) {
+                cluster_ips.emplace_back(fe.ip.be, uint8_t{1});
+            }
         }
         if (sv.external_local && sv.health_check_node_port != 0 &&
             health_ports.insert(sv.health_check_node_port).second) {
@@ -476,6 +481,10 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
     }
     t->health_checks = table::FlatMap<uint32_t>(health_checks);
     t->frontends = table::FlatMap<table::Frontend>(frontends);
+    std::sort(cluster_ips.begin(), cluster_ips.end());
+    cluster_ips.erase(std::unique(cluster_ips.begin(), cluster_ips.end()), cluster_ips.end());
+    t->cluster_ips = table::FlatMap<uint8_t>(cluster_ips);
+    t->service_cidrs = spec.service_cidrs;
     // A spec that carries no policy keeps the one in force.
     t->policy_owner = spec.policy.present ? make_policy(spec.policy) : policy_;
     t->policy.store(t->policy_owner.get(), std::memory_order_relaxed);
@@ -509,6 +518,7 @@ std::optional<std::string> TableManager::apply_full(const table::TableSpec& spec
     services_.swap(services);
     routes_.swap(routes);
     pods_.swap(pods);
+    service_cidrs_ = spec.service_cidrs;
     generation_ = spec.generation;
     ++paths_.full;
     return std::nullopt;

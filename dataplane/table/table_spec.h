@@ -131,6 +131,10 @@ struct TableSpec {
     std::vector<PodSpec> pods;
     std::vector<ServiceSpec> services;
     PolicySpec policy;
+    /// The service CIDRs (kube-proxy's --service-cluster-ip-range): traffic to an address in
+    /// them that no Service holds is dropped, and to a ClusterIP on a port or protocol its
+    /// Service does not have is refused, never routed out of the node. Empty: no such check.
+    std::vector<Prefix4> service_cidrs;
     friend bool operator==(const TableSpec&, const TableSpec&) = default;
 };
 

@@ -151,6 +151,10 @@ struct TableSet {
     std::array<Ip4, RTE_MAX_ETHPORTS> port_pod_ip{};
 
     FlatMap<Frontend> frontends;  // key: frontend_key(vip, port, proto)
+    /// The service CIDRs (TableSpec::service_cidrs) and the ClusterIPs in them that a Service
+    /// holds (key: address, network order): what a packet no frontend took is checked against.
+    std::vector<Prefix4> service_cidrs;
+    FlatMap<uint8_t> cluster_ips;
     /// Service ports by slot (TableManager keeps each port's slot across versions).
     std::unique_ptr<Service[]> services;
     uint32_t service_count = 0;
@@ -195,6 +199,14 @@ struct TableSet {
         return s.current().slot_of(ip, port_be, s.proto, hint) != 0;
     }
     const Route* find_route(Ip4 ip) const noexcept { return routes.lookup(ip); }
+    bool in_service_cidr(Ip4 ip) const noexcept {
+        for (const Prefix4& c : service_cidrs) {  // one or two prefixes
+            if (c.contains(ip)) {
+                return true;
+            }
+        }
+        return false;
+    }
     const PolicyTables& current_policy() const noexcept {
         return *policy.load(std::memory_order_acquire);
     }
