@@ -102,6 +102,60 @@ Allocations allocate(const Model& model, const ServiceOptions& o) {
     return a;
 }
 
+// Topology-aware routing as kube-proxy applies EndpointSlice hints (pkg/proxy/topology.go,
+// topologyModeFromHints and availableForTopology): when every ready endpoint has node hints
+// and one is for this node, cluster traffic goes to the endpoints hinted for this node; else,
+// when every ready endpoint has zone hints and one is for this node's zone, to those hinted
+// for the zone; else to all. Not-ready endpoints take no part (the terminating fallback,
+// which needs no ready endpoint anywhere, ignores topology). Local traffic policies ignore it
+// (the dataplane's node-local set never looks at the flag).
+enum class TopologyMode : uint8_t { kNone, kSameZone, kSameNode };
+
+bool hinted(const std::vector<std::string>& hints, std::string_view name) {
+    return std::find(hints.begin(), hints.end(), name) != hints.end();
+}
+
+TopologyMode topology_mode(const std::vector<const Endpoint*>& endpoints,
+                           std::string_view node,
+                           std::string_view zone) {
+    bool any_ready = false, all_node = true, for_node = false, all_zone = true, for_zone = false;
+    for (const Endpoint* e : endpoints) {
+        if (!e->ready || e->terminating) {
+            continue;
+        }
+        any_ready = true;
+        all_node = all_node && !e->hint_nodes.empty();
+        for_node = for_node || hinted(e->hint_nodes, node);
+        all_zone = all_zone && !e->hint_zones.empty();
+        for_zone = for_zone || (!zone.empty() && hinted(e->hint_zones, zone));
+    }
+    if (!any_ready) {
+        return TopologyMode::kNone;
+    }
+    if (all_node && for_node) {
+        return TopologyMode::kSameNode;
+    }
+    return all_zone && for_zone ? TopologyMode::kSameZone : TopologyMode::kNone;
+}
+
+bool topology_excluded(const Endpoint& e,
+                       TopologyMode mode,
+                       std::string_view node,
+                       std::string_view zone) {
+    if (!e.ready || e.terminating) {
+        return false;
+    }
+    switch (mode) {
+        case TopologyMode::kSameNode:
+            return !hinted(e.hint_nodes, node);
+        case TopologyMode::kSameZone:
+            return !hinted(e.hint_zones, zone);
+        case TopologyMode::kNone:
+            break;
+    }
+    return false;
+}
+
 bool selects(const Labels& selector, const Labels& labels) {
     for (const auto& [k, v] : selector) {
         const auto it = labels.find(k);
@@ -164,8 +218,13 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
                                                  std::vector<std::string>* warnings) {
     const Allocations alloc = allocate(model, options);
     std::optional<Ip4> node_ip;
+    std::string zone;  // the node's topology.kubernetes.io/zone label ("": none)
     if (const auto it = model.nodes().find(std::string(node)); it != model.nodes().end()) {
         node_ip = it->second.internal_ip;
+        if (const auto z = it->second.labels.find("topology.kubernetes.io/zone");
+            z != it->second.labels.end()) {
+            zone = z->second;
+        }
     }
     // EndpointSlices by the Service they belong to.
     std::map<std::string, std::vector<const EndpointSlice*>> slices;
@@ -221,6 +280,9 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
                 continue;
             }
             if (own_slices != slices.end()) {
+                // This port's endpoints, with the port each serves it on.
+                std::vector<std::pair<const Endpoint*, uint16_t>> eps;
+                std::vector<const Endpoint*> all;
                 for (const EndpointSlice* es : own_slices->second) {
                     if (!es->ipv4) {
                         continue;
@@ -230,18 +292,24 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
                             continue;
                         }
                         for (const Endpoint& e : es->endpoints) {
-                            for (const Ip4 ip : e.addresses) {
-                                s.backends.push_back(table::BackendSpec{
-                                    .ip = ip,
-                                    .port = *ep.port,
-                                    .pod = e.pod,
-                                    .node = e.node_name,
-                                    .ready = e.ready,
-                                    .serving = e.serving,
-                                    .terminating = e.terminating,
-                                });
-                            }
+                            eps.emplace_back(&e, *ep.port);
+                            all.push_back(&e);
                         }
+                    }
+                }
+                const TopologyMode mode = topology_mode(all, node, zone);
+                for (const auto& [e, port] : eps) {
+                    for (const Ip4 ip : e->addresses) {
+                        s.backends.push_back(table::BackendSpec{
+                            .ip = ip,
+                            .port = port,
+                            .pod = e->pod,
+                            .node = e->node_name,
+                            .ready = e->ready,
+                            .serving = e->serving,
+                            .terminating = e->terminating,
+                            .topology_excluded = topology_excluded(*e, mode, node, zone),
+                        });
                     }
                 }
             } else if (options.derive_endpoints) {

@@ -295,6 +295,11 @@ EndpointSlice parse_endpoint_slice(const json& obj,
             e.hint_zones.push_back(get_string(
                 zones[z], {"name"}, fmt::format("{}.hints.forZones[{}].name", field, z), where));
         }
+        const json& nodes = get_list(ej, {"hints", "forNodes"}, field + ".hints.forNodes", where);
+        for (size_t k = 0; k < nodes.size(); ++k) {
+            e.hint_nodes.push_back(get_string(
+                nodes[k], {"name"}, fmt::format("{}.hints.forNodes[{}].name", field, k), where));
+        }
         es.endpoints.push_back(std::move(e));
     }
     return es;

@@ -71,6 +71,7 @@ struct Endpoint {
     std::string pod;  // targetRef "namespace/name" when it is a Pod
     std::string zone;
     std::vector<std::string> hint_zones;  // hints.forZones[].name
+    std::vector<std::string> hint_nodes;  // hints.forNodes[].name
 };
 
 struct EndpointSlice {

@@ -201,6 +201,7 @@ std::optional<std::string> service_from_proto(const v1::Service& in, table::Serv
         be.ready = b.ready();
         be.serving = b.serving();
         be.terminating = b.terminating();
+        be.topology_excluded = b.topology_excluded();
         sv.backends.push_back(std::move(be));
     }
     sv.external_local = in.external_local();
@@ -241,6 +242,7 @@ void service_to_proto(const table::ServiceSpec& in, v1::Service* out) {
         pb->set_ready(b.ready);
         pb->set_serving(b.serving);
         pb->set_terminating(b.terminating);
+        pb->set_topology_excluded(b.topology_excluded);
     }
     out->set_external_local(in.external_local);
     out->set_internal_local(in.internal_local);

@@ -323,10 +323,13 @@ std::shared_ptr<const table::ServiceBlock> TableManager::make_block(
     auto b = std::make_shared<table::ServiceBlock>();
     next_block_id_ = static_cast<uint16_t>(next_block_id_ == 0xffff ? 1 : next_block_id_ + 1);
     b->id = next_block_id_;
-    // Cluster traffic: every endpoint. Local endpoints: those in this node's pod CIDR.
+    // Cluster traffic: every endpoint but those topology hints keep away from this node.
+    // Local endpoints: those in this node's pod CIDR.
     std::vector<uint16_t> all, local;
     for (size_t i = 0; i < sv.backends.size(); ++i) {
-        all.push_back(static_cast<uint16_t>(i));
+        if (!sv.backends[i].topology_excluded) {
+            all.push_back(static_cast<uint16_t>(i));
+        }
         if (node_.pod_cidr.contains(sv.backends[i].ip)) {
             local.push_back(static_cast<uint16_t>(i));
         }

@@ -41,6 +41,10 @@ struct BackendSpec {
     bool ready = true;  // EndpointSlice conditions
     bool serving = true;
     bool terminating = false;
+    /// Topology-aware routing (EndpointSlice hints, kube-proxy's pkg/proxy/topology.go): a
+    /// ready endpoint hinted for other zones or nodes, left out of the set cluster traffic uses
+    /// (never of this node's set). The control plane decides, per node.
+    bool topology_excluded = false;
     friend bool operator==(const BackendSpec&, const BackendSpec&) = default;
 };
 
