@@ -102,6 +102,15 @@ Allocations allocate(const Model& model, const ServiceOptions& o) {
     return a;
 }
 
+// Whether kube-proxy leaves a Service or EndpointSlice alone: its informers list both with the
+// label selector "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless"
+// (cmd/kube-proxy/app/server.go). The first names another proxy that serves the Service; the
+// second marks the slices (and Services) of headless Services, which have nothing to balance.
+bool left_to_another_proxy(const Labels& labels) {
+    return labels.count("service.kubernetes.io/service-proxy-name") != 0 ||
+           labels.count("service.kubernetes.io/headless") != 0;
+}
+
 // Topology-aware routing as kube-proxy applies EndpointSlice hints (pkg/proxy/topology.go,
 // topologyModeFromHints and availableForTopology): when every ready endpoint has node hints
 // and one is for this node, cluster traffic goes to the endpoints hinted for this node; else,
@@ -226,17 +235,21 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
             zone = z->second;
         }
     }
-    // EndpointSlices by the Service they belong to.
+    // EndpointSlices by the Service they belong to (an empty list: only slices kube-proxy's
+    // label selector leaves out, so the Service's endpoints are not derived from its pods).
     std::map<std::string, std::vector<const EndpointSlice*>> slices;
     for (const auto& [key, es] : model.endpoint_slices()) {
         if (!es.service.empty()) {
-            slices[es.ns + "/" + es.service].push_back(&es);
+            auto& own = slices[es.ns + "/" + es.service];
+            if (!left_to_another_proxy(es.labels)) {
+                own.push_back(&es);
+            }
         }
     }
     std::vector<table::ServiceSpec> out;
     std::set<std::tuple<uint32_t, uint16_t, uint8_t>> taken;
     for (const auto& [key, sv] : model.services()) {
-        if (sv.type == "ExternalName" || sv.headless) {
+        if (sv.type == "ExternalName" || sv.headless || left_to_another_proxy(sv.labels)) {
             continue;
         }
         const auto cip = alloc.cluster_ip.find(key);

@@ -136,6 +136,7 @@ Service parse_service(const json& obj, const std::string& ns, const std::string&
     Service sv;
     sv.ns = ns;
     sv.name = name;
+    sv.labels = jsonu::get_labels(obj, {"metadata", "labels"}, "metadata.labels", where);
     sv.type = one_of(obj, {"spec", "type"}, "spec.type", where,
                      {"ClusterIP", "NodePort", "LoadBalancer", "ExternalName"}, "ClusterIP");
     const std::string cip = get_string(obj, {"spec", "clusterIP"}, "spec.clusterIP", where);
@@ -239,8 +240,8 @@ EndpointSlice parse_endpoint_slice(const json& obj,
     EndpointSlice es;
     es.ns = ns;
     es.name = name;
-    const Labels labels = jsonu::get_labels(obj, {"metadata", "labels"}, "metadata.labels", where);
-    if (const auto it = labels.find("kubernetes.io/service-name"); it != labels.end()) {
+    es.labels = jsonu::get_labels(obj, {"metadata", "labels"}, "metadata.labels", where);
+    if (const auto it = es.labels.find("kubernetes.io/service-name"); it != es.labels.end()) {
         es.service = it->second;
     }
     const std::string family = get_string(obj, {"addressType"}, "addressType", where);

@@ -34,6 +34,7 @@ struct ServicePort {
 struct Service {
     std::string ns;
     std::string name;
+    Labels labels;                   // metadata.labels
     std::string type = "ClusterIP";  // ClusterIP | NodePort | LoadBalancer | ExternalName
     bool headless = false;           // clusterIP: None (no virtual IP, nothing to balance)
     std::optional<Ip4> cluster_ip;   // absent: allocated by the compiler (standalone mode)
@@ -78,6 +79,7 @@ struct EndpointSlice {
     std::string ns;
     std::string name;
     std::string service;  // label kubernetes.io/service-name ("" : belongs to no Service)
+    Labels labels;        // metadata.labels
     bool ipv4 = true;     // addressType IPv4 (IPv6 and FQDN slices carry no endpoints here)
     std::vector<EndpointPort> ports;
     std::vector<Endpoint> endpoints;

@@ -308,6 +308,35 @@ TEST(Services, HeadlessAndExternalNameHaveNoServicePorts) {
     EXPECT_TRUE(compile_services(m, "node-a", {}).empty());
 }
 
+// kube-proxy lists Services and EndpointSlices with the label selector
+// "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless"
+// (cmd/kube-proxy/app/server.go): a Service another proxy serves is not compiled, and labelled
+// slices are not endpoints (nor are the Service's pods taken instead).
+TEST(Services, LabelledServicesAndSlicesAreLeftToAnotherProxy) {
+    Model m = base();
+    json other =
+        service("other", {{"clusterIP", "10.96.0.20"}, {"ports", json::array({{{"port", 80}}})}});
+    other["metadata"]["labels"] = {{"service.kubernetes.io/service-proxy-name", "foo-proxy"}};
+    m.upsert(other);
+    json headless_label =
+        service("marked", {{"clusterIP", "10.96.0.21"}, {"ports", json::array({{{"port", 80}}})}});
+    headless_label["metadata"]["labels"] = {{"service.kubernetes.io/headless", ""}};
+    m.upsert(headless_label);
+    m.upsert(service("web", {{"clusterIP", "10.96.0.10"},
+                             {"selector", {{"app", "web"}}},
+                             {"ports", json::array({{{"port", 80}}})}}));
+    m.upsert(pod("web-1", "node-a", "10.244.1.9", {{"app", "web"}}));
+    json s = slice("web-1", "web", json::array({{{"port", 80}}}),
+                   json::array({{{"addresses", {"10.244.1.8"}}}}));
+    s["metadata"]["labels"]["service.kubernetes.io/headless"] = "";
+    m.upsert(s);
+    const auto out = compile_services(m, "node-a", {});
+    ASSERT_EQ(out.size(), 1u) << "only prod/web";
+    EXPECT_EQ(out[0].name, "prod/web");
+    EXPECT_TRUE(out[0].backends.empty())
+        << "its only slice is left out, and its pods are not taken instead";
+}
+
 // pkg/proxy/topology_test.go TestCategorizeEndpoints, the cases with topology hints: the
 // endpoints cluster traffic uses on node-a (zone from its topology.kubernetes.io/zone label) are
 // the ready ones the compiler does not flag topology_excluded. Local policies ignore the flag
