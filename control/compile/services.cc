@@ -215,6 +215,43 @@ std::vector<table::BackendSpec> derive_backends(const Model& model,
     return out;
 }
 
+// Endpoints derived from pods (standalone mode) get the hints the EndpointSlice controller would
+// give them for spec.trafficDistribution (pkg/controller/endpointslice, trafficdist): the zone
+// of the pod's node for PreferClose and PreferSameZone, its node and zone for PreferSameNode;
+// then the same topology rules as for hints that come in EndpointSlices. A value kdp does not
+// know gives no hints (all endpoints), as an older controller would.
+void hint_derived(const Model& model,
+                  const std::string& distribution,
+                  std::string_view node,
+                  std::string_view zone,
+                  std::vector<table::BackendSpec>& backends) {
+    const bool same_node = distribution == "PreferSameNode";
+    if (!same_node && distribution != "PreferClose" && distribution != "PreferSameZone") {
+        return;
+    }
+    std::vector<Endpoint> eps(backends.size());
+    std::vector<const Endpoint*> all;
+    for (size_t i = 0; i < backends.size(); ++i) {
+        Endpoint& e = eps[i];
+        e.ready = backends[i].ready;
+        e.terminating = backends[i].terminating;
+        if (const auto n = model.nodes().find(backends[i].node); n != model.nodes().end()) {
+            if (const auto z = n->second.labels.find("topology.kubernetes.io/zone");
+                z != n->second.labels.end() && !z->second.empty()) {
+                e.hint_zones.push_back(z->second);
+            }
+        }
+        if (same_node && !backends[i].node.empty()) {
+            e.hint_nodes.push_back(backends[i].node);
+        }
+        all.push_back(&e);
+    }
+    const TopologyMode mode = topology_mode(all, node, zone);
+    for (size_t i = 0; i < backends.size(); ++i) {
+        backends[i].topology_excluded = topology_excluded(eps[i], mode, node, zone);
+    }
+}
+
 }  // namespace
 
 std::map<std::string, Ip4> cluster_ips(const Model& model, const ServiceOptions& options) {
@@ -327,6 +364,7 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
                 }
             } else if (options.derive_endpoints) {
                 s.backends = derive_backends(model, sv, sp);
+                hint_derived(model, sv.traffic_distribution, node, zone, s.backends);
             }
             std::sort(s.backends.begin(), s.backends.end(), [](const auto& a, const auto& b) {
                 return std::tuple(a.ip.host(), a.port, a.pod) <

@@ -214,6 +214,8 @@ Service parse_service(const json& obj, const std::string& ns, const std::string&
                                where, {"Cluster", "Local"}, "Cluster") == "Local";
     sv.internal_local = one_of(obj, {"spec", "internalTrafficPolicy"}, "spec.internalTrafficPolicy",
                                where, {"Cluster", "Local"}, "Cluster") == "Local";
+    sv.traffic_distribution =
+        get_string(obj, {"spec", "trafficDistribution"}, "spec.trafficDistribution", where);
     if (one_of(obj, {"spec", "sessionAffinity"}, "spec.sessionAffinity", where,
                {"None", "ClientIP"}, "None") == "ClientIP") {
         sv.affinity_timeout_s = static_cast<uint32_t>(

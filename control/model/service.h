@@ -46,6 +46,7 @@ struct Service {
     std::vector<Prefix4> source_ranges;  // loadBalancerSourceRanges, host bits cleared
     bool external_local = false;         // externalTrafficPolicy: Local
     bool internal_local = false;         // internalTrafficPolicy: Local
+    std::string traffic_distribution;    // spec.trafficDistribution ("": none)
     uint32_t affinity_timeout_s = 0;     // sessionAffinity: ClientIP (0: None)
     uint16_t health_check_node_port = 0;
     bool allocate_node_ports = true;  // allocateLoadBalancerNodePorts (LoadBalancer only)

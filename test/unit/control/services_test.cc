@@ -449,6 +449,48 @@ TEST(Services, TopologyHintsAsKubeProxyUsesThem) {
     }
 }
 
+// Standalone mode derives endpoints from pods, so kdp gives them the hints the EndpointSlice
+// controller gives for spec.trafficDistribution, and kube-proxy's rules apply to those.
+TEST(Services, TrafficDistributionHintsDerivedEndpoints) {
+    const auto cluster_of = [](const char* distribution, bool zones) {
+        Model m;
+        json a = node("node-a", "10.244.1.0/24", "192.168.0.1");
+        json b = node("node-b", "10.244.2.0/24", "192.168.0.2");
+        json c = node("node-c", "10.244.3.0/24", "192.168.0.3");
+        if (zones) {
+            a["metadata"]["labels"] = {{"topology.kubernetes.io/zone", "zone-a"}};
+            b["metadata"]["labels"] = {{"topology.kubernetes.io/zone", "zone-b"}};
+            c["metadata"]["labels"] = {{"topology.kubernetes.io/zone", "zone-a"}};
+        }
+        m.upsert(a);
+        m.upsert(b);
+        m.upsert(c);
+        m.upsert(service("web", {{"clusterIP", "10.96.0.10"},
+                                 {"selector", {{"app", "web"}}},
+                                 {"trafficDistribution", distribution},
+                                 {"ports", json::array({{{"port", 80}}})}}));
+        m.upsert(pod("web-a", "node-a", "10.244.1.9", {{"app", "web"}}));
+        m.upsert(pod("web-b", "node-b", "10.244.2.9", {{"app", "web"}}));
+        m.upsert(pod("web-c", "node-c", "10.244.3.9", {{"app", "web"}}));
+        const auto out = compile_services(m, "node-a", {});
+        EXPECT_EQ(out.size(), 1u);
+        std::set<std::string> cluster;
+        for (const auto& be : out.at(0).backends) {
+            if (!be.topology_excluded) {
+                cluster.insert(be.ip.str());
+            }
+        }
+        return cluster;
+    };
+    using S = std::set<std::string>;
+    EXPECT_EQ(cluster_of("PreferClose", true), (S{"10.244.1.9", "10.244.3.9"})) << "its zone";
+    EXPECT_EQ(cluster_of("PreferSameZone", true), (S{"10.244.1.9", "10.244.3.9"}));
+    EXPECT_EQ(cluster_of("PreferSameNode", true), S{"10.244.1.9"}) << "its node";
+    EXPECT_EQ(cluster_of("PreferClose", false), (S{"10.244.1.9", "10.244.2.9", "10.244.3.9"}))
+        << "nodes without zones: no hints, all endpoints";
+    EXPECT_EQ(cluster_of("SomethingNew", true), (S{"10.244.1.9", "10.244.2.9", "10.244.3.9"}));
+}
+
 TEST(Services, CompiledIntoTheNodeTables) {
     Model m = base();
     m.upsert(
