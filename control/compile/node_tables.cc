@@ -41,6 +41,9 @@ table::TableSpec compile_node_tables(const Model& model,
               [](const auto& a, const auto& b) { return a.name < b.name; });
     spec.services = compile_services(model, node, services, warnings);
     spec.policy = compile_policy(model, node);
+    if (services.service_cidr_known) {
+        spec.service_cidrs = {services.service_cidr};
+    }
     return spec;
 }
 

@@ -102,6 +102,69 @@ Allocations allocate(const Model& model, const ServiceOptions& o) {
     return a;
 }
 
+// Whether kube-proxy leaves a Service or EndpointSlice alone: its informers list both with the
+// label selector "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless"
+// (cmd/kube-proxy/app/server.go). The first names another proxy that serves the Service; the
+// second marks the slices (and Services) of headless Services, which have nothing to balance.
+bool left_to_another_proxy(const Labels& labels) {
+    return labels.count("service.kubernetes.io/service-proxy-name") != 0 ||
+           labels.count("service.kubernetes.io/headless") != 0;
+}
+
+// Topology-aware routing as kube-proxy applies EndpointSlice hints (pkg/proxy/topology.go,
+// topologyModeFromHints and availableForTopology): when every ready endpoint has node hints
+// and one is for this node, cluster traffic goes to the endpoints hinted for this node; else,
+// when every ready endpoint has zone hints and one is for this node's zone, to those hinted
+// for the zone; else to all. Not-ready endpoints take no part (the terminating fallback,
+// which needs no ready endpoint anywhere, ignores topology). Local traffic policies ignore it
+// (the dataplane's node-local set never looks at the flag).
+enum class TopologyMode : uint8_t { kNone, kSameZone, kSameNode };
+
+bool hinted(const std::vector<std::string>& hints, std::string_view name) {
+    return std::find(hints.begin(), hints.end(), name) != hints.end();
+}
+
+TopologyMode topology_mode(const std::vector<const Endpoint*>& endpoints,
+                           std::string_view node,
+                           std::string_view zone) {
+    bool any_ready = false, all_node = true, for_node = false, all_zone = true, for_zone = false;
+    for (const Endpoint* e : endpoints) {
+        if (!e->ready || e->terminating) {
+            continue;
+        }
+        any_ready = true;
+        all_node = all_node && !e->hint_nodes.empty();
+        for_node = for_node || hinted(e->hint_nodes, node);
+        all_zone = all_zone && !e->hint_zones.empty();
+        for_zone = for_zone || (!zone.empty() && hinted(e->hint_zones, zone));
+    }
+    if (!any_ready) {
+        return TopologyMode::kNone;
+    }
+    if (all_node && for_node) {
+        return TopologyMode::kSameNode;
+    }
+    return all_zone && for_zone ? TopologyMode::kSameZone : TopologyMode::kNone;
+}
+
+bool topology_excluded(const Endpoint& e,
+                       TopologyMode mode,
+                       std::string_view node,
+                       std::string_view zone) {
+    if (!e.ready || e.terminating) {
+        return false;
+    }
+    switch (mode) {
+        case TopologyMode::kSameNode:
+            return !hinted(e.hint_nodes, node);
+        case TopologyMode::kSameZone:
+            return !hinted(e.hint_zones, zone);
+        case TopologyMode::kNone:
+            break;
+    }
+    return false;
+}
+
 bool selects(const Labels& selector, const Labels& labels) {
     for (const auto& [k, v] : selector) {
         const auto it = labels.find(k);
@@ -152,6 +215,43 @@ std::vector<table::BackendSpec> derive_backends(const Model& model,
     return out;
 }
 
+// Endpoints derived from pods (standalone mode) get the hints the EndpointSlice controller would
+// give them for spec.trafficDistribution (pkg/controller/endpointslice, trafficdist): the zone
+// of the pod's node for PreferClose and PreferSameZone, its node and zone for PreferSameNode;
+// then the same topology rules as for hints that come in EndpointSlices. A value kdp does not
+// know gives no hints (all endpoints), as an older controller would.
+void hint_derived(const Model& model,
+                  const std::string& distribution,
+                  std::string_view node,
+                  std::string_view zone,
+                  std::vector<table::BackendSpec>& backends) {
+    const bool same_node = distribution == "PreferSameNode";
+    if (!same_node && distribution != "PreferClose" && distribution != "PreferSameZone") {
+        return;
+    }
+    std::vector<Endpoint> eps(backends.size());
+    std::vector<const Endpoint*> all;
+    for (size_t i = 0; i < backends.size(); ++i) {
+        Endpoint& e = eps[i];
+        e.ready = backends[i].ready;
+        e.terminating = backends[i].terminating;
+        if (const auto n = model.nodes().find(backends[i].node); n != model.nodes().end()) {
+            if (const auto z = n->second.labels.find("topology.kubernetes.io/zone");
+                z != n->second.labels.end() && !z->second.empty()) {
+                e.hint_zones.push_back(z->second);
+            }
+        }
+        if (same_node && !backends[i].node.empty()) {
+            e.hint_nodes.push_back(backends[i].node);
+        }
+        all.push_back(&e);
+    }
+    const TopologyMode mode = topology_mode(all, node, zone);
+    for (size_t i = 0; i < backends.size(); ++i) {
+        backends[i].topology_excluded = topology_excluded(eps[i], mode, node, zone);
+    }
+}
+
 }  // namespace
 
 std::map<std::string, Ip4> cluster_ips(const Model& model, const ServiceOptions& options) {
@@ -164,20 +264,29 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
                                                  std::vector<std::string>* warnings) {
     const Allocations alloc = allocate(model, options);
     std::optional<Ip4> node_ip;
+    std::string zone;  // the node's topology.kubernetes.io/zone label ("": none)
     if (const auto it = model.nodes().find(std::string(node)); it != model.nodes().end()) {
         node_ip = it->second.internal_ip;
+        if (const auto z = it->second.labels.find("topology.kubernetes.io/zone");
+            z != it->second.labels.end()) {
+            zone = z->second;
+        }
     }
-    // EndpointSlices by the Service they belong to.
+    // EndpointSlices by the Service they belong to (an empty list: only slices kube-proxy's
+    // label selector leaves out, so the Service's endpoints are not derived from its pods).
     std::map<std::string, std::vector<const EndpointSlice*>> slices;
     for (const auto& [key, es] : model.endpoint_slices()) {
         if (!es.service.empty()) {
-            slices[es.ns + "/" + es.service].push_back(&es);
+            auto& own = slices[es.ns + "/" + es.service];
+            if (!left_to_another_proxy(es.labels)) {
+                own.push_back(&es);
+            }
         }
     }
     std::vector<table::ServiceSpec> out;
     std::set<std::tuple<uint32_t, uint16_t, uint8_t>> taken;
     for (const auto& [key, sv] : model.services()) {
-        if (sv.type == "ExternalName" || sv.headless) {
+        if (sv.type == "ExternalName" || sv.headless || left_to_another_proxy(sv.labels)) {
             continue;
         }
         const auto cip = alloc.cluster_ip.find(key);
@@ -221,6 +330,9 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
                 continue;
             }
             if (own_slices != slices.end()) {
+                // This port's endpoints, with the port each serves it on.
+                std::vector<std::pair<const Endpoint*, uint16_t>> eps;
+                std::vector<const Endpoint*> all;
                 for (const EndpointSlice* es : own_slices->second) {
                     if (!es->ipv4) {
                         continue;
@@ -230,22 +342,29 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
                             continue;
                         }
                         for (const Endpoint& e : es->endpoints) {
-                            for (const Ip4 ip : e.addresses) {
-                                s.backends.push_back(table::BackendSpec{
-                                    .ip = ip,
-                                    .port = *ep.port,
-                                    .pod = e.pod,
-                                    .node = e.node_name,
-                                    .ready = e.ready,
-                                    .serving = e.serving,
-                                    .terminating = e.terminating,
-                                });
-                            }
+                            eps.emplace_back(&e, *ep.port);
+                            all.push_back(&e);
                         }
+                    }
+                }
+                const TopologyMode mode = topology_mode(all, node, zone);
+                for (const auto& [e, port] : eps) {
+                    for (const Ip4 ip : e->addresses) {
+                        s.backends.push_back(table::BackendSpec{
+                            .ip = ip,
+                            .port = port,
+                            .pod = e->pod,
+                            .node = e->node_name,
+                            .ready = e->ready,
+                            .serving = e->serving,
+                            .terminating = e->terminating,
+                            .topology_excluded = topology_excluded(*e, mode, node, zone),
+                        });
                     }
                 }
             } else if (options.derive_endpoints) {
                 s.backends = derive_backends(model, sv, sp);
+                hint_derived(model, sv.traffic_distribution, node, zone, s.backends);
             }
             std::sort(s.backends.begin(), s.backends.end(), [](const auto& a, const auto& b) {
                 return std::tuple(a.ip.host(), a.port, a.pod) <

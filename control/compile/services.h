@@ -30,6 +30,10 @@ struct ServiceOptions {
     uint16_t node_port_min = 30000;                        // the API server's default range
     uint16_t node_port_max = 32767;
     bool derive_endpoints = true;  // from Pods when a Service has no EndpointSlice
+    /// Whether `service_cidr` is the cluster's (as kube-proxy's --service-cluster-ip-range):
+    /// then the dataplane drops what the CIDR holds and no Service does. Not assumed when the
+    /// cluster allocates its own ClusterIPs from a range kdp is not told.
+    bool service_cidr_known = true;
 };
 
 /// The service ports of `node`, sorted by name. Frontends that clash with one already taken

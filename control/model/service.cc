@@ -134,6 +134,7 @@ Service parse_service(const json& obj, const std::string& ns, const std::string&
     Service sv;
     sv.ns = ns;
     sv.name = name;
+    sv.labels = jsonu::get_labels(obj, {"metadata", "labels"}, "metadata.labels", where);
     sv.type = one_of(obj, {"spec", "type"}, "spec.type", where,
                      {"ClusterIP", "NodePort", "LoadBalancer", "ExternalName"}, "ClusterIP");
     const bool external_name = sv.type == "ExternalName";
@@ -328,8 +329,8 @@ EndpointSlice parse_endpoint_slice(const json& obj,
     EndpointSlice es;
     es.ns = ns;
     es.name = name;
-    const Labels labels = jsonu::get_labels(obj, {"metadata", "labels"}, "metadata.labels", where);
-    if (const auto it = labels.find("kubernetes.io/service-name"); it != labels.end()) {
+    es.labels = jsonu::get_labels(obj, {"metadata", "labels"}, "metadata.labels", where);
+    if (const auto it = es.labels.find("kubernetes.io/service-name"); it != es.labels.end()) {
         es.service = it->second;
     }
     const std::string family = get_string(obj, {"addressType"}, "addressType", where);
@@ -392,6 +393,11 @@ EndpointSlice parse_endpoint_slice(const json& obj,
         for (size_t z = 0; z < zones.size(); ++z) {
             e.hint_zones.push_back(get_string(
                 zones[z], {"name"}, fmt::format("{}.hints.forZones[{}].name", field, z), where));
+        }
+        const json& nodes = get_list(ej, {"hints", "forNodes"}, field + ".hints.forNodes", where);
+        for (size_t k = 0; k < nodes.size(); ++k) {
+            e.hint_nodes.push_back(get_string(
+                nodes[k], {"name"}, fmt::format("{}.hints.forNodes[{}].name", field, k), where));
         }
         es.endpoints.push_back(std::move(e));
     }

@@ -34,6 +34,7 @@ struct ServicePort {
 struct Service {
     std::string ns;
     std::string name;
+    Labels labels;                   // metadata.labels
     std::string type = "ClusterIP";  // ClusterIP | NodePort | LoadBalancer | ExternalName
     bool headless = false;           // clusterIP: None (no virtual IP, nothing to balance)
     std::optional<Ip4> cluster_ip;   // absent: allocated by the compiler (standalone mode)
@@ -45,8 +46,8 @@ struct Service {
     std::vector<Prefix4> source_ranges;  // loadBalancerSourceRanges, host bits cleared
     bool external_local = false;         // externalTrafficPolicy: Local
     bool internal_local = false;         // internalTrafficPolicy: Local
+    std::string traffic_distribution;    // spec.trafficDistribution ("": none)
     uint32_t affinity_timeout_s = 0;     // sessionAffinity: ClientIP (0: None)
-    std::string traffic_distribution;    // spec.trafficDistribution ("" when unset)
     uint16_t health_check_node_port = 0;
     bool allocate_node_ports = true;  // allocateLoadBalancerNodePorts (LoadBalancer only)
 
@@ -72,12 +73,14 @@ struct Endpoint {
     std::string pod;  // targetRef "namespace/name" when it is a Pod
     std::string zone;
     std::vector<std::string> hint_zones;  // hints.forZones[].name
+    std::vector<std::string> hint_nodes;  // hints.forNodes[].name
 };
 
 struct EndpointSlice {
     std::string ns;
     std::string name;
     std::string service;  // label kubernetes.io/service-name ("" : belongs to no Service)
+    Labels labels;        // metadata.labels
     bool ipv4 = true;     // addressType IPv4 (IPv6 and FQDN slices carry no endpoints here)
     std::vector<EndpointPort> ports;
     std::vector<Endpoint> endpoints;

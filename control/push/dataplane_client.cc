@@ -284,6 +284,9 @@ Pusher::Result Pusher::push(const table::TableSpec& desired) {
     if (info.started_unix_ns() != last_->started_unix_ns) {
         return sync(desired, info, "dataplane restarted");
     }
+    if (desired.service_cidrs != last_->spec.service_cidrs) {
+        return sync(desired, info, "service CIDRs changed");  // UpdateTables keeps them
+    }
     if (info.generation() != last_->generation) {
         return sync(desired, info,
                     fmt::format("dataplane at generation {}, expected {}", info.generation(),

@@ -143,8 +143,9 @@ public:
             // The cluster's EndpointSlice controller publishes every Service's endpoints:
             // none are derived from Pods here, so a Service without slices has no endpoints.
             std::vector<std::string> warnings;
-            auto spec = compile_node_tables(model_, node_,
-                                            ServiceOptions{.derive_endpoints = false}, &warnings);
+            auto spec = compile_node_tables(
+                model_, node_,
+                ServiceOptions{.derive_endpoints = false, .service_cidr_known = false}, &warnings);
             for (const auto& w : warnings) {
                 fmt::print(stderr, "kdp-control: {}\n", w);
             }

@@ -201,6 +201,7 @@ std::optional<std::string> service_from_proto(const v1::Service& in, table::Serv
         be.ready = b.ready();
         be.serving = b.serving();
         be.terminating = b.terminating();
+        be.topology_excluded = b.topology_excluded();
         sv.backends.push_back(std::move(be));
     }
     sv.external_local = in.external_local();
@@ -241,6 +242,7 @@ void service_to_proto(const table::ServiceSpec& in, v1::Service* out) {
         pb->set_ready(b.ready);
         pb->set_serving(b.serving);
         pb->set_terminating(b.terminating);
+        pb->set_topology_excluded(b.topology_excluded);
     }
     out->set_external_local(in.external_local);
     out->set_internal_local(in.internal_local);
@@ -432,6 +434,13 @@ std::optional<std::string> spec_from_proto(const v1::SyncTablesRequest& in, tabl
             return e;
         }
     }
+    for (int i = 0; i < in.service_cidrs_size(); ++i) {
+        Prefix4 c;
+        if (auto e = parse_cidr(fmt::format("service_cidrs[{}]", i), in.service_cidrs(i), c)) {
+            return e;
+        }
+        spec.service_cidrs.push_back(c);
+    }
     out = std::move(spec);
     return std::nullopt;
 }
@@ -449,6 +458,9 @@ void spec_to_proto(const table::TableSpec& in, v1::SyncTablesRequest* out) {
     }
     if (in.policy.present) {
         policy_to_proto(in.policy, out->mutable_policy());
+    }
+    for (const Prefix4& c : in.service_cidrs) {
+        out->add_service_cidrs(c.str());
     }
 }
 

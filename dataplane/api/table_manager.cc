@@ -75,6 +75,7 @@ table::TableSpec TableManager::tables_locked() const {
     s.generation = generation_;
     s.routes = routes_;
     s.pods = pods_;
+    s.service_cidrs = service_cidrs_;
     s.services.reserve(services_.size());
     for (const auto& [name, port] : services_) {
         s.services.push_back(port.block->spec);
@@ -262,37 +263,57 @@ std::optional<std::string> TableManager::validate_locked(const table::TableSpec&
 
 namespace {
 
-// The backends a Service sends new connections to: the ready ones; only when none is ready,
-// the serving-and-terminating ones (as kube-proxy does). Sorted by address and port, so that
-// the same endpoints give the same Maglev table on every node whatever order they came in.
-std::vector<uint16_t> usable_backends(const table::ServiceSpec& sv) {
+// The endpoints among `candidates` (indices into sv.backends) that new connections may go to,
+// as kube-proxy's CategorizeEndpoints (pkg/proxy/topology.go) picks them for each traffic
+// policy: the ready ones; only when none is ready, the serving-and-terminating ones. The
+// cluster-wide set and the node-local set are chosen each on its own, so that a node whose only
+// local endpoint is terminating still serves externalTrafficPolicy: Local traffic with it while
+// ready endpoints elsewhere take the cluster's.
+std::vector<uint16_t> usable_among(const table::ServiceSpec& sv,
+                                   const std::vector<uint16_t>& candidates) {
     std::vector<uint16_t> out;
-    for (size_t i = 0; i < sv.backends.size(); ++i) {
-        const table::BackendSpec& b = sv.backends[i];
-        if (b.ready && !b.terminating) {
-            out.push_back(static_cast<uint16_t>(i));
+    for (const uint16_t i : candidates) {
+        if (sv.backends[i].ready && !sv.backends[i].terminating) {
+            out.push_back(i);
         }
     }
     if (out.empty()) {
-        for (size_t i = 0; i < sv.backends.size(); ++i) {
-            const table::BackendSpec& b = sv.backends[i];
-            if (b.serving && b.terminating) {
-                out.push_back(static_cast<uint16_t>(i));
+        for (const uint16_t i : candidates) {
+            if (sv.backends[i].serving && sv.backends[i].terminating) {
+                out.push_back(i);
             }
         }
     }
-    std::sort(out.begin(), out.end(), [&](uint16_t a, uint16_t b) {
-        const auto& x = sv.backends[a];
-        const auto& y = sv.backends[b];
-        return std::pair(x.ip.host(), x.port) < std::pair(y.ip.host(), y.port);
-    });
-    out.erase(std::unique(out.begin(), out.end(),
-                          [&](uint16_t a, uint16_t b) {
-                              return sv.backends[a].ip == sv.backends[b].ip &&
-                                     sv.backends[a].port == sv.backends[b].port;
-                          }),
-              out.end());
     return out;
+}
+
+// Sorted by address and port, duplicates (the same address and port twice) removed, so that
+// the same endpoints give the same Maglev table on every node whatever order they came in.
+void sort_unique(const table::ServiceSpec& sv, std::vector<uint16_t>& v) {
+    const auto key = [&](uint16_t i) {
+        return std::pair(sv.backends[i].ip.host(), sv.backends[i].port);
+    };
+    std::sort(v.begin(), v.end(), [&](uint16_t a, uint16_t b) { return key(a) < key(b); });
+    v.erase(
+        std::unique(v.begin(), v.end(), [&](uint16_t a, uint16_t b) { return key(a) == key(b); }),
+        v.end());
+}
+
+// A Maglev table over `members` (indices into b.backends), its entries backends index + 1.
+std::vector<uint16_t> maglev_over(const std::vector<uint64_t>& keys,
+                                  const std::vector<uint16_t>& members) {
+    if (members.empty()) {
+        return {};
+    }
+    std::vector<uint64_t> set_keys;
+    for (const uint16_t k : members) {
+        set_keys.push_back(keys[k]);
+    }
+    std::vector<uint16_t> m = table::maglev_build(set_keys, {}, table::maglev_size(members.size()));
+    for (uint16_t& e : m) {
+        e = static_cast<uint16_t>(members[e - 1u] + 1u);
+    }
+    return m;
 }
 
 }  // namespace
@@ -302,37 +323,55 @@ std::shared_ptr<const table::ServiceBlock> TableManager::make_block(
     auto b = std::make_shared<table::ServiceBlock>();
     next_block_id_ = static_cast<uint16_t>(next_block_id_ == 0xffff ? 1 : next_block_id_ + 1);
     b->id = next_block_id_;
-    const std::vector<uint16_t> use = usable_backends(sv);
+    // Cluster traffic: every endpoint but those topology hints keep away from this node.
+    // Local endpoints: those in this node's pod CIDR.
+    std::vector<uint16_t> all, local;
+    for (size_t i = 0; i < sv.backends.size(); ++i) {
+        if (!sv.backends[i].topology_excluded) {
+            all.push_back(static_cast<uint16_t>(i));
+        }
+        if (node_.pod_cidr.contains(sv.backends[i].ip)) {
+            local.push_back(static_cast<uint16_t>(i));
+        }
+    }
+    std::vector<uint16_t> cluster_set = usable_among(sv, all);
+    std::vector<uint16_t> local_set = usable_among(sv, local);
+    sort_unique(sv, cluster_set);
+    sort_unique(sv, local_set);
+    std::vector<uint16_t> use = cluster_set;
+    use.insert(use.end(), local_set.begin(), local_set.end());
+    sort_unique(sv, use);
+    // Both sets index one `backends` array, so that one pick path serves both tables.
     std::vector<uint64_t> keys;
     std::vector<std::pair<uint64_t, uint16_t>> slots;
+    std::vector<uint16_t> cluster_members, local_members;
+    const auto key = [&](uint16_t i) {
+        return std::pair(sv.backends[i].ip.host(), sv.backends[i].port);
+    };
+    const auto in = [&](const std::vector<uint16_t>& set, uint16_t u) {  // set: sort_unique'd
+        return std::binary_search(set.begin(), set.end(), u,
+                                  [&](uint16_t x, uint16_t y) { return key(x) < key(y); });
+    };
     for (const uint16_t u : use) {
         const table::BackendSpec& be = sv.backends[u];
-        b->backends.push_back(table::ServiceBackend{be.ip, to_be16(be.port), u});
+        const auto k = static_cast<uint16_t>(b->backends.size());
+        uint8_t sets = 0;
+        if (in(cluster_set, u)) {
+            sets |= table::ServiceBackend::kCluster;
+            cluster_members.push_back(k);
+        }
+        if (in(local_set, u)) {
+            sets |= table::ServiceBackend::kLocal;
+            local_members.push_back(k);
+            b->local_backends += (be.ready && !be.terminating) ? 1u : 0u;
+        }
+        b->backends.push_back(table::ServiceBackend{be.ip, to_be16(be.port), u, sets});
         keys.push_back(table::frontend_key(be.ip, to_be16(be.port), sv.proto));
         slots.emplace_back(keys.back(), static_cast<uint16_t>(keys.size()));
     }
-    if (!use.empty()) {
-        b->maglev = table::maglev_build(keys, {}, table::maglev_size(use.size()));
-    }
     b->backend_slots = table::FlatMap<uint16_t>(slots);
-    // Local endpoints: those in this node's pod CIDR. Their Maglev table entries still index
-    // `backends`, so one pick path serves both tables.
-    std::vector<uint64_t> local_keys;
-    std::vector<uint16_t> local_index;
-    for (size_t k = 0; k < b->backends.size(); ++k) {
-        if (node_.pod_cidr.contains(b->backends[k].ip)) {
-            local_keys.push_back(keys[k]);
-            local_index.push_back(static_cast<uint16_t>(k + 1));
-        }
-    }
-    b->local_backends = static_cast<uint32_t>(local_keys.size());
-    if (!local_keys.empty()) {
-        b->local_maglev =
-            table::maglev_build(local_keys, {}, table::maglev_size(local_keys.size()));
-        for (uint16_t& e : b->local_maglev) {
-            e = local_index[e - 1u];
-        }
-    }
+    b->maglev = maglev_over(keys, cluster_members);
+    b->local_maglev = maglev_over(keys, local_members);
     b->source_ranges = sv.source_ranges;
     b->spec = sv;
     return b;
@@ -414,6 +453,7 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
     }
 
     std::vector<std::pair<uint64_t, table::Frontend>> frontends;
+    std::vector<std::pair<uint64_t, uint8_t>> cluster_ips;
     std::vector<std::pair<uint64_t, uint32_t>> health_checks;
     std::set<uint16_t> health_ports;
     for (const table::ServiceSpec& sv : spec.services) {
@@ -433,6 +473,9 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
         for (const table::FrontendSpec& fe : sv.frontends) {
             frontends.emplace_back(table::frontend_key(fe.ip, to_be16(fe.port), sv.proto),
                                    table::Frontend{port.slot, fe.kind});
+            if (fe.kind == table::FrontendKind::kClusterIp) {
+                cluster_ips.emplace_back(fe.ip.be, uint8_t{1});
+            }
         }
         if (sv.external_local && sv.health_check_node_port != 0 &&
             health_ports.insert(sv.health_check_node_port).second) {
@@ -441,6 +484,10 @@ std::unique_ptr<table::TableSet> TableManager::build(const table::TableSpec& spe
     }
     t->health_checks = table::FlatMap<uint32_t>(health_checks);
     t->frontends = table::FlatMap<table::Frontend>(frontends);
+    std::sort(cluster_ips.begin(), cluster_ips.end());
+    cluster_ips.erase(std::unique(cluster_ips.begin(), cluster_ips.end()), cluster_ips.end());
+    t->cluster_ips = table::FlatMap<uint8_t>(cluster_ips);
+    t->service_cidrs = spec.service_cidrs;
     // A spec that carries no policy keeps the one in force.
     t->policy_owner = spec.policy.present ? make_policy(spec.policy) : policy_;
     t->policy.store(t->policy_owner.get(), std::memory_order_relaxed);
@@ -474,6 +521,7 @@ std::optional<std::string> TableManager::apply_full(const table::TableSpec& spec
     services_.swap(services);
     routes_.swap(routes);
     pods_.swap(pods);
+    service_cidrs_ = spec.service_cidrs;
     generation_ = spec.generation;
     ++paths_.full;
     return std::nullopt;

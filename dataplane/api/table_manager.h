@@ -171,6 +171,7 @@ private:
     uint64_t generation_ = 0;
     std::vector<table::RouteSpec> routes_;
     std::vector<table::PodSpec> pods_;
+    std::vector<Prefix4> service_cidrs_;
     ServiceMap services_;
     std::shared_ptr<const table::ServiceBlock> empty_block_;  // what free slots point at
     mutable uint16_t next_block_id_ = 0;  // ServiceBlock::id of the last block made (under mu_)

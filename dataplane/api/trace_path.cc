@@ -117,6 +117,8 @@ bool run_frame(dataplane::Worker& w,
                uint64_t now,
                FrameRun& out) {
     out = FrameRun{};
+    // A trace sends nothing: the budget of RST / ICMP replies (ReplyBudget) never limits one.
+    w.replies = dataplane::ReplyBudget{};
     rte_mbuf* m = rte_pktmbuf_alloc(w.pool);
     if (m == nullptr) {
         return false;
@@ -262,8 +264,7 @@ std::string maglev_slot(const table::TableSet& t,
                            0,         0};
     const bool from_outside = on_uplink && !in.vxlan;
     const dataplane::stage::MaglevChoice mc = dataplane::stage::maglev_choice(
-        s, b, from_outside && fe.kind != table::FrontendKind::kClusterIp, on_uplink && in.vxlan,
-        in.src, key.hash());
+        s, b, fe.kind, from_outside, on_uplink && in.vxlan, in.src, key.hash());
     const std::vector<uint16_t>& m = *mc.table;
     const uint64_t slot = m.empty() ? 0 : mc.hash % m.size();
     if (m.empty() || b.backends[m[slot] - 1u].ip != backend ||

@@ -87,6 +87,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
     const NodeContext& n = *w.node;
     const PortKind kind = n.ports->port[port].kind;
     const auto now_s = static_cast<uint32_t>(now / n.tsc_hz);
+    w.now_tsc = now;
     PortCounters& rxc = w.port_counters(port);
     uint64_t rx_bytes = 0;
 

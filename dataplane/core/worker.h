@@ -8,6 +8,7 @@
 // before sleeping when idle, so a table update never waits for a sleeping worker.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <vector>
@@ -48,6 +49,34 @@ struct HeldPacket {
     uint16_t in_port;
 };
 
+/// A token bucket for the replies a worker sends instead of a packet it refuses (TCP RST, ICMP
+/// port unreachable): a flood to a Service without endpoints must not become a flood of
+/// answers, to a spoofed source least of all. Linux bounds a host's ICMP errors alike
+/// (net.ipv4.icmp_msgs_per_sec 1000, icmp_msgs_burst 50). One per worker: no lock.
+struct ReplyBudget {
+    static constexpr uint32_t kPerSecond = 1000;
+    static constexpr uint32_t kBurst = 50;
+    uint64_t last_tsc = 0;  // when `tokens` was last credited
+    uint32_t tokens = kBurst;
+
+    /// Takes a token if there is one, crediting those earned since the last credit.
+    bool take(uint64_t now, uint64_t hz) noexcept {
+        const uint64_t elapsed = now - last_tsc;
+        if (elapsed >= hz) {  // a second or more (also the first call): a full bucket
+            tokens = kBurst;
+            last_tsc = now;
+        } else if (const uint64_t earned = elapsed * kPerSecond / hz; earned != 0) {
+            tokens = static_cast<uint32_t>(std::min<uint64_t>(kBurst, tokens + earned));
+            last_tsc += earned * hz / kPerSecond;
+        }
+        if (tokens == 0) {
+            return false;
+        }
+        --tokens;
+        return true;
+    }
+};
+
 struct Worker {
     // Set up by the main thread before launch.
     uint32_t index = 0;
@@ -75,6 +104,9 @@ struct Worker {
     /// When the current phase began (lap). The loop sets it at the start of an iteration; a
     /// caller of process_burst that wants its phases measured sets it just before.
     uint64_t lap_tsc = 0;
+    /// The `now` of the burst being processed (process_burst sets it): for stages that pace.
+    uint64_t now_tsc = 0;
+    ReplyBudget replies;  // RST / ICMP unreachable sent for refused packets
 
     PortCounters& port_counters(uint16_t port) noexcept { return counters.port[port]; }
 

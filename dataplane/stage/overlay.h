@@ -218,6 +218,10 @@ inline void pod_ipv4(Worker& w,
     if (to_pod_admitted(w, t, m, p, now, now_s)) {
         return;
     }
+    if (t.in_service_cidr(p.tuple.dst)) [[unlikely]] {
+        service_cidr_miss(w, t, m, p);
+        return;
+    }
     const Ip4 dst = p.tuple.dst;
     if (dst == n.gateway_ip) {
         // The node itself: its kernel when it has a host interface (always allowed, and
@@ -286,6 +290,10 @@ inline void uplink_service(Worker& w,
             health_check(*w.node, m, p, b.spec.name, b.local_backends);
             return;
         }
+    }
+    if (t.in_service_cidr(dst)) [[unlikely]] {
+        service_cidr_miss(w, t, m, p);  // a ClusterIP route toward this node (e.g. BGP)
+        return;
     }
     if (dst == w.node->node_ip) {
         if (w.node->host_node_address) {
@@ -406,6 +414,10 @@ inline void host_ipv4(Worker& w,
         return;
     }
     if (to_pod_admitted(w, t, m, p, now, now_s)) {
+        return;
+    }
+    if (t.in_service_cidr(p.tuple.dst)) [[unlikely]] {
+        service_cidr_miss(w, t, m, p);
         return;
     }
     // The kernel routes only the pod network here.

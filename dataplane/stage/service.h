@@ -113,20 +113,54 @@ inline void tcp_reset(const NodeContext& n, rte_mbuf* m, PacketMeta& p) noexcept
     tcp_reset(m, p, n.gateway_mac);
 }
 
-/// Refuses a packet to a Service that has no usable endpoint: RST for TCP, ICMP port
-/// unreachable from the Service address for UDP and SCTP. Never a silent blackhole.
-inline void reject(Worker& w, rte_mbuf* m, PacketMeta& p) noexcept {
-    bump(w.port_counters(p.in_port).drops[static_cast<size_t>(DropReason::kNoEndpoints)]);
+/// Refuses a packet to a Service that has no usable endpoint (or to a ClusterIP on a port the
+/// Service does not have), as kube-proxy's reject rules do: RST for TCP, ICMP port unreachable
+/// from the address it was sent to for UDP and SCTP. Never a silent blackhole, from pods, the
+/// node or outside the cluster alike (an outside client's answer leaves by the uplink from the
+/// node's MAC). The replies are paced by the worker's budget (ReplyBudget); past it the packet is
+/// dropped as kRejectRateLimited. `why` is the reason the refusal is counted under.
+inline void reject(Worker& w,
+                   rte_mbuf* m,
+                   PacketMeta& p,
+                   DropReason why = DropReason::kNoEndpoints) noexcept {
+    const NodeContext& n = *w.node;
+    if (p.tuple.proto == pkt::kProtoTcp && (p.tcp_flags & 0x04)) {  // never answer a RST
+        p.drop(why);
+        return;
+    }
+    if (!w.replies.take(w.now_tsc, n.tsc_hz)) [[unlikely]] {
+        p.drop(DropReason::kRejectRateLimited);
+        return;
+    }
+    bump(w.port_counters(p.in_port).drops[static_cast<size_t>(why)]);
+    const bool uplink = n.ports->port[p.in_port].kind == PortKind::kUplink;
     if (p.tuple.proto == pkt::kProtoTcp) {
-        if (p.tcp_flags & 0x04) {  // never answer a RST
-            p.drop(DropReason::kNoEndpoints);
-            return;
-        }
-        tcp_reset(*w.node, m, p);
+        tcp_reset(m, p, uplink ? n.node_mac : n.gateway_mac);
     } else {
-        icmp_error(*w.node, m, p, kIcmpUnreachable, kIcmpCodePortUnreachable, 0, p.tuple.dst);
+        icmp_error(n, m, p, kIcmpUnreachable, kIcmpCodePortUnreachable, 0, p.tuple.dst);
+        if (uplink && p.action == Action::kTx) {
+            std::memcpy(rte_pktmbuf_mtod(m, uint8_t*) + 6, n.node_mac.b.data(), 6);
+        }
     }
     // The reply is transmitted; the original was counted above as rejected.
+}
+
+/// A packet to the service CIDR that no Service frontend took, as the nftables kube-proxy's
+/// cluster-ips-check chain treats it: to a ClusterIP (on a port or protocol its Service does
+/// not have) it is refused; to an address no Service holds it is dropped. Either way it never
+/// leaves the node, where the underlay would route it anywhere.
+inline void service_cidr_miss(Worker& w,
+                              const table::TableSet& t,
+                              rte_mbuf* m,
+                              PacketMeta& p) noexcept {
+    if (t.cluster_ips.find(p.tuple.dst.be) == nullptr) {
+        p.drop(DropReason::kServiceCidrUnallocated);
+    } else if ((p.flags & pkt_flag::kL4) == 0 ||
+               (p.tuple.proto == pkt::kProtoIcmp && p.icmp_type != kIcmpEchoRequest)) {
+        p.drop(DropReason::kNoServicePort);  // a later fragment, an ICMP error: no answer
+    } else {
+        reject(w, m, p, DropReason::kNoServicePort);
+    }
 }
 
 /// Sends a reply to an external client straight back to the MAC its connection came from.
@@ -336,19 +370,18 @@ inline void nat_own_icmp_error(Worker& w, rte_mbuf* m, PacketMeta& p) noexcept {
     icmp_error_nat(w, m, p);
 }
 
-/// The slot (backend index + 1) of backend ip:port among the block's usable backends (only
-/// this node's when `local_only`), or 0. `hint` is the slot it had when recorded.
-inline uint16_t usable_slot(const NodeContext& n,
-                            const table::ServiceBlock& b,
+/// The slot (backend index + 1) of backend ip:port in the set a new connection picks from (this
+/// node's when `local_only`, else the cluster's), or 0. `hint` is the slot it had when recorded.
+inline uint16_t usable_slot(const table::ServiceBlock& b,
                             uint8_t proto,
                             bool local_only,
                             Ip4 ip,
                             uint16_t port_be,
                             uint32_t hint) noexcept {
-    if (local_only && !n.pod_cidr.contains(ip)) {
-        return 0;
-    }
-    return b.slot_of(ip, port_be, proto, hint);
+    const uint16_t slot = b.slot_of(ip, port_be, proto, hint);
+    const uint8_t want =
+        local_only ? table::ServiceBackend::kLocal : table::ServiceBackend::kCluster;
+    return slot != 0 && (b.backends[slot - 1u].sets & want) != 0 ? slot : uint16_t{0};
 }
 
 /// sessionAffinity: ClientIP with kube-proxy's semantics. A client's first connection to a
@@ -372,8 +405,8 @@ inline uint16_t affinity_pick(Worker& w,
     if (hit.index != table::kCtNone) {
         table::CtEntry& e = ct.entry(hit.index);
         const uint32_t idle = now_s - e.last_seen.load(std::memory_order_relaxed);
-        const uint16_t slot = usable_slot(*w.node, b, s.proto, local_only, Ip4{e.reply.src},
-                                          e.reply.sport, e.backend);
+        const uint16_t slot =
+            usable_slot(b, s.proto, local_only, Ip4{e.reply.src}, e.reply.sport, e.backend);
         if (slot != 0 && idle <= e.timeout_s) {
             e.last_seen.store(now_s, std::memory_order_relaxed);
             return slot;
@@ -396,12 +429,17 @@ inline uint16_t affinity_pick(Worker& w,
     return fresh;
 }
 
-/// How a new connection to Service `s` is balanced: over this node's endpoints only when it
-/// came over the overlay (its node did not balance it) or a Local traffic policy says so
-/// (externalTrafficPolicy for `external` clients, internalTrafficPolicy for pods), all of them
-/// otherwise; Maglev over the flow hash, the same on every node, or with ClientIP affinity over
-/// the client address alone (every node agrees on a client's first pick), then as recorded.
-/// The service stage's choice; a trace asks it the same question.
+/// How a new connection to Service `s` is balanced, by the traffic policy kube-proxy applies to
+/// it (pkg/proxy/nftables/proxier.go: the service, external and local-policy chains):
+///  - it came over the overlay (its node did not balance it): this node's endpoints;
+///  - to an external frontend (NodePort, externalIP, LoadBalancer IP) from outside the cluster:
+///    externalTrafficPolicy;
+///  - to an external frontend from a pod or from the node itself: all endpoints, whatever the
+///    policies (kube-proxy's "short-circuit" of pod and local traffic);
+///  - to a ClusterIP, from anywhere: internalTrafficPolicy.
+/// Maglev over the flow hash, the same on every node, or with ClientIP affinity over the client
+/// address alone (every node agrees on a client's first pick), then as recorded. The service
+/// stage's choice; a trace asks it the same question.
 struct MaglevChoice {
     const std::vector<uint16_t>* table;
     bool local_only;
@@ -410,12 +448,19 @@ struct MaglevChoice {
 };
 inline MaglevChoice maglev_choice(const table::Service& s,
                                   const table::ServiceBlock& b,
-                                  bool external,
+                                  table::FrontendKind kind,
+                                  bool from_outside,
                                   bool overlay,
                                   Ip4 client,
                                   uint64_t flow_hash) noexcept {
-    const bool local_only = overlay || (external ? (s.flags & table::Service::kExternalLocal) != 0
-                                                 : (s.flags & table::Service::kInternalLocal) != 0);
+    bool local_only;
+    if (overlay) {
+        local_only = true;
+    } else if (kind != table::FrontendKind::kClusterIp) {
+        local_only = from_outside && (s.flags & table::Service::kExternalLocal) != 0;
+    } else {
+        local_only = (s.flags & table::Service::kInternalLocal) != 0;
+    }
     const bool affinity = (s.flags & table::Service::kAffinity) != 0;
     return MaglevChoice{local_only ? &b.local_maglev : &b.maglev, local_only, affinity,
                         affinity ? table::mix64(client.be) : flow_hash};
@@ -520,10 +565,9 @@ inline void conntrack_nat(Worker& w,
         return;
     }
     p.flags &= static_cast<uint8_t>(~pkt_flag::kNewFlow);
-    const bool external = from_uplink && fe->kind != table::FrontendKind::kClusterIp;
-    if (from_uplink && !external) {
-        return;  // ClusterIPs are not reachable from outside the cluster
-    }
+    // A client outside the cluster: its replies go back to the MAC it came from. It may reach
+    // a ClusterIP too (routed to the node, e.g. advertised by BGP): served like a NodePort.
+    const bool external = from_uplink;
     const table::Service& s = t.services[fe->service];
     // The id first, then the block (stored in the other order): a connection never records the
     // id of a block newer than the one that balanced it.
@@ -540,17 +584,19 @@ inline void conntrack_nat(Worker& w,
         }
     }
     const bool overlay = !from_uplink && n.ports->port[p.in_port].kind == PortKind::kUplink;
-    const MaglevChoice mc = maglev_choice(s, b, external, overlay, p.tuple.src, h);
+    const MaglevChoice mc = maglev_choice(s, b, fe->kind, from_uplink, overlay, p.tuple.src, h);
     const bool local_only = mc.local_only;
     const uint16_t* table = mc.table->data();
     const auto size = static_cast<uint32_t>(mc.table->size());
     if (size == 0) [[unlikely]] {
         if (local_only && !b.maglev.empty()) {
+            // As kube-proxy: Local policy and endpoints only elsewhere is dropped, not refused,
+            // so that a load balancer's retry reaches a node that has one.
             p.drop(DropReason::kNoLocalEndpoint);
-        } else if (from_uplink || overlay) {
-            p.drop(DropReason::kNoEndpoints);
+        } else if (overlay) {
+            p.drop(DropReason::kNoEndpoints);  // the client's node refuses it already
         } else {
-            reject(w, m, p);
+            reject(w, m, p);  // no endpoint anywhere: refused, whoever the client
         }
         return;
     }
@@ -560,8 +606,10 @@ inline void conntrack_nat(Worker& w,
     }
     const table::ServiceBackend& be = b.backends[slot - 1u];
     // SNAT to this node's gateway address when the reply would not come back through this
-    // node otherwise: an external client's connection to a backend on another node (policy
-    // Cluster), and a pod reaching itself through its Service (hairpin), as kube-proxy does.
+    // node otherwise: an external client's connection to a backend on another node (to a
+    // ClusterIP too, which kube-proxy masquerades whatever the backend), and a pod reaching
+    // itself through its Service (hairpin), as kube-proxy does. A local backend sees the
+    // client, and NetworkPolicy judges the client, not this node.
     const bool hairpin = be.ip == p.tuple.src;
     const bool snat = hairpin || (external && !n.pod_cidr.contains(be.ip));
     // Policy judges the connection the backend will see: after DNAT, and after SNAT.

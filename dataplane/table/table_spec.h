@@ -41,6 +41,10 @@ struct BackendSpec {
     bool ready = true;  // EndpointSlice conditions
     bool serving = true;
     bool terminating = false;
+    /// Topology-aware routing (EndpointSlice hints, kube-proxy's pkg/proxy/topology.go): a
+    /// ready endpoint hinted for other zones or nodes, left out of the set cluster traffic uses
+    /// (never of this node's set). The control plane decides, per node.
+    bool topology_excluded = false;
     friend bool operator==(const BackendSpec&, const BackendSpec&) = default;
 };
 
@@ -131,6 +135,10 @@ struct TableSpec {
     std::vector<PodSpec> pods;
     std::vector<ServiceSpec> services;
     PolicySpec policy;
+    /// The service CIDRs (kube-proxy's --service-cluster-ip-range): traffic to an address in
+    /// them that no Service holds is dropped, and to a ClusterIP on a port or protocol its
+    /// Service does not have is refused, never routed out of the node. Empty: no such check.
+    std::vector<Prefix4> service_cidrs;
     friend bool operator==(const TableSpec&, const TableSpec&) = default;
 };
 

@@ -52,9 +52,12 @@ inline uint64_t frontend_key(Ip4 ip, uint16_t port_be, uint8_t proto) noexcept {
 }
 
 struct ServiceBackend {
+    static constexpr uint8_t kCluster = 1;  // in the set `maglev` picks from
+    static constexpr uint8_t kLocal = 2;    // in the set `local_maglev` picks from
     Ip4 ip;
     uint16_t port_be = 0;
     uint16_t spec_index = 0;  // index into the ServiceSpec's backends
+    uint8_t sets = 0;         // kCluster | kLocal: the sets it belongs to (at least one)
 };
 
 /// The part of one Service port that a delta may replace: its usable backends, their Maglev
@@ -63,14 +66,19 @@ struct ServiceBackend {
 /// endpoint change builds one block, not all of them.
 struct alignas(64) ServiceBlock {
     // What a worker reads for a new flow comes first.
+    // Two sets, each chosen as kube-proxy's CategorizeEndpoints does (ready endpoints, else
+    // serving-and-terminating ones): the cluster-wide set and this node's. `backends` is their
+    // union, so a node-local terminating endpoint can be in it while the cluster set is not.
     std::vector<uint16_t> maglev;  // entries are backends index + 1; empty: no endpoint
     std::vector<ServiceBackend> backends;
-    std::vector<uint16_t> local_maglev;  // the same over endpoints on this node only
+    std::vector<uint16_t> local_maglev;  // the same over this node's set
     std::vector<Prefix4> source_ranges;  // loadBalancerSourceRanges (empty: any client)
-    /// frontend_key(ip, port, proto) of each usable backend -> its index + 1: whether a tracked
-    /// connection's backend is still usable (stale detection), one probe.
+    /// frontend_key(ip, port, proto) of each backend of either set -> its index + 1: whether a
+    /// tracked connection's backend is still usable (stale detection), one probe.
     FlatMap<uint16_t> backend_slots;
-    uint32_t local_backends = 0;  // backends on this node (the health check answers with it)
+    /// Ready endpoints on this node: what the health check answers with (kube-proxy counts
+    /// local ready endpoints only, so a node whose endpoints all terminate is drained).
+    uint32_t local_backends = 0;
     /// Names this block among the blocks a TableManager built (never 0; wraps after 65,535):
     /// a connection records the id of the block its backend was picked from, and while that
     /// block is in force the backend needs no look-up (Service::block_id).
@@ -143,6 +151,10 @@ struct TableSet {
     std::array<Ip4, RTE_MAX_ETHPORTS> port_pod_ip{};
 
     FlatMap<Frontend> frontends;  // key: frontend_key(vip, port, proto)
+    /// The service CIDRs (TableSpec::service_cidrs) and the ClusterIPs in them that a Service
+    /// holds (key: address, network order): what a packet no frontend took is checked against.
+    std::vector<Prefix4> service_cidrs;
+    FlatMap<uint8_t> cluster_ips;
     /// Service ports by slot (TableManager keeps each port's slot across versions).
     std::unique_ptr<Service[]> services;
     uint32_t service_count = 0;
@@ -187,6 +199,14 @@ struct TableSet {
         return s.current().slot_of(ip, port_be, s.proto, hint) != 0;
     }
     const Route* find_route(Ip4 ip) const noexcept { return routes.lookup(ip); }
+    bool in_service_cidr(Ip4 ip) const noexcept {
+        for (const Prefix4& c : service_cidrs) {  // one or two prefixes
+            if (c.contains(ip)) {
+                return true;
+            }
+        }
+        return false;
+    }
     const PolicyTables& current_policy() const noexcept {
         return *policy.load(std::memory_order_acquire);
     }

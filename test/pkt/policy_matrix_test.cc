@@ -771,7 +771,7 @@ spec:
     EXPECT_EQ(outcome({"192.0.2.10", "node:" + node, 30080, kTcp, ""}), "allow/allow 192.0.2.10");
     EXPECT_EQ(outcome({"192.0.2.200", "node:" + node, 30080, kTcp, ""}), "deny ");
     EXPECT_EQ(outcome({"192.0.2.200", "10.96.2.1", 80, kTcp, node}), "deny ")
-        << "a ClusterIP is not reachable from outside the cluster";
+        << "a ClusterIP reached from outside: policy judges the client, which it denies";
 }
 
 TEST_F(PolicyMatrix, OwnNodeAlwaysReachesItsPods) {

@@ -425,17 +425,105 @@ TEST_F(External, TrafficPolicyLocalUsesOnlyLocalEndpoints) {
     EXPECT_EQ(h.drops("uplink", DropReason::kNoLocalEndpoint), 1u);
 }
 
-TEST_F(External, LoadBalancerSourceRangesAndNoClusterIpFromOutside) {
+TEST_F(External, LoadBalancerSourceRangesAndClusterIpFromOutside) {
     apply(external_spec(1, {backend(kB, "default/b")}));
     h.inject("uplink", from_client(kLbIp, 80));
     EXPECT_EQ(h.collect("default/b").size(), 1u) << h.drop_summary("uplink");
     h.inject("uplink", from_client(kLbIp, 80, 0x02, ip("198.51.100.77")));
     EXPECT_EQ(h.drops("uplink", DropReason::kSourceRange), 1u);
-    h.inject("uplink", from_client(kVip, 80));
-    EXPECT_EQ(h.drops("uplink", DropReason::kNotForUs), 1u) << "ClusterIP is cluster-internal";
+    // A ClusterIP routed to the node from outside (e.g. advertised by BGP) is served like a
+    // NodePort: a local backend sees the client (kube-proxy would masquerade it; README,
+    // "Deliberate differences"), and the reply returns to the client's MAC.
+    h.inject("uplink", ether(h.params().node_mac, kRouter, 0x0800,
+                             ipv4(kClient, kVip, {6, 50001, 80, 0x02}, 0)));
+    auto in = h.collect("default/b");
+    ASSERT_EQ(in.size(), 1u) << h.drop_summary("uplink");
+    EXPECT_EQ(get32(&in[0][14 + 12]), kClient.host()) << "the client's address kept";
+    EXPECT_EQ(get16(&in[0][34]), 50001);
+    h.inject("default/b", ether(h.params().gateway_mac, kMacB, 0x0800,
+                                ipv4(kB, kClient, {6, 8080, 50001, 0x12}, 0)));
+    auto back = h.collect("uplink");
+    ASSERT_EQ(back.size(), 1u) << h.drop_summary("default/b");
+    EXPECT_EQ(read_mac_at(back[0], 0), kRouter) << "back to the MAC the client came from";
+    EXPECT_EQ(get32(&back[0][14 + 12]), kVip.host());
+    EXPECT_EQ(get16(&back[0][34]), 80);
+    EXPECT_EQ(get32(&back[0][14 + 16]), kClient.host());
+    EXPECT_EQ(get16(&back[0][36]), 50001);
+    expect_valid(back[0], 14, "ClusterIP reply to an outside client");
     h.inject("uplink", from_client(h.params().node_ip, 22));
     EXPECT_EQ(h.drops("uplink", DropReason::kHostPath), 1u);
     EXPECT_TRUE(h.collect("default/b").empty());
+}
+
+// kube-proxy rejects a Service without endpoints on every frontend, external ones included
+// (nftables proxier_test.go TestNoEndpointsReject); the refusal leaves by the uplink, from the
+// node's MAC to the router's, and each worker answers at most ReplyBudget's rate.
+TEST_F(External, NoEndpointsIsRefusedOnTheUplinkAtALimitedRate) {
+    apply(external_spec(1, {}));
+    h.inject("uplink", from_client(h.params().node_ip, 30080));
+    auto out = h.collect("uplink");
+    ASSERT_EQ(out.size(), 1u) << h.drop_summary("uplink");
+    const Bytes& r = out[0];
+    EXPECT_EQ(read_mac_at(r, 0), kRouter);
+    EXPECT_EQ(read_mac_at(r, 6), h.params().node_mac);
+    EXPECT_EQ(get32(&r[14 + 12]), h.params().node_ip.host());
+    EXPECT_EQ(get16(&r[34]), 30080);
+    EXPECT_EQ(get32(&r[14 + 16]), kClient.host());
+    EXPECT_EQ(r[34 + 13], 0x14) << "RST|ACK";
+    expect_valid(r, 14, "RST to an outside client");
+    EXPECT_EQ(h.drops("uplink", DropReason::kNoEndpoints), 1u);
+
+    // A flood at one instant: the rest of the burst of replies, then nothing.
+    const uint32_t burst = dataplane::ReplyBudget::kBurst;
+    for (uint32_t i = 0; i < 2 * burst; ++i) {
+        h.inject("uplink", from_client(h.params().node_ip, 30080), 2);
+    }
+    EXPECT_EQ(h.collect("uplink").size(), burst - 1) << "the budget's burst, less the first";
+    EXPECT_EQ(h.drops("uplink", DropReason::kRejectRateLimited), burst + 1);
+    // Replies again once time passes: kPerSecond a second (the harness's tsc is 1 MHz).
+    h.inject("uplink", from_client(h.params().node_ip, 30080), 2 + 1000000 / 100);
+    EXPECT_EQ(h.collect("uplink").size(), 1u) << "10 ms later: 10 tokens earned";
+}
+
+// The service CIDR (TableSpec::service_cidrs): traffic to a ClusterIP on a port or protocol its
+// Service does not have is refused, and to an address no Service holds is dropped, never routed
+// out of the node, as the nftables kube-proxy's cluster-ips-check chain does
+// (proxier_test.go TestClusterIPGeneral: "svc1 does not accept svc2's ports", "TCP-only port
+// does not match UDP traffic", "packet to unallocated cluster ip").
+TEST_F(External, TheServiceCidrIsNeverRoutedOut) {
+    table::TableSpec s = external_spec(1, {backend(kB, "default/b")});
+    s.service_cidrs = {*Prefix4::parse("10.96.0.0/12")};
+    apply(s);
+    // From a pod: another port of the ClusterIP (RST), another protocol (ICMP unreachable).
+    h.inject("default/a",
+             ether(h.params().gateway_mac, kMacA, 0x0800, ipv4(kA, kVip, {6, 42000, 81, 0x02}, 0)));
+    auto out = h.collect("default/a");
+    ASSERT_EQ(out.size(), 1u) << h.drop_summary("default/a");
+    EXPECT_EQ(out[0][34 + 13], 0x14) << "RST|ACK";
+    EXPECT_EQ(get32(&out[0][14 + 12]), kVip.host());
+    h.inject("default/a", client(42001, 17, 0, 20));
+    out = h.collect("default/a");
+    ASSERT_EQ(out.size(), 1u) << h.drop_summary("default/a");
+    EXPECT_EQ(out[0][34], 3);
+    EXPECT_EQ(out[0][35], 3) << "port unreachable";
+    EXPECT_EQ(h.drops("default/a", DropReason::kNoServicePort), 2u);
+    // An address of the CIDR that no Service holds: dropped, not masqueraded out.
+    h.inject("default/a", ether(h.params().gateway_mac, kMacA, 0x0800,
+                                ipv4(kA, ip("10.96.0.77"), {6, 42002, 80, 0x02}, 0)));
+    EXPECT_EQ(h.drops("default/a", DropReason::kServiceCidrUnallocated), 1u);
+    EXPECT_TRUE(h.collect("uplink").empty());
+    // From outside: the same two answers, by the uplink.
+    h.inject("uplink", from_client(ip("10.96.0.77"), 80));
+    EXPECT_EQ(h.drops("uplink", DropReason::kServiceCidrUnallocated), 1u);
+    h.inject("uplink", from_client(kVip, 81));
+    out = h.collect("uplink");
+    ASSERT_EQ(out.size(), 1u) << h.drop_summary("uplink");
+    EXPECT_EQ(read_mac_at(out[0], 0), kRouter);
+    EXPECT_EQ(out[0][34 + 13], 0x14) << "RST|ACK";
+    EXPECT_EQ(h.drops("uplink", DropReason::kNoServicePort), 1u);
+    for (const char* p : {"default/b", "default/c"}) {
+        EXPECT_TRUE(h.collect(p).empty()) << p;
+    }
 }
 
 TEST_F(Services, HairpinThroughTheOwnServiceIsMasqueraded) {

@@ -296,8 +296,8 @@ TEST_F(TraceVsPacket, LoadBalancerSourceRanges) {
     EXPECT_EQ(h.drops("uplink", DropReason::kSourceRange), 1u);
     EXPECT_EQ(
         same({kClient.str(), kVip.str(), 80, 6}, "uplink", from_outside(kClient, kVip, 80)).verdict,
-        "deny")
-        << "a ClusterIP is not reachable from outside";
+        "allow")
+        << "a ClusterIP routed to the node from outside is served, as kube-proxy serves it";
 }
 
 TEST_F(TraceVsPacket, ExternalAndInternalTrafficPolicyLocal) {

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
+#include <set>
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -177,6 +179,200 @@ TEST(TableManagerDelta, AnEndpointChangeSwapsOneBlockInPlace) {
     EXPECT_EQ(m->path_counts().delta, 2u);
     EXPECT_EQ(m.service_at("10.96.0.10").current().backends.size(), 2u);
     EXPECT_EQ(m.service_at("10.96.0.10").current().local_backends, 0u);
+}
+
+// kube-proxy's CategorizeEndpoints (pkg/proxy/topology_test.go, TestCategorizeEndpoints case
+// "iTP: Cluster, eTP: Local, PTE enabled, with terminating endpoints"): the cluster set and the
+// node-local set each take ready endpoints if any, else serving-and-terminating ones. Here a
+// remote endpoint is ready, a local one not serving, a local and a remote one terminating.
+TEST(TableManagerBlock, EachLocalityFallsBackToTerminatingEndpointsOnItsOwn) {
+    Manager m;
+    table::TableSpec s = base_spec(1);
+    table::BackendSpec not_serving = backend("10.244.1.41", 8080, false);
+    not_serving.serving = false;
+    table::BackendSpec local_term = backend("10.244.1.42", 8080, false);
+    local_term.terminating = true;
+    table::BackendSpec remote_term = backend("10.244.2.43", 8080, false);
+    remote_term.terminating = true;
+    s.services[2].backends = {backend("10.244.2.40"), not_serving, local_term, remote_term};
+    s.services[2].external_local = true;
+    ASSERT_EQ(m->apply_tables(s), std::nullopt);
+    const table::ServiceBlock& b = m.service_at("10.96.0.30").current();
+    // backends: the union of both sets, sorted by address.
+    ASSERT_EQ(b.backends.size(), 2u);
+    EXPECT_EQ(b.backends[0].ip, ip("10.244.1.42"));
+    EXPECT_EQ(b.backends[0].sets, table::ServiceBackend::kLocal);
+    EXPECT_EQ(b.backends[1].ip, ip("10.244.2.40"));
+    EXPECT_EQ(b.backends[1].sets, table::ServiceBackend::kCluster);
+    for (const uint16_t e : b.maglev) {
+        ASSERT_EQ(e, 2u) << "the cluster set is the ready endpoint only";
+    }
+    ASSERT_FALSE(b.local_maglev.empty());
+    for (const uint16_t e : b.local_maglev) {
+        ASSERT_EQ(e, 1u) << "the local set falls back to the local terminating endpoint";
+    }
+    EXPECT_EQ(b.local_backends, 0u) << "the health check counts ready local endpoints only";
+    // Stale detection knows both sets' backends, and no other.
+    const table::Service& svc = m.service_at("10.96.0.30");
+    EXPECT_TRUE(m.tables().backend_alive(svc.ct_ref, ip("10.244.1.42"), to_be16(8080), 0));
+    EXPECT_TRUE(m.tables().backend_alive(svc.ct_ref, ip("10.244.2.40"), to_be16(8080), 0));
+    EXPECT_FALSE(m.tables().backend_alive(svc.ct_ref, ip("10.244.2.43"), to_be16(8080), 0));
+    EXPECT_FALSE(m.tables().backend_alive(svc.ct_ref, ip("10.244.1.41"), to_be16(8080), 0));
+
+    // Once every endpoint terminates, both sets fall back: each its own terminating ones
+    // (TestCategorizeEndpoints "Cluster traffic policy, PTE enabled, all endpoints are
+    // terminating").
+    table::BackendSpec remote_term2 = remote_term;
+    remote_term2.ip = ip("10.244.2.40");
+    ASSERT_EQ(m->apply_update(endpoints_of(2, s.services[2], {local_term, remote_term2})),
+              std::nullopt);
+    const table::ServiceBlock& c = m.service_at("10.96.0.30").current();
+    ASSERT_EQ(c.backends.size(), 2u);
+    EXPECT_EQ(c.backends[0].sets, table::ServiceBackend::kCluster | table::ServiceBackend::kLocal);
+    EXPECT_EQ(c.backends[1].sets, table::ServiceBackend::kCluster);
+    std::set<uint16_t> in_cluster(c.maglev.begin(), c.maglev.end());
+    EXPECT_EQ(in_cluster, (std::set<uint16_t>{1, 2}));
+}
+
+// pkg/proxy/topology_test.go TestCategorizeEndpoints, the cases without topology hints, on the
+// blocks a worker reads: `maglev`
+// must pick exactly clusterEndpoints and `local_maglev` exactly localEndpoints, where upstream
+// computes them (nil there: the policy does not use that set, not checked). Upstream's
+// IsLocal is kdp's "in this node's pod CIDR": local endpoints are 10.244.1.x, remote 10.244.2.x.
+struct CategorizeCase {
+    const char* name;
+    bool itp_local, etp_local;
+    struct Ep {
+        const char* ip;
+        bool ready, serving, terminating;
+    };
+    std::vector<Ep> endpoints;
+    std::optional<std::set<std::string>> cluster, local;  // nullopt: upstream's nil
+};
+
+std::set<std::string> picked(const table::ServiceBlock& b, const std::vector<uint16_t>& maglev) {
+    std::set<std::string> out;
+    for (const uint16_t e : maglev) {
+        out.insert(b.backends[e - 1u].ip.str());
+    }
+    return out;
+}
+
+TEST(TableManagerBlock, CategorizesEndpointsAsKubeProxy) {
+    using S = std::set<std::string>;
+    const std::vector<CategorizeCase> cases = {
+        {"internalTrafficPolicy: Local, with empty endpoints", true, false, {}, std::nullopt, S{}},
+        {"internalTrafficPolicy: Local, but all endpoints are remote",
+         true,
+         false,
+         {{"10.244.2.10", true, true, false}, {"10.244.2.11", true, true, false}},
+         std::nullopt,
+         S{}},
+        {"internalTrafficPolicy: Local, all endpoints are local",
+         true,
+         false,
+         {{"10.244.1.10", true, true, false}, {"10.244.1.11", true, true, false}},
+         std::nullopt,
+         S{"10.244.1.10", "10.244.1.11"}},
+        {"internalTrafficPolicy: Local, some endpoints are local",
+         true,
+         false,
+         {{"10.244.1.10", true, true, false}, {"10.244.2.11", true, true, false}},
+         std::nullopt,
+         S{"10.244.1.10"}},
+        {"Cluster traffic policy, endpoints not Ready",
+         false,
+         false,
+         {{"10.244.1.10", false, false, false}, {"10.244.2.11", false, false, false}},
+         S{},
+         std::nullopt},
+        {"Cluster traffic policy, some endpoints are Ready",
+         false,
+         false,
+         {{"10.244.1.10", false, false, false}, {"10.244.2.11", true, true, false}},
+         S{"10.244.2.11"},
+         std::nullopt},
+        {"Cluster traffic policy, PTE enabled, all endpoints are terminating",
+         false,
+         false,
+         {{"10.244.1.10", false, true, true}, {"10.244.2.11", false, true, true}},
+         S{"10.244.1.10", "10.244.2.11"},
+         std::nullopt},
+        {"iTP: Local, eTP: Cluster, some endpoints local",
+         true,
+         false,
+         {{"10.244.1.10", true, true, false}, {"10.244.2.11", true, true, false}},
+         S{"10.244.1.10", "10.244.2.11"},
+         S{"10.244.1.10"}},
+        {"iTP: Cluster, eTP: Local, some endpoints local",
+         false,
+         true,
+         {{"10.244.1.10", true, true, false}, {"10.244.2.11", true, true, false}},
+         S{"10.244.1.10", "10.244.2.11"},
+         S{"10.244.1.10"}},
+        {"iTP: Local, eTP: Local, some endpoints local",
+         true,
+         true,
+         {{"10.244.1.10", true, true, false}, {"10.244.2.11", true, true, false}},
+         S{"10.244.1.10", "10.244.2.11"},
+         S{"10.244.1.10"}},
+        {"iTP: Local, eTP: Local, all endpoints remote",
+         true,
+         true,
+         {{"10.244.2.10", true, true, false}, {"10.244.2.11", true, true, false}},
+         S{"10.244.2.10", "10.244.2.11"},
+         S{}},
+        {"iTP: Local, eTP: Local, PTE enabled, all endpoints remote and terminating",
+         true,
+         true,
+         {{"10.244.2.10", false, true, true}, {"10.244.2.11", false, true, true}},
+         S{"10.244.2.10", "10.244.2.11"},
+         S{}},
+        {"iTP: Cluster, eTP: Local, PTE enabled, with terminating endpoints",
+         false,
+         true,
+         {{"10.244.2.10", true, true, false},
+          {"10.244.1.11", false, false, false},
+          {"10.244.1.12", false, true, true},
+          {"10.244.2.13", false, true, true}},
+         S{"10.244.2.10"},
+         S{"10.244.1.12"}},
+        {"externalTrafficPolicy ignored if not externally accessible",
+         false,
+         true,
+         {{"10.244.2.10", true, true, false}, {"10.244.1.11", true, true, false}},
+         S{"10.244.1.11", "10.244.2.10"},
+         std::nullopt},
+        {"no cluster endpoints for iTP:Local internal-only service",
+         true,
+         false,
+         {{"10.244.2.10", true, true, false}, {"10.244.1.11", true, true, false}},
+         std::nullopt,
+         S{"10.244.1.11"}},
+    };
+    uint64_t gen = 1;
+    for (const CategorizeCase& c : cases) {
+        Manager m;
+        table::TableSpec s = base_spec(gen++);
+        table::ServiceSpec& sv = s.services[2];
+        sv.internal_local = c.itp_local;
+        sv.external_local = c.etp_local;
+        sv.backends.clear();
+        for (const auto& e : c.endpoints) {
+            table::BackendSpec b = backend(e.ip, 8080, e.ready);
+            b.serving = e.serving;
+            b.terminating = e.terminating;
+            sv.backends.push_back(b);
+        }
+        ASSERT_EQ(m->apply_tables(s), std::nullopt) << c.name;
+        const table::ServiceBlock& b = m.service_at("10.96.0.30").current();
+        if (c.cluster) {
+            EXPECT_EQ(picked(b, b.maglev), *c.cluster) << c.name;
+        }
+        if (c.local) {
+            EXPECT_EQ(picked(b, b.local_maglev), *c.local) << c.name;
+        }
+    }
 }
 
 TEST(TableManagerDelta, ABadChangeChangesNothing) {

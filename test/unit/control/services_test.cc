@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <random>
+#include <set>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -305,6 +306,189 @@ TEST(Services, HeadlessAndExternalNameHaveNoServicePorts) {
     m.upsert(service("ext", {{"type", "ExternalName"}, {"externalName", "example.org"}}));
     m.upsert(service("v6", {{"clusterIP", "fd00::10"}, {"ports", json::array({{{"port", 80}}})}}));
     EXPECT_TRUE(compile_services(m, "node-a", {}).empty());
+}
+
+// kube-proxy lists Services and EndpointSlices with the label selector
+// "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless"
+// (cmd/kube-proxy/app/server.go): a Service another proxy serves is not compiled, and labelled
+// slices are not endpoints (nor are the Service's pods taken instead).
+TEST(Services, LabelledServicesAndSlicesAreLeftToAnotherProxy) {
+    Model m = base();
+    json other =
+        service("other", {{"clusterIP", "10.96.0.20"}, {"ports", json::array({{{"port", 80}}})}});
+    other["metadata"]["labels"] = {{"service.kubernetes.io/service-proxy-name", "foo-proxy"}};
+    m.upsert(other);
+    json headless_label =
+        service("marked", {{"clusterIP", "10.96.0.21"}, {"ports", json::array({{{"port", 80}}})}});
+    headless_label["metadata"]["labels"] = {{"service.kubernetes.io/headless", ""}};
+    m.upsert(headless_label);
+    m.upsert(service("web", {{"clusterIP", "10.96.0.10"},
+                             {"selector", {{"app", "web"}}},
+                             {"ports", json::array({{{"port", 80}}})}}));
+    m.upsert(pod("web-1", "node-a", "10.244.1.9", {{"app", "web"}}));
+    json s = slice("web-1", "web", json::array({{{"port", 80}}}),
+                   json::array({{{"addresses", {"10.244.1.8"}}}}));
+    s["metadata"]["labels"]["service.kubernetes.io/headless"] = "";
+    m.upsert(s);
+    const auto out = compile_services(m, "node-a", {});
+    ASSERT_EQ(out.size(), 1u) << "only prod/web";
+    EXPECT_EQ(out[0].name, "prod/web");
+    EXPECT_TRUE(out[0].backends.empty())
+        << "its only slice is left out, and its pods are not taken instead";
+}
+
+// pkg/proxy/topology_test.go TestCategorizeEndpoints, the cases with topology hints: the
+// endpoints cluster traffic uses on node-a (zone from its topology.kubernetes.io/zone label) are
+// the ready ones the compiler does not flag topology_excluded. Local policies ignore the flag
+// (the dataplane's node-local set never reads it), so upstream's localEndpoints need no check
+// here; "externalTrafficPolicy: Local, topology ignored for Local endpoints" is the case below
+// whose endpoints are all checked for the flag alone.
+struct HintCase {
+    const char* name;
+    const char* zone;  // node-a's zone label; nullptr: no label
+    struct Ep {
+        const char* ip;
+        bool ready;
+        std::vector<std::string> zones, nodes;
+    };
+    std::vector<Ep> endpoints;
+    std::set<std::string> cluster;
+};
+
+TEST(Services, TopologyHintsAsKubeProxyUsesThem) {
+    const std::vector<std::string> a{"zone-a"}, b{"zone-b"}, c{"zone-c"}, none{};
+    const std::vector<HintCase> cases = {
+        {"hints enabled, hints annotation == auto",
+         "zone-a",
+         {{"10.1.2.3", true, a, {}},
+          {"10.1.2.4", true, b, {}},
+          {"10.1.2.5", true, c, {}},
+          {"10.1.2.6", true, a, {}}},
+         {"10.1.2.3", "10.1.2.6"}},
+        {"empty node labels", nullptr, {{"10.1.2.3", true, a, {}}}, {"10.1.2.3"}},
+        {"empty zone label", "", {{"10.1.2.3", true, a, {}}}, {"10.1.2.3"}},
+        {"node in different zone, no endpoint filtering",
+         "zone-b",
+         {{"10.1.2.3", true, a, {}}},
+         {"10.1.2.3"}},
+        {"unready endpoint",
+         "zone-a",
+         {{"10.1.2.3", true, a, {}},
+          {"10.1.2.4", true, b, {}},
+          {"10.1.2.5", true, c, {}},
+          {"10.1.2.6", false, a, {}}},
+         {"10.1.2.3"}},
+        {"only unready endpoints in same zone (should not filter)",
+         "zone-a",
+         {{"10.1.2.3", false, a, {}},
+          {"10.1.2.4", true, b, {}},
+          {"10.1.2.5", true, c, {}},
+          {"10.1.2.6", false, a, {}}},
+         {"10.1.2.4", "10.1.2.5"}},
+        {"missing hints, no filtering applied",
+         "zone-a",
+         {{"10.1.2.3", true, a, {}},
+          {"10.1.2.4", true, b, {}},
+          {"10.1.2.5", true, none, {}},
+          {"10.1.2.6", true, a, {}}},
+         {"10.1.2.3", "10.1.2.4", "10.1.2.5", "10.1.2.6"}},
+        {"multiple hints per endpoint, filtering includes any endpoint with zone included",
+         "zone-c",
+         {{"10.1.2.3", true, {"zone-a", "zone-b", "zone-c"}, {}},
+          {"10.1.2.4", true, {"zone-b", "zone-c"}, {}},
+          {"10.1.2.5", true, {"zone-b", "zone-d"}, {}},
+          {"10.1.2.6", true, c, {}}},
+         {"10.1.2.3", "10.1.2.4", "10.1.2.6"}},
+        // forNodes (topologyModeFromHints, PreferSameNode): node hints first, then zones.
+        {"node hints for this node",
+         "zone-a",
+         {{"10.1.2.3", true, a, {"node-a"}}, {"10.1.2.4", true, a, {"node-b"}}},
+         {"10.1.2.3"}},
+        {"node hints, none for this node: zone hints",
+         "zone-a",
+         {{"10.1.2.3", true, a, {"node-c"}}, {"10.1.2.4", true, b, {"node-b"}}},
+         {"10.1.2.3"}},
+        {"node hints missing on one endpoint: zone hints",
+         "zone-a",
+         {{"10.1.2.3", true, a, {"node-b"}}, {"10.1.2.4", true, a, {}}},
+         {"10.1.2.3", "10.1.2.4"}},
+    };
+    for (const HintCase& k : cases) {
+        Model m;
+        json n = node("node-a", "10.244.1.0/24", "192.168.0.1");
+        if (k.zone != nullptr) {
+            n["metadata"]["labels"] = {{"topology.kubernetes.io/zone", k.zone}};
+        }
+        m.upsert(n);
+        m.upsert(service("web", {{"clusterIP", "10.96.0.10"},
+                                 {"externalTrafficPolicy", "Local"},
+                                 {"type", "NodePort"},
+                                 {"ports", json::array({{{"port", 80}}})}}));
+        json eps = json::array();
+        for (const auto& e : k.endpoints) {
+            json j = {{"addresses", {e.ip}}, {"conditions", {{"ready", e.ready}}}};
+            for (const auto& z : e.zones) {
+                j["hints"]["forZones"].push_back({{"name", z}});
+            }
+            for (const auto& h : e.nodes) {
+                j["hints"]["forNodes"].push_back({{"name", h}});
+            }
+            eps.push_back(j);
+        }
+        m.upsert(slice("web-1", "web", json::array({{{"port", 80}}}), eps));
+        const auto out = compile_services(m, "node-a", {});
+        ASSERT_EQ(out.size(), 1u) << k.name;
+        std::set<std::string> cluster;
+        for (const auto& be : out[0].backends) {
+            if (be.ready && !be.topology_excluded) {
+                cluster.insert(be.ip.str());
+            }
+            EXPECT_TRUE(be.ready || !be.topology_excluded) << k.name << ": only ready ones";
+        }
+        EXPECT_EQ(cluster, k.cluster) << k.name;
+    }
+}
+
+// Standalone mode derives endpoints from pods, so kdp gives them the hints the EndpointSlice
+// controller gives for spec.trafficDistribution, and kube-proxy's rules apply to those.
+TEST(Services, TrafficDistributionHintsDerivedEndpoints) {
+    const auto cluster_of = [](const char* distribution, bool zones) {
+        Model m;
+        json a = node("node-a", "10.244.1.0/24", "192.168.0.1");
+        json b = node("node-b", "10.244.2.0/24", "192.168.0.2");
+        json c = node("node-c", "10.244.3.0/24", "192.168.0.3");
+        if (zones) {
+            a["metadata"]["labels"] = {{"topology.kubernetes.io/zone", "zone-a"}};
+            b["metadata"]["labels"] = {{"topology.kubernetes.io/zone", "zone-b"}};
+            c["metadata"]["labels"] = {{"topology.kubernetes.io/zone", "zone-a"}};
+        }
+        m.upsert(a);
+        m.upsert(b);
+        m.upsert(c);
+        m.upsert(service("web", {{"clusterIP", "10.96.0.10"},
+                                 {"selector", {{"app", "web"}}},
+                                 {"trafficDistribution", distribution},
+                                 {"ports", json::array({{{"port", 80}}})}}));
+        m.upsert(pod("web-a", "node-a", "10.244.1.9", {{"app", "web"}}));
+        m.upsert(pod("web-b", "node-b", "10.244.2.9", {{"app", "web"}}));
+        m.upsert(pod("web-c", "node-c", "10.244.3.9", {{"app", "web"}}));
+        const auto out = compile_services(m, "node-a", {});
+        EXPECT_EQ(out.size(), 1u);
+        std::set<std::string> cluster;
+        for (const auto& be : out.at(0).backends) {
+            if (!be.topology_excluded) {
+                cluster.insert(be.ip.str());
+            }
+        }
+        return cluster;
+    };
+    using S = std::set<std::string>;
+    EXPECT_EQ(cluster_of("PreferClose", true), (S{"10.244.1.9", "10.244.3.9"})) << "its zone";
+    EXPECT_EQ(cluster_of("PreferSameZone", true), (S{"10.244.1.9", "10.244.3.9"}));
+    EXPECT_EQ(cluster_of("PreferSameNode", true), S{"10.244.1.9"}) << "its node";
+    EXPECT_EQ(cluster_of("PreferClose", false), (S{"10.244.1.9", "10.244.2.9", "10.244.3.9"}))
+        << "nodes without zones: no hints, all endpoints";
+    EXPECT_EQ(cluster_of("SomethingNew", true), (S{"10.244.1.9", "10.244.2.9", "10.244.3.9"}));
 }
 
 TEST(Services, CompiledIntoTheNodeTables) {
