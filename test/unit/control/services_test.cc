@@ -488,7 +488,9 @@ TEST(Services, TrafficDistributionHintsDerivedEndpoints) {
     EXPECT_EQ(cluster_of("PreferSameNode", true), S{"10.244.1.9"}) << "its node";
     EXPECT_EQ(cluster_of("PreferClose", false), (S{"10.244.1.9", "10.244.2.9", "10.244.3.9"}))
         << "nodes without zones: no hints, all endpoints";
-    EXPECT_EQ(cluster_of("SomethingNew", true), (S{"10.244.1.9", "10.244.2.9", "10.244.3.9"}));
+    // A value the API server does not know is refused, as the API server refuses it
+    // (validateServiceTrafficDistribution), naming the field.
+    EXPECT_THROW(cluster_of("SomethingNew", true), ModelError);
 }
 
 TEST(Services, CompiledIntoTheNodeTables) {
