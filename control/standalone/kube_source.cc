@@ -27,8 +27,9 @@ namespace asio = boost::asio;
 
 class KubeSource::Impl final : public k8s::EventSink {
 public:
-    Impl(const k8s::ClusterConfig& cfg, std::string node)
+    Impl(const k8s::ClusterConfig& cfg, std::string node, std::optional<Prefix4> service_cidr)
         : node_(std::move(node)),
+          service_cidr_(service_cidr),
           ioc_(std::make_unique<asio::io_context>()),
           work_(asio::make_work_guard(*ioc_)),
           client_(ioc_->get_executor(), cfg),
@@ -143,9 +144,13 @@ public:
             // The cluster's EndpointSlice controller publishes every Service's endpoints:
             // none are derived from Pods here, so a Service without slices has no endpoints.
             std::vector<std::string> warnings;
-            auto spec = compile_node_tables(
-                model_, node_,
-                ServiceOptions{.derive_endpoints = false, .service_cidr_known = false}, &warnings);
+            ServiceOptions so;
+            so.derive_endpoints = false;
+            so.service_cidr_known = service_cidr_.has_value();
+            if (service_cidr_) {
+                so.service_cidr = *service_cidr_;
+            }
+            auto spec = compile_node_tables(model_, node_, so, &warnings);
             for (const auto& w : warnings) {
                 fmt::print(stderr, "kdp-control: {}\n", w);
             }
@@ -180,6 +185,7 @@ private:
 
     const serve::WallClock::time_point started_ = serve::WallClock::now();
     std::string node_;
+    std::optional<Prefix4> service_cidr_;    // the cluster's Service range, when given
     std::unique_ptr<asio::io_context> ioc_;  // reset first in ~Impl
     asio::executor_work_guard<asio::io_context::executor_type> work_;
     k8s::Client client_;
@@ -197,8 +203,10 @@ private:
     std::vector<serve::WallClock::time_point> compiled_triggers_;  // compiled, not taken
 };
 
-KubeSource::KubeSource(const k8s::ClusterConfig& cfg, std::string node)
-    : impl_(std::make_unique<Impl>(cfg, std::move(node))) {}
+KubeSource::KubeSource(const k8s::ClusterConfig& cfg,
+                       std::string node,
+                       std::optional<Prefix4> service_cidr)
+    : impl_(std::make_unique<Impl>(cfg, std::move(node), service_cidr)) {}
 
 KubeSource::~KubeSource() = default;
 

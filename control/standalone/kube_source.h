@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "common/net.h"
 #include "table/table_spec.h"
 
 namespace kdp::control::k8s {
@@ -40,7 +41,10 @@ struct KubeSourceStats {
 class KubeSource {
 public:
     /// Starts watching. `cfg` from load_kubeconfig() or load_in_cluster().
-    KubeSource(const k8s::ClusterConfig& cfg, std::string node);
+    /// `service_cidr`: the cluster's Service range, checked by the dataplane when known.
+    KubeSource(const k8s::ClusterConfig& cfg,
+               std::string node,
+               std::optional<Prefix4> service_cidr = std::nullopt);
     ~KubeSource();
     KubeSource(const KubeSource&) = delete;
     KubeSource& operator=(const KubeSource&) = delete;

@@ -34,6 +34,9 @@ constexpr const char* kUsage =
   --watch             keep running: re-read the manifests on change and push the difference
   --once              push once and exit (the default)
   --kubeconfig FILE, --in-cluster   watch the Kubernetes API (list+watch over HTTPS)
+  --service-cidr CIDR the cluster's Service range: unallocated addresses in it are dropped
+                      (default 10.96.0.0/12 with --manifests; unchecked in Kubernetes mode
+                      unless given)
   --healthz-bind-address HOST:PORT   kube-proxy's node health, /healthz (default
                       0.0.0.0:10256; "" turns it off)
   --metrics-bind-address HOST:PORT   /metrics, /healthz (liveness) and /readyz (default
@@ -66,7 +69,8 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
             out << version_line("kdp-control") << "\n";
             return 0;
         } else if (a == "--node" || a == "--dataplane" || a == "--kubeconfig" ||
-                   a == "--healthz-bind-address" || a == "--metrics-bind-address") {
+                   a == "--healthz-bind-address" || a == "--metrics-bind-address" ||
+                   a == "--service-cidr") {
             if (!has_value()) {
                 return usage_error(a + " needs a value");
             }
@@ -79,6 +83,14 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
                 o.serve.healthz_address = v;
             } else if (a == "--metrics-bind-address") {
                 o.serve.metrics_address = v;
+            } else if (a == "--service-cidr") {
+                o.service_cidr = Prefix4::parse(v, /*strict=*/true);
+                if (!o.service_cidr) {
+                    return usage_error(
+                        fmt::format("--service-cidr \"{}\" is not an IPv4 CIDR "
+                                    "(without host bits)",
+                                    v));
+                }
             } else {
                 o.kube = true;
                 o.kubeconfig = v;
@@ -151,7 +163,11 @@ std::optional<kdp::table::TableSpec> load(const Options& o) {
             return std::nullopt;
         }
         std::vector<std::string> warnings;
-        auto spec = compile_node_tables(model, o.node, {}, &warnings);
+        ServiceOptions so;
+        if (o.service_cidr) {
+            so.service_cidr = *o.service_cidr;
+        }
+        auto spec = compile_node_tables(model, o.node, so, &warnings);
         for (const auto& w : warnings) {
             log("{}", w);
         }
@@ -305,7 +321,7 @@ int run_watch(const Options& o, const std::atomic<bool>& stop, serve::Status& st
 int run_kube(const Options& o, const std::atomic<bool>& stop, serve::Status& status) {
     const auto cfg = o.in_cluster ? k8s::load_in_cluster() : k8s::load_kubeconfig(o.kubeconfig);
     log("watching the Kubernetes API at {} for node {}", cfg.server, o.node);
-    KubeSource source(cfg, o.node);
+    KubeSource source(cfg, o.node, o.service_cidr);
     return push_loop(
         o, stop, status,
         [&] {

@@ -13,11 +13,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <variant>
 #include <vector>
 
+#include "common/net.h"
 #include "push/dataplane_client.h"
 #include "serve/server.h"
 
@@ -32,6 +34,11 @@ struct Options {
     bool kube = false;  // --kubeconfig or --in-cluster given
     std::string kubeconfig;
     bool in_cluster = false;
+    /// --service-cidr: the cluster's Service range (kube-apiserver's --service-cluster-ip-range).
+    /// Addresses in it that no Service holds are dropped by the dataplane, never routed out.
+    /// Standalone mode defaults to 10.96.0.0/12 (and allocates ClusterIPs from it); Kubernetes
+    /// mode checks it only when given.
+    std::optional<Prefix4> service_cidr;
     std::chrono::milliseconds poll{500};
     std::chrono::milliseconds max_backoff{2000};
     std::chrono::milliseconds once_timeout{30'000};  // --once: give up retrying after this

@@ -97,6 +97,9 @@ TEST(KubeSource, ObjectsKdpCannotHonourGetAnEventACounterAndPoliciesFailClosed) 
     KubeSource source(api.config(), "n1");
     const table::TableSpec t = wait_tables(source);
 
+    // The cluster's Service range is not assumed: unchecked unless kdp-control is told it.
+    EXPECT_TRUE(t.service_cidrs.empty());
+
     // The Service kdp could read is served; the other is left out.
     ASSERT_EQ(t.services.size(), 1u);
     EXPECT_EQ(t.services[0].name, "default/fine:service-port-tcp-80");
@@ -174,6 +177,12 @@ TEST(KubeSource, ObjectsKdpCannotHonourGetAnEventACounterAndPoliciesFailClosed) 
     const table::TableSpec t2 = wait_tables(source);
     EXPECT_EQ(t2.services.size(), 2u);
     EXPECT_EQ(api.cmd({{"op", "events"}})["events"].size(), 3u);
+
+    // Told the range (--service-cidr), the dataplane gets it to guard.
+    KubeSource told(api.config(), "n1", Prefix4::parse("10.96.0.0/16"));
+    const table::TableSpec t3 = wait_tables(told);
+    ASSERT_EQ(t3.service_cidrs.size(), 1u);
+    EXPECT_EQ(t3.service_cidrs[0].str(), "10.96.0.0/16");
 }
 
 }  // namespace
