@@ -11,7 +11,7 @@ namespace kdp::control {
 table::TableSpec compile_node_tables(const Model& model,
                                      std::string_view node,
                                      const ServiceOptions& services,
-                                     std::vector<std::string>* warnings) {
+                                     std::vector<CompileWarning>* warnings) {
     if (model.nodes().find(std::string(node)) == model.nodes().end()) {
         throw CompileError(fmt::format("node \"{}\" is not in the cluster state", node));
     }

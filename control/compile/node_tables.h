@@ -28,6 +28,6 @@ public:
 table::TableSpec compile_node_tables(const Model& model,
                                      std::string_view node,
                                      const ServiceOptions& services = {},
-                                     std::vector<std::string>* warnings = nullptr);
+                                     std::vector<CompileWarning>* warnings = nullptr);
 
 }  // namespace kdp::control

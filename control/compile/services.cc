@@ -261,7 +261,7 @@ std::map<std::string, Ip4> cluster_ips(const Model& model, const ServiceOptions&
 std::vector<table::ServiceSpec> compile_services(const Model& model,
                                                  std::string_view node,
                                                  const ServiceOptions& options,
-                                                 std::vector<std::string>* warnings) {
+                                                 std::vector<CompileWarning>* warnings) {
     const Allocations alloc = allocate(model, options);
     std::optional<Ip4> node_ip;
     std::string zone;  // the node's topology.kubernetes.io/zone label ("": none)
@@ -302,10 +302,11 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
                 }
                 if (!taken.emplace(ip.host(), port, s.proto).second) {
                     if (warnings != nullptr) {
-                        warnings->push_back(
+                        warnings->push_back(CompileWarning{
+                            "Service", sv.ns, sv.name,
                             fmt::format("service {}: {}:{}/{} is already taken by another service; "
                                         "left out of it",
-                                        s.name, ip.str(), port, sp.protocol));
+                                        s.name, ip.str(), port, sp.protocol)});
                     }
                     return;
                 }

@@ -36,12 +36,21 @@ struct ServiceOptions {
     bool service_cidr_known = true;
 };
 
+/// Part of an object the compiler could not honour, and why: logged, and in Kubernetes mode
+/// posted as an Event on the object (standalone/kube_source.h).
+struct CompileWarning {
+    std::string kind;  // of the object, e.g. "Service"
+    std::string ns;
+    std::string name;
+    std::string message;  // a whole sentence that names the object
+};
+
 /// The service ports of `node`, sorted by name. Frontends that clash with one already taken
 /// (same address, port and protocol) are left out and reported in `warnings`.
 std::vector<table::ServiceSpec> compile_services(const Model& model,
                                                  std::string_view node,
                                                  const ServiceOptions& options,
-                                                 std::vector<std::string>* warnings = nullptr);
+                                                 std::vector<CompileWarning>* warnings = nullptr);
 
 /// The ClusterIP of every Service with one, given or allocated ("namespace/name" -> address).
 std::map<std::string, Ip4> cluster_ips(const Model& model, const ServiceOptions& options);

@@ -656,10 +656,10 @@ int apply(DataplaneClient& client, const Args& a, std::ostream& out, std::ostrea
         throw std::runtime_error(errors.back());
     }
     const std::string node = a.node ? *a.node : client.node_info().node_name();
-    std::vector<std::string> warnings;
+    std::vector<CompileWarning> warnings;
     const table::TableSpec spec = compile_node_tables(model, node, {}, &warnings);
     for (const auto& w : warnings) {
-        err << "kdpctl: warning: " << w << "\n";
+        err << "kdpctl: warning: " << w.message << "\n";
     }
     Pusher pusher(client, "kdpctl");
     const auto result = pusher.push(spec);

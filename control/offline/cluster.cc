@@ -220,7 +220,7 @@ Cluster::Cluster(const Model& model, ClusterOptions options)
         c.ports = &n->ports;
         c.tables = &n->ref;
 
-        std::vector<std::string> warnings;
+        std::vector<CompileWarning> warnings;
         table::TableSpec spec;
         try {
             spec = compile_node_tables(model_, name, options_.services, &warnings);
@@ -228,7 +228,7 @@ Cluster::Cluster(const Model& model, ClusterOptions options)
             throw OfflineError(fmt::format("node {}: {}", name, e.what()));
         }
         for (auto& w : warnings) {
-            warnings_.push_back(fmt::format("node {}: {}", name, w));
+            warnings_.push_back(fmt::format("node {}: {}", name, w.message));
         }
         if (spec.pods.size() + 2 > RTE_MAX_ETHPORTS) {
             throw OfflineError(fmt::format(

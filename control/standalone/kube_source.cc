@@ -113,6 +113,22 @@ public:
                        fmt::format("kdp cannot honour this object: {}; {}", why, what));
     }
 
+    // Part of an object the compiler left out (a frontend two Services claim): the same
+    // log line, Event and counter as an object kdp cannot read, once per object and message
+    // (poll() compiles again at every change). Called with mu_ held, on the loop thread.
+    void partly_honoured(const CompileWarning& w) {
+        if (!warned_.insert(fmt::format("{}/{}/{}\n{}", w.kind, w.ns, w.name, w.message)).second) {
+            return;
+        }
+        const uint64_t n = ++unhonoured_[w.kind];
+        fmt::print(stderr, "kdp-control: warning: {} ({} {} so far)\n", w.message, n, w.kind);
+        k8s::ObjectRef ref{w.kind, "v1", w.ns, w.name, "", ""};
+        std::string msg = fmt::format("kdp cannot honour all of this object: {}", w.message);
+        asio::post(*ioc_, [this, ref = std::move(ref), msg = std::move(msg)] {
+            recorder_.warn(ref, "KdpCannotHonour", msg);
+        });
+    }
+
     KubeSourceStats stats() {
         std::lock_guard lock(mu_);
         return KubeSourceStats{unhonoured_, recorder_.posted(), recorder_.failed()};
@@ -143,7 +159,7 @@ public:
         try {
             // The cluster's EndpointSlice controller publishes every Service's endpoints:
             // none are derived from Pods here, so a Service without slices has no endpoints.
-            std::vector<std::string> warnings;
+            std::vector<CompileWarning> warnings;
             ServiceOptions so;
             so.derive_endpoints = false;
             so.service_cidr_known = service_cidr_.has_value();
@@ -151,8 +167,8 @@ public:
                 so.service_cidr = *service_cidr_;
             }
             auto spec = compile_node_tables(model_, node_, so, &warnings);
-            for (const auto& w : warnings) {
-                fmt::print(stderr, "kdp-control: {}\n", w);
+            for (const CompileWarning& w : warnings) {
+                partly_honoured(w);
             }
             return std::optional<table::TableSpec>(std::move(spec));
         } catch (const std::exception& e) {
@@ -199,6 +215,7 @@ private:
     std::set<std::string> synced_;
     bool dirty_ = false;
     std::map<std::string, uint64_t> unhonoured_;
+    std::set<std::string> warned_;  // compile warnings already reported
     std::vector<serve::WallClock::time_point> pending_triggers_;   // not compiled yet
     std::vector<serve::WallClock::time_point> compiled_triggers_;  // compiled, not taken
 };

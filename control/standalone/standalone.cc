@@ -162,14 +162,14 @@ std::optional<kdp::table::TableSpec> load(const Options& o) {
             log("{} error(s) in the manifests; nothing pushed", errors.size());
             return std::nullopt;
         }
-        std::vector<std::string> warnings;
+        std::vector<CompileWarning> warnings;
         ServiceOptions so;
         if (o.service_cidr) {
             so.service_cidr = *o.service_cidr;
         }
         auto spec = compile_node_tables(model, o.node, so, &warnings);
         for (const auto& w : warnings) {
-            log("{}", w);
+            log("warning: {}", w.message);
         }
         return spec;
     } catch (const std::exception& e) {

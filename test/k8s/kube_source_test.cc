@@ -92,7 +92,15 @@ TEST(KubeSource, ObjectsKdpCannotHonourGetAnEventACounterAndPoliciesFailClosed) 
                {{"metadata", {{"name", "fine"}, {"namespace", "default"}}},
                 {"spec",
                  {{"clusterIP", "10.96.0.21"},
+                  {"externalIPs", {"203.0.113.9"}},
                   {"ports", json::array({{{"name", "service-port-tcp-80"}, {"port", 80}}})}}}});
+    // Claims fine's external frontend: served on its ClusterIP, the clash left out and said.
+    api.create("/api/v1/services",
+               {{"metadata", {{"name", "twin"}, {"namespace", "default"}}},
+                {"spec",
+                 {{"clusterIP", "10.96.0.22"},
+                  {"externalIPs", {"203.0.113.9"}},
+                  {"ports", json::array({{{"name", "http"}, {"port", 80}}})}}}});
 
     KubeSource source(api.config(), "n1");
     const table::TableSpec t = wait_tables(source);
@@ -100,9 +108,12 @@ TEST(KubeSource, ObjectsKdpCannotHonourGetAnEventACounterAndPoliciesFailClosed) 
     // The cluster's Service range is not assumed: unchecked unless kdp-control is told it.
     EXPECT_TRUE(t.service_cidrs.empty());
 
-    // The Service kdp could read is served; the other is left out.
-    ASSERT_EQ(t.services.size(), 1u);
+    // The Services kdp could read are served; the other is left out.
+    ASSERT_EQ(t.services.size(), 2u);
     EXPECT_EQ(t.services[0].name, "default/fine:service-port-tcp-80");
+    EXPECT_EQ(t.services[0].frontends.size(), 2u);
+    EXPECT_EQ(t.services[1].name, "default/twin:http");
+    EXPECT_EQ(t.services[1].frontends.size(), 1u) << "the external IP fine holds";
 
     // web-in failed closed: web isolated for ingress, only rule 0 (from client) allows.
     const table::PodPolicySpec* web = policy_of(t, "default/web");
@@ -133,17 +144,17 @@ TEST(KubeSource, ObjectsKdpCannotHonourGetAnEventACounterAndPoliciesFailClosed) 
     const auto until = std::chrono::steady_clock::now() + k8s::test::kWait;
     while (std::chrono::steady_clock::now() < until) {
         stats = source.stats();
-        if (stats.events_posted + stats.events_failed >= 3) {
+        if (stats.events_posted + stats.events_failed >= 4) {
             break;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     EXPECT_EQ(stats.unhonoured["NetworkPolicy"], 2u);
-    EXPECT_EQ(stats.unhonoured["Service"], 1u);
-    EXPECT_EQ(stats.events_posted, 3u);
+    EXPECT_EQ(stats.unhonoured["Service"], 2u);
+    EXPECT_EQ(stats.events_posted, 4u);
     EXPECT_EQ(stats.events_failed, 0u);
     const json events = api.cmd({{"op", "events"}})["events"];
-    ASSERT_EQ(events.size(), 3u);
+    ASSERT_EQ(events.size(), 4u);
     std::vector<std::string> about;
     for (const json& e : events) {
         EXPECT_EQ(e["type"], "Warning");
@@ -151,20 +162,26 @@ TEST(KubeSource, ObjectsKdpCannotHonourGetAnEventACounterAndPoliciesFailClosed) 
         EXPECT_EQ(e["source"]["component"], "kdp-control");
         EXPECT_EQ(e["source"]["host"], "n1");
         EXPECT_EQ(e["metadata"]["namespace"], "default");
-        EXPECT_FALSE(e["involvedObject"]["uid"].get<std::string>().empty());
+        if (e["involvedObject"]["name"] != "twin") {  // the compiler's warnings carry no uid
+            EXPECT_FALSE(e["involvedObject"]["uid"].get<std::string>().empty());
+        }
         about.push_back(e["involvedObject"]["kind"].get<std::string>() + "/" +
                         e["involvedObject"]["name"].get<std::string>());
         if (e["involvedObject"]["name"] == "web-in") {
             EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("serviceAccount"));
             EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("fail closed"));
         }
+        if (e["involvedObject"]["name"] == "twin") {
+            EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("203.0.113.9:80/TCP"));
+        }
         if (e["involvedObject"]["name"] == "odd") {
             EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("spec.ports[0].name"));
             EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("left out"));
         }
     }
-    EXPECT_THAT(about, ::testing::UnorderedElementsAre("NetworkPolicy/web-in",
-                                                       "NetworkPolicy/egress-lock", "Service/odd"));
+    EXPECT_THAT(about,
+                ::testing::UnorderedElementsAre("NetworkPolicy/web-in", "NetworkPolicy/egress-lock",
+                                                "Service/odd", "Service/twin"));
 
     // The same object again (a resync) is not posted twice; a fixed one is honoured.
     api.cmd({{"op", "update"},
@@ -175,8 +192,8 @@ TEST(KubeSource, ObjectsKdpCannotHonourGetAnEventACounterAndPoliciesFailClosed) 
                 {{"clusterIP", "10.96.0.20"},
                  {"ports", json::array({{{"name", "http"}, {"port", 80}}})}}}}}});
     const table::TableSpec t2 = wait_tables(source);
-    EXPECT_EQ(t2.services.size(), 2u);
-    EXPECT_EQ(api.cmd({{"op", "events"}})["events"].size(), 3u);
+    EXPECT_EQ(t2.services.size(), 3u);
+    EXPECT_EQ(api.cmd({{"op", "events"}})["events"].size(), 4u) << "the twin clash not again";
 
     // Told the range (--service-cidr), the dataplane gets it to guard.
     KubeSource told(api.config(), "n1", Prefix4::parse("10.96.0.0/16"));

@@ -290,14 +290,19 @@ TEST(Services, ClashingFrontendIsLeftOutWithAWarning) {
     m.upsert(service("b", {{"clusterIP", "10.96.0.2"},
                            {"externalIPs", {"198.51.100.7"}},
                            {"ports", json::array({{{"port", 80}}})}}));
-    std::vector<std::string> warnings;
+    std::vector<CompileWarning> warnings;
     const auto out = compile_services(m, "node-a", {}, &warnings);
     ASSERT_EQ(out.size(), 2u);
     EXPECT_EQ(out[0].frontends.size(), 2u);
     EXPECT_EQ(out[1].frontends.size(), 1u);
     ASSERT_EQ(warnings.size(), 1u);
-    EXPECT_NE(warnings[0].find("service prod/b:"), std::string::npos) << warnings[0];
-    EXPECT_NE(warnings[0].find("198.51.100.7:80/TCP"), std::string::npos) << warnings[0];
+    EXPECT_NE(warnings[0].message.find("service prod/b:"), std::string::npos)
+        << warnings[0].message;
+    EXPECT_NE(warnings[0].message.find("198.51.100.7:80/TCP"), std::string::npos)
+        << warnings[0].message;
+    EXPECT_EQ(warnings[0].kind, "Service");
+    EXPECT_EQ(warnings[0].ns, "prod");
+    EXPECT_EQ(warnings[0].name, "b");
 }
 
 TEST(Services, HeadlessAndExternalNameHaveNoServicePorts) {
