@@ -82,6 +82,7 @@ struct Client::Stream::Impl {
                 boost::system::error_code ignored;
                 beast::get_lowest_layer(stream).socket().close(ignored);
             };
+            cancel->detach_ = [this] { cancel = nullptr; };
         }
         // Watches are unbounded; callers bound what they keep. Not boost::none: Boost 1.74's
         // parser compares the Content-Length with the optional limit, and any value > none.
@@ -97,6 +98,7 @@ struct Client::Stream::Impl {
     ~Impl() {
         if (cancel != nullptr) {
             cancel->close_ = nullptr;
+            cancel->detach_ = nullptr;
         }
     }
     bool cancelled() const { return cancel != nullptr && cancel->cancelled(); }

@@ -55,13 +55,24 @@ public:
 // fails at once, and any later request given this token fails before connecting.
 class CancelToken {
 public:
+    CancelToken() = default;
+    CancelToken(const CancelToken&) = delete;
+    CancelToken& operator=(const CancelToken&) = delete;
+    // A request still holding the token (a suspended coroutine destroyed later, with its
+    // io_context) forgets it rather than touching freed memory.
+    ~CancelToken() {
+        if (detach_) {
+            detach_();
+        }
+    }
     void cancel();
     bool cancelled() const { return cancelled_; }
     void reset() { cancelled_ = false; }
 
 private:
     friend class Client;
-    std::function<void()> close_;  // set while a request holds the token
+    std::function<void()> close_;   // set while a request holds the token
+    std::function<void()> detach_;  // likewise: makes the request forget the token
     bool cancelled_ = false;
 };
 

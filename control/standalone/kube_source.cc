@@ -55,9 +55,9 @@ public:
         // is still waiting on its deadline.
         asio::post(*ioc_, [this] { ioc_->stop(); });
         thread_.join();
-        // Destroys the coroutines still suspended (watches, event posts) while the reflectors,
-        // client and recorder their frames refer to are still alive.
-        ioc_.reset();
+        // The io_context (declared first) goes last, with the coroutines still suspended in
+        // it: the I/O objects of the reflectors, client and recorder must go before it, and a
+        // suspended request forgets its reflector's CancelToken when that goes (client.h).
     }
 
     void on_event(const k8s::ResourceSpec& resource,
@@ -202,7 +202,7 @@ private:
     const serve::WallClock::time_point started_ = serve::WallClock::now();
     std::string node_;
     std::optional<Prefix4> service_cidr_;    // the cluster's Service range, when given
-    std::unique_ptr<asio::io_context> ioc_;  // reset first in ~Impl
+    std::unique_ptr<asio::io_context> ioc_;  // destroyed last
     asio::executor_work_guard<asio::io_context::executor_type> work_;
     k8s::Client client_;
     k8s::EventRecorder recorder_;  // on the io thread
