@@ -17,7 +17,7 @@
 # Each TAP pod's receive ring holds 512 mbufs of the dataplane's pool: room for 40 pods.
 export KDP_E2E_MBUFS=${KDP_E2E_MBUFS:-32767} KDP_E2E_MEM_MB=${KDP_E2E_MEM_MB:-256}
 source "$(dirname "${BASH_SOURCE[0]}")/../test/e2e/lib.sh"
-need_root
+need_root "$@"
 need_dataplane
 PODS=${1:-20}
 CNI="$KDP_BUILD_DIR/cni-shim/kdp-cni"

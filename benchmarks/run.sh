@@ -65,6 +65,8 @@ OUT=$HERE/results/latest.json
 KEEP_LOGS=0
 VIRTIO_ARGS=""
 SUMMARIZE=""
+source "$ROOT/config/as_root.sh"
+as_root "$HERE/run.sh" "$@"   # hugepages, vhost-user
 while [[ $# -gt 0 ]]; do
     case $1 in
         --runs) RUNS=$2; shift 2 ;;
@@ -297,7 +299,6 @@ ensure_packages() {
 }
 [[ -x $PKTGEN ]] || { echo "run.sh: $PKTGEN not built (ninja -C $BUILD)" >&2; exit 2; }
 command -v "$TESTPMD" >/dev/null || { echo "run.sh: $TESTPMD not found" >&2; exit 2; }
-[[ $EUID -eq 0 ]] || { echo "run.sh: needs root (hugepages, vhost-user)" >&2; exit 2; }
 ensure_packages
 if [[ " $SYSTEMS " == *" ovs "* && ! -x $OVS_VSWITCHD ]]; then
     echo "run.sh: $OVS_VSWITCHD missing (openvswitch-switch-dpdk)" >&2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The kdp demo (the README's main command): sudo bash config/demo.sh
+# The kdp demo (the README's main command): bash config/demo.sh (re-runs under sudo)
 #
 # Sets up the machine (config/setup.sh), then builds a two-node cluster out of network
 # namespaces on this one host and shows pod traffic going through two kdp-dataplane processes:
@@ -18,10 +18,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "error: the demo needs root (hugepages, network namespaces): sudo bash config/demo.sh" >&2
-    exit 1
-fi
+source "$ROOT/config/as_root.sh"
+as_root "$ROOT/config/demo.sh" "$@"
 
 echo "== set-up (packages, hugepages, build)"
 bash "$ROOT/config/setup.sh"

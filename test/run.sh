@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole kdp test suite (the README's test command): sudo bash test/run.sh
+# The whole kdp test suite (the README's test command): bash test/run.sh (re-runs under sudo)
 #   setup      config/setup.sh: packages, hugepages, build/ (meson + ninja)
 #   format     clang-format --dry-run --Werror on every *.h/*.cc we write
 #   unit+pkt   meson test -C build --suite unit --suite pkt
@@ -87,10 +87,8 @@ e2e_script() {
     return 1
 }
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "error: the test suite needs root (hugepages, netns, packages): sudo bash test/run.sh" >&2
-    exit 1
-fi
+source "$ROOT/config/as_root.sh"
+as_root "$ROOT/test/run.sh" "$@"
 
 if ! phase setup bash config/setup.sh; then
     printf '\n%d passed, %d failed\n' "$PASSED" "$FAILED"

@@ -75,13 +75,16 @@ dump_logs() {
     done
 }
 
+# need_root [ARGS...]: as root, or re-run the script ($0, with ARGS) under sudo
+# (config/as_root.sh). A script with arguments passes "$@".
 need_root() {
-    [ "$(id -u)" -eq 0 ] || { echo "error: $0 needs root (netns, veth, hugepages)" >&2; exit 1; }
+    source "$KDP_ROOT/config/as_root.sh"
+    as_root "$0" "$@"
 }
 
 need_dataplane() {
     [ -x "$KDP_DATAPLANE" ] || {
-        echo "error: $KDP_DATAPLANE not built (run: sudo bash config/setup.sh)" >&2
+        echo "error: $KDP_DATAPLANE not built (run: bash config/setup.sh as root)" >&2
         exit 1
     }
 }
