@@ -347,59 +347,45 @@ void Model::upsert_fail_closed_policy(const json& obj) {
     policies_[np.key()] = std::move(np);
 }
 
-bool Model::contains(std::string_view kind, std::string_view ns, std::string_view name) const {
-    const std::string n(name);
-    const std::string key = ns.empty() ? n : fmt::format("{}/{}", ns, name);
-    if (kind == "Node") {
-        return nodes_.count(n) != 0;
-    }
-    if (kind == "Namespace") {
-        return namespaces_.count(n) != 0;
-    }
-    if (kind == "Pod") {
-        return pods_.count(key) != 0;
-    }
-    if (kind == "Service") {
-        return services_.count(key) != 0;
-    }
-    if (kind == "EndpointSlice") {
-        return slices_.count(key) != 0;
-    }
-    if (kind == "NetworkPolicy") {
-        return policies_.count(key) != 0;
-    }
-    return false;
-}
-
-bool Model::remove(std::string_view kind, std::string_view ns, std::string_view name) {
+template <class Self, class F>
+bool Model::typed(
+    Self& self, std::string_view kind, std::string_view ns, std::string_view name, F&& f) {
     const KindInfo* info = find_kind(kind);
     if (info == nullptr) {
         throw ModelError(fmt::format("unknown kind \"{}\"", kind));
     }
-    const std::string n(name);
-    std::string space(ns);
-    if (info->namespaced && space.empty()) {
-        space = "default";
-    }
+    const std::string key = info->namespaced
+                                ? fmt::format("{}/{}", ns.empty() ? "default" : ns, name)
+                                : std::string(name);
     if (kind == "Node") {
-        return nodes_.erase(n) != 0;
+        return f(self.nodes_, key);
     }
     if (kind == "Namespace") {
-        return namespaces_.erase(n) != 0;
+        return f(self.namespaces_, key);
     }
     if (kind == "Pod") {
-        return pods_.erase(space + "/" + n) != 0;
+        return f(self.pods_, key);
     }
     if (kind == "Service") {
-        return services_.erase(space + "/" + n) != 0;
+        return f(self.services_, key);
     }
     if (kind == "EndpointSlice") {
-        return slices_.erase(space + "/" + n) != 0;
+        return f(self.slices_, key);
     }
     if (kind == "NetworkPolicy") {
-        return policies_.erase(space + "/" + n) != 0;
+        return f(self.policies_, key);
     }
-    return raw_.erase(fmt::format("{}/{}/{}", kind, space, n)) != 0;
+    return f(self.raw_, fmt::format("{}/{}", kind, key));
+}
+
+bool Model::contains(std::string_view kind, std::string_view ns, std::string_view name) const {
+    return typed(*this, kind, ns, name,
+                 [](const auto& map, const std::string& key) { return map.count(key) != 0; });
+}
+
+bool Model::remove(std::string_view kind, std::string_view ns, std::string_view name) {
+    return typed(*this, kind, ns, name,
+                 [](auto& map, const std::string& key) { return map.erase(key) != 0; });
 }
 
 }  // namespace kdp::control

@@ -89,7 +89,8 @@ public:
     /// kdp can read allowing anything). Throws ModelError only when the object has no name.
     void upsert_fail_closed_policy(const nlohmann::json& obj);
 
-    /// Whether an object of `kind` (one the model accepts) with this namespace/name is held.
+    /// Whether an object of `kind` with this namespace/name is held. Unknown kinds throw
+    /// ModelError.
     bool contains(std::string_view kind, std::string_view ns, std::string_view name) const;
 
     /// Removes an object; returns whether it was there. Unknown kinds throw ModelError.
@@ -110,6 +111,13 @@ public:
     static bool known_kind(std::string_view kind);
 
 private:
+    // Calls f(map, key) on the map that holds `kind` (raw_ for kinds kept untyped) with the
+    // object's key in it ("default" for a namespaced object without namespace); throws
+    // ModelError for an unknown kind. One dispatch for contains() and remove().
+    template <class Self, class F>
+    static bool typed(
+        Self& self, std::string_view kind, std::string_view ns, std::string_view name, F&& f);
+
     std::map<std::string, Node> nodes_;
     std::map<std::string, Namespace> namespaces_;
     std::map<std::string, Pod> pods_;

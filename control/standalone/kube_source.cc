@@ -88,8 +88,6 @@ public:
     // (log, Event on the object, counter) and do what is safe with it.
     void cannot_honour(const nlohmann::json& obj, const std::string& why) {
         const k8s::ObjectRef ref = k8s::object_ref(obj);
-        const std::string ns =
-            ref.ns.empty() && ref.kind != "Node" && ref.kind != "Namespace" ? "default" : ref.ns;
         std::string what;
         if (ref.kind == "NetworkPolicy") {
             try {
@@ -101,7 +99,7 @@ public:
             } catch (const ModelError& e) {
                 what = fmt::format("left out ({})", e.what());
             }
-        } else if (model_.contains(ref.kind, ns, ref.name)) {
+        } else if (Model::known_kind(ref.kind) && model_.contains(ref.kind, ref.ns, ref.name)) {
             what = "the last version kdp could read stays in force";
         } else {
             what = "left out";
