@@ -30,10 +30,10 @@
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 
-#include "api/convert.h"
 #include "api/grpc_server.h"
 #include "kdp/v1/dataplane.grpc.pb.h"
 #include "pkt/node_harness.h"
+#include "spec/convert.h"
 
 namespace kdp::test {
 namespace {

@@ -44,7 +44,7 @@ inline void report(benchmark::State& state, uint64_t cycles, uint64_t packets) {
     state.SetItemsProcessed(static_cast<int64_t>(packets));
 }
 
-/// The worker's phase counters (core/phase.h), to report where a case's cycles went.
+/// The worker's phase counters (pkt/phase.h), to report where a case's cycles went.
 struct Phases {
     uint64_t cycles[dataplane::kPhaseCount] = {};
 };

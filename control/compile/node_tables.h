@@ -10,7 +10,7 @@
 
 #include "compile/services.h"
 #include "model/model.h"
-#include "table/table_spec.h"
+#include "spec/table_spec.h"
 
 namespace kdp::control {
 

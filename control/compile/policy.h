@@ -15,7 +15,7 @@
 #include <string_view>
 
 #include "model/model.h"
-#include "table/table_spec.h"
+#include "spec/table_spec.h"
 
 namespace kdp::control {
 

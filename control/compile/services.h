@@ -21,7 +21,7 @@
 
 #include "common/net.h"
 #include "model/model.h"
-#include "table/table_spec.h"
+#include "spec/table_spec.h"
 
 namespace kdp::control {
 

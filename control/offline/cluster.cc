@@ -18,9 +18,9 @@
 #include "api/table_manager.h"
 #include "api/trace_path.h"
 #include "compile/node_tables.h"
-#include "core/node_context.h"
 #include "core/worker.h"
 #include "manifest/manifest.h"
+#include "stage/node_context.h"
 #include "table/conntrack.h"
 #include "table/neighbor.h"
 

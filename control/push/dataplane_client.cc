@@ -4,8 +4,8 @@
 
 #include <fmt/format.h>
 
-#include "api/convert.h"
 #include "common/version.h"
+#include "spec/convert.h"
 
 namespace kdp::control {
 namespace {

@@ -17,7 +17,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "kdp/v1/dataplane.grpc.pb.h"
-#include "table/table_spec.h"
+#include "spec/table_spec.h"
 
 namespace kdp::control {
 

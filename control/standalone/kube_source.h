@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "common/net.h"
-#include "table/table_spec.h"
+#include "spec/table_spec.h"
 
 namespace kdp::control::k8s {
 struct ClusterConfig;

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "core/drop_reason.h"
-#include "core/phase.h"
-#include "table/table_spec.h"
+#include "pkt/drop_reason.h"
+#include "pkt/phase.h"
+#include "spec/table_spec.h"
 
 namespace kdp::api {
 

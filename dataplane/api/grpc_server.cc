@@ -16,12 +16,108 @@
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 
-#include "api/convert.h"
+#include "common/ip_proto.h"
 #include "common/version.h"
 #include "kdp/v1/dataplane.grpc.pb.h"
+#include "spec/convert.h"
 
 namespace kdp::api {
+
+// The dataplane's observations (Backend types) on the wire: only this server sends them.
 namespace {
+
+void add_counters(const CounterSet& in, v1::Counters* out) {
+    out->set_rx_packets(in.rx_packets);
+    out->set_rx_bytes(in.rx_bytes);
+    out->set_tx_packets(in.tx_packets);
+    out->set_tx_bytes(in.tx_bytes);
+    for (size_t i = 0; i < dataplane::kDropReasonCount; ++i) {
+        if (in.drops[i] != 0) {
+            auto* d = out->add_drops();
+            d->set_reason(std::string(dataplane::kDropReasonInfo[i].label));
+            d->set_packets(in.drops[i]);
+        }
+    }
+}
+
+void node_info_to_proto(const NodeInfo& in, v1::NodeInfo* out) {
+    out->set_node_name(in.node_name);
+    out->set_node_ip(in.node_ip.str());
+    out->set_node_mac(in.node_mac.str());
+    out->set_pod_cidr(in.pod_cidr.str());
+    out->set_gateway_ip(in.gateway_ip.str());
+    out->set_gateway_mac(in.gateway_mac.str());
+    out->set_vxlan_mode(in.vxlan_mode);
+    out->set_vxlan_port(in.vxlan_port);
+    out->set_vni(in.vni);
+    out->set_vtep_mac(in.vtep_mac.str());
+    out->set_mtu(in.mtu);
+    out->set_pod_mtu(in.pod_mtu);
+    out->set_workers(in.workers);
+    out->set_generation(in.generation);
+    out->set_started_unix_ns(in.started_unix_ns);
+}
+
+void port_to_proto(const PortInfo& in, v1::Port* out) {
+    out->set_name(in.name);
+    out->set_kind(in.kind);
+    out->set_devargs(in.devargs);
+    out->set_port_id(in.port_id);
+    out->set_mac(in.mac.str());
+    out->set_peer_mac(in.peer_mac.str());
+    out->set_rx_queues(in.rx_queues);
+    out->set_tx_queues(in.tx_queues);
+    out->set_link_up(in.link_up);
+}
+
+void stats_to_proto(const StatsSnapshot& in, v1::Stats* out) {
+    out->set_taken_unix_ns(in.taken_unix_ns);
+    for (const auto& w : in.workers) {
+        auto* pw = out->add_workers();
+        pw->set_worker(w.worker);
+        pw->set_lcore(w.lcore);
+        add_counters(w.counters, pw->mutable_counters());
+        pw->set_busy_cycles(w.busy_cycles);
+        pw->set_total_cycles(w.total_cycles);
+        pw->set_tsc_hz(w.tsc_hz);
+        for (size_t i = 0; i < dataplane::kPhaseCount; ++i) {
+            auto* ph = pw->add_phases();
+            ph->set_phase(std::string(dataplane::kPhaseNames[i]));
+            ph->set_cycles(w.phase_cycles[i]);
+        }
+    }
+    for (const auto& p : in.ports) {
+        auto* pp = out->add_ports();
+        pp->set_name(p.name);
+        pp->set_port_id(p.port_id);
+        add_counters(p.counters, pp->mutable_counters());
+    }
+}
+
+void conntrack_to_proto(const ConntrackListing& in, v1::ListConntrackResponse* out) {
+    out->set_total(in.total);
+    out->set_capacity(in.capacity);
+    const auto tuple = [](const ConntrackInfo::Tuple& t, v1::ConntrackTuple* o) {
+        o->set_src(t.src.str());
+        o->set_sport(t.sport);
+        o->set_dst(t.dst.str());
+        o->set_dport(t.dport);
+    };
+    for (const ConntrackInfo& e : in.entries) {
+        auto* pe = out->add_entries();
+        const std::string_view name = ip_proto_name(e.proto);
+        pe->set_protocol(name.empty() ? std::to_string(e.proto) : std::string(name));
+        tuple(e.original, pe->mutable_original());
+        tuple(e.reply, pe->mutable_reply());
+        for (const std::string& n : e.nat) {
+            pe->add_nat(n);
+        }
+        pe->set_state(e.state);
+        pe->set_expires_in_s(e.expires_in_s);
+        pe->set_affinity(e.affinity);
+        pe->set_worker(e.worker);
+    }
+}
 
 class EventHub;
 

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "common/ip_proto.h"
+
 namespace kdp::api {
 
 namespace {
@@ -15,7 +17,7 @@ namespace {
 constexpr uint32_t kMaxPolicyPods = (1u << 20) - 1;  // the pod's bits in policy_rule_key
 
 bool known_proto(uint8_t p) {
-    return p == 0 || p == 6 || p == 17 || p == 132;
+    return p == 0 || p == kProtoTcp || p == kProtoUdp || p == kProtoSctp;  // 0: any
 }
 
 }  // namespace

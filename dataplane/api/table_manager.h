@@ -33,8 +33,8 @@
 struct rte_mempool;
 
 #include "api/backend.h"
-#include "core/node_context.h"
 #include "core/worker.h"
+#include "stage/node_context.h"
 #include "table/tables.h"
 
 namespace kdp::api {

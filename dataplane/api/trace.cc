@@ -116,11 +116,7 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
         }
         if (dst.is_zero()) {
             return fmt::format("to: service {} has no ClusterIP port {}/{} on node {}", want,
-                               q.port,
-                               q.proto == 6    ? "tcp"
-                               : q.proto == 17 ? "udp"
-                                               : "sctp",
-                               node);
+                               q.port, ip_proto_name(q.proto), node);
         }
     } else if (const table::PodSpec* p = pod_of(q.to)) {
         dst = p->ip;

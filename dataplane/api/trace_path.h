@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "common/net.h"
-#include "core/drop_reason.h"
-#include "core/node_context.h"
 #include "core/worker.h"
+#include "pkt/drop_reason.h"
+#include "stage/node_context.h"
 #include "table/tables.h"
 
 namespace kdp::api::tracing {

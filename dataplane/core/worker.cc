@@ -7,73 +7,13 @@
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
 
-#include "stage/overlay.h"
+#include "stage/arp.h"
+#include "stage/nat.h"
+#include "stage/pipeline.h"
+#include "stage/tx.h"
+#include "stage/vxlan_decap.h"
 
 namespace kdp::dataplane {
-
-namespace {
-
-// Transmits one port's buffer on this worker's TX queue; what the port does not take is
-// counted as kTxFull and freed.
-void flush_port(Worker& w, uint16_t port) noexcept {
-    TxBuffer& b = w.tx[port];
-    PortRuntime& pr = w.node->ports->port[port];
-    const uint16_t q = static_cast<uint16_t>(w.index % pr.nb_txq);
-    uint64_t bytes = 0;
-    for (uint16_t i = 0; i < b.count; ++i) {
-        bytes += b.pkts[i]->pkt_len;
-    }
-    if (pr.txq_shared) {
-        rte_spinlock_lock(&pr.tx_lock);
-    }
-    const uint16_t sent = rte_eth_tx_burst(port, q, b.pkts, b.count);
-    if (pr.txq_shared) {
-        rte_spinlock_unlock(&pr.tx_lock);
-    }
-    for (uint16_t i = sent; i < b.count; ++i) {
-        bytes -= b.pkts[i]->pkt_len;
-    }
-    PortCounters& c = w.port_counters(port);
-    bump(c.tx_packets, sent);
-    bump(c.tx_bytes, bytes);
-    if (sent < b.count) [[unlikely]] {
-        bump(c.drops[static_cast<size_t>(DropReason::kTxFull)], b.count - sent);
-        rte_pktmbuf_free_bulk(b.pkts + sent, b.count - sent);
-    }
-    b.count = 0;
-}
-
-}  // namespace
-
-namespace stage {
-
-void tx_enqueue(Worker& w, uint16_t port, rte_mbuf* m) noexcept {
-    TxBuffer& b = w.tx[port];
-    b.pkts[b.count++] = m;
-    if (b.count == kBurstSize) {
-        flush_port(w, port);  // keeps the buffer bounded; the loop flushes the rest
-    }
-}
-
-void send_arp_request(Worker& w, Ip4 target) noexcept {
-    const NodeContext& n = *w.node;
-    rte_mbuf* m = rte_pktmbuf_alloc(w.pool);
-    if (m == nullptr) [[unlikely]] {
-        return;  // pool exhausted: the next claim after the retry interval tries again
-    }
-    constexpr uint16_t kLen = pkt::kEtherHdrLen + pkt::kArpLen;
-    auto* d = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, kLen));
-    if (d == nullptr) [[unlikely]] {
-        rte_pktmbuf_free(m);
-        return;
-    }
-    pkt::write_eth(d, Mac{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}, n.node_mac, pkt::kEtherTypeArp);
-    pkt::ArpView{d + pkt::kEtherHdrLen}.set(pkt::kArpOpRequest, n.node_mac, n.node_ip, Mac{},
-                                            target);
-    tx_enqueue(w, n.uplink_port, m);
-}
-
-}  // namespace stage
 
 namespace {
 
@@ -86,7 +26,6 @@ void count_drop(Worker& w, const PacketMeta& p) noexcept {
 void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b, uint64_t now) {
     const NodeContext& n = *w.node;
     const PortKind kind = n.ports->port[port].kind;
-    const auto now_s = static_cast<uint32_t>(now / n.tsc_hz);
     w.now_tsc = now;
     PortCounters& rxc = w.port_counters(port);
     uint64_t rx_bytes = 0;
@@ -158,13 +97,14 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
             }
         }
     };
+    stage::Context c = w.stage_context(now);
     if (kind == PortKind::kUplink) {
         uint32_t overlay = 0;  // bit i: packet i was decapsulated
         static_assert(kBurstSize <= 32);
         for (uint16_t i = 0; i < b.count; ++i) {
             PacketMeta& p = b.meta[i];
             if (p.pending() && p.ether_type == pkt::kEtherTypeIpv4 &&
-                stage::uplink_decap(n, b.pkts[i], p)) {
+                stage::vxlan_decap(n, b.pkts[i], p)) {
                 overlay |= 1u << i;
             }
             prefetch_ct(p);
@@ -177,11 +117,11 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
                 continue;
             }
             if (overlay & (1u << i)) {
-                stage::uplink_inner(w, *t, b.pkts[i], p, now_s);
+                stage::from_overlay(c, *t, b.pkts[i], p);
             } else if (p.ether_type == pkt::kEtherTypeArp) {
                 stage::arp_from_uplink(n, b.pkts[i], p, now);
             } else {
-                stage::uplink_service(w, *t, b.pkts[i], p, now, now_s);
+                stage::from_uplink(c, *t, b.pkts[i], p);
             }
         }
     } else {
@@ -200,12 +140,12 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
                 if (p.ether_type == pkt::kEtherTypeArp) {
                     stage::arp_from_host(n, b.pkts[i], p);
                 } else {
-                    stage::host_ipv4(w, *t, b.pkts[i], p, now, now_s);
+                    stage::from_host(c, *t, b.pkts[i], p);
                 }
             } else if (p.ether_type == pkt::kEtherTypeArp) {
                 stage::arp_from_pod(n, *t, b.pkts[i], p);
             } else {
-                stage::pod_ipv4(w, *t, b.pkts[i], p, now, now_s);
+                stage::from_pod(c, *t, b.pkts[i], p);
             }
         }
     }
@@ -222,7 +162,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
                 tb.pkts[tb.count++] = b.pkts[i];
                 if (tb.count == kBurstSize) {  // as tx_enqueue, the transmit counted as such
                     w.lap(Phase::kDispatch);
-                    flush_port(w, p.out_port);
+                    stage::flush_port(n, w.index, tb, p.out_port, w.port_counters(p.out_port));
                     w.lap(Phase::kTx);
                 }
                 break;
@@ -248,6 +188,7 @@ void process_burst(Worker& w, const table::TableSet* t, uint16_t port, Burst& b,
 
 void service_held(Worker& w, uint64_t now) {
     const NodeContext& n = *w.node;
+    stage::Context c = w.stage_context(now);
     uint32_t keep = 0;
     for (uint32_t i = 0; i < w.held_count; ++i) {
         HeldPacket h = w.held[i];
@@ -255,14 +196,14 @@ void service_held(Worker& w, uint64_t now) {
         if (st & table::NeighborTable::kValid) {
             pkt::write_eth(rte_pktmbuf_mtod(h.m, uint8_t*), Mac::unpack(st), n.node_mac,
                            pkt::kEtherTypeIpv4);
-            stage::tx_enqueue(w, n.uplink_port, h.m);
+            stage::tx_enqueue(c, n.uplink_port, h.m);
         } else if (now - h.since_tsc > n.arp_timeout_tsc) {
             bump(w.port_counters(h.in_port)
                      .drops[static_cast<size_t>(DropReason::kNeighborTimeout)]);
             rte_pktmbuf_free(h.m);
         } else {
             if (n.neighbors->claim_request(h.slot, now, n.arp_retry_tsc, n.arp_stale_tsc)) {
-                stage::send_arp_request(w, n.neighbors->ip(h.slot));
+                stage::send_arp_request(c, n.neighbors->ip(h.slot));
             }
             w.held[keep++] = h;
         }
@@ -314,7 +255,7 @@ void conntrack_tick(Worker& w, const table::TableSet* t, uint64_t now) {
 void flush_tx(Worker& w) {
     for (uint16_t port = 0; port < RTE_MAX_ETHPORTS; ++port) {
         if (w.tx[port].count != 0) {
-            flush_port(w, port);
+            stage::flush_port(*w.node, w.index, w.tx[port], port, w.port_counters(port));
         }
     }
 }

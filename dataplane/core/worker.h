@@ -16,9 +16,10 @@
 #include <rte_cycles.h>
 #include <rte_rcu_qsbr.h>
 
-#include "core/burst.h"
-#include "core/counters.h"
-#include "core/node_context.h"
+#include "pkt/burst.h"
+#include "pkt/counters.h"
+#include "stage/context.h"
+#include "stage/node_context.h"
 
 struct rte_mempool;
 
@@ -33,48 +34,6 @@ struct IdlePolicy {
     uint32_t spin_polls = 256;
     uint32_t sleep_us = 50;
     uint32_t max_sleep_us = 1000;
-};
-
-struct TxBuffer {
-    uint16_t count = 0;
-    rte_mbuf* pkts[kBurstSize];
-};
-
-/// A packet whose underlay next hop is being resolved; already fully encapsulated except for
-/// the outer destination MAC.
-struct HeldPacket {
-    rte_mbuf* m;
-    uint64_t since_tsc;
-    uint32_t slot;
-    uint16_t in_port;
-};
-
-/// A token bucket for the replies a worker sends instead of a packet it refuses (TCP RST, ICMP
-/// port unreachable): a flood to a Service without endpoints must not become a flood of
-/// answers, to a spoofed source least of all. Linux bounds a host's ICMP errors alike
-/// (net.ipv4.icmp_msgs_per_sec 1000, icmp_msgs_burst 50). One per worker: no lock.
-struct ReplyBudget {
-    static constexpr uint32_t kPerSecond = 1000;
-    static constexpr uint32_t kBurst = 50;
-    uint64_t last_tsc = 0;  // when `tokens` was last credited
-    uint32_t tokens = kBurst;
-
-    /// Takes a token if there is one, crediting those earned since the last credit.
-    bool take(uint64_t now, uint64_t hz) noexcept {
-        const uint64_t elapsed = now - last_tsc;
-        if (elapsed >= hz) {  // a second or more (also the first call): a full bucket
-            tokens = kBurst;
-            last_tsc = now;
-        } else if (const uint64_t earned = elapsed * kPerSecond / hz; earned != 0) {
-            tokens = static_cast<uint32_t>(std::min<uint64_t>(kBurst, tokens + earned));
-            last_tsc += earned * hz / kPerSecond;
-        }
-        if (tokens == 0) {
-            return false;
-        }
-        --tokens;
-        return true;
-    }
 };
 
 struct Worker {
@@ -109,6 +68,21 @@ struct Worker {
     ReplyBudget replies;  // RST / ICMP unreachable sent for refused packets
 
     PortCounters& port_counters(uint16_t port) noexcept { return counters.port[port]; }
+
+    /// What the stages may use of this worker for a burst processed at `now` (stage/context.h).
+    stage::Context stage_context(uint64_t now) noexcept {
+        return stage::Context{
+            *node,
+            index,
+            qsbr,
+            pool,
+            counters,
+            tx,
+            stage::HeldQueue{held.data(), static_cast<uint32_t>(held.size()), held_count},
+            replies,
+            now,
+            static_cast<uint32_t>(now / node->tsc_hz)};
+    }
 
     /// Ends phase `ph` now: its cycles since the last lap are counted and the next one starts.
     void lap(Phase ph) noexcept {

@@ -7,15 +7,16 @@
 
 #include "common/net.h"
 #include "pkt/checksum.h"
+#include "pkt/hdr.h"
 #include "pkt/parse.h"
 
 namespace kdp::pkt {
 
 inline void write_eth(uint8_t* p, const Mac& dst, const Mac& src, uint16_t type) noexcept {
-    std::memcpy(p, dst.b.data(), 6);
-    std::memcpy(p + 6, src.b.data(), 6);
-    p[12] = static_cast<uint8_t>(type >> 8);
-    p[13] = static_cast<uint8_t>(type);
+    std::memcpy(p + off::kEthDst, dst.b.data(), 6);
+    std::memcpy(p + off::kEthSrc, src.b.data(), 6);
+    p[off::kEthType] = static_cast<uint8_t>(type >> 8);
+    p[off::kEthType + 1] = static_cast<uint8_t>(type);
 }
 
 inline Mac read_mac(const uint8_t* p) noexcept {
@@ -26,15 +27,15 @@ inline Mac read_mac(const uint8_t* p) noexcept {
 
 /// Decrements the TTL of the IPv4 header at `ip`, patching its checksum per RFC 1624.
 inline void dec_ttl(uint8_t* ip) noexcept {
-    uint16_t before;
-    std::memcpy(&before, ip + 8, 2);
-    ip[8] = static_cast<uint8_t>(ip[8] - 1);
+    uint16_t before;  // TTL and protocol: one 16-bit word of the checksum
+    std::memcpy(&before, ip + off::kIpTtl, 2);
+    ip[off::kIpTtl] = static_cast<uint8_t>(ip[off::kIpTtl] - 1);
     uint16_t after;
-    std::memcpy(&after, ip + 8, 2);
+    std::memcpy(&after, ip + off::kIpTtl, 2);
     uint16_t check;
-    std::memcpy(&check, ip + 10, 2);
+    std::memcpy(&check, ip + off::kIpChecksum, 2);
     check = csum_replace16(check, before, after);
-    std::memcpy(ip + 10, &check, 2);
+    std::memcpy(ip + off::kIpChecksum, &check, 2);
 }
 
 /// Fills a 20-byte IPv4 header (no options) and its checksum.

@@ -4,6 +4,7 @@
 
 #include "common/hash.h"
 #include "pkt/checksum.h"
+#include "pkt/hdr.h"
 
 namespace kdp::pkt {
 
@@ -42,20 +43,20 @@ DropReason parse_l4(const uint8_t* l4, uint32_t avail, PacketMeta& m) noexcept {
             if (avail < kTcpHdrLen) [[unlikely]] {
                 return DropReason::kL4Truncated;
             }
-            const uint32_t doff = (l4[12] >> 4) * 4u;
+            const uint32_t doff = (l4[off::kTcpDataOff] >> 4) * 4u;
             if (doff < kTcpHdrLen || doff > avail) [[unlikely]] {
                 return DropReason::kTcpDataOffset;
             }
-            m.tuple.sport = load_raw16(l4);
-            m.tuple.dport = load_raw16(l4 + 2);
-            m.tcp_flags = l4[13];
+            m.tuple.sport = load_raw16(l4 + off::kL4SrcPort);
+            m.tuple.dport = load_raw16(l4 + off::kL4DstPort);
+            m.tcp_flags = l4[off::kTcpFlags];
             break;
         }
         case kProtoUdp: {
             if (avail < kUdpHdrLen) [[unlikely]] {
                 return DropReason::kL4Truncated;
             }
-            const uint16_t ulen = load_be16(l4 + 4);
+            const uint16_t ulen = load_be16(l4 + off::kUdpLength);
             // A fragment's UDP length covers the whole datagram, not this piece.
             if (ulen < kUdpHdrLen || ((m.flags & flag::kFragment) == 0 && uint32_t{ulen} != avail))
                 [[unlikely]] {
@@ -77,11 +78,10 @@ DropReason parse_l4(const uint8_t* l4, uint32_t avail, PacketMeta& m) noexcept {
             if (avail < kIcmpHdrLen) [[unlikely]] {
                 return DropReason::kL4Truncated;
             }
-            m.icmp_type = l4[0];
-            m.icmp_code = l4[1];
+            m.icmp_type = l4[off::kIcmpType];
             // Echo request/reply identify their flow by the identifier, as conntrack does.
-            if (m.icmp_type == 8 || m.icmp_type == 0) {
-                m.tuple.sport = load_raw16(l4 + 4);
+            if (m.icmp_type == kIcmpEchoRequest || m.icmp_type == kIcmpEchoReply) {
+                m.tuple.sport = load_raw16(l4 + off::kIcmpEchoId);
             }
             break;
         }
@@ -101,25 +101,25 @@ DropReason parse_frame(const uint8_t* data,
     if (len < kEtherHdrLen) [[unlikely]] {
         return DropReason::kTruncated;
     }
-    uint16_t off = kEtherHdrLen;
-    uint16_t type = load_be16(data + 12);
+    uint16_t l3 = kEtherHdrLen;
+    uint16_t type = load_be16(data + off::kEthType);
     if (type == kEtherTypeVlan || type == kEtherTypeQinQ) {
         if (len < uint32_t{kEtherHdrLen} + kVlanHdrLen) [[unlikely]] {
             return DropReason::kTruncated;
         }
         m.flags |= flag::kVlan;
-        m.vlan_tci = load_be16(data + 14);
-        type = load_be16(data + 16);
-        off += kVlanHdrLen;
+        m.vlan_tci = load_be16(data + kEtherHdrLen + offsetof(rte_vlan_hdr, vlan_tci));
+        type = load_be16(data + kEtherHdrLen + offsetof(rte_vlan_hdr, eth_proto));
+        l3 += kVlanHdrLen;
         if (type == kEtherTypeVlan || type == kEtherTypeQinQ) [[unlikely]] {
             return DropReason::kStackedVlan;
         }
     }
     m.ether_type = type;
-    m.l3_off = off;
+    m.l3_off = l3;
 
     if (type == kEtherTypeArp) {
-        if (len < uint32_t{off} + kArpLen) [[unlikely]] {
+        if (len < uint32_t{l3} + kArpLen) [[unlikely]] {
             return DropReason::kArpMalformed;
         }
         return DropReason::kNone;  // the ARP stage checks the fields it relies on
@@ -128,49 +128,49 @@ DropReason parse_frame(const uint8_t* data,
         return DropReason::kUnknownEthertype;
     }
 
-    const uint8_t* ip = data + off;
-    const uint32_t avail = len - off;
+    const uint8_t* ip = data + l3;
+    const uint32_t avail = len - l3;
     if (avail < kIpv4HdrLen) [[unlikely]] {
         return DropReason::kTruncated;
     }
-    if ((ip[0] >> 4) != 4) [[unlikely]] {
+    if (ipv4_version(ip) != 4) [[unlikely]] {
         return DropReason::kIpVersion;
     }
-    const uint32_t ihl = (ip[0] & 0x0f) * 4u;
+    const uint32_t ihl = ipv4_header_len(ip);
     if (ihl < kIpv4HdrLen || ihl > avail) [[unlikely]] {
         return DropReason::kIpHeaderLength;
     }
-    const uint16_t total = load_be16(ip + 2);
+    const uint16_t total = ipv4_total_len(ip);
     if (total < ihl || total > avail) [[unlikely]] {
         return DropReason::kIpTotalLength;
     }
     if (opt.verify_ip_checksum && !csum_ok(ip, ihl)) [[unlikely]] {
         return DropReason::kIpChecksum;
     }
-    const uint32_t src = load_raw32(ip + 12);
+    const uint32_t src = load_raw32(ip + off::kIpSrc);
     if (bad_source(from_be32(src))) [[unlikely]] {
         return DropReason::kIpSourceInvalid;
     }
     m.l3_len = total;
-    m.ttl = ip[8];
-    m.tuple.proto = ip[9];
+    m.ttl = ip[off::kIpTtl];
+    m.tuple.proto = ip[off::kIpProto];
     m.tuple.src = Ip4{src};
-    m.tuple.dst = Ip4{load_raw32(ip + 16)};
+    m.tuple.dst = Ip4{load_raw32(ip + off::kIpDst)};
     if (ihl > kIpv4HdrLen) {
         m.flags |= flag::kIpOptions;
     }
-    const uint16_t frag = load_be16(ip + 6);
-    if (frag & 0x4000) {
+    const uint16_t frag = load_be16(ip + off::kIpFragment);
+    if (frag & RTE_IPV4_HDR_DF_FLAG) {
         m.flags |= flag::kDontFragment;
     }
-    if (frag & 0x3fff) {
+    if (frag & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) {
         m.flags |= flag::kFragment;
-        if (frag & 0x1fff) {
+        if (frag & RTE_IPV4_HDR_OFFSET_MASK) {
             m.flags |= flag::kLaterFragment;
             return DropReason::kNone;  // no L4 header in this piece
         }
     }
-    m.l4_off = static_cast<uint16_t>(off + ihl);
+    m.l4_off = static_cast<uint16_t>(l3 + ihl);
     return parse_l4(ip + ihl, total - ihl, m);
 }
 

@@ -1,12 +1,13 @@
 // Frame parser: Ethernet (at most one 802.1Q tag), ARP, IPv4 (options, fragments), and the L4
 // headers kdp looks at (TCP, UDP, SCTP, ICMP). A pure function on bytes, so that the unit
-// tests and the fuzzer drive it without an EAL. Every malformed input returns a DropReason;
-// nothing is read beyond `len`.
+// tests and the fuzzer (test/fuzz/fuzz_frame.cc) drive it without an EAL. Every malformed input
+// returns a DropReason; nothing is read beyond `len`.
 #pragma once
 
 #include <cstdint>
 
-#include "core/burst.h"
+#include "common/ip_proto.h"
+#include "pkt/burst.h"
 
 namespace kdp::pkt {
 
@@ -26,10 +27,10 @@ inline constexpr uint16_t kVxlanHdrLen = 8;
 /// Outer Ethernet + IPv4 + UDP + VXLAN: what encapsulation adds in front of the inner frame.
 inline constexpr uint16_t kVxlanOverhead = kEtherHdrLen + kIpv4HdrLen + kUdpHdrLen + kVxlanHdrLen;
 
-inline constexpr uint8_t kProtoIcmp = 1;
-inline constexpr uint8_t kProtoTcp = 6;
-inline constexpr uint8_t kProtoUdp = 17;
-inline constexpr uint8_t kProtoSctp = 132;
+using kdp::kProtoIcmp;  // common/ip_proto.h: the numbers and their names, once
+using kdp::kProtoSctp;
+using kdp::kProtoTcp;
+using kdp::kProtoUdp;
 
 struct ParseOptions {
     bool verify_ip_checksum = true;  // false when the NIC already verified it (RX offload flag)

@@ -6,8 +6,9 @@
 // Worker-only; replies are built in place in the received mbuf.
 #pragma once
 
-#include "core/node_context.h"
+#include "pkt/hdr.h"
 #include "stage/l2.h"
+#include "stage/node_context.h"
 
 namespace kdp::dataplane::stage {
 
@@ -71,8 +72,8 @@ inline void arp_from_uplink(const NodeContext& n,
         pkt::write_eth(d, sha, n.node_mac, pkt::kEtherTypeArp);
         if (p.flags & pkt_flag::kVlan) {
             // Keep the tag: the reply goes back on the VLAN the request came from.
-            d[12] = 0x81;
-            d[13] = 0x00;
+            const uint16_t tpid = to_be16(pkt::kEtherTypeVlan);
+            std::memcpy(d + pkt::off::kEthType, &tpid, 2);
         }
         p.tx(p.in_port);
         return;

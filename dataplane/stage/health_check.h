@@ -18,7 +18,8 @@
 
 #include <string_view>
 
-#include "core/node_context.h"
+#include "stage/context.h"
+#include "stage/node_context.h"
 #include "stage/tcp_answer.h"
 
 namespace kdp::dataplane::stage {
@@ -138,6 +139,20 @@ inline void health_check(const NodeContext& n,
         return;
     }
     p.action = Action::kConsumed;  // an ACK of our data or FIN
+}
+
+/// The health check stage: TCP to the node IP (`dst`, as received) on a Service's
+/// healthCheckNodePort is answered here, as kube-proxy's health server does; kRoute otherwise.
+inline Next node_health_check(
+    const NodeContext& n, const table::TableSet& t, rte_mbuf* m, PacketMeta& p, Ip4 dst) noexcept {
+    if (dst == n.node_ip && p.tuple.proto == pkt::kProtoTcp) {
+        if (const uint32_t* hc = t.health_checks.find(from_be16(p.tuple.dport))) {
+            const table::ServiceBlock& b = t.services[*hc].current();
+            health_check(n, m, p, b.spec.name, b.local_backends);
+            return Next::kDone;
+        }
+    }
+    return Next::kRoute;
 }
 
 }  // namespace kdp::dataplane::stage

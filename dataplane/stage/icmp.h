@@ -5,18 +5,19 @@
 
 #include <algorithm>
 
-#include "core/node_context.h"
+#include "pkt/hdr.h"
 #include "stage/l2.h"
+#include "stage/node_context.h"
 
 namespace kdp::dataplane::stage {
 
-inline constexpr uint8_t kIcmpEchoReply = 0;
-inline constexpr uint8_t kIcmpUnreachable = 3;
-inline constexpr uint8_t kIcmpCodePortUnreachable = 3;
-inline constexpr uint8_t kIcmpCodeFragNeeded = 4;
-inline constexpr uint8_t kIcmpEchoRequest = 8;
-inline constexpr uint8_t kIcmpTimeExceeded = 11;
-inline constexpr uint8_t kIcmpParameterProblem = 12;
+using pkt::kIcmpCodeFragNeeded;
+using pkt::kIcmpCodePortUnreachable;
+using pkt::kIcmpEchoReply;
+using pkt::kIcmpEchoRequest;
+using pkt::kIcmpParameterProblem;
+using pkt::kIcmpTimeExceeded;
+using pkt::kIcmpUnreachable;
 
 /// The ICMP errors that quote a packet of a connection and are translated back with it.
 inline bool is_icmp_error_type(uint8_t type) noexcept {
@@ -37,25 +38,25 @@ inline void icmp_echo_reply(const NodeContext& n, rte_mbuf* m, PacketMeta& p) no
         return;
     }
     uint8_t* d = rte_pktmbuf_mtod(m, uint8_t*);
-    const Mac peer = pkt::read_mac(d + 6);
+    const Mac peer = pkt::read_mac(d + pkt::off::kEthSrc);
     uint8_t* ip = d + p.l3_off;
     uint8_t* icmp = d + p.l4_off;
     const uint16_t ihl = static_cast<uint16_t>(p.l4_off - p.l3_off);
-    std::memcpy(ip + 16, &p.tuple.src.be, 4);
-    std::memcpy(ip + 12, &n.gateway_ip.be, 4);
-    ip[8] = 64;
-    ip[10] = ip[11] = 0;
+    std::memcpy(ip + pkt::off::kIpDst, &p.tuple.src.be, 4);
+    std::memcpy(ip + pkt::off::kIpSrc, &n.gateway_ip.be, 4);
+    ip[pkt::off::kIpTtl] = 64;
+    std::memset(ip + pkt::off::kIpChecksum, 0, 2);
     const uint16_t ipc = pkt::csum(ip, ihl);
-    std::memcpy(ip + 10, &ipc, 2);
-    uint16_t before;
-    std::memcpy(&before, icmp, 2);
-    icmp[0] = kIcmpEchoReply;
+    std::memcpy(ip + pkt::off::kIpChecksum, &ipc, 2);
+    uint16_t before;  // type and code: one 16-bit word of the checksum
+    std::memcpy(&before, icmp + pkt::off::kIcmpType, 2);
+    icmp[pkt::off::kIcmpType] = kIcmpEchoReply;
     uint16_t after;
-    std::memcpy(&after, icmp, 2);
+    std::memcpy(&after, icmp + pkt::off::kIcmpType, 2);
     uint16_t c;
-    std::memcpy(&c, icmp + 2, 2);
+    std::memcpy(&c, icmp + pkt::off::kIcmpChecksum, 2);
     c = pkt::csum_replace16(c, before, after);
-    std::memcpy(icmp + 2, &c, 2);
+    std::memcpy(icmp + pkt::off::kIcmpChecksum, &c, 2);
     rewrite_l2(m, p, peer, n.gateway_mac);
     p.tx(p.in_port);
 }
@@ -76,7 +77,7 @@ inline void icmp_error(const NodeContext& n,
     }
     constexpr uint16_t kMaxQuote = 576 - pkt::kIpv4HdrLen - pkt::kIcmpHdrLen;
     constexpr uint16_t kHeaders = pkt::kEtherHdrLen + pkt::kIpv4HdrLen + pkt::kIcmpHdrLen;
-    const Mac peer = pkt::read_mac(rte_pktmbuf_mtod(m, uint8_t*) + 6);
+    const Mac peer = pkt::read_mac(rte_pktmbuf_mtod(m, uint8_t*) + pkt::off::kEthSrc);
     const Ip4 to = p.tuple.src;
     const uint16_t quote = std::min(p.l3_len, kMaxQuote);
     adj_parsed(m, p.l3_off);
@@ -87,13 +88,13 @@ inline void icmp_error(const NodeContext& n,
         return;
     }
     uint8_t* icmp = h + pkt::kEtherHdrLen + pkt::kIpv4HdrLen;
-    icmp[0] = type;
-    icmp[1] = code;
-    icmp[2] = icmp[3] = icmp[4] = icmp[5] = 0;
-    icmp[6] = static_cast<uint8_t>(mtu >> 8);
-    icmp[7] = static_cast<uint8_t>(mtu);
+    std::memset(icmp, 0, pkt::kIcmpHdrLen);
+    icmp[pkt::off::kIcmpType] = type;
+    icmp[pkt::off::kIcmpCode] = code;
+    const uint16_t mtu_be = to_be16(mtu);
+    std::memcpy(icmp + pkt::off::kIcmpNextHopMtu, &mtu_be, 2);
     const uint16_t c = pkt::csum(icmp, pkt::kIcmpHdrLen + quote);
-    std::memcpy(icmp + 2, &c, 2);
+    std::memcpy(icmp + pkt::off::kIcmpChecksum, &c, 2);
     // Precedence "internetwork control" (0xc0), as routers send ICMP errors.
     pkt::write_ipv4(h + pkt::kEtherHdrLen,
                     static_cast<uint16_t>(pkt::kIpv4HdrLen + pkt::kIcmpHdrLen + quote), 0xc0, false,

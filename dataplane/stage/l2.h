@@ -3,7 +3,7 @@
 
 #include <rte_mbuf.h>
 
-#include "core/burst.h"
+#include "pkt/burst.h"
 #include "pkt/eth.h"
 
 namespace kdp::dataplane::stage {

@@ -16,7 +16,8 @@
 // added later finds each connection in the direction it was opened.
 #pragma once
 
-#include "core/worker.h"
+#include "stage/context.h"
+#include "stage/nat.h"
 #include "table/tables.h"
 
 namespace kdp::dataplane::stage {
@@ -109,6 +110,55 @@ inline bool entry_allowed(const NodeContext& n,
     }
     reason = pol.synced ? DropReason::kPolicyDenied : DropReason::kPolicyNotSynced;
     return (cached & 1) == 0;
+}
+
+/// Policy for a packet the conntrack stage left untracked, before it is delivered to a pod or sent
+/// to another node: the first packet of a connection (kNewFlow) is judged and tracked without NAT,
+/// so that its replies pass and a policy change finds it; a packet conntrack cannot follow
+/// (a later fragment, ICMP other than echo, another protocol) is judged by itself, without
+/// ports. Returns false, p dropped, when policy denies it.
+inline bool admit(Context& c, const table::TableSet& t, PacketMeta& p) noexcept {
+    if (p.flags & pkt_flag::kTracked) [[likely]] {
+        return true;
+    }
+    const NodeContext& n = c.node;
+    const uint32_t now_s = c.now_s;
+    const table::PolicyTables& pol = t.current_policy();
+    const bool ports = (p.flags & pkt_flag::kL4) && p.tuple.proto != pkt::kProtoIcmp;
+    const PolicyVerdict v = judge(n, pol, p.tuple.src, p.tuple.src, p.tuple.dst,
+                                  ports ? p.tuple.dport : uint16_t{0}, p.tuple.proto);
+    if (!v.allowed) {
+        p.drop(v.reason);
+        return false;
+    }
+    if (!(p.flags & pkt_flag::kNewFlow)) {
+        return true;
+    }
+    table::Conntrack& ct = *n.conntrack;
+    const table::CtKey key = ct_key(p.tuple, p.icmp_type);
+    table::CtInsertFail why = table::CtInsertFail::kNone;
+    const uint32_t idx = ct.insert(
+        c.worker, key, ct_reversed(key), now_s,
+        [&](table::CtEntry& e) {
+            e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
+        },
+        &why);
+    if (idx == table::kCtNone) [[unlikely]] {
+        if (why == table::CtInsertFail::kClash) {
+            // Its replies look like a Service connection's (the same client port DNATed to
+            // this destination): untracked, they would be un-NATed as that one's.
+            p.drop(DropReason::kTupleClash);
+            return false;
+        }
+        if (v.egress_judged || v.ingress_judged) {
+            p.drop(DropReason::kConntrackFull);  // its replies could not be told from attacks
+            return false;
+        }
+        return true;  // no policy involved: forwarded untracked
+    }
+    ct.touch(idx, table::CtDir::kOrig, p.tcp_flags, now_s);
+    p.flags |= pkt_flag::kTracked;
+    return true;
 }
 
 }  // namespace kdp::dataplane::stage

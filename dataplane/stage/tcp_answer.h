@@ -5,18 +5,19 @@
 
 #include <rte_mbuf.h>
 
-#include "core/burst.h"
+#include "pkt/burst.h"
 #include "pkt/checksum.h"
 #include "pkt/eth.h"
+#include "pkt/hdr.h"
 #include "stage/l2.h"
 
 namespace kdp::dataplane::stage {
 
-inline constexpr uint8_t kTcpFin = 0x01;
-inline constexpr uint8_t kTcpSyn = 0x02;
-inline constexpr uint8_t kTcpRst = 0x04;
-inline constexpr uint8_t kTcpPsh = 0x08;
-inline constexpr uint8_t kTcpAck = 0x10;
+using pkt::kTcpAck;
+using pkt::kTcpFin;
+using pkt::kTcpPsh;
+using pkt::kTcpRst;
+using pkt::kTcpSyn;
 
 /// Turns the received TCP segment into one back to its sender, from the address and port it was
 /// sent to: a 20-byte header with `seq`, `ack` (host order) and `flags`, then `len` bytes of
@@ -30,7 +31,7 @@ inline void tcp_answer(rte_mbuf* m,
                        uint8_t flags,
                        const char* payload = nullptr,
                        uint16_t len = 0) noexcept {
-    const Mac peer = pkt::read_mac(rte_pktmbuf_mtod(m, const uint8_t*) + 6);
+    const Mac peer = pkt::read_mac(rte_pktmbuf_mtod(m, const uint8_t*) + pkt::off::kEthSrc);
     const Tuple4 t = p.tuple;
     const uint32_t want = uint32_t{p.l3_off} + pkt::kIpv4HdrLen + pkt::kTcpHdrLen + len;
     if (m->data_len < want) {
@@ -45,16 +46,16 @@ inline void tcp_answer(rte_mbuf* m,
     uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + p.l3_off;
     uint8_t* th = ip + pkt::kIpv4HdrLen;
     std::memset(th, 0, pkt::kTcpHdrLen);
-    std::memcpy(th, &t.dport, 2);
-    std::memcpy(th + 2, &t.sport, 2);
+    std::memcpy(th + pkt::off::kL4SrcPort, &t.dport, 2);
+    std::memcpy(th + pkt::off::kL4DstPort, &t.sport, 2);
     const uint32_t seq_be = to_be32(seq);
     const uint32_t ack_be = to_be32(ack);
-    std::memcpy(th + 4, &seq_be, 4);
-    std::memcpy(th + 8, &ack_be, 4);
-    th[12] = 0x50;
-    th[13] = flags;
+    std::memcpy(th + pkt::off::kTcpSeq, &seq_be, 4);
+    std::memcpy(th + pkt::off::kTcpAck, &ack_be, 4);
+    th[pkt::off::kTcpDataOff] = (pkt::kTcpHdrLen / 4) << 4;  // no options
+    th[pkt::off::kTcpFlags] = flags;
     if (!(flags & kTcpRst)) {
-        th[14] = th[15] = 0xff;  // window 65535
+        std::memset(th + pkt::off::kTcpWindow, 0xff, 2);  // window 65535
     }
     if (len != 0) {
         std::memcpy(th + pkt::kTcpHdrLen, payload, len);
@@ -63,11 +64,11 @@ inline void tcp_answer(rte_mbuf* m,
     pkt::write_ipv4(ip, static_cast<uint16_t>(pkt::kIpv4HdrLen + tcp_len), 0, true, 64,
                     pkt::kProtoTcp, t.dst, t.src);
     // Checksum over the pseudo-header, the header and the payload.
-    uint32_t sum = pkt::csum_partial(ip + 12, 8);
+    uint32_t sum = pkt::csum_partial(ip + pkt::off::kIpSrc, 8);  // source and destination
     const uint16_t proto_len[2] = {to_be16(pkt::kProtoTcp), to_be16(tcp_len)};
     sum = pkt::csum_partial(proto_len, 4, sum);
     const uint16_t c = static_cast<uint16_t>(~pkt::csum_fold(pkt::csum_partial(th, tcp_len, sum)));
-    std::memcpy(th + 16, &c, 2);
+    std::memcpy(th + pkt::off::kTcpChecksum, &c, 2);
     rewrite_l2(m, p, peer, src_mac);
     p.tx(p.in_port);
 }
@@ -84,12 +85,12 @@ struct TcpSeg {
 inline TcpSeg tcp_seg(const rte_mbuf* m, const PacketMeta& p) noexcept {
     const uint8_t* tcp = rte_pktmbuf_mtod(m, const uint8_t*) + p.l4_off;
     TcpSeg s;
-    std::memcpy(&s.seq, tcp + 4, 4);
-    std::memcpy(&s.ack, tcp + 8, 4);
+    std::memcpy(&s.seq, tcp + pkt::off::kTcpSeq, 4);
+    std::memcpy(&s.ack, tcp + pkt::off::kTcpAck, 4);
     s.seq = from_be32(s.seq);
     s.ack = from_be32(s.ack);
-    s.flags = tcp[13];
-    const uint32_t doff = (tcp[12] >> 4) * 4u;
+    s.flags = tcp[pkt::off::kTcpFlags];
+    const uint32_t doff = (tcp[pkt::off::kTcpDataOff] >> 4) * 4u;
     s.payload = p.l3_len - (p.l4_off - p.l3_off) - doff;
     s.data = tcp + doff;
     return s;

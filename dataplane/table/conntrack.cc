@@ -4,6 +4,9 @@
 
 #include <rte_prefetch.h>
 
+#include "pkt/hdr.h"
+#include "pkt/parse.h"
+
 namespace kdp::table {
 
 Conntrack::Conntrack(uint32_t capacity, uint32_t workers, CtTimeouts timeouts)
@@ -200,20 +203,17 @@ void Conntrack::touch(uint32_t idx, CtDir dir, uint8_t tcp_flags, uint32_t now) 
     }
     auto state = static_cast<CtState>(e.state.load(std::memory_order_relaxed));
     CtState next = state;
-    if (e.orig.proto == 6) {
-        constexpr uint8_t kFin = 0x01;
-        constexpr uint8_t kSyn = 0x02;
-        constexpr uint8_t kRst = 0x04;
-        if (tcp_flags & kRst) {
+    if (e.orig.proto == pkt::kProtoTcp) {
+        if (tcp_flags & pkt::kTcpRst) {
             next = CtState::kClosed;
-        } else if (tcp_flags & kFin) {
+        } else if (tcp_flags & pkt::kTcpFin) {
             want |= dir == CtDir::kOrig ? CtEntry::kFlagFinOrig : CtEntry::kFlagFinReply;
             const bool both = (want & (CtEntry::kFlagFinOrig | CtEntry::kFlagFinReply)) ==
                               (CtEntry::kFlagFinOrig | CtEntry::kFlagFinReply);
             next = both ? CtState::kClosed : CtState::kClosing;
         } else if (state == CtState::kNew && dir == CtDir::kReply) {
             next = CtState::kEstablished;
-        } else if (state == CtState::kClosed && (tcp_flags & kSyn) && dir == CtDir::kOrig) {
+        } else if (state == CtState::kClosed && (tcp_flags & pkt::kTcpSyn) && dir == CtDir::kOrig) {
             // A new SYN on a closed tuple (port reuse): start over.
             next = CtState::kNew;
             want &= static_cast<uint8_t>(
@@ -236,7 +236,7 @@ uint32_t Conntrack::timeout_of(const CtEntry& e) const noexcept {
     }
     const auto state = static_cast<CtState>(e.state.load(std::memory_order_relaxed));
     switch (e.orig.proto) {
-        case 6:
+        case pkt::kProtoTcp:
             switch (state) {
                 case CtState::kNew:
                     return timeouts_.tcp_syn;
@@ -248,11 +248,11 @@ uint32_t Conntrack::timeout_of(const CtEntry& e) const noexcept {
                     return timeouts_.tcp_closed;
             }
             return timeouts_.tcp_closed;
-        case 17:
+        case pkt::kProtoUdp:
             return state == CtState::kNew ? timeouts_.udp : timeouts_.udp_stream;
-        case 132:
+        case pkt::kProtoSctp:
             return timeouts_.sctp;
-        case 1:
+        case pkt::kProtoIcmp:
             return timeouts_.icmp;
         default:
             return timeouts_.other;

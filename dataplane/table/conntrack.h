@@ -77,7 +77,7 @@ struct alignas(64) CtEntry {
     std::atomic<uint8_t> state{0};
     std::atomic<uint8_t> flags{0};  // kFlag* bits
     uint8_t owner = 0;              // the worker whose range holds the entry
-    uint8_t nat = 0;                // NatKind
+    uint8_t nat = 0;                // stage::kNat* bits (stage/nat.h)
     uint32_t service = 0;           // service index + 1 (0: none)
     uint32_t backend = 0;           // backend index + 1 within the service (0: none)
     /// The policy verdict cached for the connection: PolicyTables::epoch << 1 | denied (0: not

@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "common/net.h"
+#include "spec/table_spec.h"
 #include "table/flat_map.h"
 #include "table/prefix_table.h"
-#include "table/table_spec.h"
 
 namespace kdp::table {
 

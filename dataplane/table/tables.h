@@ -24,11 +24,11 @@
 #include <rte_build_config.h>
 
 #include "common/net.h"
+#include "spec/table_spec.h"
 #include "table/flat_map.h"
 #include "table/neighbor.h"
 #include "table/policy.h"
 #include "table/prefix_table.h"
-#include "table/table_spec.h"
 
 namespace kdp::table {
 

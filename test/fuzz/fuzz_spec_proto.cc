@@ -3,8 +3,8 @@
 // converts survives a round trip (spec -> proto -> spec) unchanged.
 #include <string>
 
-#include "api/convert.h"
 #include "fuzz.h"
+#include "spec/convert.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size > 65536) {

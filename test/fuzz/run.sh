@@ -23,7 +23,7 @@ frame) srcs=(test/fuzz/fuzz_frame.cc dataplane/pkt/parse.cc include/common/net.c
 manifest) srcs=(test/fuzz/fuzz_manifest.cc control/model/*.cc control/manifest/manifest.cc
         control/compile/*.cc include/common/net.cc)
     extra=(-lyaml-cpp -lfmt) ;;
-spec_proto) srcs=(test/fuzz/fuzz_spec_proto.cc dataplane/api/convert.cc include/common/net.cc
+spec_proto) srcs=(test/fuzz/fuzz_spec_proto.cc spec/convert.cc include/common/net.cc
         build/proto/kdp/v1/dataplane.pb.cc)
     extra=(-Ibuild/proto/kdp/v1 -lprotobuf -lfmt) ;;
 node_config) srcs=(test/fuzz/fuzz_node_config.cc dataplane/config/node_config.cc

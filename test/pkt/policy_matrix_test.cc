@@ -25,13 +25,13 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "api/convert.h"
 #include "api/policy_tables.h"
 #include "compile/policy.h"
 #include "manifest/manifest.h"
 #include "model/model.h"
 #include "node_harness.h"
 #include "offline/cluster.h"
+#include "spec/convert.h"
 #include "stage/policy.h"
 
 namespace kdp::test {

@@ -13,9 +13,9 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include "api/convert.h"
 #include "api/grpc_server.h"
 #include "kdp/v1/dataplane.grpc.pb.h"
+#include "spec/convert.h"
 #include "table/maglev.h"
 
 namespace kdp::api {

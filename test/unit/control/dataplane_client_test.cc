@@ -7,11 +7,11 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "api/convert.h"
 #include "api/fake_backend.h"
 #include "api/grpc_server.h"
 #include "common/version.h"
 #include "control/temp_files.h"
+#include "spec/convert.h"
 
 namespace kdp::control {
 namespace {

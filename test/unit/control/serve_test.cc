@@ -16,7 +16,7 @@
 #include "api/grpc_server.h"
 #include "common/version.h"
 #include "control/temp_files.h"
-#include "core/drop_reason.h"
+#include "pkt/drop_reason.h"
 #include "serve/metrics.h"
 #include "serve/server.h"
 #include "serve/status.h"

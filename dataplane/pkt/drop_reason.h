@@ -10,7 +10,7 @@ namespace kdp::dataplane {
 enum class DropReason : uint8_t {
     kNone = 0,
 #define DP_DROP(e, label, help) e,
-#include "core/drop_reasons.def"
+#include "pkt/drop_reasons.def"
 #undef DP_DROP
     kCount,
 };
@@ -25,7 +25,7 @@ struct DropReasonInfo {
 inline constexpr std::array<DropReasonInfo, kDropReasonCount> kDropReasonInfo{{
     {"none", "not dropped"},
 #define DP_DROP(e, label, help) {label, help},
-#include "core/drop_reasons.def"
+#include "pkt/drop_reasons.def"
 #undef DP_DROP
 }};
 

@@ -1,4 +1,4 @@
-// Conversions between the kdp.v1 protobuf messages and the dataplane's plain value types.
+// Conversions between the kdp.v1 protobuf messages and a node's desired state (table_spec.h).
 //
 /// Used by the gRPC server (dataplane/api) and by the clients in control/ so that both sides
 /// read and write the wire format the same way. Pure functions; safe on any thread; never
@@ -10,9 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "api/backend.h"
 #include "kdp/v1/dataplane.pb.h"
-#include "table/table_spec.h"
+#include "spec/table_spec.h"
 
 namespace kdp::api {
 
@@ -60,10 +59,5 @@ std::optional<std::string> update_from_proto(const v1::UpdateTablesRequest& in,
 
 /// Sorts routes by node name, pods and services by name, the order every listing uses.
 void sort_spec(table::TableSpec& spec);
-
-void node_info_to_proto(const NodeInfo& in, v1::NodeInfo* out);
-void port_to_proto(const PortInfo& in, v1::Port* out);
-void stats_to_proto(const StatsSnapshot& in, v1::Stats* out);
-void conntrack_to_proto(const ConntrackListing& in, v1::ListConntrackResponse* out);
 
 }  // namespace kdp::api

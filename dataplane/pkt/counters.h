@@ -8,8 +8,8 @@
 
 #include <rte_build_config.h>
 
-#include "core/drop_reason.h"
-#include "core/phase.h"
+#include "pkt/drop_reason.h"
+#include "pkt/phase.h"
 
 namespace kdp::dataplane {
 

@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #include "common/net.h"
-#include "core/drop_reason.h"
+#include "pkt/drop_reason.h"
 
 struct rte_mbuf;
 
@@ -63,11 +63,8 @@ struct alignas(64) PacketMeta {
     Tuple4 tuple;  // proto is the IPv4 protocol number
     uint8_t tcp_flags = 0;
     uint8_t icmp_type = 0;
-    uint8_t icmp_code = 0;
-    uint32_t hash = 0;  // flow hash of the tuple (symmetric), for VXLAN source ports
     uint16_t in_port = 0;
     uint16_t out_port = 0;
-    uint32_t aux = 0;  // stage scratch: route index, neighbour slot
     Action action = Action::kPending;
     DropReason reason = DropReason::kNone;
     // Conntrack, from the burst's first passes (TCP, UDP, SCTP): the hash of the tuple's key
