@@ -304,8 +304,8 @@ void print_stats(const api::StatsSnapshot& s) {
     }
 }
 
-int run(int argc, char** argv) {
-    std::string config_path;
+// The command line: the config path, or an exit code (help, version, usage error).
+std::optional<int> parse_args(int argc, char** argv, std::string& config_path) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if ((a == "--config" || a == "-c") && i + 1 < argc) {
@@ -327,17 +327,12 @@ int run(int argc, char** argv) {
         usage(stderr);
         return 2;
     }
-    config::NodeConfig cfg;
-    try {
-        cfg = config::load_node_config(config_path);
-    } catch (const config::ConfigError& e) {
-        std::fprintf(stderr, "kdp-dataplane: %s\n", e.what());
-        return 2;
-    }
-    std::printf("kdp-dataplane: %s, node %s\n", version_line("kdp-dataplane").c_str(),
-                cfg.node_name.c_str());
+    return std::nullopt;
+}
 
-    // EAL.
+// Starts the EAL with the config's arguments (returned: the shutdown needs them), packet
+// capture for secondary processes, and checks that every worker has an lcore of its own.
+std::vector<std::string> start_eal(const config::NodeConfig& cfg) {
     std::vector<std::string> args = eal_argv(cfg);
     std::vector<char*> cargs;
     for (std::string& s : args) {
@@ -369,9 +364,11 @@ int run(int argc, char** argv) {
                             i, lc, lc == main_lcore ? "the main lcore" : "not enabled"));
         }
     }
-    const auto nb_workers = static_cast<uint16_t>(cfg.worker_lcores.size());
+    return args;
+}
 
-    // Packet memory, sized up front from the config.
+// Packet memory, sized up front from the config.
+rte_mempool* create_pool(const config::NodeConfig& cfg) {
     const uint16_t data_room = static_cast<uint16_t>(
         std::max<uint32_t>(RTE_MBUF_DEFAULT_DATAROOM, cfg.mtu + 14u + 4u + 64u) +
         RTE_PKTMBUF_HEADROOM);
@@ -381,10 +378,33 @@ int run(int argc, char** argv) {
         die(fmt::format("mbuf pool of {} x {} B: {}", cfg.limits.mbufs, data_room,
                         rte_strerror(rte_errno)));
     }
+    return pool;
+}
 
-    // Ports.
-    static PortTable ports;
-    std::vector<api::PortEntry> entries;
+// What the node's workers share, made once at start-up and alive until the process exits
+// (workers, the table manager and the run-time port factory point into it).
+struct NodeState {
+    explicit NodeState(const config::NodeConfig& cfg, uint16_t nb_workers)
+        : neighbors(cfg.limits.max_routes + 8),
+          conntrack(cfg.limits.conntrack, nb_workers, cfg.conntrack_timeouts) {}
+
+    PortTable ports;
+    std::vector<api::PortEntry> entries;  // the config's ports, in start-up order
+    uint16_t uplink = 0;
+    std::optional<uint16_t> host_port;
+    Mac node_mac;
+    table::TableRef tables;
+    table::NeighborTable neighbors;
+    table::Conntrack conntrack;
+    NodeContext node;
+    uint32_t next_runtime_port = 0;  // names of the ports added at run time
+};
+
+// Opens the config's ports: the uplink, the pods' and the host interface.
+void open_ports(const config::NodeConfig& cfg,
+                rte_mempool* pool,
+                uint16_t nb_workers,
+                NodeState& st) {
     std::string err;
     PortSetup up;
     up.devargs = cfg.uplink.devargs;
@@ -393,15 +413,16 @@ int run(int argc, char** argv) {
     up.workers = nb_workers;
     up.mtu = cfg.mtu;
     up.pool = pool;
-    const auto uplink = setup_port(up, ports, err);
+    const auto uplink = setup_port(up, st.ports, err);
     if (!uplink) {
         die("uplink: " + err);
     }
-    const Mac node_mac = cfg.node_mac.value_or(port_mac(*uplink));
+    st.uplink = *uplink;
+    st.node_mac = cfg.node_mac.value_or(port_mac(*uplink));
     if (cfg.node_mac && *cfg.node_mac != port_mac(*uplink)) {
         rte_eth_promiscuous_enable(*uplink);
     }
-    entries.push_back({"uplink", "uplink", cfg.uplink.devargs, *uplink});
+    st.entries.push_back({"uplink", "uplink", cfg.uplink.devargs, *uplink});
     for (size_t i = 0; i < cfg.pods.size(); ++i) {
         const config::PodPortConfig& p = cfg.pods[i];
         PortSetup s;
@@ -429,7 +450,7 @@ int run(int argc, char** argv) {
                 kind = "devargs";
                 break;
         }
-        const auto pid = setup_port(s, ports, err);
+        const auto pid = setup_port(s, st.ports, err);
         if (!pid) {
             die(fmt::format("pods[{}] ({}): {}", i, p.name, err));
         }
@@ -440,9 +461,8 @@ int run(int argc, char** argv) {
                 die(fmt::format("pods[{}] ({}): netns {}: {}", i, p.name, p.netns, e.what()));
             }
         }
-        entries.push_back({p.name, kind, s.devargs, *pid});
+        st.entries.push_back({p.name, kind, s.devargs, *pid});
     }
-    std::optional<uint16_t> host_port;
     if (cfg.host) {
         PortSetup s;
         s.devargs = fmt::format("net_tap_kdphost,iface={}", cfg.host->iface);
@@ -450,8 +470,8 @@ int run(int argc, char** argv) {
         s.workers = nb_workers;
         s.mtu = cfg.pod_mtu();
         s.pool = pool;
-        host_port = setup_port(s, ports, err);
-        if (!host_port) {
+        st.host_port = setup_port(s, st.ports, err);
+        if (!st.host_port) {
             die("host: " + err);
         }
         try {
@@ -461,7 +481,7 @@ int run(int argc, char** argv) {
                             cfg.host->netns.empty() ? "" : " in netns " + cfg.host->netns,
                             e.what()));
         }
-        entries.push_back({"host", "host", s.devargs, *host_port});
+        st.entries.push_back({"host", "host", s.devargs, *st.host_port});
         const bool remote_pods =
             cfg.cluster_cidr.has_value() ||
             std::any_of(cfg.host->routes.begin(), cfg.host->routes.end(), [&](const Prefix4& r) {
@@ -474,14 +494,13 @@ int run(int argc, char** argv) {
                        "CIDR in host.routes) for pods on other nodes\n");
         }
     }
+}
 
-    // Node context and tables.
-    static table::TableRef tables;
-    static table::NeighborTable neighbors(cfg.limits.max_routes + 8);
-    static table::Conntrack conntrack(cfg.limits.conntrack, nb_workers, cfg.conntrack_timeouts);
-    static NodeContext node;
+// The node's identity and shared objects, as the workers see them (NodeContext).
+void fill_node_context(const config::NodeConfig& cfg, uint16_t nb_workers, NodeState& st) {
+    NodeContext& node = st.node;
     node.node_ip = cfg.node_ip;
-    node.node_mac = node_mac;
+    node.node_mac = st.node_mac;
     node.underlay_subnet = cfg.underlay_subnet();
     node.gateway_ip = cfg.gateway_ip;
     node.gateway_mac = cfg.gateway_mac;
@@ -491,55 +510,66 @@ int run(int argc, char** argv) {
     node.vxlan_port_be = to_be16(cfg.vxlan_port);
     node.vni = cfg.vni;
     node.mtu = cfg.mtu;
-    node.uplink_port = *uplink;
-    node.host_port = host_port.value_or(table::kNoPort);
+    node.uplink_port = st.uplink;
+    node.host_port = st.host_port.value_or(table::kNoPort);
     node.host_node_address = cfg.host && cfg.host->node_address;
     node.workers = nb_workers;
     node.tsc_hz = rte_get_tsc_hz();
     node.arp_retry_tsc = node.tsc_hz / 10;  // 100 ms between requests for one address
     node.arp_timeout_tsc = node.tsc_hz * cfg.limits.arp_timeout_ms / 1000;
     node.arp_stale_tsc = node.tsc_hz * cfg.limits.arp_reachable_s;
-    node.neighbors = &neighbors;
-    node.conntrack = &conntrack;
-    node.ports = &ports;
-    node.tables = &tables;
+    node.neighbors = &st.neighbors;
+    node.conntrack = &st.conntrack;
+    node.ports = &st.ports;
+    node.tables = &st.tables;
     if (cfg.uplink.gateway) {
-        node.underlay_gateway_slot = neighbors.slot_for(*cfg.uplink.gateway);
+        node.underlay_gateway_slot = st.neighbors.slot_for(*cfg.uplink.gateway);
     }
+}
 
+rte_rcu_qsbr* create_qsbr(uint16_t nb_workers) {
     const size_t qs_size = rte_rcu_qsbr_get_memsize(nb_workers);
     auto* qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("kdp_qsbr", qs_size, RTE_CACHE_LINE_SIZE));
     if (qsbr == nullptr || rte_rcu_qsbr_init(qsbr, nb_workers) != 0) {
         die("RCU QSBR init failed");
     }
+    return qsbr;
+}
 
+// One Worker per worker lcore, every (port, rx queue) of the config spread over them
+// round-robin.
+std::vector<std::unique_ptr<Worker>> create_workers(const config::NodeConfig& cfg,
+                                                    rte_mempool* pool,
+                                                    rte_rcu_qsbr* qsbr,
+                                                    const NodeState& st) {
+    const auto nb_workers = static_cast<uint16_t>(cfg.worker_lcores.size());
     std::vector<std::unique_ptr<Worker>> workers;
-    std::vector<Worker*> worker_ptrs;
     for (uint16_t i = 0; i < nb_workers; ++i) {
         auto w = std::make_unique<Worker>();
         w->index = i;
         w->lcore = cfg.worker_lcores[i];
         w->pool = pool;
-        w->node = &node;
+        w->node = &st.node;
         w->qsbr = qsbr;
         w->idle = IdlePolicy{cfg.idle.spin_polls, cfg.idle.sleep_us, cfg.idle.max_sleep_us};
         w->stop = &g_stop;
         w->held.resize(cfg.limits.arp_pending);
-        worker_ptrs.push_back(w.get());
         workers.push_back(std::move(w));
     }
-    // Spread every (port, rx queue) over the workers round-robin.
     size_t next = 0;
-    for (const api::PortEntry& e : entries) {
-        for (uint16_t q = 0; q < ports.port[e.port_id].nb_rxq; ++q) {
+    for (const api::PortEntry& e : st.entries) {
+        for (uint16_t q = 0; q < st.ports.port[e.port_id].nb_rxq; ++q) {
             workers[next++ % nb_workers]->rxqs.push_back(RxQueue{e.port_id, q});
         }
     }
+    return workers;
+}
 
+api::NodeInfo node_info(const config::NodeConfig& cfg, const NodeState& st) {
     api::NodeInfo info;
     info.node_name = cfg.node_name;
     info.node_ip = cfg.node_ip;
-    info.node_mac = node_mac;
+    info.node_mac = st.node_mac;
     info.pod_cidr = cfg.pod_cidr;
     info.gateway_ip = cfg.gateway_ip;
     info.gateway_mac = cfg.gateway_mac;
@@ -549,25 +579,30 @@ int run(int argc, char** argv) {
     info.vtep_mac = cfg.vtep_mac;
     info.mtu = cfg.mtu;
     info.pod_mtu = cfg.pod_mtu();
-    info.workers = nb_workers;
-    auto manager =
-        std::make_unique<api::TableManager>(info, node, tables, qsbr, worker_ptrs, entries);
-    // Pod ports created at run time (AddPort, from kdp-cni or kdpctl): TAPs, and vhost-user in
-    // client mode with reconnection: the pod's application (QEMU, virtio_user server=1) owns
-    // the socket and the dataplane connects to it, so that either side may restart: a
-    // restarted application is reconnected to, and a restarted dataplane finds the socket
-    // where it was (its ports are recorded next to the API socket and brought back).
-    uint32_t next_runtime_port = 0;
-    manager->set_port_factory(api::PortFactory{
-        [&](const api::PodPortRequest& r, api::PortEntry& e) -> std::optional<std::string> {
+    info.workers = static_cast<uint16_t>(cfg.worker_lcores.size());
+    return info;
+}
+
+// Pod ports created at run time (AddPort, from kdp-cni or kdpctl): TAPs, and vhost-user in
+// client mode with reconnection: the pod's application (QEMU, virtio_user server=1) owns
+// the socket and the dataplane connects to it, so that either side may restart: a
+// restarted application is reconnected to, and a restarted dataplane finds the socket
+// where it was (its ports are recorded next to the API socket and brought back).
+api::PortFactory runtime_port_factory(const config::NodeConfig& cfg,
+                                      rte_mempool* pool,
+                                      NodeState& st) {
+    const auto nb_workers = static_cast<uint16_t>(cfg.worker_lcores.size());
+    return api::PortFactory{
+        [&cfg, pool, &st, nb_workers](const api::PodPortRequest& r,
+                                      api::PortEntry& e) -> std::optional<std::string> {
             PortSetup s;
             s.kind = PortKind::kPod;
             s.workers = nb_workers;
             s.mtu = r.mtu != 0 ? r.mtu : cfg.pod_mtu();
             s.pool = pool;
-            const uint32_t n = next_runtime_port++;
+            const uint32_t n = st.next_runtime_port++;
             if (r.type == "tap") {
-                return create_runtime_tap(r, n, s, ports, e);
+                return create_runtime_tap(r, n, s, st.ports, e);
             } else {
                 const uint32_t queues = std::max<uint32_t>(r.queues, 1);
                 s.devargs = fmt::format("net_vhost_kdpr{},iface={},queues={},client=1", n,
@@ -576,7 +611,7 @@ int run(int argc, char** argv) {
                 e.kind = "vhostuser";
             }
             std::string why;
-            const auto pid = setup_port(s, ports, why);
+            const auto pid = setup_port(s, st.ports, why);
             if (!pid) {
                 return why;
             }
@@ -584,7 +619,7 @@ int run(int argc, char** argv) {
             e.port_id = *pid;
             return std::nullopt;
         },
-        [&](const api::PortEntry& e) {
+        [&st](const api::PortEntry& e) {
             rte_eth_dev_stop(e.port_id);
             rte_eth_dev_close(e.port_id);
             const std::string dev = e.devargs.substr(0, e.devargs.find(','));
@@ -592,12 +627,13 @@ int run(int argc, char** argv) {
                 fmt::print(stderr, "kdp-dataplane: port {}: unplugging {}: {}\n", e.name, dev,
                            rte_strerror(-rc));
             }
-            ports.port[e.port_id].peer_mac.store(0, std::memory_order_relaxed);
+            st.ports.port[e.port_id].peer_mac.store(0, std::memory_order_relaxed);
             tap_release(e.tap_keeper);  // the interface goes with the port
-        }});
-    manager->set_trace_pool(pool);
+        }};
+}
 
-    // The static tables from the config: generation 1. The control plane replaces them.
+// The static tables from the config: generation 1. The control plane replaces them.
+void apply_config_tables(const config::NodeConfig& cfg, api::TableManager& manager) {
     table::TableSpec initial;
     initial.generation = 1;
     for (const config::RemoteNodeConfig& r : cfg.remote_nodes) {
@@ -610,37 +646,91 @@ int run(int argc, char** argv) {
     // No policy (nothing isolated) when the config says so; otherwise none is in force until
     // the control plane sends it, and pod traffic waits for it.
     initial.policy.present = cfg.policy_allow_before_sync;
-    if (auto e = manager->apply_tables(initial)) {
+    if (auto e = manager.apply_tables(initial)) {
         die("tables from the config: " + *e);
     }
+}
 
-    // Run-time ports of the previous process come back: vhost-user ones connect to the pod's
-    // socket again; TAPs were kept persistent (tap_keeper.h), and net_tap attaches to the same
-    // interface in the pod's namespace, so the pod keeps its address, routes and MAC.
-    const std::string port_state = cfg.api_socket + ".ports.json";
-    {
-        std::string why;
-        for (const api::PodPortRequest& r : api::TableManager::read_port_state(port_state, why)) {
-            api::PortInfo restored;
-            if (auto e = manager->add_pod_port(r, restored)) {
-                std::printf("kdp-dataplane: port %s not restored: %s\n", r.name.c_str(),
-                            e->message.c_str());
-            } else {
-                std::printf("kdp-dataplane: port %s restored (%s)\n", r.name.c_str(),
-                            restored.devargs.c_str());
-            }
-        }
-        if (!why.empty()) {
-            std::printf("kdp-dataplane: run-time ports not restored: %s\n", why.c_str());
+// Run-time ports of the previous process come back: vhost-user ones connect to the pod's
+// socket again; TAPs were kept persistent (tap_keeper.h), and net_tap attaches to the same
+// interface in the pod's namespace, so the pod keeps its address, routes and MAC. From now on
+// the port state file records them.
+void restore_runtime_ports(const std::string& port_state, api::TableManager& manager) {
+    std::string why;
+    for (const api::PodPortRequest& r : api::TableManager::read_port_state(port_state, why)) {
+        api::PortInfo restored;
+        if (auto e = manager.add_pod_port(r, restored)) {
+            std::printf("kdp-dataplane: port %s not restored: %s\n", r.name.c_str(),
+                        e->message.c_str());
+        } else {
+            std::printf("kdp-dataplane: port %s restored (%s)\n", r.name.c_str(),
+                        restored.devargs.c_str());
         }
     }
-    manager->set_port_state_file(port_state);
+    if (!why.empty()) {
+        std::printf("kdp-dataplane: run-time ports not restored: %s\n", why.c_str());
+    }
+    manager.set_port_state_file(port_state);
+}
+
+void print_ready(const config::NodeConfig& cfg, const NodeState& st, const api::NodeInfo& info) {
+    std::printf(
+        "kdp-dataplane: node %s ready: ip %s mac %s pod_cidr %s gateway %s, %u worker(s), "
+        "%zu port(s), vxlan %s port %u vni %u, pod mtu %u\n",
+        cfg.node_name.c_str(), cfg.node_ip.str().c_str(), st.node_mac.str().c_str(),
+        cfg.pod_cidr.str().c_str(), cfg.gateway_ip.str().c_str(), info.workers, st.entries.size(),
+        info.vxlan_mode.c_str(), cfg.vxlan_port, cfg.vni, cfg.pod_mtu());
+    for (const api::PortEntry& e : st.entries) {
+        std::printf("  port %u %-20s %s\n", e.port_id, e.name.c_str(), e.devargs.c_str());
+    }
+    std::printf("  api %s\n", cfg.api_socket.c_str());
+    std::fflush(stdout);
+}
+
+// The process, step by step: config, EAL, packet memory, ports, the node's shared state,
+// workers, the table manager and its static tables, the API, the workers' launch; then, on
+// SIGINT or SIGTERM, everything in reverse.
+int run(int argc, char** argv) {
+    std::string config_path;
+    if (const std::optional<int> exit_code = parse_args(argc, argv, config_path)) {
+        return *exit_code;
+    }
+    config::NodeConfig cfg;
+    try {
+        cfg = config::load_node_config(config_path);
+    } catch (const config::ConfigError& e) {
+        std::fprintf(stderr, "kdp-dataplane: %s\n", e.what());
+        return 2;
+    }
+    std::printf("kdp-dataplane: %s, node %s\n", version_line("kdp-dataplane").c_str(),
+                cfg.node_name.c_str());
+
+    const std::vector<std::string> args = start_eal(cfg);
+    const auto nb_workers = static_cast<uint16_t>(cfg.worker_lcores.size());
+    rte_mempool* pool = create_pool(cfg);
+    // Workers, the table manager and the port factory point into it: it goes last.
+    const auto st = std::make_unique<NodeState>(cfg, nb_workers);
+    open_ports(cfg, pool, nb_workers, *st);
+    fill_node_context(cfg, nb_workers, *st);
+    rte_rcu_qsbr* qsbr = create_qsbr(nb_workers);
+    std::vector<std::unique_ptr<Worker>> workers = create_workers(cfg, pool, qsbr, *st);
+    std::vector<Worker*> worker_ptrs;
+    for (const auto& w : workers) {
+        worker_ptrs.push_back(w.get());
+    }
+
+    const api::NodeInfo info = node_info(cfg, *st);
+    auto manager = std::make_unique<api::TableManager>(info, st->node, st->tables, qsbr,
+                                                       worker_ptrs, st->entries);
+    manager->set_port_factory(runtime_port_factory(cfg, pool, *st));
+    manager->set_trace_pool(pool);
+    apply_config_tables(cfg, *manager);
+    restore_runtime_ports(cfg.api_socket + ".ports.json", *manager);
 
     api::set_telemetry_backend(manager.get());
     if (auto e = api::register_telemetry()) {
         die(*e);
     }
-
     api::GrpcServer grpc(*manager, cfg.api_socket);
     try {
         grpc.start();
@@ -655,17 +745,7 @@ int run(int argc, char** argv) {
             die(fmt::format("cannot launch worker on lcore {}", w->lcore));
         }
     }
-    std::printf(
-        "kdp-dataplane: node %s ready: ip %s mac %s pod_cidr %s gateway %s, %u worker(s), "
-        "%zu port(s), vxlan %s port %u vni %u, pod mtu %u\n",
-        cfg.node_name.c_str(), cfg.node_ip.str().c_str(), node_mac.str().c_str(),
-        cfg.pod_cidr.str().c_str(), cfg.gateway_ip.str().c_str(), nb_workers, entries.size(),
-        info.vxlan_mode.c_str(), cfg.vxlan_port, cfg.vni, cfg.pod_mtu());
-    for (const api::PortEntry& e : entries) {
-        std::printf("  port %u %-20s %s\n", e.port_id, e.name.c_str(), e.devargs.c_str());
-    }
-    std::printf("  api %s\n", cfg.api_socket.c_str());
-    std::fflush(stdout);
+    print_ready(cfg, *st, info);
     notify_ready();
 
     while (!g_stop.load()) {
