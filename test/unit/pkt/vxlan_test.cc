@@ -51,10 +51,12 @@ TEST(Vxlan, EncapsulationRoundTrip) {
 }
 
 TEST(Vxlan, SourcePortStaysInTheDynamicRange) {
-    for (uint32_t h : {0u, 1u, 16383u, 16384u, 0xffffffffu, 0x80000000u}) {
-        const uint16_t p = vxlan_source_port(h);
-        EXPECT_GE(p, 49152);
-        EXPECT_LE(p, 65535);
+    // The range's two ends, and hashes that wrap onto them (16384 ports: 49152-65535).
+    const std::pair<uint32_t, uint16_t> want[] = {{0u, 49152},          {1u, 49153},
+                                                  {16383u, 65535},      {16384u, 49152},
+                                                  {0xffffffffu, 65535}, {0x80000000u, 49152}};
+    for (const auto& [h, port] : want) {
+        EXPECT_EQ(vxlan_source_port(h), port) << "hash " << h;
     }
 }
 

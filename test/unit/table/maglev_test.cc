@@ -54,9 +54,15 @@ TEST(Maglev, EmptyBackendSetIsAllZero) {
     EXPECT_EQ(shares(t)[0], 251u);
 }
 
-TEST(Maglev, Deterministic) {
-    const auto k = keys(10);
-    EXPECT_EQ(maglev_build(k, {}, 1021), maglev_build(k, {}, 1021));
+// Every node must build the same table from the same backends (no seed per process, no
+// dependence on addresses or iteration order), or a connection's packets would reach different
+// backends through different nodes: the table is pinned by a digest (FNV-1a over its entries).
+TEST(Maglev, DeterministicAcrossProcesses) {
+    uint64_t digest = 0xcbf29ce484222325ull;
+    for (const uint16_t e : maglev_build(keys(10), {}, 1021)) {
+        digest = (digest ^ e) * 0x100000001b3ull;
+    }
+    EXPECT_EQ(digest, 0x167b16a1939faf38ull) << std::hex << digest;
 }
 
 TEST(Maglev, EqualSharesWithinOneEntry) {
