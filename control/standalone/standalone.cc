@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -26,14 +27,18 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kUsage =
     R"(usage: kdp-control --node NAME (--manifests PATH... | --kubeconfig FILE | --in-cluster)
-                   [--dataplane SOCK] [--watch | --once]
+                   [--api-server HOST:PORT] [--dataplane SOCK] [--watch | --once]
+       kdp-control node-config --template FILE ...   (see kdp-control node-config --help)
 
-  --node NAME         the Kubernetes Node this dataplane serves
+  --node NAME         the Kubernetes Node this dataplane serves (default: $NODE_NAME)
   --manifests PATH... YAML/JSON manifest files or directories (standalone mode)
   --dataplane SOCK    the dataplane's unix socket (default /run/kdp/dataplane.sock)
   --watch             keep running: re-read the manifests on change and push the difference
   --once              push once and exit (the default)
   --kubeconfig FILE, --in-cluster   watch the Kubernetes API (list+watch over HTTPS)
+  --api-server HOST:PORT   the API server's real address (default: $KDP_API_SERVER), in
+                      place of the kubeconfig's server or KUBERNETES_SERVICE_HOST/PORT: as
+                      kube-proxy's replacement kdp must not reach it through a Service it serves
   --service-cidr CIDR the cluster's Service range: unallocated addresses in it are dropped
                       (default 10.96.0.0/12 with --manifests; unchecked in Kubernetes mode
                       unless given)
@@ -53,8 +58,20 @@ void log(fmt::format_string<A...> f, A&&... a) {
 
 std::variant<Options, int> parse_args(const std::vector<std::string>& args,
                                       std::ostream& out,
-                                      std::ostream& err) {
+                                      std::ostream& err,
+                                      const GetEnv& getenv) {
     Options o;
+    auto env = [&getenv](const char* name) -> std::string {
+        std::optional<std::string> v;
+        if (getenv) {
+            v = getenv(name);
+        } else if (const char* p = std::getenv(name)) {
+            v = p;
+        }
+        return v.value_or("");
+    };
+    o.node = env("NODE_NAME");
+    o.api_server = env("KDP_API_SERVER");
     auto usage_error = [&err](const std::string& msg) {
         err << fmt::format("kdp-control: {} (see kdp-control --help)\n", msg);
         return 2;
@@ -70,7 +87,7 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
             return 0;
         } else if (a == "--node" || a == "--dataplane" || a == "--kubeconfig" ||
                    a == "--healthz-bind-address" || a == "--metrics-bind-address" ||
-                   a == "--service-cidr") {
+                   a == "--service-cidr" || a == "--api-server") {
             if (!has_value()) {
                 return usage_error(a + " needs a value");
             }
@@ -79,6 +96,8 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
                 o.node = v;
             } else if (a == "--dataplane") {
                 o.socket = v;
+            } else if (a == "--api-server") {
+                o.api_server = v;
             } else if (a == "--healthz-bind-address") {
                 o.serve.healthz_address = v;
             } else if (a == "--metrics-bind-address") {
@@ -114,13 +133,16 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
         }
     }
     if (o.node.empty()) {
-        return usage_error("--node is required");
+        return usage_error("--node (or NODE_NAME) is required");
     }
     if (o.watch && o.once) {
         return usage_error("--watch and --once exclude each other");
     }
     if (o.kube && !o.manifests.empty()) {
         return usage_error("--manifests excludes --kubeconfig/--in-cluster");
+    }
+    if (!o.kube && !o.api_server.empty() && o.manifests.empty()) {
+        return usage_error("--api-server needs --kubeconfig or --in-cluster");
     }
     if (!o.kube && o.manifests.empty()) {
         return usage_error("one of --manifests, --kubeconfig or --in-cluster is required");
@@ -319,7 +341,17 @@ int run_watch(const Options& o, const std::atomic<bool>& stop, serve::Status& st
 }
 
 int run_kube(const Options& o, const std::atomic<bool>& stop, serve::Status& status) {
-    const auto cfg = o.in_cluster ? k8s::load_in_cluster() : k8s::load_kubeconfig(o.kubeconfig);
+    auto cfg = o.in_cluster ? k8s::load_in_cluster({}, {}, o.api_server)
+                            : k8s::load_kubeconfig(o.kubeconfig);
+    if (!o.in_cluster && !o.api_server.empty()) {
+        k8s::set_api_server(cfg, o.api_server);
+    }
+    if (o.in_cluster && o.api_server.empty()) {
+        log("warning: reaching the API server at {} (KUBERNETES_SERVICE_HOST): if that is the "
+            "`kubernetes` Service's ClusterIP, only kdp serves it; set --api-server "
+            "(KDP_API_SERVER) to the API server's real address",
+            cfg.server);
+    }
     log("watching the Kubernetes API at {} for node {}", cfg.server, o.node);
     KubeSource source(cfg, o.node, o.service_cidr);
     return push_loop(
