@@ -18,7 +18,9 @@
 # dataplane has its first tables and present once /readyz says ready, kube-proxy's node health
 # JSON on port 10256 (the real default: the namespace is private), /healthz, /metrics parsed
 # and checked against kdpctl and against packets sent into the uplink, and, when the dataplane
-# stops, the conflist removed, /readyz 503 naming the dataplane and kdp_dataplane_up 0.
+# stops, the conflist removed, /readyz 503 naming the dataplane and kdp_dataplane_up 0; then a
+# dataplane reporting another API revision refused by kdp-control and kdp-cni, with both
+# versions in the message.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 need_dataplane
@@ -288,6 +290,32 @@ m3=$(metrics) || fail "/metrics without a dataplane: $(head -c 600 "$WORK_DIR/ht
 pass "/metrics: kdp_dataplane_up 0, no port families, kdp_table_push_errors_total $(get "$m3" kdp_table_push_errors_total)"
 [ "$(http http://127.0.0.1:10249/healthz)" = 200 ] || fail "liveness failed while only the dataplane is down"
 pass "liveness still 200: kdp-control itself is fine"
-stop_bg "$CONTROL_PID"
+
+step "a dataplane of another API revision: kdp-control and kdp-cni refuse it, naming both"
+# The same node config, the dataplane's hidden --api-revision-for-test making its NodeInfo
+# report revision 999: a real dataplane answering over the real API, not a fabricated reply.
+spawn ip netns exec "$CTL" "$KDP_DATAPLANE" --config "$WORK_DIR/state/node.yaml" --api-revision-for-test 999 \
+    </dev/null >"$WORK_DIR/node1-rev999.log" 2>&1
+DP999=$BG_PID
+wait_for "$DP_START_TIMEOUT" "the dataplane's API" info || fail "kdp-dataplane (revision 999) did not answer: $(tail -5 "$WORK_DIR/node1-rev999.log")"
+[ "$(info | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_revision"])')" = 999 ] \
+    || fail "NodeInfo does not report revision 999: $(info)"
+refused() { # TEXT: both programs' versions and revisions named
+    [[ "$1" == *"speaks kdp.v1 API revision 999"* && "$1" == *"version $BUILD_VERSION) speaks revision 1"* ]]
+}
+said() { grep -q 'API revision 999' "$WORK_DIR/control.log"; }
+wait_for 15 "kdp-control to refuse the dataplane" said \
+    || fail "kdp-control still runs against a dataplane of API revision 999: $(tail -3 "$WORK_DIR/control.log")"
+rc=0
+wait "$CONTROL_PID" || rc=$?
+line=$(grep 'API revision 999' "$WORK_DIR/control.log" | tail -n 1)
+[ "$rc" != 0 ] && refused "$line" || fail "kdp-control exited $rc; its log: $(tail -3 "$WORK_DIR/control.log")"
+pass "kdp-control exited $rc: ${line#kdp-control: }"
+conf11='{"cniVersion":"1.1.0","name":"kdp","type":"kdp-cni","dataplane_socket":"'"$SOCK"'","data_dir":"'"$WORK_DIR/ipam"'"}'
+out=$(printf '%s' "$conf11" | env -i CNI_COMMAND=STATUS "$WORK_DIR/cni-bin/kdp-cni") \
+    && fail "kdp-cni STATUS accepted a dataplane of API revision 999: $out"
+refused "$out" || fail "kdp-cni STATUS does not name both revisions: $out"
+pass "kdp-cni STATUS: $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["code"], d["details"])' "$out" | cut -c1-160)"
+stop_bg "$DP999"
 
 finish
