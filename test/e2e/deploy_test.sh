@@ -87,7 +87,7 @@ _PREFIXES+=("$PREFIX")
 _FILES+=("$SOCK" "$SOCK.ports.json")
 mkdir -p "$(dirname "$SOCK")"
 python3 - "$DEPLOY/20-configmap.yaml" "$WORK_DIR" "$PREFIX" "$UPLINK" "$SOCK" <<'PY' || fail "cannot derive the test config from the ConfigMap"
-import sys, yaml
+import json, sys, yaml
 cm = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d["metadata"]["name"] == "kdp-config")
 work, prefix, uplink, sock = sys.argv[2:6]
 node = yaml.safe_load(cm["data"]["node.yaml"])
@@ -101,9 +101,13 @@ node["api"] = {"socket": sock}
 node["limits"] = {"mbufs": 4095, "conntrack": 4096}
 node["workers"] = {"lcores": [1], "idle": {"spin_polls": 64, "sleep_us": 100, "max_sleep_us": 2000}}
 open(work + "/node.yaml.tmpl", "w").write(yaml.safe_dump(node, sort_keys=False))
-open(work + "/10-kdp.conflist", "w").write(cm["data"]["10-kdp.conflist"])
+conflist = json.loads(cm["data"]["10-kdp.conflist"])
+assert conflist["cniVersion"] == "1.1.0", conflist  # runtimes then call STATUS and GC
+plugin = next(p for p in conflist["plugins"] if p["type"] == "kdp-cni")
+plugin.update(dataplane_socket=sock, data_dir=work + "/ipam")
+open(work + "/10-kdp.conflist", "w").write(json.dumps(conflist, indent=2) + "\n")
 PY
-pass "template $WORK_DIR/node.yaml.tmpl (uplink.interface $UPLINK), conflist from the ConfigMap"
+pass "template $WORK_DIR/node.yaml.tmpl (uplink.interface $UPLINK), conflist from the ConfigMap (cniVersion 1.1.0, this run's socket)"
 
 step "kdp-control node-config: an explicit value that contradicts the Node is refused"
 out=$(ip netns exec "$CTL" env NODE_NAME=node1 KDP_API_SERVER="$API_SERVER" "$KDPCONTROL" node-config \
@@ -250,6 +254,44 @@ drops=$(python3 -c 'import json,sys; print(int(sum(v for k, v in json.loads(sys.
 [ "$drops" -ge "$SENT" ] || fail "$SENT packets for nobody, but only $drops uplink drops in /metrics"
 pass "uplink: $SENT UDP packets sent, kdp_port_receive_packets_total $rx_before -> $rx_after (kdpctl stats: $ctl_rx), $bytes bytes, $drops drops by reason"
 
+step "kdpctl status: one screen for the node, under traffic"
+status() { # ARGS...: kdpctl status with this run's addresses
+    ip netns exec "$CTL" "$KDPCTL" --dataplane "$SOCK" status --control 127.0.0.1:10249 \
+        --cni-conf-dir "$NETD" --cni-bin-dir "$WORK_DIR/cni-bin" "$@"
+}
+( for _ in $(seq 1 40); do
+    echo x | ip netns exec "$PEERNS" socat -u - UDP4-SENDTO:198.51.100.77:9 2>/dev/null || true
+    sleep 0.05
+done ) &
+SENDER=$!
+track_pid "$SENDER"
+st=$(status --interval-ms 1500 --node node1 -o json) || fail "kdpctl status says not healthy: $st"
+wait "$SENDER" || true
+python3 - "$st" "$BUILD_VERSION" "$NETD" <<'PY' || fail "kdpctl status -o json: $st"
+import json, sys
+s, version, netd = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+assert s["healthy"] is True and s["problems"] == [], s["problems"]
+assert s["dataplane"]["node"] == "node1" and s["dataplane"]["api_revision"] == 1, s["dataplane"]
+assert s["ports"] == {"up": 1, "down": 0, "down_names": []}, s["ports"]
+assert s["policy"]["synced"] is True and s["policy"]["generation"] == s["dataplane"]["generation"], s["policy"]
+t = s["traffic"]
+assert t["rx_packets_per_second"] > 0 and t["drops_per_second"] > 0, t
+assert t["top_drop_reasons"] and t["top_drop_reasons"][0]["per_second"] > 0, t
+c = s["control"]
+assert c["ready"] is True and c["api_lists_complete"] is True, c
+assert c["generation"] == s["dataplane"]["generation"] and 0 <= c["last_sync_ago_s"] < 120, c
+n = s["cni"]
+assert n["conflist"] == netd + "/10-kdp.conflist" and n["kdp"] and n["cni_version"] == "1.1.0", n
+assert n["status"] == "ready", n
+v = s["versions"]
+assert v["dataplane"] == v["kdp-control"] == v["kdp-cni"] == version, v
+PY
+pass "healthy: $(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); t=s["traffic"]; print("uplink up, policy synced at", s["policy"]["generation"], "|", t["rx_packets_per_second"], "pkt/s,", t["drops_per_second"], "drops/s", t["top_drop_reasons"][0]["reason"], "| CNI STATUS", s["cni"]["status"])' "$st")"
+status --interval-ms 200 >"$WORK_DIR/status.txt" || fail "kdpctl status (text) exited $?: $(cat "$WORK_DIR/status.txt")"
+grep -q '^Status: *HEALTHY$' "$WORK_DIR/status.txt" || fail "kdpctl status text: $(cat "$WORK_DIR/status.txt")"
+sed 's/^/    /' "$WORK_DIR/status.txt"
+pass "kdpctl status (text): HEALTHY"
+
 step "network programming latency: an EndpointSlice's last-change-trigger-time"
 trigger=$(date -u -d '-1 second' +%Y-%m-%dT%H:%M:%S.%3NZ)
 api '{"op":"create","path":"/api/v1/services","object":{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default"},"spec":{"clusterIP":"10.96.0.10","selector":{"app":"web"},"ports":[{"name":"http","port":80}]}}}'
@@ -290,6 +332,15 @@ m3=$(metrics) || fail "/metrics without a dataplane: $(head -c 600 "$WORK_DIR/ht
 pass "/metrics: kdp_dataplane_up 0, no port families, kdp_table_push_errors_total $(get "$m3" kdp_table_push_errors_total)"
 [ "$(http http://127.0.0.1:10249/healthz)" = 200 ] || fail "liveness failed while only the dataplane is down"
 pass "liveness still 200: kdp-control itself is fine"
+st=$(status --interval-ms 100 -o json) && fail "kdpctl status says healthy with the dataplane gone: $st"
+python3 - "$st" <<'PY' || fail "kdpctl status without a dataplane: $st"
+import json, sys
+s = json.loads(sys.argv[1])
+assert s["healthy"] is False and s["dataplane"]["reachable"] is False, s
+p = " | ".join(s["problems"])
+assert "dataplane at" in p and "no CNI network" in p and "kdp-control not ready" in p, p
+PY
+pass "kdpctl status exits 1: $(python3 -c 'import json,sys; print(" | ".join(json.loads(sys.argv[1])["problems"]))' "$st" | cut -c1-200)"
 
 step "a dataplane of another API revision: kdp-control and kdp-cni refuse it, naming both"
 # The same node config, the dataplane's hidden --api-revision-for-test making its NodeInfo
