@@ -168,6 +168,7 @@ spawn ip netns exec "$CTL" env NODE_NAME=node1 KDP_KUBECONFIG="$WORK_DIR/kubecon
 CONTROL_PID=$BG_PID
 readyz_ok() { [ "$(http http://127.0.0.1:10249/readyz)" = 200 ]; }
 wait_for 30 "/readyz 200" readyz_ok || fail "/readyz never answered 200: $(http http://127.0.0.1:10249/readyz) $(cat "$WORK_DIR/http.body" 2>/dev/null); control log: $(tail -5 "$WORK_DIR/control.log")"
+grep -q '^\[+\]workers ok$' "$WORK_DIR/http.body" || fail "/readyz does not check the workers: $(cat "$WORK_DIR/http.body")"
 pass "/readyz: $(tr '\n' ' ' <"$WORK_DIR/http.body")"
 wait_for 10 "the conflist" test -e "$CONFLIST" || fail "no conflist in $NETD after the first sync"
 gen=$(info | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"])')
