@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "common/log.h"
 #include "control/bootstrap/node_config.h"
 #include "control/k8s/kubeconfig.h"
 
@@ -147,7 +148,7 @@ int node_config_command(const std::vector<std::string>& args,
     if (a.in_cluster && !a.kubeconfig.empty()) {
         return usage_error("--kubeconfig and --in-cluster exclude each other");
     }
-    auto log = [&err](const std::string& m) { err << "kdp-control node-config: " << m << "\n"; };
+    auto log = [](const std::string& m) { kdp::log::info("node-config: {}", m); };
     try {
         std::ifstream in(a.template_file);
         if (!in) {
@@ -202,7 +203,7 @@ int node_config_command(const std::vector<std::string>& args,
             }
         }
     } catch (const std::exception& e) {
-        log(fmt::format("error: {}", e.what()));
+        kdp::log::error("node-config: {}", e.what());
         return 1;
     }
 }

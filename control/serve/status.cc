@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "common/log.h"
+
 namespace kdp::control::serve {
 
 void Histogram::observe(double seconds) {
@@ -150,14 +152,7 @@ Status::Snapshot Status::snapshot() const {
 }
 
 std::string rfc3339(WallClock::time_point t) {
-    const auto ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-    const time_t secs = static_cast<time_t>(ms / 1000);
-    struct tm tm {};
-    gmtime_r(&secs, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    return fmt::format("{}.{:03}Z", buf, ms % 1000);
+    return kdp::log::rfc3339(t);
 }
 
 NodeHealth node_health(const Status::Snapshot& s,

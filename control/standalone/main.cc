@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/log.h"
 #include "control/bootstrap/command.h"
 #include "standalone/standalone.h"
 
@@ -26,6 +27,10 @@ int main(int argc, char** argv) {
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
     std::vector<std::string> args(argv + 1, argv + argc);
+    if (const auto bad = kdp::log::take_flags(args, "kdp-control")) {
+        std::cerr << "kdp-control: " << *bad << " (see kdp-control --help)\n";
+        return 2;
+    }
     if (!args.empty() && args.front() == "node-config") {
         args.erase(args.begin());
         return kdp::control::bootstrap::node_config_command(args, std::cout, std::cerr, g_stop);
