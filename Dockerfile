@@ -22,15 +22,15 @@ RUN meson setup /build --buildtype=release -Dtests=false -Dbenchmarks=false --pr
 
 FROM debian:bookworm AS runtime
 # The shared libraries the binaries link (ldd: DPDK's librte-*, gRPC, protobuf, yaml-cpp, fmt,
-# OpenSSL, numa); iproute2 for the host interface's routes, curl for the entrypoint's Node
-# lookup. Then DPDK with its recommends: Debian's `dpdk` only recommends the poll-mode drivers
+# OpenSSL, numa); iproute2 for the host interface's routes (the entrypoint reads the Node
+# with kdp-control node-config). Then DPDK with its recommends: Debian's `dpdk` only recommends the poll-mode drivers
 # (NICs, af_packet, tap, ring, vhost) that EAL loads at start, so it is the one package
 # installed with them.
 RUN apt-get update && apt-get install -y --no-install-recommends \
         librte-eal23 librte-ethdev23 librte-kvargs23 librte-mbuf23 librte-mempool23 \
         librte-meter23 librte-net23 librte-rcu23 librte-ring23 librte-telemetry23 \
         libgrpc++1.51 libprotobuf32 libyaml-cpp0.7 libfmt9 libssl3 libnuma1 \
-        iproute2 curl ca-certificates kmod \
+        iproute2 ca-certificates kmod \
     && apt-get install -y dpdk \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -305,11 +306,24 @@ void print_stats(const api::StatsSnapshot& s) {
 }
 
 // The command line: the config path, or an exit code (help, version, usage error).
-std::optional<int> parse_args(int argc, char** argv, std::string& config_path) {
+std::optional<int> parse_args(int argc,
+                              char** argv,
+                              std::string& config_path,
+                              std::optional<uint32_t>& api_revision_for_test) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if ((a == "--config" || a == "-c") && i + 1 < argc) {
             config_path = argv[++i];
+        } else if (a == "--api-revision-for-test" && i + 1 < argc) {
+            // Hidden: NodeInfo reports this API revision, so that the e2e tests see kdp-control
+            // and kdp-cni refuse a dataplane of another revision (test/e2e/deploy_test.sh).
+            char* end = nullptr;
+            const unsigned long r = std::strtoul(argv[++i], &end, 10);
+            if (end == argv[i] || *end != '\0' || r > UINT32_MAX) {
+                usage(stderr);
+                return 2;
+            }
+            api_revision_for_test = static_cast<uint32_t>(r);
         } else if (a.rfind("--config=", 0) == 0) {
             config_path = a.substr(9);
         } else if (a == "--help" || a == "-h") {
@@ -692,7 +706,9 @@ void print_ready(const config::NodeConfig& cfg, const NodeState& st, const api::
 // SIGINT or SIGTERM, everything in reverse.
 int run(int argc, char** argv) {
     std::string config_path;
-    if (const std::optional<int> exit_code = parse_args(argc, argv, config_path)) {
+    std::optional<uint32_t> api_revision_for_test;
+    if (const std::optional<int> exit_code =
+            parse_args(argc, argv, config_path, api_revision_for_test)) {
         return *exit_code;
     }
     config::NodeConfig cfg;
@@ -732,6 +748,13 @@ int run(int argc, char** argv) {
         die(*e);
     }
     api::GrpcServer grpc(*manager, cfg.api_socket);
+    if (api_revision_for_test) {
+        fmt::print(stderr,
+                   "kdp-dataplane: warning: NodeInfo reports API revision {} "
+                   "(--api-revision-for-test), not {}\n",
+                   *api_revision_for_test, kApiRevision);
+        grpc.set_api_revision_for_test(*api_revision_for_test);
+    }
     try {
         grpc.start();
     } catch (const std::exception& e) {

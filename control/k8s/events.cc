@@ -8,6 +8,8 @@
 #include <boost/asio/detached.hpp>
 #include <fmt/core.h>
 
+#include "common/log.h"
+
 namespace kdp::control::k8s {
 
 namespace asio = boost::asio;
@@ -126,7 +128,7 @@ asio::awaitable<void> EventRecorder::post(std::string path, std::string body) {
                               Client::Clock::now() + std::chrono::seconds(10));
         ok = true;
     } catch (const std::exception& e) {
-        fmt::print(stderr, "kdp-control: warning: posting an event failed: {}\n", e.what());
+        kdp::log::warning("posting an event failed: {}", e.what());
     }
     --in_flight_;
     ++(ok ? posted_ : failed_);

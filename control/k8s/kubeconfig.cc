@@ -1,5 +1,6 @@
 #include "control/k8s/kubeconfig.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <fstream>
@@ -303,7 +304,25 @@ ClusterConfig load_kubeconfig(const std::filesystem::path& file, std::string_vie
     return parse_kubeconfig(text, file.parent_path(), context, file.string());
 }
 
-ClusterConfig load_in_cluster(const InClusterPaths& paths, const GetEnv& getenv) {
+void set_api_server(ClusterConfig& cfg, std::string_view address) {
+    if (address.empty()) {
+        throw ConfigError("--api-server: empty address");
+    }
+    if (address.find("://") != std::string_view::npos) {
+        parse_server_url(address, cfg);
+        return;
+    }
+    // A bare IPv6 literal has several colons and no brackets: no port in it.
+    const bool bare_v6 =
+        address.front() != '[' && std::count(address.begin(), address.end(), ':') > 1;
+    const std::string url =
+        bare_v6 ? fmt::format("https://[{}]", address) : fmt::format("https://{}", address);
+    parse_server_url(url, cfg);
+}
+
+ClusterConfig load_in_cluster(const InClusterPaths& paths,
+                              const GetEnv& getenv,
+                              std::string_view api_server) {
     auto env = [&](const std::string& name) -> std::string {
         std::optional<std::string> v;
         if (getenv) {
@@ -319,12 +338,16 @@ ClusterConfig load_in_cluster(const InClusterPaths& paths, const GetEnv& getenv)
         }
         return *v;
     };
-    const std::string host = env("KUBERNETES_SERVICE_HOST");
-    const std::string port = env("KUBERNETES_SERVICE_PORT");
     ClusterConfig cfg;
-    const bool v6 = host.find(':') != std::string::npos;
-    parse_server_url(fmt::format("https://{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", port),
-                     cfg);
+    if (!api_server.empty()) {
+        set_api_server(cfg, api_server);
+    } else {
+        const std::string host = env("KUBERNETES_SERVICE_HOST");
+        const std::string port = env("KUBERNETES_SERVICE_PORT");
+        const bool v6 = host.find(':') != std::string::npos;
+        parse_server_url(fmt::format("https://{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", port),
+                         cfg);
+    }
     cfg.ca_pem = read_file(paths.ca, "in-cluster config: service account CA");
     cfg.token_file = paths.token;
     read_file(paths.token, "in-cluster config: service account token");

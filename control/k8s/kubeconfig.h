@@ -56,8 +56,17 @@ struct InClusterPaths {
 using GetEnv = std::function<std::optional<std::string>(const std::string&)>;
 
 // In-cluster config from KUBERNETES_SERVICE_HOST/PORT and the service account files. `getenv`
-// defaults to the process environment.
-ClusterConfig load_in_cluster(const InClusterPaths& paths = {}, const GetEnv& getenv = {});
+// defaults to the process environment. With `api_server` (set_api_server()'s form) the
+// environment is not read: that address is used instead.
+ClusterConfig load_in_cluster(const InClusterPaths& paths = {},
+                              const GetEnv& getenv = {},
+                              std::string_view api_server = {});
+
+// Points `cfg` at the API server `address` instead of the one it names: "HOST:PORT",
+// "[V6]:PORT", "HOST" (port 443) or an https:// URL. For kube-proxy's replacement, which must
+// reach the API server by its real address, never through the `kubernetes` Service it serves
+// itself. Credentials and CA stay; the server's certificate must name that address.
+void set_api_server(ClusterConfig& cfg, std::string_view address);
 
 // Splits an https URL into host, port and path prefix; throws ConfigError for anything but https.
 void parse_server_url(std::string_view url, ClusterConfig& cfg);

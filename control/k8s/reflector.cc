@@ -7,6 +7,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/core.h>
 
+#include "common/log.h"
+
 namespace kdp::control::k8s {
 
 namespace asio = boost::asio;
@@ -86,8 +88,8 @@ void Reflector::deliver(EventType type, const nlohmann::json& obj) {
         sink_.on_event(spec_, type, obj);
     } catch (const std::exception& e) {
         // The consumer rejected one object; the stream and the other objects go on.
-        fmt::print(stderr, "k8s: {}: consumer failed on {} {}: {}\n", spec_.name, to_string(type),
-                   object_key(obj), e.what());
+        kdp::log::error("k8s: {}: consumer failed on {} {}: {}", spec_.name, to_string(type),
+                        object_key(obj), e.what());
     }
 }
 
@@ -121,8 +123,8 @@ asio::awaitable<void> Reflector::run() {
         if (gone) {
             ++stats_.gone;
             need_list_ = true;
-            fmt::print(stderr, "k8s: {}: resourceVersion {} expired ({}); relisting\n", spec_.name,
-                       resource_version_, error);
+            kdp::log::info("k8s: {}: resourceVersion {} expired ({}); relisting", spec_.name,
+                           resource_version_, error);
             // Relist at once the first time; a server that keeps answering 410 gets backoff.
             if (++gone_streak_ == 1) {
                 continue;
@@ -131,7 +133,7 @@ asio::awaitable<void> Reflector::run() {
         ++stats_.failures;
         sink_.on_error(spec_, error);
         const auto delay = backoff_.next();
-        fmt::print(stderr, "k8s: {}: {}; retrying in {} ms\n", spec_.name, error, delay.count());
+        kdp::log::warning("k8s: {}: {}; retrying in {} ms", spec_.name, error, delay.count());
         if (opts_.sleep) {
             co_await opts_.sleep(delay);
         } else {
@@ -152,7 +154,7 @@ asio::awaitable<void> Reflector::list() {
         }
         // The continue token expired between pages (the list took longer than the compaction
         // window). As client-go does, fall back to one unpaged list.
-        fmt::print(stderr, "k8s: {}: continue token expired; listing without paging\n", spec_.name);
+        kdp::log::info("k8s: {}: continue token expired; listing without paging", spec_.name);
     }
     co_await list_pages(0);
 }
@@ -220,12 +222,12 @@ asio::awaitable<void> Reflector::list_pages(unsigned limit) {
     }
     resource_version_ = rv;
     ++stats_.lists;
-    fmt::print(stderr, "k8s: {}: listed {} objects at resourceVersion {} ({} changes)\n",
-               spec_.name, count, rv, changes.size());
+    kdp::log::info("k8s: {}: listed {} objects at resourceVersion {} ({} changes)", spec_.name,
+                   count, rv, changes.size());
     try {
         sink_.on_synced(spec_);
     } catch (const std::exception& e) {
-        fmt::print(stderr, "k8s: {}: consumer failed on sync: {}\n", spec_.name, e.what());
+        kdp::log::error("k8s: {}: consumer failed on sync: {}", spec_.name, e.what());
     }
 }
 

@@ -18,6 +18,7 @@
 
 #include "common/version.h"
 #include "compile/node_tables.h"
+#include "kdpctl/status.h"
 #include "manifest/manifest.h"
 #include "offline/cluster.h"
 #include "push/dataplane_client.h"
@@ -56,6 +57,13 @@ commands:
                                  1..64, shared by the workers); IP binds the pod
   port remove NS/POD             take a pod port out of service and destroy it
   info                           the dataplane's node, config and table generation
+  status [--control HOST:PORT] [--cni-conf-dir DIR] [--cni-bin-dir DIR] [--node NAME]
+                                 one screen: is this node healthy? The dataplane (ports up,
+                                 policy synced, packet and drop rates over --interval-ms),
+                                 kdp-control (/readyz, API lists, last sync; default
+                                 127.0.0.1:10249), the CNI network the runtime would load
+                                 (default /etc/cni/net.d) and kdp-cni's STATUS (default
+                                 /opt/cni/bin), versions. Exit 0 when healthy, 1 when not
   events [--count N]             stream table events (first: the tables in force)
   stats [--interval-ms N]        per port and per worker counters, drops, Mpps, busy %,
                                  cycles per packet by phase of the worker loop
@@ -91,7 +99,9 @@ struct Args {
     std::string probes, enters_at;
     std::string type = "tap", iface, socket_path, ip;  // port add
     int mtu = 0;
-    int queues = 0;  // port add: vhost-user queue pairs
+    int queues = 0;        // port add: vhost-user queue pairs
+    StatusOptions status;  // status: where kdp-control and the CNI files are
+    bool interval_given = false;
     std::vector<std::string> positional;
 };
 
@@ -146,6 +156,13 @@ Args parse_args(const std::vector<std::string>& args) {
             a.node = value();
         } else if (arg == "--interval-ms") {
             a.interval_ms = int_arg(arg, value(), 1, 60'000);
+            a.interval_given = true;
+        } else if (arg == "--control") {
+            a.status.control_address = value();
+        } else if (arg == "--cni-conf-dir") {
+            a.status.cni_conf_dir = value();
+        } else if (arg == "--cni-bin-dir") {
+            a.status.cni_bin_dir = value();
         } else if (arg == "--count") {
             a.count = int_arg(arg, value(), 1, std::numeric_limits<int>::max());
         } else if (arg == "--limit") {
@@ -1270,6 +1287,26 @@ json stats_report(const v1::Stats& a, const v1::Stats& b, double wall_seconds) {
     return json{{"interval_s", seconds}, {"ports", ports}, {"workers", workers}};
 }
 
+namespace {
+
+int status(DataplaneClient& client, const Args& a, std::ostream& out) {
+    if (a.positional.size() != 1) {
+        throw UsageError("status takes no arguments");
+    }
+    StatusOptions o = a.status;
+    o.node = a.node.value_or("");
+    o.interval_ms = a.interval_given ? a.interval_ms : 500;
+    const Json r = status_report(client, o);
+    if (a.format == Format::kTable) {
+        out << render_status(r);
+    } else {
+        out << (a.format == Format::kJson ? render_json(r) : render_yaml(r));
+    }
+    return r["healthy"].get<bool>() ? 0 : 1;
+}
+
+}  // namespace
+
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
     Args a;
     try {
@@ -1287,7 +1324,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         }
         const std::string& cmd = a.positional[0];
         if (cmd != "get" && cmd != "stats" && cmd != "apply" && cmd != "info" && cmd != "events" &&
-            cmd != "trace" && cmd != "port") {
+            cmd != "trace" && cmd != "port" && cmd != "status") {
             throw UsageError(fmt::format("unknown command \"{}\"", cmd));
         }
         if (cmd == "trace" && !a.manifests.empty()) {
@@ -1306,6 +1343,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         }
         if (cmd == "info") {
             return info(client, a, out);
+        }
+        if (cmd == "status") {
+            return status(client, a, out);
         }
         if (cmd == "events") {
             return events(client, a, out);

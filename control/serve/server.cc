@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <exception>
+#include <thread>
 #include <utility>
 
 #include "push/dataplane_client.h"
@@ -13,6 +14,23 @@ namespace {
 // A scrape must answer well within Prometheus' default 10 s timeout and a probe's 1 s, even
 // with the dataplane stuck: every call of a scrape gets this much.
 constexpr std::chrono::milliseconds kScrapeDeadline{1000};
+
+// The shortest interval over which a worker must have advanced: far above its longest idle
+// sleep (workers.idle.max_sleep_us, at most 100 ms), so a quiet node is not a stuck one.
+constexpr std::chrono::milliseconds kProgressInterval{150};
+
+std::optional<std::vector<WorkerSample>> sample_workers(DataplaneClient& client) {
+    try {
+        std::vector<WorkerSample> out;
+        const auto stats = client.stats();
+        for (const auto& w : stats.workers()) {
+            out.push_back({w.worker(), w.lcore(), w.total_cycles()});
+        }
+        return out;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
 
 HttpResponse not_found() {
     return {404, "text/plain; charset=utf-8", "404 page not found\n"};
@@ -64,10 +82,37 @@ HttpResponse Server::metrics_page(const std::string& path) const {
                 ok ? "ok\n" : "kdp-control's loop has stopped iterating\n"};
     }
     if (path == "/readyz") {
-        const Readiness r = readiness(status_.snapshot());
+        const Readiness r = readiness(status_.snapshot(), worker_progress());
         return {r.ready ? 200u : 503u, "text/plain; charset=utf-8", r.text};
     }
     return not_found();
+}
+
+std::optional<std::string> Server::worker_progress() const {
+    using Steady = std::chrono::steady_clock;
+    std::lock_guard lock(progress_mu_);
+    auto now = sample_workers(*client_);
+    if (!now) {
+        last_workers_.reset();
+        return std::nullopt;
+    }
+    auto at = Steady::now();
+    if (!last_workers_ || at - last_workers_->first < kProgressInterval ||
+        last_workers_->second.size() != now->size()) {
+        last_workers_.emplace(at, std::move(*now));
+        std::this_thread::sleep_for(kProgressInterval);
+        now = sample_workers(*client_);
+        if (!now) {
+            last_workers_.reset();
+            return std::nullopt;
+        }
+        at = Steady::now();
+    }
+    const auto elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(at - last_workers_->first);
+    std::string stalled = stalled_workers(last_workers_->second, *now, elapsed);
+    last_workers_.emplace(at, std::move(*now));
+    return stalled;
 }
 
 }  // namespace kdp::control::serve

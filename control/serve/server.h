@@ -15,9 +15,13 @@
 // http_server.h.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "serve/http_server.h"
@@ -53,6 +57,10 @@ public:
 private:
     HttpResponse node_health_page() const;
     HttpResponse metrics_page(const std::string& path) const;
+    /// Whether the dataplane's workers make progress (status.h readiness()): two samples of
+    /// their loop counters, the last probe's and this one's, or this one's and another 100 ms
+    /// later when the last is too recent or missing.
+    std::optional<std::string> worker_progress() const;
 
     ServeOptions options_;
     const Status& status_;
@@ -62,6 +70,10 @@ private:
     uint16_t healthz_port_ = 0;
     uint16_t metrics_port_ = 0;
     std::vector<std::string> errors_;
+    mutable std::mutex progress_mu_;  // probes may overlap: one sample pair at a time
+    mutable std::optional<
+        std::pair<std::chrono::steady_clock::time_point, std::vector<WorkerSample>>>
+        last_workers_;
 };
 
 }  // namespace kdp::control::serve

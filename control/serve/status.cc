@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "common/log.h"
+
 namespace kdp::control::serve {
 
 void Histogram::observe(double seconds) {
@@ -150,14 +152,7 @@ Status::Snapshot Status::snapshot() const {
 }
 
 std::string rfc3339(WallClock::time_point t) {
-    const auto ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-    const time_t secs = static_cast<time_t>(ms / 1000);
-    struct tm tm {};
-    gmtime_r(&secs, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    return fmt::format("{}.{:03}Z", buf, ms % 1000);
+    return kdp::log::rfc3339(t);
 }
 
 NodeHealth node_health(const Status::Snapshot& s,
@@ -170,9 +165,25 @@ NodeHealth node_health(const Status::Snapshot& s,
                                  last, rfc3339(now), healthy ? "true" : "false")};
 }
 
-Readiness readiness(const Status::Snapshot& s) {
+std::string stalled_workers(const std::vector<WorkerSample>& before,
+                            const std::vector<WorkerSample>& after,
+                            std::chrono::milliseconds elapsed) {
+    std::string out;
+    for (const auto& a : after) {
+        for (const auto& b : before) {
+            if (b.worker == a.worker && b.loop_cycles == a.loop_cycles) {
+                out += fmt::format("{}worker {} (lcore {}) made no progress in {} ms",
+                                   out.empty() ? "" : "; ", a.worker, a.lcore, elapsed.count());
+            }
+        }
+    }
+    return out;
+}
+
+Readiness readiness(const Status::Snapshot& s, const std::optional<std::string>& workers) {
     Readiness r;
-    r.ready = s.lists_complete && s.dataplane_reachable && s.synced_once;
+    r.ready =
+        s.lists_complete && s.dataplane_reachable && s.synced_once && workers && workers->empty();
     r.text += s.lists_complete ? "[+]api-lists ok\n"
                                : "[-]api-lists failed: not every resource has been listed yet\n";
     if (s.dataplane_reachable) {
@@ -183,6 +194,13 @@ Readiness readiness(const Status::Snapshot& s) {
     }
     r.text += s.synced_once ? fmt::format("[+]first-sync ok (generation {})\n", s.generation)
                             : "[-]first-sync failed: no tables pushed yet\n";
+    if (!workers) {
+        r.text += "[-]workers failed: the dataplane's counters could not be read\n";
+    } else if (!workers->empty()) {
+        r.text += fmt::format("[-]workers failed: {}\n", *workers);
+    } else {
+        r.text += "[+]workers ok\n";
+    }
     r.text += r.ready ? "readyz check passed\n" : "readyz check failed\n";
     return r;
 }

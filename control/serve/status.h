@@ -12,7 +12,8 @@
 // - node healthy (port 10256): nothing has waited for the dataplane longer than the health
 //   timeout. A node that has never synced and has nothing queued is healthy, as in kube-proxy.
 // - ready (/readyz): every API list completed (or the manifests loaded), the dataplane answered
-//   the last push, and at least one push applied.
+//   the last push, at least one push applied, and every worker of the dataplane is making
+//   progress (its loop's cycle counter advanced between two samples taken at the probe).
 // - live (/healthz): the loop iterated within the liveness timeout.
 #pragma once
 
@@ -119,12 +120,30 @@ struct NodeHealth {
 };
 NodeHealth node_health(const Status::Snapshot& s, WallClock::time_point now, const HealthPolicy& p);
 
+/// One worker's loop counter at one moment: WorkerStats.total_cycles, which the worker stores
+/// at the end of every iteration of its loop (busy or idle), so it stands still only when the
+/// loop does.
+struct WorkerSample {
+    uint32_t worker = 0;
+    uint32_t lcore = 0;
+    uint64_t loop_cycles = 0;
+};
+
+/// The workers whose loop did not advance from `before` to `after`, `elapsed` apart: "" when
+/// all did (or there are no samples), else "worker 0 (lcore 1) made no progress in 120 ms".
+std::string stalled_workers(const std::vector<WorkerSample>& before,
+                            const std::vector<WorkerSample>& after,
+                            std::chrono::milliseconds elapsed);
+
 /// /readyz: ready or not, and one line per check ("[+]api-lists ok", "[-]dataplane failed: ...").
+/// `workers`: nullopt when not known (the dataplane did not answer), "" when every worker made
+/// progress, else why not (stalled_workers()).
 struct Readiness {
     bool ready = false;
     std::string text;
 };
-Readiness readiness(const Status::Snapshot& s);
+Readiness readiness(const Status::Snapshot& s,
+                    const std::optional<std::string>& workers = std::string());
 
 /// /healthz: whether the loop is alive.
 bool live(const Status::Snapshot& s, WallClock::time_point now, const HealthPolicy& p);

@@ -13,6 +13,7 @@
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
 
+#include "common/log.h"
 #include "compile/node_tables.h"
 #include "k8s/client.h"
 #include "k8s/events.h"
@@ -80,7 +81,7 @@ public:
             cannot_honour(obj, e.what());
         } catch (const std::exception& e) {
             // Not an object at all (no kind or name): nothing to attach an event to.
-            fmt::print(stderr, "kdp-control: warning: {}: {}\n", resource.name, e.what());
+            kdp::log::warning("{}: {}", resource.name, e.what());
         }
     }
 
@@ -105,8 +106,8 @@ public:
             what = "left out";
         }
         const uint64_t n = ++unhonoured_[ref.kind];
-        fmt::print(stderr, "kdp-control: warning: cannot honour {} {}{}{}: {}; {} ({} {} so far)\n",
-                   ref.kind, ref.ns, ref.ns.empty() ? "" : "/", ref.name, why, what, n, ref.kind);
+        kdp::log::warning("cannot honour {} {}{}{}: {}; {} ({} {} so far)", ref.kind, ref.ns,
+                          ref.ns.empty() ? "" : "/", ref.name, why, what, n, ref.kind);
         recorder_.warn(ref, "KdpCannotHonour",
                        fmt::format("kdp cannot honour this object: {}; {}", why, what));
     }
@@ -119,7 +120,7 @@ public:
             return;
         }
         const uint64_t n = ++unhonoured_[w.kind];
-        fmt::print(stderr, "kdp-control: warning: {} ({} {} so far)\n", w.message, n, w.kind);
+        kdp::log::warning("{} ({} {} so far)", w.message, n, w.kind);
         k8s::ObjectRef ref{w.kind, "v1", w.ns, w.name, "", ""};
         std::string msg = fmt::format("kdp cannot honour all of this object: {}", w.message);
         asio::post(*ioc_, [this, ref = std::move(ref), msg = std::move(msg)] {
@@ -135,14 +136,13 @@ public:
     void on_synced(const k8s::ResourceSpec& resource) override {
         std::lock_guard lock(mu_);
         if (synced_.insert(resource.name).second) {
-            fmt::print(stderr, "kdp-control: {} listed ({}/{})\n", resource.name, synced_.size(),
-                       wanted_.size());
+            kdp::log::info("{} listed ({}/{})", resource.name, synced_.size(), wanted_.size());
         }
         dirty_ = true;
     }
 
     void on_error(const k8s::ResourceSpec& resource, const std::string& message) override {
-        fmt::print(stderr, "kdp-control: {}: {} (retrying)\n", resource.name, message);
+        kdp::log::warning("{}: {} (retrying)", resource.name, message);
     }
 
     std::optional<std::optional<table::TableSpec>> poll() {
@@ -170,7 +170,7 @@ public:
             }
             return std::optional<table::TableSpec>(std::move(spec));
         } catch (const std::exception& e) {
-            fmt::print(stderr, "kdp-control: {}; keeping the last good state\n", e.what());
+            kdp::log::warning("{}; keeping the last good state", e.what());
             return std::optional<table::TableSpec>();
         }
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -12,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "common/log.h"
 #include "common/version.h"
 #include "compile/node_tables.h"
 #include "k8s/kubeconfig.h"
@@ -26,14 +28,18 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kUsage =
     R"(usage: kdp-control --node NAME (--manifests PATH... | --kubeconfig FILE | --in-cluster)
-                   [--dataplane SOCK] [--watch | --once]
+                   [--api-server HOST:PORT] [--dataplane SOCK] [--watch | --once]
+       kdp-control node-config --template FILE ...   (see kdp-control node-config --help)
 
-  --node NAME         the Kubernetes Node this dataplane serves
+  --node NAME         the Kubernetes Node this dataplane serves (default: $NODE_NAME)
   --manifests PATH... YAML/JSON manifest files or directories (standalone mode)
   --dataplane SOCK    the dataplane's unix socket (default /run/kdp/dataplane.sock)
   --watch             keep running: re-read the manifests on change and push the difference
   --once              push once and exit (the default)
   --kubeconfig FILE, --in-cluster   watch the Kubernetes API (list+watch over HTTPS)
+  --api-server HOST:PORT   the API server's real address (default: $KDP_API_SERVER), in
+                      place of the kubeconfig's server or KUBERNETES_SERVICE_HOST/PORT: as
+                      kube-proxy's replacement kdp must not reach it through a Service it serves
   --service-cidr CIDR the cluster's Service range: unallocated addresses in it are dropped
                       (default 10.96.0.0/12 with --manifests; unchecked in Kubernetes mode
                       unless given)
@@ -41,20 +47,34 @@ constexpr const char* kUsage =
                       0.0.0.0:10256; "" turns it off)
   --metrics-bind-address HOST:PORT   /metrics, /healthz (liveness) and /readyz (default
                       127.0.0.1:10249; "" turns it off)
+  --log-level L       error, warning, info (default) or debug ($KDP_LOG_LEVEL)
+  --log-format F      text (default: "TIME LEVEL kdp-control: message") or json, one object
+                      a line with ts, level, component, msg ($KDP_LOG_FORMAT)
   --version           print kdp-control's version and API revision
 )";
 
-template <typename... A>
-void log(fmt::format_string<A...> f, A&&... a) {
-    fmt::print(stderr, "kdp-control: {}\n", fmt::format(f, std::forward<A>(a)...));
-}
+using kdp::log::error;
+using kdp::log::info;
+using kdp::log::warning;
 
 }  // namespace
 
 std::variant<Options, int> parse_args(const std::vector<std::string>& args,
                                       std::ostream& out,
-                                      std::ostream& err) {
+                                      std::ostream& err,
+                                      const GetEnv& getenv) {
     Options o;
+    auto env = [&getenv](const char* name) -> std::string {
+        std::optional<std::string> v;
+        if (getenv) {
+            v = getenv(name);
+        } else if (const char* p = std::getenv(name)) {
+            v = p;
+        }
+        return v.value_or("");
+    };
+    o.node = env("NODE_NAME");
+    o.api_server = env("KDP_API_SERVER");
     auto usage_error = [&err](const std::string& msg) {
         err << fmt::format("kdp-control: {} (see kdp-control --help)\n", msg);
         return 2;
@@ -70,7 +90,7 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
             return 0;
         } else if (a == "--node" || a == "--dataplane" || a == "--kubeconfig" ||
                    a == "--healthz-bind-address" || a == "--metrics-bind-address" ||
-                   a == "--service-cidr") {
+                   a == "--service-cidr" || a == "--api-server") {
             if (!has_value()) {
                 return usage_error(a + " needs a value");
             }
@@ -79,6 +99,8 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
                 o.node = v;
             } else if (a == "--dataplane") {
                 o.socket = v;
+            } else if (a == "--api-server") {
+                o.api_server = v;
             } else if (a == "--healthz-bind-address") {
                 o.serve.healthz_address = v;
             } else if (a == "--metrics-bind-address") {
@@ -114,13 +136,16 @@ std::variant<Options, int> parse_args(const std::vector<std::string>& args,
         }
     }
     if (o.node.empty()) {
-        return usage_error("--node is required");
+        return usage_error("--node (or NODE_NAME) is required");
     }
     if (o.watch && o.once) {
         return usage_error("--watch and --once exclude each other");
     }
     if (o.kube && !o.manifests.empty()) {
         return usage_error("--manifests excludes --kubeconfig/--in-cluster");
+    }
+    if (!o.kube && !o.api_server.empty() && o.manifests.empty()) {
+        return usage_error("--api-server needs --kubeconfig or --in-cluster");
     }
     if (!o.kube && o.manifests.empty()) {
         return usage_error("one of --manifests, --kubeconfig or --in-cluster is required");
@@ -157,9 +182,9 @@ std::optional<kdp::table::TableSpec> load(const Options& o) {
         const auto errors = load_manifests(expand_manifest_paths(o.manifests), model);
         if (!errors.empty()) {
             for (const auto& e : errors) {
-                log("{}", e);
+                error("{}", e);
             }
-            log("{} error(s) in the manifests; nothing pushed", errors.size());
+            error("{} error(s) in the manifests; nothing pushed", errors.size());
             return std::nullopt;
         }
         std::vector<CompileWarning> warnings;
@@ -169,11 +194,11 @@ std::optional<kdp::table::TableSpec> load(const Options& o) {
         }
         auto spec = compile_node_tables(model, o.node, so, &warnings);
         for (const auto& w : warnings) {
-            log("warning: {}", w.message);
+            warning("{}", w.message);
         }
         return spec;
     } catch (const std::exception& e) {
-        log("{}; nothing pushed", e.what());
+        error("{}; nothing pushed", e.what());
         return std::nullopt;
     }
 }
@@ -199,11 +224,11 @@ void report(const Pusher::Result& r, const kdp::table::TableSpec& spec) {
         case Pusher::Action::kNone:
             break;
         case Pusher::Action::kSync:
-            log("synced generation {} ({}): {} routes, {} pods", r.generation, r.reason,
-                spec.routes.size(), spec.pods.size());
+            info("synced generation {} ({}): {} routes, {} pods", r.generation, r.reason,
+                 spec.routes.size(), spec.pods.size());
             break;
         case Pusher::Action::kUpdate:
-            log("updated to generation {}: {} change(s)", r.generation, r.changes);
+            info("updated to generation {}: {} change(s)", r.generation, r.changes);
             break;
     }
 }
@@ -223,11 +248,11 @@ int run_once(const Options& o, const std::atomic<bool>& stop) {
             return 0;
         } catch (const RpcError& e) {
             if (!retryable(e) || Clock::now() + backoff > give_up) {
-                log("{}", e.what());
+                error("{}", e.what());
                 return 1;
             }
-            log("dataplane not reachable at {} ({}); retrying in {} ms", o.socket, e.what(),
-                backoff.count());
+            warning("dataplane not reachable at {} ({}); retrying in {} ms", o.socket, e.what(),
+                    backoff.count());
             sleep_for(backoff, stop);
             backoff = std::min(backoff * 2, o.max_backoff);
         }
@@ -262,7 +287,7 @@ int push_loop(const Options& o,
                 refused = false;
                 status.queued(serve::WallClock::now());
             } else if (desired) {
-                log("keeping the last good state");
+                warning("keeping the last good state");
             }
         }
         auto wait = o.poll;
@@ -276,34 +301,34 @@ int push_loop(const Options& o,
                 report(r, *desired);
                 backoff = std::chrono::milliseconds(200);
                 if (unreachable_logged) {
-                    log("dataplane at {} reachable again", o.socket);
+                    info("dataplane at {} reachable again", o.socket);
                     unreachable_logged = false;
                 }
             } catch (const RpcError& e) {
                 status.push_failed(e.what(), !retryable(e));
                 if (retryable(e)) {
                     if (!unreachable_logged || backoff >= o.max_backoff) {
-                        log("dataplane not reachable at {} ({}); retrying in {} ms", o.socket,
-                            e.what(), backoff.count());
+                        warning("dataplane not reachable at {} ({}); retrying in {} ms", o.socket,
+                                e.what(), backoff.count());
                         unreachable_logged = true;
                     }
                     wait = backoff;
                     backoff = std::min(backoff * 2, o.max_backoff);
                 } else {
-                    log("{}; waiting for the input to change", e.what());
+                    error("{}; waiting for the input to change", e.what());
                     refused = true;
                 }
             }
         }
         sleep_for(wait, stop);
     }
-    log("stopping");
+    info("stopping");
     return 0;
 }
 
 int run_watch(const Options& o, const std::atomic<bool>& stop, serve::Status& status) {
     std::optional<Stamp> last_stamp;
-    log("watching {} path(s) for node {}", o.manifests.size(), o.node);
+    info("watching {} path(s) for node {}", o.manifests.size(), o.node);
     // Manifest files carry no EndpointSlice trigger times worth timing.
     return push_loop(
         o, stop, status,
@@ -319,8 +344,19 @@ int run_watch(const Options& o, const std::atomic<bool>& stop, serve::Status& st
 }
 
 int run_kube(const Options& o, const std::atomic<bool>& stop, serve::Status& status) {
-    const auto cfg = o.in_cluster ? k8s::load_in_cluster() : k8s::load_kubeconfig(o.kubeconfig);
-    log("watching the Kubernetes API at {} for node {}", cfg.server, o.node);
+    auto cfg = o.in_cluster ? k8s::load_in_cluster({}, {}, o.api_server)
+                            : k8s::load_kubeconfig(o.kubeconfig);
+    if (!o.in_cluster && !o.api_server.empty()) {
+        k8s::set_api_server(cfg, o.api_server);
+    }
+    if (o.in_cluster && o.api_server.empty()) {
+        warning(
+            "reaching the API server at {} (KUBERNETES_SERVICE_HOST): if that is the "
+            "`kubernetes` Service's ClusterIP, only kdp serves it; set --api-server "
+            "(KDP_API_SERVER) to the API server's real address",
+            cfg.server);
+    }
+    info("watching the Kubernetes API at {} for node {}", cfg.server, o.node);
     KubeSource source(cfg, o.node, o.service_cidr);
     return push_loop(
         o, stop, status,
@@ -336,7 +372,7 @@ int run_kube(const Options& o, const std::atomic<bool>& stop, serve::Status& sta
 }  // namespace
 
 int run(const Options& o, const std::atomic<bool>& stop) {
-    log("{}", version_line("kdp-control"));
+    info("{}", version_line("kdp-control"));
     try {
         if (!o.kube && !o.watch) {
             return run_once(o, stop);
@@ -344,19 +380,19 @@ int run(const Options& o, const std::atomic<bool>& stop) {
         serve::Status status;
         const serve::Server server(o.serve, status, o.socket, o.node);
         for (const auto& e : server.errors()) {
-            log("{}; serving without it", e);
+            warning("{}; serving without it", e);
         }
         if (server.healthz_port() != 0) {
-            log("serving node health on {} (port {})", o.serve.healthz_address,
-                server.healthz_port());
+            info("serving node health on {} (port {})", o.serve.healthz_address,
+                 server.healthz_port());
         }
         if (server.metrics_port() != 0) {
-            log("serving /metrics, /healthz, /readyz on {} (port {})", o.serve.metrics_address,
-                server.metrics_port());
+            info("serving /metrics, /healthz, /readyz on {} (port {})", o.serve.metrics_address,
+                 server.metrics_port());
         }
         return o.kube ? run_kube(o, stop, status) : run_watch(o, stop, status);
     } catch (const std::exception& e) {
-        log("{}", e.what());
+        error("{}", e.what());
         return 1;
     }
 }

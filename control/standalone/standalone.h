@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -34,6 +35,10 @@ struct Options {
     bool kube = false;  // --kubeconfig or --in-cluster given
     std::string kubeconfig;
     bool in_cluster = false;
+    /// --api-server HOST:PORT (default $KDP_API_SERVER): the API server's real address, which
+    /// replaces the kubeconfig's server or KUBERNETES_SERVICE_HOST/PORT. kdp serves the
+    /// `kubernetes` Service itself, so it must not depend on it to reach the API.
+    std::string api_server;
     /// --service-cidr: the cluster's Service range (kube-apiserver's --service-cluster-ip-range).
     /// Addresses in it that no Service holds are dropped by the dataplane, never routed out.
     /// Standalone mode defaults to 10.96.0.0/12 (and allocates ClusterIPs from it); Kubernetes
@@ -46,11 +51,17 @@ struct Options {
     serve::ServeOptions serve;
 };
 
+/// Reads one environment variable; nullopt when unset or empty.
+using GetEnv = std::function<std::optional<std::string>(const std::string&)>;
+
 /// Parses kdp-control's arguments (argv without the program name). Returns the options, or
 /// an exit code: 0 after printing --help to `out`, 2 after one line about bad usage on `err`.
+/// Environment fallbacks through `getenv` (the process environment when empty): NODE_NAME for
+/// --node, KDP_API_SERVER for --api-server.
 std::variant<Options, int> parse_args(const std::vector<std::string>& args,
                                       std::ostream& out,
-                                      std::ostream& err);
+                                      std::ostream& err,
+                                      const GetEnv& getenv = {});
 
 /// Runs kdp-control; returns its exit code (0 done or stopped, 1 error).
 int run(const Options& options, const std::atomic<bool>& stop);

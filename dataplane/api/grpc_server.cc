@@ -277,7 +277,8 @@ grpc::ServerUnaryReactor* reply(grpc::CallbackServerContext* ctx, const grpc::St
 
 class GrpcServer::Service final : public v1::Dataplane::CallbackService {
 public:
-    explicit Service(Backend& backend) : backend_(backend) {}
+    Service(Backend& backend, uint32_t api_revision)
+        : backend_(backend), api_revision_(api_revision) {}
 
     EventHub& hub() { return hub_; }
 
@@ -288,7 +289,7 @@ public:
                          node_info_to_proto(backend_.node_info(), resp);
                          // The server's own build, whatever the backend: clients check it.
                          resp->set_version(kdp::version());
-                         resp->set_api_revision(kApiRevision);
+                         resp->set_api_revision(api_revision_);
                          return grpc::Status::OK;
                      }));
     }
@@ -613,12 +614,13 @@ private:
     }
 
     Backend& backend_;
+    const uint32_t api_revision_;  // reported in NodeInfo
     std::mutex write_mu_;  // serialises SyncTables/UpdateTables (check generation, then apply)
     EventHub hub_;
 };
 
 GrpcServer::GrpcServer(Backend& backend, std::string socket_path)
-    : backend_(backend), socket_path_(std::move(socket_path)) {}
+    : backend_(backend), socket_path_(std::move(socket_path)), api_revision_(kApiRevision) {}
 
 GrpcServer::~GrpcServer() {
     shutdown();
@@ -650,7 +652,7 @@ void GrpcServer::start() {
         }
     }
 
-    service_ = std::make_unique<Service>(backend_);
+    service_ = std::make_unique<Service>(backend_, api_revision_);
     grpc::ServerBuilder builder;
     int bound = 0;
     builder.AddListeningPort("unix:" + socket_path_, grpc::InsecureServerCredentials(), &bound);

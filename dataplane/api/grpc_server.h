@@ -14,6 +14,7 @@
 ///     server.shutdown();     // ends streams, waits for handlers; also done by the destructor
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -44,11 +45,17 @@ public:
 
     const std::string& socket_path() const { return socket_path_; }
 
+    /// Makes NodeInfo report API revision `revision` instead of this build's (before start()):
+    /// kdp-dataplane's hidden --api-revision-for-test, so that tests can show kdp-control and
+    /// kdp-cni refusing a dataplane of another revision with a real one.
+    void set_api_revision_for_test(uint32_t revision) { api_revision_ = revision; }
+
     class Service;  // the kdp.v1.Dataplane callback service (grpc_server.cc)
 
 private:
     Backend& backend_;
     std::string socket_path_;
+    uint32_t api_revision_;
     std::unique_ptr<Service> service_;
     std::unique_ptr<grpc::Server> server_;
 };

@@ -294,8 +294,16 @@ def check_kdp_daemonset(pod, volumes, configmaps):
             check(script.is_file(), f"{c['name']}: {cmd} is not in config/deploy/scripts/")
     cm = configmaps.get("kdp-config", {}).get("data", {})
     check("node.yaml" in cm, "ConfigMap kdp-config: node.yaml")
-    for ph in ("${NODE_NAME}", "${NODE_IP}", "${POD_CIDR}"):
-        check(ph in cm.get("node.yaml", ""), f"ConfigMap kdp-config: node.yaml has {ph}")
+    # One config for every node: what differs between nodes comes from the Node object and the
+    # kernel (kdp-control node-config), never from the shared file.
+    node_yaml = yaml.safe_load(cm.get("node.yaml", "")) or {}
+    for key in ("name", "ip", "pod_cidr", "mac"):
+        check(key not in node_yaml.get("node", {}),
+              f"ConfigMap kdp-config: node.yaml sets node.{key}, which differs per node")
+    check("interface" in node_yaml.get("uplink", {}) or "devargs" in node_yaml.get("uplink", {}),
+          "ConfigMap kdp-config: node.yaml names the uplink")
+    check("KDP_API_SERVER" in configmaps.get("kubernetes-services-endpoint", {}).get("data", {}),
+          "ConfigMap kubernetes-services-endpoint: KDP_API_SERVER, the API server's real address")
     try:
         conf = json.loads(cm.get("10-kdp.conflist", ""))
         check(any(p.get("type") == "kdp-cni" for p in conf.get("plugins", [])),

@@ -5,7 +5,8 @@
 # Environment: NODE_NAME (required), KDP_KUBECONFIG, KDP_DATAPLANE_SOCKET
 # (/run/kdp/dataplane.sock), KDP_HEALTHZ_BIND_ADDRESS (0.0.0.0:10256),
 # KDP_METRICS_BIND_ADDRESS (127.0.0.1:10249), KDP_CONTROL (the binary, default from PATH),
-# KUBERNETES_SERVICE_HOST/PORT (the API server's real address, not the kubernetes Service).
+# KDP_API_SERVER (HOST:PORT, the API server's real address, not the kubernetes Service: kdp-control
+# reads it from the environment as --api-server).
 set -eu
 : "${NODE_NAME:?NODE_NAME must name this node (downward API spec.nodeName)}"
 if [ -n "${KDP_KUBECONFIG:-}" ]; then

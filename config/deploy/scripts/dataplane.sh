@@ -1,9 +1,11 @@
 #!/bin/bash
 # The DaemonSet's dataplane container (and the systemd unit's wrapper): renders the one node
 # config for this node, runs kdp-dataplane, and owns the CNI conflist:
-#   1. ${NODE_NAME}, ${NODE_IP} and ${POD_CIDR} in $KDP_CONFIG_TEMPLATE are replaced (POD_CIDR,
-#      when not in the environment, is this Node's spec.podCIDR, read from the API server with
-#      the pod's service account: a list with a field selector, which the role grants);
+#   1. `kdp-control node-config` turns $KDP_CONFIG_TEMPLATE (the ConfigMap's node.yaml, the same
+#      for every node) into this node's config: its name from NODE_NAME, its address, pod CIDR
+#      and zone from its Node object (read with the pod's service account, or KDP_KUBECONFIG),
+#      the uplink's MAC, MTU and subnet from the kernel before DPDK takes it. It waits for the
+#      Node's pod CIDR (controller-manager --allocate-node-cidrs) up to KDP_BOOTSTRAP_WAIT s;
 #   2. kdp-dataplane starts with the result ($KDP_STATE_DIR/node.yaml);
 #   3. once the dataplane answers and a control plane has synced its tables (kdpctl get policy:
 #      "synced", which the config's static tables never are), $KDP_CNI_CONFLIST is copied into
@@ -11,11 +13,13 @@
 #      and start pods on it;
 #   4. when the dataplane stops (SIGTERM from the kubelet on deletion or update, or a crash)
 #      the conflist is removed first, so that no pod is set up against a missing dataplane.
-# Environment (defaults for the DaemonSet): NODE_NAME, NODE_IP (required), POD_CIDR,
-# KDP_CONFIG_TEMPLATE=/etc/kdp/node.yaml, KDP_CNI_CONFLIST=/etc/kdp/10-kdp.conflist,
-# KDP_CNI_CONF_DIR=/host/etc/cni/net.d, KDP_STATE_DIR=/var/lib/kdp,
-# KDP_DATAPLANE_SOCKET=/run/kdp/dataplane.sock, KDP_SERVICEACCOUNT_DIR (the pod's), KDP_DATAPLANE
-# and KDPCTL (the binaries, default from PATH), KUBERNETES_SERVICE_HOST/PORT (the API server).
+# Environment (defaults for the DaemonSet): NODE_NAME (required), NODE_IP and POD_CIDR
+# (explicit values: they must agree with the Node), KDP_CONFIG_TEMPLATE=/etc/kdp/node.yaml,
+# KDP_CNI_CONFLIST=/etc/kdp/10-kdp.conflist, KDP_CNI_CONF_DIR=/host/etc/cni/net.d,
+# KDP_STATE_DIR=/var/lib/kdp, KDP_DATAPLANE_SOCKET=/run/kdp/dataplane.sock, KDP_KUBECONFIG
+# (else the in-cluster service account), KDP_API_SERVER (the API server's real address),
+# KDP_BOOTSTRAP_WAIT (300), KDP_DATAPLANE, KDP_CONTROL and KDPCTL (the binaries, default from
+# PATH).
 set -euo pipefail
 
 say() { printf 'kdp-dataplane-entrypoint: %s\n' "$*" >&2; }
@@ -25,26 +29,15 @@ die() {
 }
 
 : "${NODE_NAME:?NODE_NAME must name this node (downward API spec.nodeName)}"
-: "${NODE_IP:?NODE_IP must be the address of this node (downward API status.hostIP)}"
 template=${KDP_CONFIG_TEMPLATE:-/etc/kdp/node.yaml}
 conflist=${KDP_CNI_CONFLIST:-/etc/kdp/10-kdp.conflist}
 cni_dir=${KDP_CNI_CONF_DIR:-/host/etc/cni/net.d}
 state=${KDP_STATE_DIR:-/var/lib/kdp}
 socket=${KDP_DATAPLANE_SOCKET:-/run/kdp/dataplane.sock}
-sa=${KDP_SERVICEACCOUNT_DIR:-/var/run/secrets/kubernetes.io/serviceaccount}
 dataplane=${KDP_DATAPLANE:-kdp-dataplane}
+control=${KDP_CONTROL:-kdp-control}
 kdpctl=${KDPCTL:-kdpctl}
 installed="$cni_dir/$(basename "$conflist")"
-
-# This Node's spec.podCIDR, empty while the controller-manager has not allocated one.
-node_pod_cidr() {
-    local host=${KUBERNETES_SERVICE_HOST:?KUBERNETES_SERVICE_HOST is not set} port=${KUBERNETES_SERVICE_PORT:-443}
-    case "$host" in *:*) host="[$host]" ;; esac
-    curl -sS --fail --max-time 10 --cacert "$sa/ca.crt" \
-        -H "Authorization: Bearer $(cat "$sa/token")" \
-        "https://$host:$port/api/v1/nodes?fieldSelector=metadata.name%3D$NODE_NAME" |
-        tr -d ' \n' | grep -o '"podCIDR":"[^"]*"' | head -n 1 | cut -d'"' -f4
-}
 
 remove_conflist() {
     if [ -e "$installed" ]; then
@@ -55,21 +48,16 @@ remove_conflist() {
 
 # 1. The node config.
 [ -r "$template" ] || die "node config template $template not readable"
-pod_cidr=${POD_CIDR:-}
-waited=0
-while [ -z "$pod_cidr" ]; do
-    pod_cidr=$(node_pod_cidr) || pod_cidr=""
-    [ -n "$pod_cidr" ] && break
-    [ $((waited % 30)) -ne 0 ] || say "waiting for node $NODE_NAME's spec.podCIDR (controller-manager --allocate-node-cidrs)"
-    sleep 2
-    waited=$((waited + 2))
-done
 mkdir -p "$state"
 config="$state/node.yaml"
-sed -e "s|\${NODE_NAME}|$NODE_NAME|g" -e "s|\${NODE_IP}|$NODE_IP|g" \
-    -e "s|\${POD_CIDR}|$pod_cidr|g" "$template" >"$config.tmp"
-mv -f "$config.tmp" "$config"
-say "node $NODE_NAME, address $NODE_IP, pod CIDR $pod_cidr: config $config"
+args=(node-config --template "$template" --out "$config" --node "$NODE_NAME"
+    --wait-seconds "${KDP_BOOTSTRAP_WAIT:-300}")
+if [ -n "${KDP_KUBECONFIG:-}" ]; then args+=(--kubeconfig "$KDP_KUBECONFIG"); else args+=(--in-cluster); fi
+[ -z "${KDP_API_SERVER:-}" ] || args+=(--api-server "$KDP_API_SERVER")
+[ -z "${NODE_IP:-}" ] || args+=(--node-ip "$NODE_IP")
+[ -z "${POD_CIDR:-}" ] || args+=(--pod-cidr "$POD_CIDR")
+"$control" "${args[@]}" || die "no node config for $NODE_NAME (see above)"
+say "node $NODE_NAME: config $config"
 
 # 2. The dataplane. A conflist left by a previous run that died hard goes first.
 remove_conflist

@@ -6,8 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -175,6 +177,25 @@ std::pair<int, std::string> http_get(uint16_t port, const std::string& path) {
     return {std::stoi(resp.substr(9, 3)), resp.substr(body + 4)};
 }
 
+TEST(Readiness, AWorkerWhoseLoopStoodStillIsNamedAndTheOthersAreNot) {
+    const std::vector<WorkerSample> before{{0, 1, 100}, {1, 2, 500}};
+    const std::vector<WorkerSample> after{{0, 1, 180}, {1, 2, 500}};
+    EXPECT_EQ(stalled_workers(before, after, 150ms),
+              "worker 1 (lcore 2) made no progress in 150 ms");
+    EXPECT_EQ(stalled_workers(before, before, 150ms),
+              "worker 0 (lcore 1) made no progress in 150 ms; worker 1 (lcore 2) made no progress "
+              "in 150 ms");
+    EXPECT_EQ(stalled_workers({}, after, 150ms), "");
+    Status s;
+    s.lists_complete();
+    s.pushed(WallClock::now(), true, true, 1, 2ms);
+    EXPECT_TRUE(readiness(s.snapshot(), "").ready);
+    EXPECT_FALSE(readiness(s.snapshot(), std::nullopt).ready);
+    const Readiness r = readiness(s.snapshot(), stalled_workers(before, after, 150ms));
+    EXPECT_FALSE(r.ready);
+    EXPECT_NE(r.text.find("[-]workers failed: worker 1 (lcore 2)"), std::string::npos) << r.text;
+}
+
 class ServerTest : public ::testing::Test {
 protected:
     ServerTest() : socket_(dir_.path() + "/dp.sock"), grpc_(backend_, socket_) {
@@ -222,8 +243,31 @@ TEST_F(ServerTest, ServesHealthReadinessAndTheDataplanesCounters) {
 
     status_.lists_complete();
     status_.pushed(WallClock::now(), true, true, 1, 2ms);
-    const auto ready = http_get(server.metrics_port(), "/readyz?verbose");
-    EXPECT_EQ(ready.first, 200) << ready.second;
+    // The worker's loop counter stands still: the node is not ready, and /readyz says why.
+    const auto stuck = http_get(server.metrics_port(), "/readyz?verbose");
+    EXPECT_EQ(stuck.first, 503) << stuck.second;
+    EXPECT_NE(stuck.second.find("[-]workers failed: worker 0 (lcore 0) made no progress in "),
+              std::string::npos)
+        << stuck.second;
+    {
+        // Now it iterates, as a live worker does: ready.
+        std::atomic<bool> done{false};
+        std::thread loop([&] {
+            api::StatsSnapshot s = stats;
+            while (!done) {
+                s.workers[0].total_cycles += 1'000'000;
+                backend_.set_stats_for_test(s);
+                std::this_thread::sleep_for(2ms);
+            }
+        });
+        const auto ready = http_get(server.metrics_port(), "/readyz?verbose");
+        done = true;
+        loop.join();
+        EXPECT_EQ(ready.first, 200) << ready.second;
+        EXPECT_NE(ready.second.find("[+]workers ok\n"), std::string::npos) << ready.second;
+    }
+    stats.workers[0].total_cycles = 4'000'000'000;
+    backend_.set_stats_for_test(stats);
 
     const auto m = http_get(server.metrics_port(), "/metrics");
     ASSERT_EQ(m.first, 200);

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -21,10 +22,16 @@ public:
     }
     const std::string& path() const { return path_; }
 
-    /// Writes `text` to `name` inside the directory and returns the full path.
+    /// Writes `text` to `name` inside the directory and returns the full path. Atomic (written
+    /// beside the directory, then renamed in): a watcher polling the directory never reads a
+    /// half-written file.
     std::string write(const std::string& name, const std::string& text) const {
         const std::string p = path_ + "/" + name;
-        std::ofstream(p) << text;
+        std::string flat = name;
+        std::replace(flat.begin(), flat.end(), '/', '_');
+        const std::string tmp = path_ + ".writing." + flat;
+        std::ofstream(tmp) << text;
+        std::filesystem::rename(tmp, p);
         return p;
     }
 
