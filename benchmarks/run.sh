@@ -52,6 +52,9 @@ usage: $0 [options]
   --syn-conntrack N   syn: connection table of kdp and OVS; the search stays below
                       N / (warm-up + window) so that nothing fills    [16777216]
   --syn-steps N       syn: bisection runs per system before the confirming runs   [5]
+  --quiet-wait S      before each run, wait up to S seconds for a second in which the
+                      other tenants left at least one CPU idle (the idle CPUs of the last
+                      second before the run are recorded either way, host_idle_cpus) [0]
   --summarize FILE    only recompute the summary and table of an earlier results JSON
   --keep-logs         copy every process log to <out dir>/logs/ (failed runs always are)
   --no-plot           do not write the PNG
@@ -84,6 +87,7 @@ MAX_LOSS=0.001
 SYN_CT=16777216
 SYN_STEPS=5
 WARMUP_SET=0
+QUIET_WAIT=0
 source "$ROOT/config/as_root.sh"
 as_root "$HERE/run.sh" "$@"   # hugepages, vhost-user
 while [[ $# -gt 0 ]]; do
@@ -110,6 +114,7 @@ while [[ $# -gt 0 ]]; do
         --max-loss) MAX_LOSS=$2; shift 2 ;;
         --syn-conntrack) SYN_CT=$2; shift 2 ;;
         --syn-steps) SYN_STEPS=$2; shift 2 ;;
+        --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -768,6 +773,19 @@ for w in json.load(sys.stdin)["workers"]:
 print(json.dumps(dict(d)))' >"$2" 2>/dev/null || echo null >"$2"
 }
 
+# host_idle: CPUs idle over the next second (/proc/stat), e.g. 0.35: what the machine's other
+# tenants leave to the run that is about to start.
+host_idle() {
+    local a b
+    read -r -a a < /proc/stat
+    sleep 1
+    read -r -a b < /proc/stat
+    awk -v a="${a[*]}" -v b="${b[*]}" -v n="$(nproc)" 'BEGIN {
+        split(a, x); split(b, y); t = 0
+        for (i = 2; i <= 9; i++) t += y[i] - x[i]
+        printf "%.2f\n", t > 0 ? (y[5] - x[5]) / t * n : 0 }'
+}
+
 # one_run SYSTEM WORKLOAD SIZE RUN [RATE]: RATE (Mpps) makes the generator open-loop at RATE.
 one_run() {
     local sys=$1 wl=$2 size=$3 run=$4 rate=${5:-} tag gtag line rc load tid s0 s1 fwd_cpu fwd_wait fwd_stat
@@ -778,6 +796,13 @@ one_run() {
     gtag=gen-$wl-$size-w$NW-$rid-$sys
     SOCK_A=$TMP/a.sock SOCK_B=$TMP/b.sock
     rm -f "$SOCK_A" "$SOCK_B"
+    # What the other tenants leave us, measured before this run's processes start.
+    local idle waited=0
+    idle=$(host_idle)
+    while [[ $waited -lt $QUIET_WAIT ]] && awk -v i="$idle" 'BEGIN { exit !(i < 1) }'; do
+        idle=$(host_idle)
+        waited=$((waited + 1))
+    done
     local gen_mode=""
     case $sys in
         testpmd) start_testpmd "$tag" ;;
@@ -914,8 +939,8 @@ print(json.dumps([w["rx_packets"] for w in json.load(sys.stdin)["workers"]]))' 2
         save_logs "$tag" "$gtag"
     else
         stop_forwarder "$sys" "$tag"
-        printf '{"system":"%s","workload":"%s","size":"%s","workers":%s,"phase":"%s","worker_rx_packets":%s,"worker_phases":%s,"run":%s,"rate_target_mpps":%s,"load1_before":%s,"fwd_cpu_share":%s,"fwd_wait_share":%s,"fwd_stat_share":%s,"kdp_drops":%s,"ovs":%s,"result":%s}\n' \
-            "$sys" "$wl" "$size" "$NW" "$PHASE" "${worker_rx:-null}" "${phases:-null}" "$run" "${rate:-null}" "$load" "$fwd_cpu" "$fwd_wait" "$fwd_stat" "${drops:-null}" "${ovs_stats:-null}" "$line" >>"$RAW"
+        printf '{"system":"%s","workload":"%s","size":"%s","workers":%s,"phase":"%s","worker_rx_packets":%s,"worker_phases":%s,"run":%s,"rate_target_mpps":%s,"load1_before":%s,"host_idle_cpus":%s,"fwd_cpu_share":%s,"fwd_wait_share":%s,"fwd_stat_share":%s,"kdp_drops":%s,"ovs":%s,"result":%s}\n' \
+            "$sys" "$wl" "$size" "$NW" "$PHASE" "${worker_rx:-null}" "${phases:-null}" "$run" "${rate:-null}" "$load" "$idle" "$fwd_cpu" "$fwd_wait" "$fwd_stat" "${drops:-null}" "${ovs_stats:-null}" "$line" >>"$RAW"
         LAST_RUN=$line
         echo "  $sys $wl/$size run $run: $(sed -E 's/.*"rx_mpps":([0-9.]+).*"loss":([0-9.-]+).*/\1 Mpps, loss \2/' <<<"$line"), forwarder on CPU $fwd_cpu of the time" >&2
         [[ $KEEP_LOGS -eq 1 ]] && save_logs "$tag" "$gtag"

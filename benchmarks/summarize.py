@@ -107,6 +107,8 @@ def cell_entry(key, runs, params):
                                       if c is not None), default=None),
         "cycles_per_received_median": med(cycles(r, "tx") for r in runs),
         "load1_before": [r.get("load1_before") for r in runs],
+        # CPUs the other tenants left idle in the second before each run started.
+        "host_idle_cpus": [r.get("host_idle_cpus") for r in runs],
     })
     phases = []
     for r in runs:
