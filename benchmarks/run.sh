@@ -783,7 +783,7 @@ host_idle() {
     awk -v a="${a[*]}" -v b="${b[*]}" -v n="$(nproc)" 'BEGIN {
         split(a, x); split(b, y); t = 0
         for (i = 2; i <= 9; i++) t += y[i] - x[i]
-        printf "%.2f\n", t > 0 ? (y[5] - x[5]) / t * n : 0 }'
+        printf "%.2f\n", (t > 0 ? (y[5] - x[5]) / t * n : 0) }'
 }
 
 # one_run SYSTEM WORKLOAD SIZE RUN [RATE]: RATE (Mpps) makes the generator open-loop at RATE.
@@ -1094,6 +1094,8 @@ PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"max_loss":%s,"min_cpu_shar
     "$(pkg-config --modversion libdpdk 2>/dev/null || true)" \
     "$(ovs-vsctl --version 2>/dev/null | head -n 1 | grep -o '[0-9][0-9.]*$' || true)" \
     "$WORKLOADS" "$SIZES" "$SYSTEMS")
+# The runs themselves, before anything can go wrong with the summary: next to the results.
+cp "$RAW" "${OUT%.json}.runs.jsonl"
 summarize "$RAW" "$OUT" "$PARAMS"
 if [[ $PLOT -eq 1 ]]; then
     # Debian's matplotlib is in /usr/bin/python3's path (another python3 may come first).
