@@ -26,7 +26,14 @@ def main(src, dst):
         g = (e["workload"], e["size"], e.get("workers", 1))
         if g not in groups:
             groups.append(g)
+    # The known systems first, then OVS's variants (ovs+smc, ...) in the order measured.
     systems = [s for s in SYSTEMS if any(e["system"] == s for e in cells)]
+    systems += [e["system"] for e in cells if e["system"] not in systems]
+    systems = list(dict.fromkeys(systems))
+    reds = ["#ff9896", "#e377c2", "#8c564b", "#bcbd22", "#f7b6d2"]
+    for i, s in enumerate(x for x in systems if x not in COLORS):
+        COLORS[s] = reds[i % len(reds)]
+        LABELS[s] = "OVS-DPDK " + s[4:] if s.startswith("ovs+") else s
     width = 0.8 / max(len(systems), 1)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(8, len(groups) * 1.1), 8), sharex=True)
     for k, sysname in enumerate(systems):

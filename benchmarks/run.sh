@@ -10,19 +10,25 @@ set -euo pipefail
 usage() {
     cat <<EOF
 usage: $0 [options]
-  --runs N            runs per cell; the table shows the median and min-max     [3]
+  --runs N            runs per cell; the table shows the median and min-max     [5]
   --seconds S         measurement window per run                                 [10]
-  --warmup S          traffic before the window                                  [2]
+  --warmup S          traffic before the window (syn: 1)                         [2]
   --workloads "W..."  from: l2 local encap decap service full syn
                                                 [l2 local encap decap service full syn]
                       service: pod -> ClusterIP (conntrack hit + DNAT + policy)
                       full: VXLAN from the remote node -> ClusterIP (decap, conntrack,
                       DNAT, ingress policy, forward); syn: the same path, every packet a
-                      new TCP connection (64-byte only)
+                      new TCP connection (64-byte only), as an open-loop rate search per
+                      system for the highest rate with at most --max-loss lost
   --sizes "S..."      frame sizes (64, 512, 1500, imix, ...)                     [64 512]
   --systems "S..."    from: testpmd kdp ovs kdp-cni                              [testpmd kdp ovs]
                       ovs: Debian's openvswitch-switch-dpdk (installed if missing),
-                      private ovsdb-server + ovs-vswitchd in their own netns
+                      private ovsdb-server + ovs-vswitchd in their own netns; EMC off,
+                      SMC off, one backend without a group, conntrack capacity and
+                      timeouts equal to kdp's. Variants, each a system of its own:
+                      ovs+smc (SMC on), ovs+emc (EMC at OVS's default 1/100),
+                      ovs+dp_hash / ovs+hash (a select group, dp_hash or the 5-tuple hash);
+                      options combine: ovs+smc+dp_hash
                       kdp-cni: kdp started without pods, the generator's two ports
                       attached by kdp-cni as vhost-user DPDK pods (local workload only)
   --flows N           distinct 5-tuples per run (l2 local encap decap)           [1024]
@@ -37,7 +43,18 @@ usage: $0 [options]
                       than CPUs share them)                                   [--fwd-cpu]
   --build DIR         meson build directory                                      [<repo>/build]
   --out FILE          JSON results                               [benchmarks/results/latest.json]
-  --virtio-args A     extra virtio_user devargs for the generator, e.g. ",queue_size=1024"  []
+  --virtio-args A     virtio_user devargs for the generator's ports: the vring size every
+                      system's vhost ports get (the front-end sets it)  [,queue_size=1024]
+  --min-cpu-share F   a run whose forwarder or generator thread had its CPU less than F of
+                      the window measured the other tenants: kept, but left out of the
+                      medians                                                     [0.8]
+  --max-loss F        syn: the loss a rate may have and pass                      [0.001]
+  --syn-conntrack N   syn: connection table of kdp and OVS; the search stays below
+                      N / (warm-up + window) so that nothing fills    [16777216]
+  --syn-steps N       syn: bisection runs per system before the confirming runs   [5]
+  --quiet-wait S      before each run, wait up to S seconds for a second in which the
+                      other tenants left at least one CPU idle (the idle CPUs of the last
+                      second before the run are recorded either way, host_idle_cpus) [0]
   --summarize FILE    only recompute the summary and table of an earlier results JSON
   --keep-logs         copy every process log to <out dir>/logs/ (failed runs always are)
   --no-plot           do not write the PNG
@@ -47,7 +64,7 @@ EOF
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-RUNS=3
+RUNS=5
 SECS=10
 WARMUP=2
 WORKLOADS="l2 local encap decap service full syn"
@@ -63,15 +80,21 @@ FWD_CPUS=""
 BUILD=$ROOT/build
 OUT=$HERE/results/latest.json
 KEEP_LOGS=0
-VIRTIO_ARGS=""
+VIRTIO_ARGS=",queue_size=1024"
 SUMMARIZE=""
+MIN_CPU_SHARE=0.8
+MAX_LOSS=0.001
+SYN_CT=16777216
+SYN_STEPS=5
+WARMUP_SET=0
+QUIET_WAIT=0
 source "$ROOT/config/as_root.sh"
 as_root "$HERE/run.sh" "$@"   # hugepages, vhost-user
 while [[ $# -gt 0 ]]; do
     case $1 in
         --runs) RUNS=$2; shift 2 ;;
         --seconds) SECS=$2; shift 2 ;;
-        --warmup) WARMUP=$2; shift 2 ;;
+        --warmup) WARMUP=$2; WARMUP_SET=1; shift 2 ;;
         --workloads) WORKLOADS=$2; shift 2 ;;
         --sizes) SIZES=$2; shift 2 ;;
         --systems) SYSTEMS=$2; shift 2 ;;
@@ -87,181 +110,18 @@ while [[ $# -gt 0 ]]; do
         --keep-logs) KEEP_LOGS=1; shift ;;
         --virtio-args) VIRTIO_ARGS=$2; shift 2 ;;
         --summarize) SUMMARIZE=$2; shift 2 ;;
+        --min-cpu-share) MIN_CPU_SHARE=$2; shift 2 ;;
+        --max-loss) MAX_LOSS=$2; shift 2 ;;
+        --syn-conntrack) SYN_CT=$2; shift 2 ;;
+        --syn-steps) SYN_STEPS=$2; shift 2 ;;
+        --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
 done
 
 summarize() {  # summarize RAW OUT PARAMS: RAW is a .jsonl of runs or an earlier results JSON
-    python3 - "$1" "$2" "$ROOT" "$3" <<'EOF'
-import json, os, platform, statistics, subprocess, sys, time
-
-raw, out, root, params = sys.argv[1:5]
-prev = None
-if raw.endswith(".json"):
-    prev = json.load(open(raw))
-    rows = prev["runs"]
-else:
-    rows = [json.loads(l) for l in open(raw) if l.strip()]
-
-def git(*args):
-    try:
-        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:
-        return None
-
-cells = {}
-order = []
-for r in rows:
-    key = (r["workload"], r["size"], r["system"], r.get("workers", 1))
-    if key not in cells:
-        cells[key] = {"runs": [], "errors": [], "fwd_cpu": [], "per_cpu": [], "cpp": [],
-                      "phases": []}
-        order.append(key)
-    if "result" in r:
-        cells[key]["runs"].append(r["result"])
-        if r.get("fwd_cpu_share") is not None:
-            cells[key]["fwd_cpu"].append(r["fwd_cpu_share"])
-            if r["fwd_cpu_share"] > 0:
-                cells[key]["per_cpu"].append(r["result"]["rx_mpps"] / r["fwd_cpu_share"])
-        # Cycles per packet on the forwarding core: the CPU time its thread used (utime +
-        # stime from /proc/PID/task/TID/stat) over the packets it delivered per second.
-        busy = r.get("fwd_stat_share")
-        if busy is not None and r["result"]["rx_pps"] > 0:
-            cells[key]["cpp"].append(busy * r["result"]["tsc_hz"] / r["result"]["rx_pps"])
-        # kdp: the workers' own TSC counters by loop phase, cycles per received packet over
-        # the window (workers weighted by their packets).
-        ws = [w for w in (r.get("worker_phases") or []) if w.get("rx_mpps", 0) > 0]
-        if ws:
-            tot = sum(w["rx_mpps"] for w in ws)
-            cells[key]["phases"].append({k: sum(w[k] * w["rx_mpps"] for w in ws) / tot
-                                         for k in ws[0] if k != "rx_mpps"})
-    else:
-        cells[key]["errors"].append(r["error"])
-
-summary = []
-limit = {}
-ovs = {}
-for key in order:
-    wl, size, sysname, nw = key
-    c = cells[key]
-    mpps = [x["rx_mpps"] for x in c["runs"]]
-    ent = {"workload": wl, "size": size, "system": sysname, "workers": nw, "runs": len(mpps),
-           "errors": sorted(set(c["errors"]))}
-    if mpps:
-        ent.update({
-            "rx_mpps_median": statistics.median(mpps), "rx_mpps_min": min(mpps),
-            "rx_mpps_max": max(mpps),
-            "tx_mpps_median": statistics.median(x["tx_mpps"] for x in c["runs"]),
-            "loss_median": statistics.median(x["loss"] for x in c["runs"]),
-            "gen_busy_median": statistics.median(
-                max(l["busy_ratio"] for l in x["lcores"]) for x in c["runs"]),
-            "gen_cpu_share_median": statistics.median(
-                x.get("main_cpu_share", float("nan")) for x in c["runs"]),
-            "fwd_cpu_share_median": (statistics.median(c["fwd_cpu"]) if c["fwd_cpu"]
-                                     else None),
-            # Mpps per second the forwarder's thread was on its CPU: a rough estimate of what
-            # a dedicated core would give, when other tenants took part of it.
-            "rx_mpps_per_fwd_cpu_median": (statistics.median(c["per_cpu"]) if c["per_cpu"]
-                                           else None),
-            "cycles_per_packet_median": statistics.median(c["cpp"]) if c["cpp"] else None,
-        })
-        if c["phases"]:
-            ent["phase_cycles_per_packet_median"] = {
-                k: statistics.median(p[k] for p in c["phases"]) for k in c["phases"][0]}
-        if sysname == "testpmd":
-            limit[(wl, size, nw)] = ent["rx_mpps_median"]
-        if sysname == "ovs":
-            ovs[(wl, size, nw)] = ent["rx_mpps_median"]
-    summary.append(ent)
-# Runs alternate between systems, so run i of kdp and run i of testpmd saw nearly the same
-# machine; the median of those paired ratios resists bursts of foreign load better than the
-# ratio of the two medians.
-by_run = {}
-for r in rows:
-    if "result" in r:
-        by_run[(r["workload"], r["size"], r["system"], r.get("workers", 1), r["run"])] = \
-            r["result"]["rx_mpps"]
-for ent in summary:
-    lim = limit.get((ent["workload"], ent["size"], ent["workers"]))
-    ent["ratio_to_port_limit"] = (ent["rx_mpps_median"] / lim
-                                  if lim and "rx_mpps_median" in ent else None)
-    base = ovs.get((ent["workload"], ent["size"], ent["workers"]))
-    ent["ratio_to_ovs"] = (ent["rx_mpps_median"] / base
-                           if base and "rx_mpps_median" in ent else None)
-    pairs = []
-    for (wl, size, sysname, nw, run), mpps in by_run.items():
-        if (wl, size, sysname, nw) == (ent["workload"], ent["size"], ent["system"],
-                                       ent["workers"]):
-            base = by_run.get((wl, size, "testpmd", nw, run))
-            if base:
-                pairs.append(mpps / base)
-    ent["paired_ratio_median"] = statistics.median(pairs) if pairs else None
-
-cpu = ""
-try:
-    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
-               if l.startswith("model name"))
-except Exception:
-    pass
-doc = {
-    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    "git_commit": git("rev-parse", "HEAD"),
-    "git_dirty": bool(git("status", "--porcelain")),
-    "host": {"cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(),
-             "loadavg_at_end": os.getloadavg()},
-    "params": json.loads(params),
-    "summary": summary,
-    "runs": rows,
-}
-if prev is not None:  # re-summarizing: the run's own date, commit, host and parameters stay
-    for k in ("date", "git_commit", "git_dirty", "host", "params"):
-        doc[k] = prev.get(k)
-with open(out, "w") as f:
-    json.dump(doc, f, indent=1)
-    f.write("\n")
-
-hdr = f"{'workload':<9}{'size':>6}  {'system':<8}{'wk':>3}{'Mpps':>8}  {'min-max':<15}{'loss':>8}" \
-      f"{'gen busy':>10}{'gen cpu':>9}{'fwd cpu':>9}{'Mpps/cpu':>10}{'cyc/pkt':>9}" \
-      f"{'vs limit':>10}{'paired':>8}{'vs ovs':>8}"
-print(hdr)
-print("-" * len(hdr))
-for e in summary:
-    if "rx_mpps_median" in e:
-        mm = f"{e['rx_mpps_min']:.2f}-{e['rx_mpps_max']:.2f}"
-        ratio = f"{e['ratio_to_port_limit']:.2f}" if e["ratio_to_port_limit"] is not None else "-"
-        note = f"  ({len(e['errors'])} failed run(s))" if e["errors"] else ""
-        pct = lambda v: f"{v * 100:.0f}%" if v is not None and v == v else "-"
-        num = lambda v: f"{v:.2f}" if v is not None else "-"
-        cyc = lambda v: f"{v:.0f}" if v is not None else "-"
-        paired = (f"{e['paired_ratio_median']:.2f}"
-                  if e["paired_ratio_median"] is not None else "-")
-        print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{e['workers']:>3}"
-              f"{e['rx_mpps_median']:>8.2f}  "
-              f"{mm:<15}{e['loss_median'] * 100:>7.2f}%{e['gen_busy_median'] * 100:>9.0f}%"
-              f"{pct(e.get('gen_cpu_share_median')):>9}{pct(e.get('fwd_cpu_share_median')):>9}"
-              f"{num(e.get('rx_mpps_per_fwd_cpu_median')):>10}"
-              f"{cyc(e.get('cycles_per_packet_median')):>9}"
-              f"{ratio:>10}{paired:>8}{num(e.get('ratio_to_ovs')):>8}{note}")
-    else:
-        print(f"{e['workload']:<9}{e['size']:>6}  {e['system']:<8}{e['workers']:>3}{'-':>8}  "
-              f"not measured: {'; '.join(e['errors'])}")
-prof = [e for e in summary if e.get("phase_cycles_per_packet_median")]
-if prof:
-    names = list(prof[0]["phase_cycles_per_packet_median"])
-    print("\nwhere kdp's worker cycles go: cycles per received packet by loop phase, from the "
-          "workers' TSC counters\n(wall-clock cycles: time the worker lost its CPU counts; "
-          "cyc/pkt above is CPU time)")
-    hdr = f"{'workload':<9}{'size':>6}{'wk':>4}" + "".join(f"{n[:8]:>9}" for n in names)
-    print(hdr)
-    print("-" * len(hdr))
-    for e in prof:
-        ph = e["phase_cycles_per_packet_median"]
-        print(f"{e['workload']:<9}{e['size']:>6}{e['workers']:>4}" +
-              "".join(f"{ph.get(n, 0):>9.0f}" for n in names))
-print(f"\n{len(rows)} runs; median of runs per cell; JSON: {out}")
-EOF
+    python3 "$HERE/summarize.py" "$1" "$2" "$ROOT" "$3"
 }
 
 if [[ -n $SUMMARIZE ]]; then
@@ -281,7 +141,7 @@ OVS_VSWITCHD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
 # only apt-get update then, like config/setup.sh.
 ensure_packages() {
     local want=() missing=() p
-    [[ " $SYSTEMS " == *" ovs "* ]] && want+=(openvswitch-switch-dpdk)
+    [[ " $SYSTEMS " =~ \ ovs[\ +] ]] && want+=(openvswitch-switch-dpdk)
     [[ $PLOT -eq 1 ]] && want+=(python3-matplotlib)
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
@@ -300,7 +160,7 @@ ensure_packages() {
 [[ -x $PKTGEN ]] || { echo "run.sh: $PKTGEN not built (ninja -C $BUILD)" >&2; exit 2; }
 command -v "$TESTPMD" >/dev/null || { echo "run.sh: $TESTPMD not found" >&2; exit 2; }
 ensure_packages
-if [[ " $SYSTEMS " == *" ovs "* && ! -x $OVS_VSWITCHD ]]; then
+if [[ " $SYSTEMS " =~ \ ovs[\ +] && ! -x $OVS_VSWITCHD ]]; then
     echo "run.sh: $OVS_VSWITCHD missing (openvswitch-switch-dpdk)" >&2
     exit 2
 fi
@@ -401,11 +261,12 @@ write_kdp_config() {  # write_kdp_config WORKLOAD TAG FILE
     esac
     # full and syn carry up to 1518-byte pod frames (IMIX) inside VXLAN: a 1600-byte underlay.
     [[ $wl == full || $wl == syn ]] && mtu=1600
-    # syn: every packet is a new connection. Half-open ones expire after 2 s (the kernel waits
-    # 120 s), so that the table (2M entries, ~240 MB) holds the connections of the last
-    # seconds at a few Mpps instead of filling within the run.
+    # syn: every packet is a new connection. The table (--syn-conntrack, 16M entries, ~1.5 GB
+    # by default) holds every connection of the run, and half-open ones keep kdp's default
+    # timeout (120 s, the kernel's): nothing fills or expires inside the window, so the rate
+    # measures the CPU, not the table's turnover. OVS gets the same capacity and timeout.
     if [[ $wl == syn ]]; then
-        extra=$'limits: {conntrack: 2097152, mbufs: 32767}\nconntrack_timeouts: {tcp_syn: 2}'
+        extra="limits: {conntrack: $SYN_CT, mbufs: 32767}"
     fi
     # The plain paths have no control plane: this file's static tables, no policy, are the
     # whole cluster. The Service workloads get theirs (policy included) from kdpctl apply.
@@ -572,8 +433,11 @@ stop_ovsdb() {
 # ovs_flows WORKLOAD DIR: the OpenFlow pipeline doing the job kdp does for the workload.
 # br-int: pod ports a (ofport 1), b (2) and, for the overlay paths, vxlan0 (3). br-phy: the
 # uplink, for the overlay paths (its LOCAL port is the tunnel endpoint 198.51.100.1).
-ovs_flows() {
-    local wl=$1 dir=$2 f=$2/br-int.flows g=$2/br-int.groups in=1 nvip i vip proto src
+ovs_flows() {  # ovs_flows WORKLOAD DIR SYSTEM
+    local wl=$1 dir=$2 sys=$3 f=$2/br-int.flows g=$2/br-int.groups in=1 nvip i vip proto src
+    local commit lb=none
+    [[ $sys == *+dp_hash* ]] && lb=dp_hash
+    [[ $sys == *+hash* ]] && lb=hash
     : >"$g"
     case $wl in
         l2) echo "in_port=1,actions=output:2" >"$f" ;;
@@ -594,10 +458,15 @@ EOF
             ;;
         service|full|syn)
             # conntrack + DNAT as OVS users build a Service: every packet through ct(nat) in
-            # zone 1; a new connection to a VIP goes to that Service's select group, whose
-            # bucket commits it with nat(dst=backend); then the policy table admits only
-            # tracked connections to the backend's port from the allowed sources (the
-            # NetworkPolicy), and the packet is routed to pod b.
+            # zone 1; a new connection to a VIP is committed with nat(dst=backend); then the
+            # policy table admits only tracked connections to the backend's port from the
+            # allowed sources (the NetworkPolicy), and the packet is routed to pod b.
+            # Each Service has one backend, so by default there is no group: the commit is
+            # in the flow (as OVN writes a one-backend load balancer). ovs+dp_hash puts it
+            # in a select group with selection_method=dp_hash (OVS's default since 2.10 and
+            # what OVN uses: the datapath hashes, the megaflow does not match the 5-tuple);
+            # ovs+hash hashes the 5-tuple fields in ovs-vswitchd, which ovs-ofctl(8) warns
+            # makes every connection a megaflow of its own (the pre-issue-28 pipeline).
             [[ $wl == service ]] || in=3
             proto=udp
             [[ $wl == syn ]] && proto=tcp
@@ -608,8 +477,16 @@ EOF
                 echo "table=0,priority=0,actions=drop"
                 for i in $(seq 0 $((nvip - 1))); do
                     vip=10.96.0.$((20 + i))
-                    echo "table=1,priority=20,ct_state=+new+trk,$proto,nw_dst=$vip,tp_dst=80,actions=group:$((20 + i))"
-                    echo "group_id=$((20 + i)),type=select,selection_method=hash,fields(ip_src,ip_dst,udp_src,udp_dst,tcp_src,tcp_dst),bucket=bucket_id=1,weight=100,actions=ct(commit,zone=1,nat(dst=10.244.1.11:$((8080 + i))),table=2)" >>"$g"
+                    commit="ct(commit,zone=1,nat(dst=10.244.1.11:$((8080 + i))),table=2)"
+                    case $lb in
+                        none) echo "table=1,priority=20,ct_state=+new+trk,$proto,nw_dst=$vip,tp_dst=80,actions=$commit" ;;
+                        dp_hash)
+                            echo "table=1,priority=20,ct_state=+new+trk,$proto,nw_dst=$vip,tp_dst=80,actions=group:$((20 + i))"
+                            echo "group_id=$((20 + i)),type=select,selection_method=dp_hash,bucket=bucket_id=1,weight=100,actions=$commit" >>"$g" ;;
+                        hash)
+                            echo "table=1,priority=20,ct_state=+new+trk,$proto,nw_dst=$vip,tp_dst=80,actions=group:$((20 + i))"
+                            echo "group_id=$((20 + i)),type=select,selection_method=hash,fields(ip_src,ip_dst,udp_src,udp_dst,tcp_src,tcp_dst),bucket=bucket_id=1,weight=100,actions=$commit" >>"$g" ;;
+                    esac
                     for src in 10.244.1.10 10.244.2.0/24; do
                         echo "table=2,priority=10,ct_state=+trk,$proto,nw_src=$src,nw_dst=10.244.1.11,tp_dst=$((8080 + i)),actions=mod_dl_src:$GW_MAC,mod_dl_dst:$POD_B_MAC,dec_ttl,output:2"
                     done
@@ -626,8 +503,28 @@ EOF
     esac
 }
 
-start_ovs() {  # start_ovs WORKLOAD TAG: sets FWD_PID to ovs-vswitchd; non-zero on failure
-    local wl=$1 tag=$2 dir=$TMP/$2-ovs pmd_mask lcore_mask uplink="" i
+# The connection capacity kdp has for a workload (write_kdp_config): OVS gets the same.
+ct_capacity() {  # ct_capacity WORKLOAD
+    if [[ $1 == syn ]]; then echo "$SYN_CT"; else echo 262144; fi
+}
+
+# ovs_appctl DIR ARGS...: ovs-appctl on the run's private vswitchd
+ovs_appctl() {
+    ovs-appctl -t "$1/vswitchd.ctl" "${@:2}"
+}
+
+# start_ovs WORKLOAD TAG SYSTEM: sets FWD_PID to ovs-vswitchd; non-zero on failure. SYSTEM is
+# ovs with +options (see --systems).
+start_ovs() {
+    local wl=$1 tag=$2 sys=$3 dir=$TMP/$2-ovs pmd_mask lcore_mask uplink="" i emc=0 smc=false
+    # The EMC holds 8,192 flows per PMD and is probed for every packet, recirculations
+    # included: with 100,000 flows or a new connection per packet it nearly never hits, and
+    # OVS's documentation (ovs-vswitchd.conf.db(5), emc-insert-inv-prob; topics/dpdk/bridge)
+    # says to turn its insertion off for traffic with many parallel flows. The SMC (a
+    # signature cache of up to 1M entries in front of the megaflow classifier) may help such
+    # traffic; it is tried both ways (ovs+smc).
+    [[ $sys == *+emc* ]] && emc=100
+    [[ $sys == *+smc* ]] && smc=true
     mkdir -p "$dir"
     OVS_NS=$PREFIX-$tag
     ip netns add "$OVS_NS" || return 1
@@ -653,7 +550,17 @@ start_ovs() {  # start_ovs WORKLOAD TAG: sets FWD_PID to ovs-vswitchd; non-zero 
         other_config:dpdk-lcore-mask="$lcore_mask" other_config:pmd-cpu-mask="$pmd_mask" \
         other_config:dpdk-socket-mem=512 other_config:dpdk-socket-limit=512 \
         other_config:dpdk-extra="--file-prefix=$PREFIX-$tag --no-pci --single-file-segments" \
+        other_config:emc-insert-inv-prob=$emc other_config:smc-enable=$smc \
         || return 1
+    # Conntrack on equal terms: zone 1's timeouts are kdp's defaults (CtTimeouts: TCP SYN sent
+    # 120 s as the kernel, established a day, UDP one-way 30 s, replied 120 s), where OVS's
+    # userspace defaults differ (e.g. 30 s for a first TCP packet); a zone timeout policy
+    # needs the netdev Datapath record (ovs-vsctl(8), add-zone-tp).
+    ovs_ctl "$dir" --no-wait -- --id=@m create Datapath datapath_version=0 \
+        -- set Open_vSwitch . datapaths:netdev=@m >/dev/null || return 1
+    ovs_ctl "$dir" --no-wait add-zone-tp netdev zone=1 tcp_syn_sent=120 tcp_syn_recv=120 \
+        tcp_established=86400 tcp_fin_wait=120 tcp_time_wait=120 tcp_close=10 \
+        udp_first=30 udp_single=30 udp_multiple=120 icmp_first=30 icmp_reply=30 || return 1
     OVS_RUNDIR=$dir OVS_LOGDIR=$dir taskset -c "$GEN_CPU" ip netns exec "$OVS_NS" \
         "$OVS_VSWITCHD" "unix:$dir/db.sock" --unixctl="$dir/vswitchd.ctl" \
         --pidfile="$dir/vswitchd.pid" --log-file="$dir/vswitchd.log" \
@@ -695,7 +602,10 @@ start_ovs() {  # start_ovs WORKLOAD TAG: sets FWD_PID to ovs-vswitchd; non-zero 
         ovs-appctl -t "$dir/vswitchd.ctl" ovs/route/add 198.51.100.2/32 br-phy \
             >>"$TMP/$tag.log" 2>&1 || true
     fi
-    ovs_flows "$wl" "$dir"
+    # The connection table as large as kdp's (OVS's default is 3,000,000 in all zones).
+    ovs_appctl "$dir" dpctl/ct-set-maxconns "$(ct_capacity "$wl")" >>"$TMP/$tag.log" 2>&1 ||
+        return 1
+    ovs_flows "$wl" "$dir" "$sys"
     ovs-ofctl -O OpenFlow15 del-flows "unix:$dir/br-int.mgmt" 2>>"$TMP/$tag.log"
     [[ -s $dir/br-int.groups ]] &&
         { ovs-ofctl -O OpenFlow15 add-groups "unix:$dir/br-int.mgmt" "$dir/br-int.groups" \
@@ -706,6 +616,9 @@ start_ovs() {  # start_ovs WORKLOAD TAG: sets FWD_PID to ovs-vswitchd; non-zero 
         ovs-ofctl -O OpenFlow15 dump-flows "unix:$dir/br-int.mgmt"
         ovs-ofctl -O OpenFlow15 dump-groups "unix:$dir/br-int.mgmt"
         ovs_ctl "$dir" show
+        ovs_ctl "$dir" list-zone-tp netdev
+        ovs_appctl "$dir" dpctl/ct-get-maxconns
+        ovs_ctl "$dir" get Open_vSwitch . other_config
         # What OVS will do with the first packet, recorded with the run's logs.
         [[ $wl == service ]] && ovs-appctl -t "$dir/vswitchd.ctl" ofproto/trace br-int \
             "udp,in_port=1,dl_dst=$GW_MAC,nw_src=10.244.1.10,nw_dst=10.96.0.20,nw_ttl=64,udp_src=1024,udp_dst=80" \
@@ -789,7 +702,7 @@ wait_log() {  # wait_log PID FILE TEXT: until FILE holds TEXT (0), or PID has ex
 }
 
 stop_forwarder() {  # stop_forwarder SYSTEM TAG
-    if [[ $1 == ovs ]]; then
+    if [[ $1 == ovs* ]]; then
         stop_ovs "$2"
     elif [[ -n $FWD_PID ]]; then
         stop_pid "$FWD_PID"
@@ -797,19 +710,106 @@ stop_forwarder() {  # stop_forwarder SYSTEM TAG
     fi
 }
 
-one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
-    local sys=$1 wl=$2 size=$3 run=$4 tag gtag line rc load tid s0 s1 fwd_cpu fwd_wait fwd_stat
-    tag=$sys-$wl-$size-w$NW-$run
-    gtag=gen-$wl-$size-w$NW-$run-$sys
+# ovs_window_stats DIR OUT: what OVS says about the window, as JSON: its PMD statistics
+# (cleared at the window's start), the datapath flow count, upcalls, conntrack entries, and
+# the coverage counters that mean a full table or a failed upcall.
+ovs_window_stats() {
+    {
+        echo "### pmd-stats-show"
+        ovs_appctl "$1" dpif-netdev/pmd-stats-show
+        echo "### flows"
+        ovs_appctl "$1" dpctl/dump-flows | grep -c . || true
+        echo "### nconns"
+        ovs_appctl "$1" dpctl/ct-get-nconns
+        echo "### maxconns"
+        ovs_appctl "$1" dpctl/ct-get-maxconns
+        echo "### coverage"
+        ovs_appctl "$1" coverage/show
+    } >"$2.txt" 2>&1
+    python3 - "$2.txt" >"$2" <<'PY' || echo null >"$2"
+import json, re, sys
+# pmd-stats-show: a section per PMD thread and one for the main thread (which sends the
+# packets of non-PMD ports); the PMDs' counts are summed, their averages recomputed below.
+sec, out, pmd, cov, in_pmd = None, {}, {}, {}, False
+for line in open(sys.argv[1]):
+    line = line.rstrip("\n")
+    if line.startswith("### "):
+        sec = line[4:]
+        continue
+    if sec == "pmd-stats-show" and not line.startswith(" "):
+        in_pmd = line.startswith("pmd thread")
+    elif sec == "pmd-stats-show" and in_pmd and ":" in line:
+        k, v = line.split(":", 1)
+        m = re.match(r"\s*(-?[0-9.]+)", v)
+        if m and not k.strip().startswith("avg"):
+            pmd[k.strip()] = pmd.get(k.strip(), 0) + float(m.group(1))
+    elif sec in ("flows", "nconns", "maxconns") and line.strip().isdigit():
+        out[{"flows": "datapath_flows", "nconns": "ct_conns", "maxconns": "ct_maxconns"}[sec]] = \
+            int(line.strip())
+    elif sec == "coverage":
+        m = re.match(r"(\S+)\s+.*total:\s*(\d+)", line)
+        if m and m.group(1) in ("conntrack_full", "conntrack_long_cleanup", "upcall_flow_limit_hit",
+                                "datapath_drop_upcall_error", "dpif_netdev_upcall_error"):
+            cov[m.group(1)] = int(m.group(2))
+rx = pmd.get("packets received", 0)
+if rx:
+    pmd["avg processing cycles per packet"] = pmd.get("processing cycles", 0) / rx
+    pmd["avg datapath passes per packet"] = (rx + pmd.get("packet recirculations", 0)) / rx
+    pmd["upcalls per packet"] = (pmd.get("miss with success upcall", 0) +
+                                 pmd.get("miss with failed upcall", 0)) / rx
+out["pmd"] = pmd
+out["coverage"] = cov
+print(json.dumps(out))
+PY
+}
+
+# kdp_drops API OUT: kdp's drop counters by reason, summed over its workers, as JSON.
+kdp_drops() {
+    "$KDPCTL" --dataplane "$1" stats -o json --interval-ms 1 2>/dev/null | python3 -c '
+import collections, json, sys
+d = collections.Counter()
+for w in json.load(sys.stdin)["workers"]:
+    d.update(w.get("drops", {}))
+print(json.dumps(dict(d)))' >"$2" 2>/dev/null || echo null >"$2"
+}
+
+# host_idle: CPUs idle over the next second (/proc/stat), e.g. 0.35: what the machine's other
+# tenants leave to the run that is about to start.
+host_idle() {
+    local a b
+    read -r -a a < /proc/stat
+    sleep 1
+    read -r -a b < /proc/stat
+    awk -v a="${a[*]}" -v b="${b[*]}" -v n="$(nproc)" 'BEGIN {
+        split(a, x); split(b, y); t = 0
+        for (i = 2; i <= 9; i++) t += y[i] - x[i]
+        printf "%.2f\n", (t > 0 ? (y[5] - x[5]) / t * n : 0) }'
+}
+
+# one_run SYSTEM WORKLOAD SIZE RUN [RATE]: RATE (Mpps) makes the generator open-loop at RATE.
+one_run() {
+    local sys=$1 wl=$2 size=$3 run=$4 rate=${5:-} tag gtag line rc load tid s0 s1 fwd_cpu fwd_wait fwd_stat
+    local drops0_pid
+    local rid=$run
+    [[ $PHASE != run ]] && rid=$PHASE$run  # syn: probe1, search2, ..., confirm1, ...
+    tag=$sys-$wl-$size-w$NW-$rid
+    gtag=gen-$wl-$size-w$NW-$rid-$sys
     SOCK_A=$TMP/a.sock SOCK_B=$TMP/b.sock
     rm -f "$SOCK_A" "$SOCK_B"
+    # What the other tenants leave us, measured before this run's processes start.
+    local idle waited=0
+    idle=$(host_idle)
+    while [[ $waited -lt $QUIET_WAIT ]] && awk -v i="$idle" 'BEGIN { exit !(i < 1) }'; do
+        idle=$(host_idle)
+        waited=$((waited + 1))
+    done
     local gen_mode=""
     case $sys in
         testpmd) start_testpmd "$tag" ;;
         kdp) start_kdp "$wl" "$tag" ;;
-        ovs)
+        ovs*)
             gen_mode=",server=1"
-            if ! start_ovs "$wl" "$tag"; then
+            if ! start_ovs "$wl" "$tag" "$sys"; then
                 record_error "$sys" "$wl" "$size" "$run" "Open vSwitch did not start (log: logs/$tag.log)"
                 stop_ovs "$tag"
                 save_logs "$tag"
@@ -844,25 +844,38 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
     # virtio_user turns on more than one queue pair only through its control queue.
     [[ $NW -gt 1 ]] && mq=",cq=1"
     [[ $wl == service || $wl == full ]] && flows=$SERVICE_FLOWS
+    local rate_args="" warmup=$WARMUP
+    [[ -n $rate ]] && rate_args="--rate-mpps $rate --open-loop"
+    # syn: nothing to warm up (every connection is new), and each second of warm-up takes
+    # table room the window needs.
+    [[ $wl == syn && $WARMUP_SET -eq 0 ]] && warmup=1
+    rm -f "$TMP/$tag-drops0.json" "$TMP/$tag-drops1.json" "$TMP/$tag-ovs.json"
     # shellcheck disable=SC2046
     taskset -c "$GEN_CPU" "$PKTGEN" --file-prefix "$PREFIX-$gtag" --lcores "0@$GEN_CPU" \
         --no-pci --single-file-segments \
         --vdev "net_virtio_user0,path=$SOCK_A,queues=$NW$mq$gen_mode$VIRTIO_ARGS" \
         --vdev "net_virtio_user1,path=$SOCK_B,queues=$NW$mq$gen_mode$VIRTIO_ARGS" \
         -- --workload "$wl" --size "$size" --flows "$flows" --queues "$NW" --seconds "$SECS" \
-        --warmup "$WARMUP" $(gen_args "$wl") >"$TMP/$gtag.out" 2>"$TMP/$gtag.log" &
+        --warmup "$warmup" $(gen_args "$wl") $rate_args >"$TMP/$gtag.out" 2>"$TMP/$gtag.log" &
     gen_pid=$!
     # How much of the window the forwarder's worker threads had their CPU (below ~0.95 the row
     # measures the machine's other tenants as much as the forwarder), and the CPU time they
     # used in it: sampled at the window's ends, which the generator marks on stderr. Not from
     # the forwarder's start: an idle kdp worker sleeps, testpmd spins, and the start-up would
     # count for one and not the other.
-    s0="0 0 0 0" s1="0 0 0 0" tid="" phases_pid=""
+    s0="0 0 0 0" s1="0 0 0 0" tid="" phases_pid="" drops0_pid=""
+    LAST_RUN=""
     if wait_log "$gen_pid" "$TMP/$gtag.log" "window start"; then
         tid=$(fwd_thread "$FWD_PID" || true)  # OVS adds its PMDs with the ports: ask now
         [[ -n $tid ]] && s0=$(sched_sample "$FWD_PID" "$tid")
-        # kdp: where its workers' cycles go over the window, from the loop's own counters.
+        # OVS: its own statistics over the window alone.
+        [[ $sys == ovs* ]] &&
+            { ovs_appctl "$TMP/$tag-ovs" dpif-netdev/pmd-stats-clear >>"$TMP/$tag.log" 2>&1 || true; }
+        # kdp: its drop counters at the window's start, and where its workers' cycles go
+        # over the window, from the loop's own counters.
         if [[ $sys == kdp* ]]; then
+            kdp_drops "$TMP/$tag-api.sock" "$TMP/$tag-drops0.json" &
+            drops0_pid=$!
             "$KDPCTL" --dataplane "$TMP/$tag-api.sock" stats -o json \
                 --interval-ms $((SECS * 1000 - 200)) >"$TMP/$tag-phases.json" \
                 2>>"$TMP/$tag.log" &
@@ -870,6 +883,7 @@ one_run() {  # one_run SYSTEM WORKLOAD SIZE RUN
         fi
         if wait_log "$gen_pid" "$TMP/$gtag.log" "window end" && [[ -n $tid ]]; then
             s1=$(sched_sample "$FWD_PID" "$tid")
+            [[ $sys == ovs* ]] && ovs_window_stats "$TMP/$tag-ovs" "$TMP/$tag-ovs.json"
         fi
     fi
     set +e
@@ -888,12 +902,21 @@ print(json.dumps([{"rx_mpps": w["rx_mpps"], **w["cycles_per_packet"]}
                 <"$TMP/$tag-phases.json" 2>>"$TMP/$tag.log") || phases=null
         phases_pid=""
     fi
+    local drops=null ovs_stats=null
     if [[ $sys == kdp* ]]; then
+        [[ -n $drops0_pid ]] && wait "$drops0_pid" 2>/dev/null  # the window-start snapshot
+        kdp_drops "$TMP/$tag-api.sock" "$TMP/$tag-drops1.json"
+        # What the window (and the packets in flight at its end) dropped, by reason.
+        drops=$(python3 -c 'import json, sys
+a, b = (json.load(open(f)) or {} for f in sys.argv[1:3])
+print(json.dumps({k: v - a.get(k, 0) for k, v in b.items() if v - a.get(k, 0)}))' \
+            "$TMP/$tag-drops0.json" "$TMP/$tag-drops1.json" 2>>"$TMP/$tag.log") || drops=null
         worker_rx=$("$KDPCTL" --dataplane "$TMP/$tag-api.sock" stats -o json --interval-ms 1 \
             2>>"$TMP/$tag.log" | python3 -c 'import json, sys
 print(json.dumps([w["rx_packets"] for w in json.load(sys.stdin)["workers"]]))' 2>>"$TMP/$tag.log") ||
             worker_rx=null
     fi
+    [[ -s $TMP/$tag-ovs.json ]] && ovs_stats=$(cat "$TMP/$tag-ovs.json")
     read -r fwd_cpu fwd_wait fwd_stat < <(awk -v a="$s0" -v b="$s1" -v hz="$CLK_TCK" 'BEGIN {
         split(a, x); split(b, y); w = y[1] - x[1];
         if (w <= 0 || y[2] == 0 || x[1] == 0) { print "null null null"; exit }
@@ -916,13 +939,73 @@ print(json.dumps([w["rx_packets"] for w in json.load(sys.stdin)["workers"]]))' 2
         save_logs "$tag" "$gtag"
     else
         stop_forwarder "$sys" "$tag"
-        printf '{"system":"%s","workload":"%s","size":"%s","workers":%s,"worker_rx_packets":%s,"worker_phases":%s,"run":%s,"load1_before":%s,"fwd_cpu_share":%s,"fwd_wait_share":%s,"fwd_stat_share":%s,"result":%s}\n' \
-            "$sys" "$wl" "$size" "$NW" "${worker_rx:-null}" "${phases:-null}" "$run" "$load" "$fwd_cpu" "$fwd_wait" "$fwd_stat" "$line" >>"$RAW"
+        printf '{"system":"%s","workload":"%s","size":"%s","workers":%s,"phase":"%s","worker_rx_packets":%s,"worker_phases":%s,"run":%s,"rate_target_mpps":%s,"load1_before":%s,"host_idle_cpus":%s,"fwd_cpu_share":%s,"fwd_wait_share":%s,"fwd_stat_share":%s,"kdp_drops":%s,"ovs":%s,"result":%s}\n' \
+            "$sys" "$wl" "$size" "$NW" "$PHASE" "${worker_rx:-null}" "${phases:-null}" "$run" "${rate:-null}" "$load" "$idle" "$fwd_cpu" "$fwd_wait" "$fwd_stat" "${drops:-null}" "${ovs_stats:-null}" "$line" >>"$RAW"
+        LAST_RUN=$line
         echo "  $sys $wl/$size run $run: $(sed -E 's/.*"rx_mpps":([0-9.]+).*"loss":([0-9.-]+).*/\1 Mpps, loss \2/' <<<"$line"), forwarder on CPU $fwd_cpu of the time" >&2
         [[ $KEEP_LOGS -eq 1 ]] && save_logs "$tag" "$gtag"
     fi
     rm -f /dev/hugepages/"$PREFIX-$tag"* /dev/hugepages/"$PREFIX-$gtag"* 2>/dev/null || true
     rm -rf /var/run/dpdk/"$PREFIX-$tag" /var/run/dpdk/"$PREFIX-$gtag" 2>/dev/null || true
+    return 0
+}
+
+PHASE=run  # syn: probe, search or confirm
+
+# run_verdict: whether the last run (LAST_RUN, the generator's JSON line, and the row just
+# written) passes the syn search at its rate: "pass", "fail" (loss above --max-loss or a table
+# drop) or "late RATE" (no loss above the bound, but the generator lost its CPU and offered
+# only RATE, more than 2 % short: a pass at RATE, no verdict on the target).
+run_verdict() {  # run_verdict RATE
+    [[ -n $LAST_RUN ]] || { echo fail; return; }
+    tail -n 1 "$RAW" | python3 -c '
+import json, sys
+r, rate, max_loss = json.loads(sys.stdin.read()), float(sys.argv[1]), float(sys.argv[2])
+res = r["result"]
+table = sum((r.get("kdp_drops") or {}).get(k, 0) for k in ("conntrack_full",))
+ovs = r.get("ovs") or {}
+table += (ovs.get("coverage") or {}).get("conntrack_full", 0)
+if ovs.get("ct_maxconns") and ovs.get("ct_conns", 0) >= ovs["ct_maxconns"]:
+    table += 1
+if table or res["loss"] > max_loss:
+    print("fail")
+elif res.get("offered_pps", 0) < rate * 1e6 * 0.98:
+    print("late %.4f" % (res.get("offered_pps", 0) / 1e6))
+else:
+    print("pass")' "$1" "$MAX_LOSS"
+}
+
+# syn_search SYSTEM: the highest open-loop rate (Mpps) at which SYSTEM loses at most --max-loss
+# of the new connections, by bisection over --syn-steps runs of --seconds each, every run on a
+# fresh forwarder (empty tables). The upper end is the lower of the closed-loop (saturated)
+# runs' median delivered rate (+10%) and what the tables hold without filling: --syn-conntrack
+# over the run's length. Sets SYN_FOUND to the rate ("" if none passed).
+syn_search() {
+    local sys=$1 hi lo=0 r step n=0 v warm=$WARMUP
+    [[ $WARMUP_SET -eq 0 ]] && warm=1
+    local cap
+    cap=$(awk -v n="$SYN_CT" -v s="$SECS" -v w="$warm" 'BEGIN { printf "%.4f", n / (s + w + 1) / 1e6 }')
+    hi=$(python3 -c 'import json, statistics, sys
+rx = [r["result"]["rx_mpps"] for r in map(json.loads, open(sys.argv[1]))
+      if r.get("system") == sys.argv[2] and r.get("phase") == "saturated" and "result" in r]
+print(statistics.median(rx) * 1.1 if rx else 0)' "$RAW" "$sys")
+    hi=$(awk -v a="$hi" -v b="$cap" 'BEGIN { printf "%.4f", (a > 0 && a < b) ? a : b }')
+    PHASE=search
+    r=$(awk -v h="$hi" 'BEGIN { printf "%.4f", h * 0.9 }')
+    for step in $(seq "$SYN_STEPS"); do
+        one_run "$sys" syn 64 $((n += 1)) "$r"
+        v=$(run_verdict "$r")
+        echo "  $sys syn search $step: $r Mpps -> $v" >&2
+        case $v in
+            pass) lo=$r ;;
+            fail) hi=$r ;;
+            late*) lo=$(awk -v l="$lo" -v o="${v#late }" 'BEGIN { print (o > l) ? o : l }') ;;
+        esac
+        r=$(awk -v l="$lo" -v h="$hi" 'BEGIN { printf "%.4f", (l + h) / 2 }')
+    done
+    PHASE=run
+    SYN_FOUND=""
+    [[ $lo != 0 ]] && SYN_FOUND=$lo
     return 0
 }
 
@@ -963,6 +1046,37 @@ for wl in $WORKLOADS; do
             systems+=" $sys"
         done
         for NW in $WORKERS; do
+            if [[ $wl == syn ]]; then
+                # New connections. First --runs closed-loop runs per system, alternating
+                # (testpmd's are the port limit): the saturated rate, cycles per connection and
+                # drops by reason with the forwarder always busy. Then each system's open-loop
+                # rate found by its own search, and --runs confirming runs at that rate,
+                # alternating between systems.
+                PHASE=saturated
+                for run in $(seq "$RUNS"); do
+                    for sys in $systems; do
+                        one_run "$sys" syn 64 "$run"
+                    done
+                done
+                declare -A SYN_RATE=()
+                for sys in $systems; do
+                    [[ $sys == testpmd ]] && continue
+                    syn_search "$sys"
+                    SYN_RATE[$sys]=$SYN_FOUND
+                    [[ -n ${SYN_RATE[$sys]} ]] ||
+                        echo "  $sys syn: no rate passed the search" >&2
+                done
+                PHASE=confirm
+                for run in $(seq "$RUNS"); do
+                    for sys in $systems; do
+                        if [[ -n ${SYN_RATE[$sys]:-} ]]; then
+                            one_run "$sys" syn 64 "$run" "${SYN_RATE[$sys]}"
+                        fi
+                    done
+                done
+                PHASE=run
+                continue
+            fi
             for run in $(seq "$RUNS"); do
                 for sys in $systems; do
                     one_run "$sys" "$wl" "$size" "$run"
@@ -974,12 +1088,14 @@ done
 NW=1
 
 mkdir -p "$(dirname "$OUT")"
-PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"flows":%s,"service_flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"workers":"%s","fwd_cpus":"%s","virtio_args":"%s","dpdk":"%s","ovs":"%s","workloads":"%s","sizes":"%s","systems":"%s"}' \
-    "$RUNS" "$SECS" "$WARMUP" "$FLOWS" "$SERVICE_FLOWS" "$GEN_CPU" "$FWD_CPU" "$WORKERS" \
+PARAMS=$(printf '{"runs":%s,"seconds":%s,"warmup":%s,"max_loss":%s,"min_cpu_share":%s,"syn_conntrack":%s,"syn_steps":%s,"flows":%s,"service_flows":%s,"gen_cpu":%s,"fwd_cpu":%s,"workers":"%s","fwd_cpus":"%s","virtio_args":"%s","dpdk":"%s","ovs":"%s","workloads":"%s","sizes":"%s","systems":"%s"}' \
+    "$RUNS" "$SECS" "$WARMUP" "$MAX_LOSS" "$MIN_CPU_SHARE" "$SYN_CT" "$SYN_STEPS" "$FLOWS" "$SERVICE_FLOWS" "$GEN_CPU" "$FWD_CPU" "$WORKERS" \
     "$FWD_CPUS" "$VIRTIO_ARGS" \
     "$(pkg-config --modversion libdpdk 2>/dev/null || true)" \
     "$(ovs-vsctl --version 2>/dev/null | head -n 1 | grep -o '[0-9][0-9.]*$' || true)" \
     "$WORKLOADS" "$SIZES" "$SYSTEMS")
+# The runs themselves, before anything can go wrong with the summary: next to the results.
+cp "$RAW" "${OUT%.json}.runs.jsonl"
 summarize "$RAW" "$OUT" "$PARAMS"
 if [[ $PLOT -eq 1 ]]; then
     # Debian's matplotlib is in /usr/bin/python3's path (another python3 may come first).

@@ -4,11 +4,12 @@
 //   kdp-pktgen [EAL args: --vdev net_virtio_user0,... --vdev net_virtio_user1,...] -- [options]
 //
 // Port A transmits, as fast as the forwarder accepts or at --rate-mpps; port B receives and
-// counts. With --bidir both ports do both. Frames are built from one prebuilt header template per
-// frame size and patched per packet from a ring of --flows precomputed 5-tuples (source port
-// and/or source IP vary), so the hot loop only copies at most 92 header bytes and writes three
-// fields. Payload bytes are written once, when the TX mempool is created, and stay in the
-// mbufs as they cycle through the pool.
+// counts. With --open-loop the rate is kept whatever the forwarder does: what its ring refuses
+// is dropped and counted as offered and lost, as on a wire. With --bidir both ports do both. Frames
+// are built from one prebuilt header template per frame size and patched per packet from a ring of
+// --flows precomputed 5-tuples (source port and/or source IP vary), so the hot loop only copies at
+// most 92 header bytes and writes three fields. Payload bytes are written once, when the TX mempool
+// is created, and stay in the mbufs as they cycle through the pool.
 //
 // Threads: the main lcore owns the clock (warm-up, measurement window, stop) and transmits. If
 // the EAL gives a second lcore, it receives (and answers ARP); otherwise the main lcore does
@@ -111,7 +112,8 @@ struct Options {
     uint32_t flows_per_ip = 50000;  // service, full: source ports per address before the next
     double seconds = 10;
     double warmup = 2;
-    double rate_mpps = 0;  // per transmitting port; 0 = as fast as the forwarder takes them
+    double rate_mpps = 0;    // per transmitting port; 0 = as fast as the forwarder takes them
+    bool open_loop = false;  // with rate_mpps: drop what the ring refuses instead of retrying
     uint16_t port_a = 0;
     uint16_t port_b = 1;
     bool bidir = false;
@@ -168,6 +170,11 @@ Traffic:
                                                            sport-dip; full sport-sip]
   --flows-per-ip N    sport-sip, sport-dip: source ports per address     [50000]
   --rate-mpps R       offered rate per transmitting port; 0 = max        [0]
+  --open-loop         with --rate-mpps: offer R whatever the forwarder takes; frames its
+                      ring refuses are dropped and count as offered and lost (otherwise a
+                      full ring holds the generator back and nothing is ever lost). If this
+                      process falls more than a ring (1024 frames) behind its schedule it
+                      skips ahead: offered_pps then shows it could not offer R
   --seconds S         measurement window                                 [10]
   --warmup S          traffic before the window (ARP, learning, caches)  [2]
   --bidir             also transmit on B (reverse tuple) and count RX on A (l2, local only)
@@ -200,7 +207,9 @@ Addresses (defaults match benchmarks/run.sh's node: pod CIDR 10.244.1.0/24, gate
 
 On stderr, "kdp-pktgen: window start" and "... window end" mark the measurement window.
 Output fields: tx_pps, rx_pps (packets counted in the window / its length), loss
-(1 - rx/tx), tx_packets, rx_packets, arp_replies, per-port ethdev stats, and per lcore:
+(1 - rx/offered; offered = tx plus, with --open-loop, tx_refused), offered_pps, tx_refused,
+tx_skipped (open loop: frames this process was too late to build), tx_packets, rx_packets,
+arp_replies, per-port ethdev stats, and per lcore:
 busy_cycles (loop iterations that moved packets), total_cycles, cycles_per_packet.
 
   --dump-pcap FILE    write the first --dump-count frames port A would send to FILE (pcap)
@@ -261,6 +270,7 @@ Options parse_options(int argc, char** argv) {
         kOptSeconds,
         kOptWarmup,
         kOptBidir,
+        kOptOpenLoop,
         kOptPortA,
         kOptPortB,
         kOptLinkTimeout,
@@ -293,6 +303,7 @@ Options parse_options(int argc, char** argv) {
         {"seconds", required_argument, nullptr, kOptSeconds},
         {"warmup", required_argument, nullptr, kOptWarmup},
         {"bidir", no_argument, nullptr, kOptBidir},
+        {"open-loop", no_argument, nullptr, kOptOpenLoop},
         {"port-a", required_argument, nullptr, kOptPortA},
         {"port-b", required_argument, nullptr, kOptPortB},
         {"link-timeout", required_argument, nullptr, kOptLinkTimeout},
@@ -397,6 +408,9 @@ Options parse_options(int argc, char** argv) {
             case kOptWarmup:
                 o.warmup = parse_double("--warmup", v, 0, 3600);
                 break;
+            case kOptOpenLoop:
+                o.open_loop = true;
+                break;
             case kOptBidir:
                 o.bidir = true;
                 break;
@@ -473,6 +487,9 @@ Options parse_options(int argc, char** argv) {
     }
     if (o.port_a == o.port_b) {
         die("--port-a and --port-b must differ");
+    }
+    if (o.open_loop && o.rate_mpps <= 0) {
+        die("--open-loop needs --rate-mpps: without a rate there is no load to hold");
     }
     if (o.flows < o.queues) {
         die("--flows: fewer flows than --queues (every queue sends flows of its own)");
@@ -776,6 +793,8 @@ Template build_template(const Options& o, const Direction& d) {
 struct alignas(RTE_CACHE_LINE_SIZE) LcoreStats {
     std::atomic<uint64_t> tx_pkts{0};
     std::atomic<uint64_t> tx_bytes{0};
+    std::atomic<uint64_t> tx_refused{0};  // open loop: built, offered, refused by the ring
+    std::atomic<uint64_t> tx_skipped{0};  // open loop: never built, this process was late
     std::atomic<uint64_t> rx_pkts{0};
     std::atomic<uint64_t> rx_bytes{0};
     std::atomic<uint64_t> rx_other{0};  // ARP and anything else not counted as traffic
@@ -792,6 +811,7 @@ struct Snapshot {
     uint64_t tsc = 0;
     uint64_t tx_pkts = 0, tx_bytes = 0, rx_pkts = 0, rx_bytes = 0, rx_other = 0;
     uint64_t arp_replies = 0, alloc_fail = 0, busy_cycles = 0;
+    uint64_t tx_refused = 0, tx_skipped = 0;
 };
 
 Snapshot snap(const LcoreStats& s, uint64_t tsc) {
@@ -804,7 +824,9 @@ Snapshot snap(const LcoreStats& s, uint64_t tsc) {
                     s.rx_other.load(r),
                     s.arp_replies.load(r),
                     s.alloc_fail.load(r),
-                    s.busy_cycles.load(r)};
+                    s.busy_cycles.load(r),
+                    s.tx_refused.load(r),
+                    s.tx_skipped.load(r)};
 }
 
 // One transmitting port: builds bursts from the template and keeps what the ring refused, so a
@@ -822,6 +844,7 @@ struct TxCtx {
     uint32_t flow_i = 0;
     uint64_t seq = 0;           // syn: packets built so far, i.e. the next tuple
     double pkts_per_cycle = 0;  // 0: unlimited
+    bool open_loop = false;
     uint64_t rate_start = 0;
     uint64_t built = 0;
     std::array<rte_mbuf*, kBurstSize> pending{};
@@ -914,9 +937,17 @@ inline uint16_t tx_step(TxCtx& t, LcoreStats& st, uint64_t now) {
         uint16_t want = kBurstSize;
         if (t.pkts_per_cycle > 0) {
             const double allowed = static_cast<double>(now - t.rate_start) * t.pkts_per_cycle;
-            const double room = allowed - static_cast<double>(t.built);
+            double room = allowed - static_cast<double>(t.built);
             if (room < 1) {
                 return 0;
+            }
+            if (t.open_loop && room > kRingSize) [[unlikely]] {
+                // Descheduled: a burst of a whole ring or more at once would measure this
+                // process's lateness as the forwarder's loss. Skip ahead and say so.
+                const auto late = static_cast<uint64_t>(room) - kBurstSize;
+                bump(st.tx_skipped, late);
+                t.built += late;
+                room = kBurstSize;
             }
             want = room < kBurstSize ? static_cast<uint16_t>(room) : kBurstSize;
         }
@@ -940,6 +971,12 @@ inline uint16_t tx_step(TxCtx& t, LcoreStats& st, uint64_t now) {
         bump(st.tx_bytes, bytes);
         t.pend_off = static_cast<uint16_t>(t.pend_off + sent);
         t.pend_n = static_cast<uint16_t>(t.pend_n - sent);
+    }
+    if (t.open_loop && t.pend_n != 0) {
+        // Open loop: the forwarder's ring is full now; these frames were offered and lost.
+        rte_pktmbuf_free_bulk(t.pending.data() + t.pend_off, t.pend_n);
+        bump(st.tx_refused, t.pend_n);
+        t.pend_n = 0;
     }
     return sent;
 }
@@ -1228,6 +1265,8 @@ void print_json(const Options& o,
         d.rx_other += b.rx_other - a.rx_other;
         d.arp_replies += b.arp_replies - a.arp_replies;
         d.alloc_fail += b.alloc_fail - a.alloc_fail;
+        d.tx_refused += b.tx_refused - a.tx_refused;
+        d.tx_skipped += b.tx_skipped - a.tx_skipped;
         char buf[512];
         std::snprintf(buf, sizeof(buf),
                       "%s{\"lcore\":%u,\"role\":\"%s\",\"busy_cycles\":%" PRIu64
@@ -1259,19 +1298,25 @@ void print_json(const Options& o,
     }
     const double tx_pps = static_cast<double>(d.tx_pkts) / secs;
     const double rx_pps = static_cast<double>(d.rx_pkts) / secs;
+    // Offered: what the forwarder accepted plus, in open loop, what its full ring refused.
+    const uint64_t offered = d.tx_pkts + d.tx_refused;
+    const double offered_pps = static_cast<double>(offered) / secs;
     const double loss =
-        d.tx_pkts ? 1.0 - static_cast<double>(d.rx_pkts) / static_cast<double>(d.tx_pkts) : 0.0;
+        offered ? 1.0 - static_cast<double>(d.rx_pkts) / static_cast<double>(offered) : 0.0;
     // Share of the window the main lcore's thread spent on its CPU, and waiting for it.
     auto share = [secs](uint64_t ns) { return static_cast<double>(ns) / 1e9 / secs; };
     std::printf(
         "{\"workload\":\"%s\",\"size\":\"%s\",\"flows\":%u,\"bidir\":%s,"
-        "\"rate_mpps_offered\":%.3f,\"seconds\":%.3f,\"tx_pps\":%.0f,\"rx_pps\":%.0f,"
+        "\"rate_mpps_offered\":%.3f,\"open_loop\":%s,\"offered_pps\":%.0f,"
+        "\"tx_refused\":%" PRIu64 ",\"tx_skipped\":%" PRIu64
+        ",\"seconds\":%.3f,\"tx_pps\":%.0f,\"rx_pps\":%.0f,"
         "\"tx_mpps\":%.4f,\"rx_mpps\":%.4f,\"rx_gbps\":%.4f,\"loss\":%.6f,"
         "\"tx_packets\":%" PRIu64 ",\"rx_packets\":%" PRIu64 ",\"rx_other\":%" PRIu64
         ",\"arp_replies\":%" PRIu64 ",\"alloc_fail\":%" PRIu64 ",\"tsc_hz\":%" PRIu64
         ",\"main_cpu_share\":%.4f,\"main_wait_share\":%.4f,\"lcores\":[%s],\"ports\":[%s]}\n",
         workload_name(o.workload), o.size_name.c_str(), o.flows, o.bidir ? "true" : "false",
-        o.rate_mpps, secs, tx_pps, rx_pps, tx_pps / 1e6, rx_pps / 1e6,
+        o.rate_mpps, o.open_loop ? "true" : "false", offered_pps, d.tx_refused, d.tx_skipped, secs,
+        tx_pps, rx_pps, tx_pps / 1e6, rx_pps / 1e6,
         static_cast<double>(d.rx_bytes) * 8 / secs / 1e9, loss, d.tx_pkts, d.rx_pkts, d.rx_other,
         d.arp_replies, d.alloc_fail, c.hz, share(c.sched1.on_cpu_ns - c.sched0.on_cpu_ns),
         share(c.sched1.wait_ns - c.sched0.wait_ns), lcores.c_str(), ports.c_str());
@@ -1397,6 +1442,7 @@ int run(int argc, char** argv) {
         x.pattern = o.size_pattern.data();
         x.pattern_len = static_cast<uint32_t>(o.size_pattern.size());
         x.pkts_per_cycle = o.rate_mpps / o.queues * 1e6 / static_cast<double>(c.hz);
+        x.open_loop = o.open_loop;
         x.rate_start = start;
         return x;
     };
