@@ -641,7 +641,7 @@ int run(int argc, char** argv) {
         die(*e);
     }
 
-    api::GrpcServer grpc(*manager, cfg.api_socket);
+    api::GrpcServer grpc(*manager, cfg.api_socket, cfg.api_gid);
     try {
         grpc.start();
     } catch (const std::exception& e) {

@@ -6,6 +6,8 @@
 // config/README.md is the reference for every key; config/examples/*.yaml are examples.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -123,8 +125,12 @@ struct NodeConfig {
     std::optional<HostConfig> host;              // host; none: no host interface
 
     std::string api_socket = "/run/kdp/dataplane.sock";  // api.socket
-    LimitsConfig limits;                                 // limits
-    table::CtTimeouts conntrack_timeouts;                // conntrack_timeouts (seconds)
+    /// api.group: a group whose members may call the API besides root (the socket becomes
+    /// root:group 0660); resolved to its gid when the file is read.
+    std::optional<std::string> api_group;
+    std::optional<gid_t> api_gid;
+    LimitsConfig limits;                   // limits
+    table::CtTimeouts conntrack_timeouts;  // conntrack_timeouts (seconds)
     /// network_policy.before_sync: "deny" (false, the default): until the control plane's
     /// first sync carries NetworkPolicy, no pod traffic is forwarded; "allow" (true): the
     /// static tables of this file have no policy and are enforced as such (no control plane).
