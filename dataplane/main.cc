@@ -478,7 +478,8 @@ int run(int argc, char** argv) {
     // Node context and tables.
     static table::TableRef tables;
     static table::NeighborTable neighbors(cfg.limits.max_routes + 8);
-    static table::Conntrack conntrack(cfg.limits.conntrack, nb_workers, cfg.conntrack_timeouts);
+    static table::Conntrack conntrack(cfg.limits.conntrack, nb_workers, cfg.conntrack_timeouts,
+                                      cfg.limits.conntrack_source_share);
     static NodeContext node;
     node.node_ip = cfg.node_ip;
     node.node_mac = node_mac;

@@ -871,6 +871,7 @@ void read_limits(const Section& s, NodeConfig& c) {
     s.read_uint("arp_timeout_ms", l.arp_timeout_ms, 1, 60'000);
     s.read_uint("arp_reachable_s", l.arp_reachable_s, 1, 86'400);
     s.read_uint("conntrack", l.conntrack, 1024, 1u << 26);
+    s.read_uint("conntrack_source_share", l.conntrack_source_share, 1, 100);
     if (c.pods.size() > l.max_pods) {
         fail(s.child_path("max_pods"),
              fmt::format("{} is less than the {} ports listed in pods", l.max_pods, c.pods.size()));
@@ -930,9 +931,10 @@ NodeConfig build(const YAML::Node& root) {
     read_host(top.section("host", {"iface", "netns", "routes", "node_address"}),
               top.get("host").has_value(), c);
     read_api(top.section("api", {"socket", "group"}), c);
-    read_limits(top.section("limits", {"mbufs", "max_pods", "max_routes", "arp_pending",
-                                       "arp_timeout_ms", "arp_reachable_s", "conntrack"}),
-                c);
+    read_limits(
+        top.section("limits", {"mbufs", "max_pods", "max_routes", "arp_pending", "arp_timeout_ms",
+                               "arp_reachable_s", "conntrack", "conntrack_source_share"}),
+        c);
     read_conntrack_timeouts(top.section("conntrack_timeouts",
                                         {"tcp_syn", "tcp_established", "tcp_closing", "tcp_closed",
                                          "udp", "udp_stream", "sctp", "icmp", "other"}),

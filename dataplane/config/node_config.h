@@ -95,6 +95,8 @@ struct LimitsConfig {
     uint32_t arp_timeout_ms = 1000;  // a pending packet older than this is dropped
     uint32_t arp_reachable_s = 300;  // a resolved neighbour is refreshed after this
     uint32_t conntrack = 262144;     // tracked connections (about 120 B each), split over workers
+    uint32_t conntrack_source_share =
+        50;  // % of a worker's conntrack one source may hold unreplied
 };
 
 struct NodeConfig {

@@ -30,6 +30,18 @@ inline constexpr uint32_t kAuxEgress = 1;
 inline constexpr uint8_t kNatExternal = 4;  // client outside the cluster: replies go back to
                                             // the MAC its packets came from (CtEntry::peer_mac)
 
+/// The drop reason of a conntrack insert that failed with `why`.
+inline DropReason insert_drop_reason(table::CtInsertFail why) noexcept {
+    switch (why) {
+        case table::CtInsertFail::kClash:
+            return DropReason::kTupleClash;
+        case table::CtInsertFail::kSourceShare:
+            return DropReason::kConntrackSourceShare;
+        default:
+            return DropReason::kConntrackFull;
+    }
+}
+
 /// Patches the L4 checksum for an address change `from` -> `to` and a port change.
 inline void l4_fix(uint8_t* d,
                    const PacketMeta& p,
@@ -665,8 +677,7 @@ inline void conntrack_nat(Worker& w,
         idx = track(&why);
     }
     if (idx == table::kCtNone) [[unlikely]] {
-        p.drop(why == table::CtInsertFail::kClash ? DropReason::kTupleClash
-                                                  : DropReason::kConntrackFull);
+        p.drop(insert_drop_reason(why));
         return;
     }
     p.flags |= pkt_flag::kTracked;
@@ -716,12 +727,16 @@ inline bool masquerade(
     if (echo) {
         reply.sport = reply.dport;
     }
-    const uint32_t idx = ct.insert(w.index, key, reply, now_s, [&](table::CtEntry& e) {
-        e.nat = kNatSnat | kNatEgress;
-        e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
-    });
+    table::CtInsertFail why = table::CtInsertFail::kNone;
+    const uint32_t idx = ct.insert(
+        w.index, key, reply, now_s,
+        [&](table::CtEntry& e) {
+            e.nat = kNatSnat | kNatEgress;
+            e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
+        },
+        &why);
     if (idx == table::kCtNone) [[unlikely]] {
-        p.drop(DropReason::kConntrackFull);
+        p.drop(insert_drop_reason(why));
         return false;
     }
     ct.touch(idx, table::CtDir::kOrig, p.tcp_flags, now_s);
@@ -767,7 +782,7 @@ inline bool admit(Worker& w, const table::TableSet& t, PacketMeta& p, uint32_t n
             return false;
         }
         if (v.egress_judged || v.ingress_judged) {
-            p.drop(DropReason::kConntrackFull);  // its replies could not be told from attacks
+            p.drop(insert_drop_reason(why));  // its replies could not be told from attacks
             return false;
         }
         return true;  // no policy involved: forwarded untracked
