@@ -400,7 +400,10 @@ rte_mempool* create_pool(const config::NodeConfig& cfg) {
 struct NodeState {
     explicit NodeState(const config::NodeConfig& cfg, uint16_t nb_workers)
         : neighbors(cfg.limits.max_routes + 8),
-          conntrack(cfg.limits.conntrack, nb_workers, cfg.conntrack_timeouts) {}
+          conntrack(cfg.limits.conntrack,
+                    nb_workers,
+                    cfg.conntrack_timeouts,
+                    cfg.limits.conntrack_source_share) {}
 
     PortTable ports;
     std::vector<api::PortEntry> entries;  // the config's ports, in start-up order
@@ -747,7 +750,7 @@ int run(int argc, char** argv) {
     if (auto e = api::register_telemetry()) {
         die(*e);
     }
-    api::GrpcServer grpc(*manager, cfg.api_socket);
+    api::GrpcServer grpc(*manager, cfg.api_socket, cfg.api_gid);
     if (api_revision_for_test) {
         fmt::print(stderr,
                    "kdp-dataplane: warning: NodeInfo reports API revision {} "

@@ -1,9 +1,13 @@
 #include "api/grpc_server.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -14,8 +18,11 @@
 #include <system_error>
 
 #include <fmt/format.h>
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
 
+#include "api/peer_gate.h"
 #include "common/ip_proto.h"
 #include "common/version.h"
 #include "kdp/v1/dataplane.grpc.pb.h"
@@ -619,8 +626,68 @@ private:
     EventHub hub_;
 };
 
-GrpcServer::GrpcServer(Backend& backend, std::string socket_path)
-    : backend_(backend), socket_path_(std::move(socket_path)), api_revision_(kApiRevision) {}
+namespace {
+
+// Answers every call of a refused connection, whatever the method, with PERMISSION_DENIED.
+class RefuseReactor final : public grpc::ServerGenericBidiReactor {
+public:
+    explicit RefuseReactor(const std::string& message) {
+        Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, message));
+    }
+    void OnDone() override { delete this; }
+};
+
+class RefuseService final : public grpc::CallbackGenericService {
+public:
+    explicit RefuseService(std::string message) : message_(std::move(message)) {}
+    grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext*) override {
+        return new RefuseReactor(message_);
+    }
+
+private:
+    std::string message_;
+};
+
+// A listening unix stream socket at `path` (which must not exist), mode 0600, or root:group
+// 0660 with a group.
+int listen_unix(const std::string& path, const std::optional<gid_t>& group) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof(addr.sun_path)) {
+        throw std::runtime_error(fmt::format("socket path {} is too long", path));
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        throw std::runtime_error(fmt::format("socket: {}", std::strerror(errno)));
+    }
+    auto fail = [&](const std::string& what) {
+        const int err = errno;
+        ::close(fd);
+        throw std::runtime_error(fmt::format("{} {}: {}", what, path, std::strerror(err)));
+    };
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+        fail("cannot bind");
+    }
+    if (::chmod(path.c_str(), group ? 0660 : 0600) != 0) {
+        fail(group ? "cannot chmod 0660" : "cannot chmod 0600");
+    }
+    if (group && ::chown(path.c_str(), 0, *group) != 0) {
+        fail(fmt::format("cannot chown to gid {}", *group));
+    }
+    if (::listen(fd, 128) != 0) {
+        fail("cannot listen on");
+    }
+    return fd;
+}
+
+}  // namespace
+
+GrpcServer::GrpcServer(Backend& backend, std::string socket_path, std::optional<gid_t> group)
+    : backend_(backend),
+      socket_path_(std::move(socket_path)),
+      api_revision_(kApiRevision),
+      group_(group) {}
 
 GrpcServer::~GrpcServer() {
     shutdown();
@@ -652,35 +719,66 @@ void GrpcServer::start() {
         }
     }
 
+    // The server has no listening port of its own: the gate accepts each connection, checks
+    // the caller's credentials and hands the connection to the serving server or to the one
+    // that refuses every call.
+    const int listen_fd = listen_unix(socket_path_, group_);
+    PeerPolicy policy(group_);
     service_ = std::make_unique<Service>(backend_, api_revision_);
     grpc::ServerBuilder builder;
-    int bound = 0;
-    builder.AddListeningPort("unix:" + socket_path_, grpc::InsecureServerCredentials(), &bound);
     builder.RegisterService(service_.get());
     builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
     builder.SetMaxSendMessageSize(kMaxMessageBytes);
     server_ = builder.BuildAndStart();
-    if (!server_ || bound == 0) {
-        server_.reset();
-        service_.reset();
-        throw std::runtime_error(fmt::format("cannot listen on unix:{}", socket_path_));
-    }
-    if (::chmod(socket_path_.c_str(), 0600) != 0) {
-        const int err = errno;
+    refuse_service_ = std::make_unique<RefuseService>(
+        fmt::format("kdp-dataplane refuses this caller: the API at {} is for {}", socket_path_,
+                    policy.describe()));
+    grpc::ServerBuilder refuse_builder;
+    refuse_builder.RegisterCallbackGenericService(refuse_service_.get());
+    refuse_builder.SetMaxReceiveMessageSize(4096);
+    refuse_server_ = refuse_builder.BuildAndStart();
+    gate_ = std::make_unique<PeerGate>(listen_fd, std::move(policy));
+    if (!server_ || !refuse_server_) {
         shutdown();
-        throw std::runtime_error(
-            fmt::format("cannot chmod 0600 {}: {}", socket_path_, std::strerror(err)));
+        throw std::runtime_error(fmt::format("cannot start the gRPC server on {}", socket_path_));
     }
+    gate_->start([this](int fd) { grpc::AddInsecureChannelFromFd(server_.get(), fd); },
+                 [this](int fd, const PeerCredentials&, const std::string& why) {
+                     std::fprintf(stderr, "kdp-dataplane: API connection refused: %s\n",
+                                  why.c_str());
+                     grpc::AddInsecureChannelFromFd(refuse_server_.get(), fd);
+                 });
+}
+
+uint64_t GrpcServer::connections_accepted() const {
+    return gate_ ? gate_->accepted() : 0;
+}
+
+uint64_t GrpcServer::connections_refused() const {
+    return gate_ ? gate_->refused() : 0;
 }
 
 void GrpcServer::shutdown() {
-    if (!server_) {
+    if (!gate_ && !server_) {
         return;
     }
-    service_->hub().close();
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    server_->Wait();
+    if (gate_) {
+        gate_->stop();  // no new connections from here on
+    }
+    if (service_) {
+        service_->hub().close();
+    }
+    const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(1);
+    for (auto* s : {server_.get(), refuse_server_.get()}) {
+        if (s != nullptr) {
+            s->Shutdown(deadline);
+            s->Wait();
+        }
+    }
+    gate_.reset();
     server_.reset();
+    refuse_server_.reset();
+    refuse_service_.reset();
     service_.reset();
     std::error_code ec;
     std::filesystem::remove(socket_path_, ec);

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -839,6 +840,18 @@ void read_remote_nodes(const Section& top, NodeConfig& c) {
 
 void read_api(const Section& s, NodeConfig& c) {
     s.read("socket", c.api_socket, as_socket_path);
+    if (const auto f = s.get("group")) {
+        const std::string name = as_nonempty_string(*f);
+        std::vector<char> buf(16384);
+        group gr{};
+        group* found = nullptr;
+        if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) != 0 ||
+            found == nullptr) {
+            fail(f->path, quote(name) + " is not a group on this host (getent group " + name + ")");
+        }
+        c.api_group = name;
+        c.api_gid = gr.gr_gid;
+    }
     for (size_t i = 0; i < c.pods.size(); ++i) {
         if (c.pods[i].socket == c.api_socket) {
             fail(fmt::format("pods[{}].socket", i),
@@ -858,6 +871,7 @@ void read_limits(const Section& s, NodeConfig& c) {
     s.read_uint("arp_timeout_ms", l.arp_timeout_ms, 1, 60'000);
     s.read_uint("arp_reachable_s", l.arp_reachable_s, 1, 86'400);
     s.read_uint("conntrack", l.conntrack, 1024, 1u << 26);
+    s.read_uint("conntrack_source_share", l.conntrack_source_share, 1, 100);
     if (c.pods.size() > l.max_pods) {
         fail(s.child_path("max_pods"),
              fmt::format("{} is less than the {} ports listed in pods", l.max_pods, c.pods.size()));
@@ -916,10 +930,11 @@ NodeConfig build(const YAML::Node& root) {
     read_remote_nodes(top, c);
     read_host(top.section("host", {"iface", "netns", "routes", "node_address"}),
               top.get("host").has_value(), c);
-    read_api(top.section("api", {"socket"}), c);
-    read_limits(top.section("limits", {"mbufs", "max_pods", "max_routes", "arp_pending",
-                                       "arp_timeout_ms", "arp_reachable_s", "conntrack"}),
-                c);
+    read_api(top.section("api", {"socket", "group"}), c);
+    read_limits(
+        top.section("limits", {"mbufs", "max_pods", "max_routes", "arp_pending", "arp_timeout_ms",
+                               "arp_reachable_s", "conntrack", "conntrack_source_share"}),
+        c);
     read_conntrack_timeouts(top.section("conntrack_timeouts",
                                         {"tcp_syn", "tcp_established", "tcp_closing", "tcp_closed",
                                          "udp", "udp_stream", "sctp", "icmp", "other"}),

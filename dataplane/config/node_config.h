@@ -6,6 +6,8 @@
 // config/README.md is the reference for every key; config/examples/*.yaml are examples.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -93,6 +95,8 @@ struct LimitsConfig {
     uint32_t arp_timeout_ms = 1000;  // a pending packet older than this is dropped
     uint32_t arp_reachable_s = 300;  // a resolved neighbour is refreshed after this
     uint32_t conntrack = 262144;     // tracked connections (about 120 B each), split over workers
+    uint32_t conntrack_source_share =
+        50;  // % of a worker's conntrack one source may hold unreplied
 };
 
 struct NodeConfig {
@@ -123,8 +127,12 @@ struct NodeConfig {
     std::optional<HostConfig> host;              // host; none: no host interface
 
     std::string api_socket = "/run/kdp/dataplane.sock";  // api.socket
-    LimitsConfig limits;                                 // limits
-    table::CtTimeouts conntrack_timeouts;                // conntrack_timeouts (seconds)
+    /// api.group: a group whose members may call the API besides root (the socket becomes
+    /// root:group 0660); resolved to its gid when the file is read.
+    std::optional<std::string> api_group;
+    std::optional<gid_t> api_gid;
+    LimitsConfig limits;                   // limits
+    table::CtTimeouts conntrack_timeouts;  // conntrack_timeouts (seconds)
     /// network_policy.before_sync: "deny" (false, the default): until the control plane's
     /// first sync carries NetworkPolicy, no pod traffic is forwarded; "allow" (true): the
     /// static tables of this file have no policy and are enforced as such (no control plane).

@@ -48,12 +48,16 @@ inline bool masquerade(Context& c, const table::TableSet& t, rte_mbuf* m, Packet
     if (echo) {
         reply.sport = reply.dport;
     }
-    const uint32_t idx = ct.insert(c.worker, key, reply, now_s, [&](table::CtEntry& e) {
-        e.nat = kNatSnat | kNatEgress;
-        e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
-    });
+    table::CtInsertFail why = table::CtInsertFail::kNone;
+    const uint32_t idx = ct.insert(
+        c.worker, key, reply, now_s,
+        [&](table::CtEntry& e) {
+            e.nat = kNatSnat | kNatEgress;
+            e.policy.store(cached_verdict(pol, true), std::memory_order_relaxed);
+        },
+        &why);
     if (idx == table::kCtNone) [[unlikely]] {
-        p.drop(DropReason::kConntrackFull);
+        p.drop(insert_drop_reason(why));
         return false;
     }
     ct.touch(idx, table::CtDir::kOrig, p.tcp_flags, now_s);

@@ -25,6 +25,18 @@ inline constexpr uint8_t kNatExternal = 4;  // client outside the cluster: repli
 inline constexpr uint8_t kNatEgress = 8;    // pod -> outside the cluster, masqueraded to
                                             // the node IP; leaves by the uplink
 
+/// The drop reason of a conntrack insert that failed with `why`.
+inline DropReason insert_drop_reason(table::CtInsertFail why) noexcept {
+    switch (why) {
+        case table::CtInsertFail::kClash:
+            return DropReason::kTupleClash;
+        case table::CtInsertFail::kSourceShare:
+            return DropReason::kConntrackSourceShare;
+        default:
+            return DropReason::kConntrackFull;
+    }
+}
+
 /// Patches the L4 checksum for an address change `from` -> `to` and a port change.
 inline void l4_fix(uint8_t* d,
                    const PacketMeta& p,

@@ -151,7 +151,7 @@ inline bool admit(Context& c, const table::TableSet& t, PacketMeta& p) noexcept 
             return false;
         }
         if (v.egress_judged || v.ingress_judged) {
-            p.drop(DropReason::kConntrackFull);  // its replies could not be told from attacks
+            p.drop(insert_drop_reason(why));  // its replies could not be told from attacks
             return false;
         }
         return true;  // no policy involved: forwarded untracked

@@ -241,8 +241,7 @@ inline Next service(
         idx = track(&why);
     }
     if (idx == table::kCtNone) [[unlikely]] {
-        p.drop(why == table::CtInsertFail::kClash ? DropReason::kTupleClash
-                                                  : DropReason::kConntrackFull);
+        p.drop(insert_drop_reason(why));
         return Next::kDone;
     }
     p.flags |= pkt_flag::kTracked;

@@ -1,5 +1,6 @@
 #include "table/conntrack.h"
 
+#include <algorithm>
 #include <utility>
 
 #include <rte_prefetch.h>
@@ -9,7 +10,10 @@
 
 namespace kdp::table {
 
-Conntrack::Conntrack(uint32_t capacity, uint32_t workers, CtTimeouts timeouts)
+Conntrack::Conntrack(uint32_t capacity,
+                     uint32_t workers,
+                     CtTimeouts timeouts,
+                     uint32_t source_share)
     : capacity_(capacity), timeouts_(timeouts) {
     // Two slots per connection at most half full: 8-slot buckets, bucket count a power of two
     // with at least 4 slots per connection (a load of 50% keeps two-choice inserts from
@@ -28,6 +32,11 @@ Conntrack::Conntrack(uint32_t capacity, uint32_t workers, CtTimeouts timeouts)
     entries_ = HugeArray<CtEntry>(capacity);
     live_ = std::make_unique<bool[]>(capacity);
     count_ = std::make_unique<PaddedCount[]>(workers);
+    share_ = std::make_unique<std::atomic<uint32_t>[]>(size_t{workers} * kShareBuckets);
+    for (size_t i = 0; i < size_t{workers} * kShareBuckets; ++i) {
+        share_[i].store(0, std::memory_order_relaxed);
+    }
+    source_share = std::clamp(source_share, 1u, 100u);
     ranges_.resize(workers);
     const uint32_t per = workers == 0 ? 0 : capacity / workers;
     for (uint32_t w = 0; w < workers; ++w) {
@@ -43,6 +52,8 @@ Conntrack::Conntrack(uint32_t capacity, uint32_t workers, CtTimeouts timeouts)
             r.free[i] = r.end - 1 - i;
         }
         r.free_count = n;
+        share_limit_.push_back(
+            static_cast<uint32_t>(std::max<uint64_t>(1, uint64_t{n} * source_share / 100)));
     }
 }
 
@@ -180,8 +191,26 @@ void Conntrack::defer_free(uint32_t worker, uint32_t idx, uint64_t token) noexce
     r.deferred[r.deferred_count++] = Deferred{idx, token};
 }
 
+void Conntrack::leave_share(CtEntry& e) noexcept {
+    if ((e.flags.fetch_and(static_cast<uint8_t>(~CtEntry::kFlagUnreplied),
+                           std::memory_order_relaxed) &
+         CtEntry::kFlagUnreplied) == 0) {
+        return;
+    }
+    // Saturating: a touch() racing on another worker may store back a stale flag byte with
+    // the bit still set, and the entry would leave twice; a count one too low for a moment is
+    // harmless, one that wrapped would lock its sources out.
+    std::atomic<uint32_t>& c = share_of(e.owner, e.orig);
+    uint32_t v = c.load(std::memory_order_relaxed);
+    while (v != 0 && !c.compare_exchange_weak(v, v - 1, std::memory_order_relaxed)) {
+    }
+}
+
 void Conntrack::remove(uint32_t worker, uint32_t idx, uint64_t token) noexcept {
     CtEntry& e = entries_[idx];
+    if (e.flags.load(std::memory_order_relaxed) & CtEntry::kFlagUnreplied) {
+        leave_share(e);
+    }
     unpublish(e.orig, idx, CtDir::kOrig);
     if (has_reply_key(e)) {
         unpublish(e.reply, idx, CtDir::kReply);
@@ -197,6 +226,10 @@ void Conntrack::touch(uint32_t idx, CtDir dir, uint8_t tcp_flags, uint32_t now) 
         e.last_seen.store(now, std::memory_order_relaxed);
     }
     uint8_t flags = e.flags.load(std::memory_order_relaxed);
+    if (dir == CtDir::kReply && (flags & CtEntry::kFlagUnreplied)) {
+        leave_share(e);  // its first reply: no longer part of a possible flood
+        flags = e.flags.load(std::memory_order_relaxed);
+    }
     uint8_t want = flags;
     if (dir == CtDir::kReply) {
         want |= CtEntry::kFlagReplySeen;
@@ -279,13 +312,16 @@ CtWorkerStats Conntrack::worker_stats(uint32_t worker) const noexcept {
     s.inserts = c.inserts.load(r);
     s.insert_full = c.insert_full.load(r);
     s.insert_clash = c.insert_clash.load(r);
+    s.insert_share = c.insert_share.load(r);
+    s.early_drops = c.early_drops.load(r);
     s.expiries = c.expiries.load(r);
     s.removals = c.removals.load(r);
     return s;
 }
 
 size_t Conntrack::memory_bytes() const noexcept {
-    return (size_t{mask_} + 1) * sizeof(Bucket) + size_t{capacity_} * (sizeof(CtEntry) + 1) +
+    return share_limit_.size() * kShareBuckets * sizeof(uint32_t) +
+           (size_t{mask_} + 1) * sizeof(Bucket) + size_t{capacity_} * (sizeof(CtEntry) + 1) +
            size_t{capacity_} * (sizeof(uint32_t) + sizeof(Deferred));
 }
 

@@ -18,6 +18,16 @@
 //   grace period (rte_rcu_qsbr token) has passed before it is reused, so a concurrent lookup
 //   never sees an entry change under it.
 // Memory: buckets and entries sized from the config at start, never grown.
+//
+// Fairness under a flood (Linux nf_conntrack's early_drop is the model for the second rule):
+// - A source may hold at most `source_share` percent of a worker's range in unreplied entries
+//   (a SYN flood's, or a UDP scan's): further inserts from it fail with kSourceShare, so one
+//   pod cannot fill the table against the others. Sources are counted in 1024 hash buckets per
+//   worker (two sources in one bucket share its allowance); an entry leaves its bucket's count
+//   when its first reply is seen or when it is removed.
+// - When a worker's range is nearly full (less than 1/8 free), its sweep also removes unreplied
+//   entries idle for a second or more (counted as early drops), so established connections
+//   keep their entries and new ones find room again.
 #pragma once
 
 #include <algorithm>
@@ -89,6 +99,7 @@ struct alignas(64) CtEntry {
     static constexpr uint8_t kFlagReplySeen = 1;
     static constexpr uint8_t kFlagFinOrig = 2;
     static constexpr uint8_t kFlagFinReply = 4;
+    static constexpr uint8_t kFlagUnreplied = 8;  // counted in its source's share (Conntrack)
 };
 
 static_assert(sizeof(CtEntry) == 64, "one cache line per connection");
@@ -105,9 +116,10 @@ inline constexpr uint32_t kCtNone = ~uint32_t{0};
 /// Why an insert returned kCtNone.
 enum class CtInsertFail : uint8_t {
     kNone = 0,
-    kFull,   // the worker's range or both buckets of a key are full
-    kClash,  // a tracked connection already has one of the keys (e.g. the same reply tuple
-             // after DNAT: the caller may remap the source port and try again)
+    kFull,         // the worker's range or both buckets of a key are full
+    kClash,        // a tracked connection already has one of the keys (e.g. the same reply tuple
+                   // after DNAT: the caller may remap the source port and try again)
+    kSourceShare,  // the source holds its share of the worker's range in unreplied entries
 };
 
 /// One worker's conntrack activity since the table was made (Conntrack::worker_stats).
@@ -117,6 +129,8 @@ struct CtWorkerStats {
     uint64_t inserts = 0;       // connections (and affinity records) tracked
     uint64_t insert_full = 0;   // inserts refused: the range or both buckets of a key full
     uint64_t insert_clash = 0;  // inserts refused: another connection has one of the keys
+    uint64_t insert_share = 0;  // inserts refused: the source holds its share of unreplied entries
+    uint64_t early_drops = 0;   // unreplied entries removed early because the range was nearly full
     uint64_t expiries = 0;      // removed by the sweep: idle past their timeout, backend gone
     uint64_t removals = 0;      // removed for any reason (expiries included)
 };
@@ -135,8 +149,14 @@ struct CtTimeouts {
 
 class Conntrack {
 public:
-    /// `capacity` connections in all, split evenly over `workers` ranges.
-    Conntrack(uint32_t capacity, uint32_t workers, CtTimeouts timeouts = {});
+    /// `capacity` connections in all, split evenly over `workers` ranges. `source_share`: the
+    /// percentage (1-100) of a range one source may hold in unreplied entries.
+    Conntrack(uint32_t capacity,
+              uint32_t workers,
+              CtTimeouts timeouts = {},
+              uint32_t source_share = kDefaultSourceShare);
+
+    static constexpr uint32_t kDefaultSourceShare = 50;
 
     /// The entry and direction for `key`, or index kCtNone. Any thread; lock-free.
     CtHit lookup(const CtKey& key, uint64_t hash) const noexcept;
@@ -184,12 +204,22 @@ public:
             }
             return kCtNone;
         }
+        const bool counted = orig.zone != kCtZoneAffinity;
+        std::atomic<uint32_t>* share = counted ? &share_of(worker, orig) : nullptr;
+        if (share != nullptr && share->load(std::memory_order_relaxed) >= share_limit_[worker]) {
+            free_now(worker, idx);
+            count(count_[worker].insert_share);
+            if (why != nullptr) {
+                *why = CtInsertFail::kSourceShare;
+            }
+            return kCtNone;
+        }
         CtEntry& e = entries_[idx];
         e.orig = orig;
         e.reply = reply;
         e.last_seen.store(now, std::memory_order_relaxed);
         e.state.store(static_cast<uint8_t>(CtState::kNew), std::memory_order_relaxed);
-        e.flags.store(0, std::memory_order_relaxed);
+        e.flags.store(share != nullptr ? CtEntry::kFlagUnreplied : 0, std::memory_order_relaxed);
         e.owner = static_cast<uint8_t>(worker);
         e.nat = 0;
         e.service = e.backend = e.timeout_s = 0;
@@ -197,7 +227,11 @@ public:
         e.policy.store(0, std::memory_order_relaxed);
         __builtin_memset(e.peer_mac, 0, sizeof e.peer_mac);
         init(e);
+        if (share != nullptr) {
+            share->fetch_add(1, std::memory_order_relaxed);  // before publication: exact
+        }
         if (const CtInsertFail f = publish(orig, idx, CtDir::kOrig); f != CtInsertFail::kNone) {
+            leave_share(e);
             free_now(worker, idx);
             count_failure(worker, f);
             if (why != nullptr) {
@@ -209,6 +243,7 @@ public:
             if (const CtInsertFail f = publish(reply, idx, CtDir::kReply);
                 f != CtInsertFail::kNone) {
                 unpublish(orig, idx, CtDir::kOrig);
+                leave_share(e);
                 defer_free(worker, idx, 0);
                 count_failure(worker, f);
                 if (why != nullptr) {
@@ -261,6 +296,8 @@ public:
         // One pass at most: an entry met twice before its batch is flushed would be unlinked
         // and freed twice.
         budget = std::min(budget, r.end - r.begin);
+        const bool pressure = r.free_count + r.deferred_count < (r.end - r.begin) / 8;
+        uint32_t early_drops = 0;
         for (uint32_t n = 0; n < budget; ++n) {
             const uint32_t idx = r.scan;
             r.scan = r.scan + 1 == r.end ? r.begin : r.scan + 1;
@@ -273,7 +310,9 @@ public:
             }
             const CtEntry& e = entries_[idx];
             const uint32_t idle = now - e.last_seen.load(std::memory_order_relaxed);
-            if (idle > timeout_of(e) || kill(e)) {
+            const bool early = pressure && idle >= 1 && unreplied(e);
+            if (idle > timeout_of(e) || kill(e) || early) {
+                early_drops += early && idle <= timeout_of(e);
                 batch[nb++] = idx;
                 if (nb == kExpireBatch) {
                     flush();
@@ -283,6 +322,9 @@ public:
         flush();
         if (removed != 0) {
             count(count_[worker].expiries, removed);
+        }
+        if (early_drops != 0) {
+            count(count_[worker].early_drops, early_drops);
         }
         return removed;
     }
@@ -331,6 +373,20 @@ private:
     static constexpr uint32_t kSlots = 8;
     static constexpr uint32_t kScanPrefetch = 8;  // entries the expiry scan prefetches ahead
     static constexpr uint32_t kExpireBatch = 8;   // expired entries unlinked together
+    /// An unreplied connection (not an affinity record): what a flood leaves behind.
+    static bool unreplied(const CtEntry& e) noexcept {
+        return e.orig.zone != kCtZoneAffinity &&
+               (e.flags.load(std::memory_order_relaxed) & CtEntry::kFlagReplySeen) == 0;
+    }
+    static constexpr uint32_t kShareBuckets = 1024;  // per worker, a power of two
+    std::atomic<uint32_t>& share_of(uint32_t worker, const CtKey& orig) noexcept {
+        const uint32_t b = static_cast<uint32_t>(mix64(uint64_t{orig.src} << 16 | orig.zone)) &
+                           (kShareBuckets - 1);
+        return share_[size_t{worker} * kShareBuckets + b];
+    }
+    /// Takes `e` out of its source's count if it is still in it (exactly once, whichever of
+    /// its first reply and its removal comes first).
+    void leave_share(CtEntry& e) noexcept;
     /// Whether the entry's reply key is published (a connection whose replies differ from it).
     static bool has_reply_key(const CtEntry& e) noexcept {
         return !(e.reply == e.orig) && e.orig.zone != kCtZoneAffinity;
@@ -359,13 +415,15 @@ private:
         std::atomic<uint64_t> inserts{0};
         std::atomic<uint64_t> insert_full{0};
         std::atomic<uint64_t> insert_clash{0};
+        std::atomic<uint64_t> insert_share{0};
+        std::atomic<uint64_t> early_drops{0};
         std::atomic<uint64_t> expiries{0};
         std::atomic<uint64_t> removals{0};
     };
     static void count(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     }
-    void count_failure(uint32_t worker, CtInsertFail f) noexcept {
+    void count_failure(uint32_t worker, CtInsertFail f) noexcept {  // kFull or kClash
         count(f == CtInsertFail::kClash ? count_[worker].insert_clash : count_[worker].insert_full);
     }
 
@@ -392,6 +450,8 @@ private:
     std::unique_ptr<bool[]> live_;  // owner-written; readers use only for_each (racy, benign)
     std::vector<Range> ranges_;
     std::unique_ptr<PaddedCount[]> count_;
+    std::unique_ptr<std::atomic<uint32_t>[]> share_;  // workers x kShareBuckets unreplied counts
+    std::vector<uint32_t> share_limit_;               // per worker: entries one source may hold
 };
 
 }  // namespace kdp::table

@@ -84,6 +84,8 @@ struct NodeParams {
     /// rte_get_tsc_hz() so that timeouts are in real seconds.
     uint64_t tsc_hz = 1000000;
     table::CtTimeouts timeouts;  // conntrack idle timeouts (benchmarks shorten tcp_syn)
+    /// limits.conntrack_source_share: % of a worker's range one source may hold unreplied.
+    uint32_t source_share = table::Conntrack::kDefaultSourceShare;
 };
 
 class NodeHarness {
@@ -378,7 +380,8 @@ private:
     std::vector<api::PortEntry> entries_;
     dataplane::PortTable ports_;
     table::NeighborTable neighbors_{64};
-    table::Conntrack conntrack_{params_.conntrack, params_.workers, params_.timeouts};
+    table::Conntrack conntrack_{params_.conntrack, params_.workers, params_.timeouts,
+                                params_.source_share};
     table::TableRef ref_;
     dataplane::NodeContext node_;
     dataplane::Worker worker_;

@@ -17,7 +17,13 @@ using namespace svc;  // NOLINT: the fixture's names are this file's vocabulary
 
 class Services : public ::testing::Test {
 protected:
-    Services() : h(three_pods()) {}
+    // One test client opens thousands of connections that no reply answers: the per-source
+    // share of unreplied connections (tested on its own below) is lifted here.
+    Services() : h(unshared(three_pods())) {}
+    static NodeParams unshared(NodeParams p) {
+        p.source_share = 100;
+        return p;
+    }
 
     void apply(const table::TableSpec& s) { ASSERT_EQ(h.manager().apply_tables(s), std::nullopt); }
     Bytes client(uint16_t sport, uint8_t proto = 6, uint8_t tcp_flags = 0x02, size_t payload = 0) {
@@ -798,6 +804,7 @@ TEST(ServicesOnTwoWorkers, EitherWorkerFindsTheConnection) {
 TEST(ServicesTableFull, NewConnectionsAreDroppedAndCountedEstablishedOnesGoOn) {
     NodeParams p = three_pods();
     p.conntrack = 16;
+    p.source_share = 100;  // one client fills the table (the per-source share: below)
     NodeHarness h(p);
     ASSERT_EQ(h.manager().apply_tables(spec(1, {backend(kB, "default/b")})), std::nullopt);
     const Mac gw = h.params().gateway_mac;
@@ -819,6 +826,40 @@ TEST(ServicesTableFull, NewConnectionsAreDroppedAndCountedEstablishedOnesGoOn) {
     const auto back = h.collect("default/a");
     ASSERT_EQ(back.size(), 1u) << h.drop_summary("default/b");
     EXPECT_EQ(get32(&back[0][14 + 12]), kVip.host());
+}
+
+// A SYN flood from one pod takes at most its share of the table: another pod's new connection
+// still gets in, the flooder's own established connection goes on, and the excess is counted
+// as conntrack_source_share, not conntrack_full.
+TEST(ServicesTableFull, AFloodingPodCannotKeepOtherPodsOut) {
+    NodeParams p = three_pods();
+    p.conntrack = 64;
+    p.source_share = 25;  // 16 unreplied connections per source
+    NodeHarness h(p);
+    ASSERT_EQ(h.manager().apply_tables(spec(1, {backend(kB, "default/b")})), std::nullopt);
+    const Mac gw = h.params().gateway_mac;
+    const auto tcp = [&](Ip4 src, Mac mac, uint16_t sport, uint8_t flags) {
+        return ether(gw, mac, 0x0800, ipv4(src, kVip, {6, sport, 80, flags}, 0));
+    };
+    // a's first connection is answered: established, out of a's count.
+    h.inject("default/a", tcp(kA, kMacA, 40000, 0x02));
+    ASSERT_EQ(h.collect("default/b").size(), 1u) << h.drop_summary("default/a");
+    h.inject("default/b", ether(gw, kMacB, 0x0800, ipv4(kB, kA, {6, 8080, 40000, 0x12}, 0)));
+    ASSERT_EQ(h.collect("default/a").size(), 1u) << h.drop_summary("default/b");
+    size_t through = 0;
+    for (uint16_t i = 0; i < 100; ++i) {
+        h.inject("default/a", tcp(kA, kMacA, static_cast<uint16_t>(41000 + i), 0x02));
+        through += h.collect("default/b").size();
+    }
+    EXPECT_EQ(through, 16u) << "a's share of unreplied connections";
+    EXPECT_EQ(h.drops("default/a", DropReason::kConntrackSourceShare), 84u)
+        << h.drop_summary("default/a");
+    EXPECT_EQ(h.drops("default/a", DropReason::kConntrackFull), 0u);
+    h.inject("default/c", tcp(kC, mac("02:00:00:00:0c:0c"), 42000, 0x02));
+    EXPECT_EQ(h.collect("default/b").size(), 1u)
+        << "c still gets in: " << h.drop_summary("default/c");
+    h.inject("default/a", tcp(kA, kMacA, 40000, 0x10));
+    EXPECT_EQ(h.collect("default/b").size(), 1u) << "a's established connection goes on";
 }
 
 }  // namespace kdp::test

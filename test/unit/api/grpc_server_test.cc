@@ -2,23 +2,28 @@
 // with a real client and an in-test Backend.
 #include "api/grpc_server.h"
 
+#include <grp.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "api/fake_backend.h"
+#include "api/peer_gate.h"
 #include "common/version.h"
 #include "kdp/v1/dataplane.grpc.pb.h"
 
@@ -799,6 +804,119 @@ TEST(GrpcServerStart, ReplacesStaleSocketButNotOtherFiles) {
     EXPECT_THROW(refused.start(), std::runtime_error);
     EXPECT_TRUE(fs::exists(regular));
 }
+
+// ---- Who may call: the caller's kernel credentials, whatever the socket's mode ----
+
+namespace peer {
+
+TEST(PeerPolicy, RootAndSelfMayCallOthersAreRefusedByName) {
+    const PeerPolicy p(std::nullopt, /*self=*/1000);
+    EXPECT_EQ(p.refuse_reason({42, 0, 0}), "");
+    EXPECT_EQ(p.refuse_reason({42, 1000, 1000}), "");
+    const std::string why = p.refuse_reason({42, 65534, 65534});
+    EXPECT_NE(why.find("pid 42"), std::string::npos) << why;
+    EXPECT_NE(why.find("uid 65534"), std::string::npos) << why;
+}
+
+TEST(PeerPolicy, GroupMembersMayCall) {
+    const PeerPolicy p(gid_t{4242}, /*self=*/0);
+    EXPECT_EQ(p.refuse_reason({7, 5000, 4242}), "");  // primary gid
+    EXPECT_NE(p.refuse_reason({7, 5000, 4243}), "");  // another group, no user entry
+    EXPECT_NE(p.describe().find("gid 4242"), std::string::npos);
+    // uid 0's user entry (root) is in group 0: a group rule admits root's group members.
+    const PeerPolicy root_group(gid_t{0}, /*self=*/1);
+    EXPECT_EQ(root_group.refuse_reason({7, 0, 0}), "");
+}
+
+// The calling side of the credential tests runs in a child process (this binary re-executed
+// with a filter, so no gRPC state is shared across fork): it drops to uid/gid 65534 and calls
+// GetNodeInfo on KDP_PEER_SOCKET, printing the status code on stdout.
+TEST(PeerCredChild, CallAsNobody) {
+    const char* path = std::getenv("KDP_PEER_SOCKET");
+    if (path == nullptr) {
+        GTEST_SKIP() << "only run as the child of PeerCredentials tests";
+    }
+    ASSERT_EQ(::setgroups(0, nullptr), 0);
+    ASSERT_EQ(::setgid(65534), 0);
+    ASSERT_EQ(::setuid(65534), 0);
+    auto stub = v1::Dataplane::NewStub(
+        grpc::CreateChannel(std::string("unix:") + path, grpc::InsecureChannelCredentials()));
+    v1::NodeInfo info;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    const grpc::Status s = stub->GetNodeInfo(&ctx, {}, &info);
+    std::printf("status=%d message=%s\n", static_cast<int>(s.error_code()),
+                s.error_message().c_str());
+    std::fflush(stdout);
+}
+
+// Runs the child test as uid 65534 against `socket`; returns its stdout.
+std::string call_as_nobody(const std::string& socket) {
+    const std::string cmd = fmt::format(
+        "KDP_PEER_SOCKET='{}' /proc/{}/exe --gtest_filter=PeerCredChild.CallAsNobody 2>&1", socket,
+        ::getpid());
+    std::string out;
+    FILE* f = ::popen(cmd.c_str(), "r");
+    if (f == nullptr) {
+        return out;
+    }
+    char buf[512];
+    while (std::fgets(buf, sizeof(buf), f) != nullptr) {
+        out += buf;
+    }
+    ::pclose(f);
+    return out;
+}
+
+class PeerCredentialsTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (::geteuid() != 0) {
+            GTEST_SKIP() << "needs root to run a caller as another user";
+        }
+        ASSERT_EQ(::chmod(dir_.path().c_str(), 0755), 0);  // uid 65534 must reach the socket
+        socket_ = dir_.path() + "/dataplane.sock";
+    }
+    TempDir dir_;
+    std::string socket_;
+    testing::FakeBackend backend_;
+};
+
+TEST_F(PeerCredentialsTest, AnotherUserIsRefusedEvenWhenTheSocketModeLetsItIn) {
+    GrpcServer server(backend_, socket_);
+    server.start();
+    ASSERT_EQ(::chmod(socket_.c_str(), 0666), 0);  // an operator's mistake: the mode lets all in
+    const std::string out = call_as_nobody(socket_);
+    EXPECT_NE(
+        out.find(fmt::format("status={}", static_cast<int>(grpc::StatusCode::PERMISSION_DENIED))),
+        std::string::npos)
+        << out;
+    EXPECT_NE(out.find("refuses this caller"), std::string::npos) << out;
+    EXPECT_EQ(server.connections_refused(), 1u);
+
+    // Root still gets in, on the same socket, after the refusal.
+    auto stub = v1::Dataplane::NewStub(
+        grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials()));
+    v1::NodeInfo info;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->GetNodeInfo(&ctx, {}, &info).ok());
+    EXPECT_EQ(info.node_name(), "node-a");
+    EXPECT_GE(server.connections_accepted(), 1u);
+}
+
+TEST_F(PeerCredentialsTest, MembersOfTheConfiguredGroupMayCall) {
+    GrpcServer server(backend_, socket_, gid_t{65534});
+    server.start();
+    struct stat st {};
+    ASSERT_EQ(::stat(socket_.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0660u);
+    EXPECT_EQ(st.st_gid, 65534u);
+    const std::string out = call_as_nobody(socket_);
+    EXPECT_NE(out.find("status=0 "), std::string::npos) << out;
+    EXPECT_EQ(server.connections_refused(), 0u);
+}
+
+}  // namespace peer
 
 }  // namespace
 }  // namespace kdp::api

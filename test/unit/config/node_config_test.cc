@@ -719,6 +719,20 @@ TEST(NodeConfig, ConntrackTimeoutsAreReadAndBounded) {
     EXPECT_NE(error_of(s.yaml()).find("gre"), std::string::npos) << error_of(s.yaml());
 }
 
+TEST(NodeConfig, ApiGroupIsResolvedToItsGid) {
+    Sections s;
+    EXPECT_FALSE(parse_node_config(s.yaml()).api_gid)
+        << "the default: root and the dataplane's own user";
+    s.api = "api: {socket: /run/kdp/dataplane.sock, group: root}\n";  // every host has group 0
+    const NodeConfig c = parse_node_config(s.yaml());
+    ASSERT_TRUE(c.api_gid);
+    EXPECT_EQ(*c.api_gid, 0u);
+    EXPECT_EQ(c.api_group, "root");
+    s.api = "api: {group: kdp-no-such-group}\n";
+    EXPECT_THAT(error_of(s.yaml()),
+                HasSubstr("api.group: \"kdp-no-such-group\" is not a group on this host"));
+}
+
 TEST(NodeConfig, PodTrafficWaitsForPolicyUnlessTheConfigAllowsIt) {
     Sections s;
     EXPECT_FALSE(parse_node_config(s.yaml()).policy_allow_before_sync)

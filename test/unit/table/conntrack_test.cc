@@ -272,6 +272,81 @@ TEST(Conntrack, WorkerStatsCountInsertsRefusalsAndExpiries) {
     EXPECT_EQ(ct.worker_stats(2).inserts, 0u) << "no such worker: zeros";
 }
 
+// One source flooding new connections (a SYN flood, a UDP scan) holds at most its share of a
+// worker's range in unreplied entries; other sources still get in, and a reply or a removal
+// gives the flooder room back.
+TEST(Conntrack, OneSourceHoldsAtMostItsShareOfUnrepliedEntries) {
+    Conntrack ct(400, 1, {}, /*source_share=*/25);  // 100 unreplied entries per source
+    auto from = [](uint32_t src, uint32_t i) {
+        return CtKey{to_be32(src),
+                     to_be32(0x0a600001),
+                     to_be16(static_cast<uint16_t>(1000 + i)),
+                     to_be16(80),
+                     6,
+                     0,
+                     0};
+    };
+    constexpr uint32_t kA = 0x0af40105;
+    constexpr uint32_t kB = 0x0af40207;
+    uint32_t ok = 0;
+    CtInsertFail why = CtInsertFail::kNone;
+    for (uint32_t i = 0; i < 150; ++i) {
+        ok += ct.insert(0, from(kA, i), from(kA, i).reversed(), 1, none, &why) != kCtNone;
+    }
+    EXPECT_EQ(ok, 100u);
+    EXPECT_EQ(why, CtInsertFail::kSourceShare);
+    EXPECT_EQ(ct.worker_stats(0).insert_share, 50u);
+    EXPECT_EQ(ct.worker_stats(0).insert_full, 0u);
+    for (uint32_t i = 0; i < 100; ++i) {
+        ASSERT_NE(ct.insert(0, from(kB, i), from(kB, i).reversed(), 1, none), kCtNone)
+            << "another source is not held back by the flooder";
+    }
+    // A reply takes a connection out of the count: the source may open one more.
+    ct.touch(ct.lookup(from(kA, 0).reversed()).index, CtDir::kReply, 0x12, 2);
+    EXPECT_NE(ct.insert(0, from(kA, 200), from(kA, 200).reversed(), 2, none), kCtNone);
+    EXPECT_EQ(ct.insert(0, from(kA, 201), from(kA, 201).reversed(), 2, none, &why), kCtNone);
+    EXPECT_EQ(why, CtInsertFail::kSourceShare);
+    // So does removing an unreplied one; removing a replied one does not (it left already).
+    ct.remove(0, ct.lookup(from(kA, 1)).index, 0);
+    ct.remove(0, ct.lookup(from(kA, 0)).index, 0);
+    EXPECT_NE(ct.insert(0, from(kA, 202), from(kA, 202).reversed(), 2, none), kCtNone);
+    EXPECT_EQ(ct.insert(0, from(kA, 203), from(kA, 203).reversed(), 2, none), kCtNone);
+    // A second reply on the same connection changes nothing.
+    const uint32_t replied = ct.lookup(from(kA, 200)).index;
+    ct.touch(replied, CtDir::kReply, 0x10, 3);
+    ct.touch(replied, CtDir::kReply, 0x10, 3);
+    EXPECT_NE(ct.insert(0, from(kA, 204), from(kA, 204).reversed(), 3, none), kCtNone);
+    EXPECT_EQ(ct.insert(0, from(kA, 205), from(kA, 205).reversed(), 3, none), kCtNone);
+}
+
+// A range nearly full: the sweep removes unreplied connections idle for a second first, and
+// keeps replied ones whatever their age; with room to spare it removes nothing early.
+TEST(Conntrack, NearlyFullRangeDropsUnrepliedEntriesEarly) {
+    Conntrack ct(64, 1, {}, /*source_share=*/100);
+    for (uint32_t i = 0; i < 32; ++i) {
+        const uint32_t idx = ct.insert(0, key(i), key(i).reversed(), 10, none);
+        ASSERT_NE(idx, kCtNone);
+        ct.touch(idx, CtDir::kReply, 0x12, 10);
+    }
+    for (uint32_t i = 100; i < 110; ++i) {
+        ASSERT_NE(ct.insert(0, key(i), key(i).reversed(), 10, none), kCtNone);
+    }
+    EXPECT_EQ(ct.expire(0, 12, 64, 0, keep_all), 0u) << "22 of 64 free: no pressure";
+    for (uint32_t i = 110; i < 132; ++i) {
+        ASSERT_NE(ct.insert(0, key(i), key(i).reversed(), 10, none), kCtNone);
+    }
+    EXPECT_EQ(ct.free_in_range(0), 0u);
+    EXPECT_EQ(ct.expire(0, 10, 64, 0, keep_all), 0u) << "unreplied but not idle for a second";
+    EXPECT_EQ(ct.expire(0, 12, 64, 0, keep_all), 32u);
+    EXPECT_EQ(ct.worker_stats(0).early_drops, 32u);
+    for (uint32_t i = 0; i < 32; ++i) {
+        EXPECT_NE(ct.lookup(key(i)).index, kCtNone) << "replied connection " << i << " kept";
+    }
+    for (uint32_t i = 100; i < 132; ++i) {
+        EXPECT_EQ(ct.lookup(key(i)).index, kCtNone);
+    }
+}
+
 // Two workers insert disjoint flows while a third thread looks up: every inserted key is
 // found in both directions, nothing is found that was not inserted, and no lock is taken.
 TEST(Conntrack, ConcurrentInsertAndLookup) {
