@@ -2,6 +2,7 @@
 # The whole kdp test suite (the README's test command): bash test/run.sh (re-runs under sudo)
 #   setup      config/setup.sh: packages, hugepages, build/ (meson + ninja)
 #   format     clang-format --dry-run --Werror on every *.h/*.cc we write
+#   thread-safety  clang -Wthread-safety over the files with annotated locks (thread_safety_check.sh)
 #   unit+pkt   meson test -C build --suite unit --suite pkt
 #   asan       the same suites in build-asan/ (-Db_sanitize=address,undefined); KDP_NO_ASAN=1 skips
 #   e2e        every test/e2e/*_test.sh, each its own process (root: netns, hugepages)
@@ -96,6 +97,7 @@ if ! phase setup bash config/setup.sh; then
 fi
 mkdir -p "$LOG_DIR"
 phase format format_gate
+phase thread-safety bash test/thread_safety_check.sh
 phase "unit+pkt" meson_suites "$KDP_BUILD_DIR"
 if [ "${KDP_NO_ASAN:-0}" != 1 ]; then
     phase "asan unit+pkt" asan_build_and_test

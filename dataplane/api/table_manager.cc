@@ -59,14 +59,14 @@ TableManager::~TableManager() {
 }
 
 NodeInfo TableManager::node_info() const {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     NodeInfo i = info_;
     i.generation = generation_;
     return i;
 }
 
 table::TableSpec TableManager::tables() const {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     return tables_locked();
 }
 
@@ -85,14 +85,14 @@ table::TableSpec TableManager::tables_locked() const {
 }
 
 TableCounts TableManager::table_counts() const {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     return TableCounts{generation_, static_cast<uint32_t>(routes_.size()),
                        static_cast<uint32_t>(pods_.size()),
                        static_cast<uint32_t>(services_.size())};
 }
 
 TableManager::PathCounts TableManager::path_counts() const {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     return paths_;
 }
 
@@ -130,7 +130,7 @@ bool same_structure(const table::ServiceSpec& a, const table::ServiceSpec& b) {
 }  // namespace
 
 std::optional<std::string> TableManager::validate(const table::TableSpec& spec) const {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     return validate_locked(spec);
 }
 
@@ -528,7 +528,7 @@ std::optional<std::string> TableManager::apply_full(const table::TableSpec& spec
 }
 
 std::optional<std::string> TableManager::apply_tables(const table::TableSpec& spec) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     return apply_full(spec);
 }
 
@@ -576,7 +576,7 @@ bool TableManager::try_delta(const table::TableUpdate& u, std::optional<std::str
 }
 
 std::optional<std::string> TableManager::apply_update(const table::TableUpdate& u) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     if (u.generation <= generation_) {
         return stale_generation(u.generation, generation_);
     }
@@ -607,7 +607,7 @@ std::optional<std::string> TableManager::apply_policy(const table::TableUpdate& 
 }
 
 std::vector<PortInfo> TableManager::ports() const {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     return ports_locked();
 }
 
@@ -707,7 +707,7 @@ ConntrackListing TableManager::conntrack(uint32_t limit) const {
 }
 
 StatsSnapshot TableManager::stats() const {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     StatsSnapshot s;
     s.taken_unix_ns = now_unix_ns();
     constexpr auto r = std::memory_order_relaxed;
@@ -773,7 +773,7 @@ void TableManager::publish_rx_locked(std::vector<std::vector<dataplane::RxQueue>
 }
 
 std::optional<std::string> TableManager::add_port(const PortEntry& e) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     return add_port_locked(e);
 }
 
@@ -811,7 +811,7 @@ std::optional<std::string> TableManager::add_port_locked(const PortEntry& e) {
 }
 
 std::optional<uint16_t> TableManager::remove_port(const std::string& name) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     return remove_port_locked(name);
 }
 
@@ -872,12 +872,12 @@ table::TableSpec TableManager::with_port_pods(const table::TableSpec& spec) cons
 }
 
 void TableManager::set_port_factory(PortFactory f) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     factory_ = std::move(f);
 }
 
 void TableManager::set_port_state_file(std::string path) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     port_state_file_ = std::move(path);
     save_port_state_locked();  // what is in service now, from here on kept up to date
 }
@@ -964,7 +964,7 @@ bool valid_iface(const std::string& s) {
 
 std::optional<PortError> TableManager::add_pod_port(const PodPortRequest& r, PortInfo& out) {
     using K = PortError::Kind;
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     if (!factory_.create) {
         return PortError{K::kUnsupported, "this dataplane creates no ports at run time"};
     }
@@ -1061,7 +1061,7 @@ std::optional<PortError> TableManager::add_pod_port(const PodPortRequest& r, Por
 
 std::optional<PortError> TableManager::remove_pod_port(const std::string& name) {
     using K = PortError::Kind;
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     const auto it = std::find_if(ports_.begin(), ports_.end(),
                                  [&](const PortEntry& p) { return p.name == name; });
     if (it == ports_.end()) {
