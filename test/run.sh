@@ -96,7 +96,7 @@ tsan_build_and_test() {
     TSAN_OPTIONS="suppressions=$ROOT/test/tsan.supp halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
         KDP_SANITIZER_TIMEOUT_MULTIPLIER=3 \
         sanitizer_build_and_test "$TSAN_DIR" -Db_sanitize=thread -Db_lundef=false \
-        -Dbenchmarks=false -Dcpp_args=-Wno-maybe-uninitialized,-Wno-tsan
+        -Dbenchmarks=false "-Dcpp_args=['-Wno-maybe-uninitialized', '-Wno-tsan']"
 }
 
 e2e_script() {
