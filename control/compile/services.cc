@@ -296,14 +296,17 @@ std::vector<table::ServiceSpec> compile_services(const Model& model,
             table::ServiceSpec s;
             s.name = sp.name.empty() ? key : fmt::format("{}:{}", key, sp.name);
             s.proto = proto_number(sp.protocol);
-            const auto add_frontend = [&](table::FrontendKind kind, Ip4 ip, uint16_t port) {
+            // `svc`: clang 14 cannot capture a structured binding (C++20 P1091), and the fuzz
+            // build (test/fuzz/run.sh) compiles this with it.
+            const auto add_frontend = [&, &svc = sv](table::FrontendKind kind, Ip4 ip,
+                                                     uint16_t port) {
                 if (port == 0) {
                     return;
                 }
                 if (!taken.emplace(ip.host(), port, s.proto).second) {
                     if (warnings != nullptr) {
                         warnings->push_back(CompileWarning{
-                            "Service", sv.ns, sv.name,
+                            "Service", svc.ns, svc.name,
                             fmt::format("service {}: {}:{}/{} is already taken by another service; "
                                         "left out of it",
                                         s.name, ip.str(), port, sp.protocol)});

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -59,34 +60,102 @@ json yaml_plain_scalar(const std::string& s) {
 
 namespace {
 
-json to_json(const YAML::Node& n) {
-    switch (n.Type()) {
-        case YAML::NodeType::Undefined:
-        case YAML::NodeType::Null:
-            return nullptr;
-        case YAML::NodeType::Scalar:
-            // yaml-cpp tags quoted and explicitly !!str scalars with "!" or a full tag.
-            if (n.Tag() == "?") {
-                return yaml_plain_scalar(n.Scalar());
-            }
-            return n.Scalar();
-        case YAML::NodeType::Sequence: {
-            json arr = json::array();
-            for (const auto& item : n) {
-                arr.push_back(to_json(item));
-            }
-            return arr;
+// YAML aliases make a document a graph: a few lines of anchors, each a list of aliases of the
+// one before ("billion laughs"), expand to billions of JSON nodes, and an anchor may even
+// contain itself. The API server's YAML decoder (go-yaml, vendored as sigs.k8s.io/yaml
+// goyaml.v2/v3, decode.go: allowedAliasRatio; CVE-2019-11253) refuses a document with
+// "excessive aliasing": more than 100 nodes decoded inside aliases and more than 1000 in all,
+// with the aliased share above 99% up to 400,000 nodes, falling linearly to 10% at 4,000,000.
+// The same rule here, so that kdp refuses what it refuses and accepts all it accepts.
+class AliasBudget {
+public:
+    // Called for every node decoded (keys included, as go-yaml counts them).
+    void count(const std::string& source) {
+        ++decoded_;
+        if (alias_depth_ > 0) {
+            ++aliased_;
         }
-        case YAML::NodeType::Map: {
-            json obj = json::object();
-            for (const auto& kv : n) {
-                obj[kv.first.as<std::string>()] = to_json(kv.second);
-            }
-            return obj;
+        if (aliased_ > 100 && decoded_ > 1000 &&
+            static_cast<double>(aliased_) / static_cast<double>(decoded_) > allowed_ratio()) {
+            throw ManifestError(fmt::format(
+                "{}: document contains excessive aliasing ({} nodes, {} of them from aliases)",
+                source, decoded_, aliased_));
         }
     }
-    return nullptr;
+    uint64_t alias_depth_ = 0;  // > 0 while decoding a node met before (an alias of it)
+
+private:
+    double allowed_ratio() const {
+        constexpr double kLow = 400000;
+        constexpr double kHigh = 4000000;
+        const auto d = static_cast<double>(decoded_);
+        if (d <= kLow) {
+            return 0.99;
+        }
+        if (d >= kHigh) {
+            return 0.10;
+        }
+        return 0.99 - 0.89 * ((d - kLow) / (kHigh - kLow));
+    }
+    uint64_t decoded_ = 0;
+    uint64_t aliased_ = 0;
+};
+
+// A node's identity: yaml-cpp resolves an alias to the anchored node itself, whose mark is
+// where the anchor's value starts. A collection and its first key can share a position, so
+// the type is part of it (keys are never decoded as nodes here).
+using NodeId = std::pair<int, int>;
+NodeId node_id(const YAML::Node& n) {
+    return {n.Mark().pos, static_cast<int>(n.Type())};
 }
+
+struct Decoder {
+    const std::string& source;
+    AliasBudget budget;
+    std::set<NodeId> seen;  // collections decoded once already
+    std::set<NodeId> open;  // collections being decoded (the path from the root)
+
+    json to_json(const YAML::Node& n) {
+        budget.count(source);
+        switch (n.Type()) {
+            case YAML::NodeType::Undefined:
+            case YAML::NodeType::Null:
+                return nullptr;
+            case YAML::NodeType::Scalar:
+                // yaml-cpp tags quoted and explicitly !!str scalars with "!" or a full tag.
+                if (n.Tag() == "?") {
+                    return yaml_plain_scalar(n.Scalar());
+                }
+                return n.Scalar();
+            case YAML::NodeType::Sequence:
+            case YAML::NodeType::Map:
+                break;
+        }
+        const NodeId id = node_id(n);
+        if (!open.insert(id).second) {
+            throw ManifestError(fmt::format("{}: line {}: an anchor's value contains itself",
+                                            source, n.Mark().line + 1));
+        }
+        const bool alias = !seen.insert(id).second;
+        budget.alias_depth_ += alias ? 1 : 0;
+        json out;
+        if (n.Type() == YAML::NodeType::Sequence) {
+            out = json::array();
+            for (const auto& item : n) {
+                out.push_back(to_json(item));
+            }
+        } else {
+            out = json::object();
+            for (const auto& kv : n) {
+                budget.count(source);
+                out[kv.first.as<std::string>()] = to_json(kv.second);
+            }
+        }
+        budget.alias_depth_ -= alias ? 1 : 0;
+        open.erase(id);
+        return out;
+    }
+};
 
 }  // namespace
 
@@ -121,7 +190,7 @@ std::vector<json> yaml_documents(const std::string& text, const std::string& sou
     std::vector<json> docs;
     try {
         for (const auto& doc : YAML::LoadAll(text)) {
-            docs.push_back(to_json(doc));
+            docs.push_back(Decoder{source, {}, {}, {}}.to_json(doc));
         }
     } catch (const YAML::Exception& e) {
         throw ManifestError(fmt::format("{}: line {}: {}", source, e.mark.line + 1, e.msg));

@@ -85,17 +85,17 @@ Status::Status(WallClock::time_point now) {
 }
 
 void Status::heartbeat(WallClock::time_point now) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     s_.last_heartbeat = now;
 }
 
 void Status::lists_complete() {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     s_.lists_complete = true;
 }
 
 void Status::queued(WallClock::time_point now) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     if (!s_.oldest_queued) {
         s_.oldest_queued = now;
     }
@@ -107,7 +107,7 @@ void Status::pushed(WallClock::time_point now,
                     bool full_sync,
                     uint64_t generation,
                     std::chrono::duration<double> duration) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     s_.dataplane_reachable = true;
     s_.synced_once = true;
     s_.last_error.clear();
@@ -121,7 +121,7 @@ void Status::pushed(WallClock::time_point now,
 }
 
 void Status::push_failed(const std::string& why, bool reachable) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     s_.dataplane_reachable = reachable;
     s_.last_error = why;
     ++s_.push_errors;
@@ -129,7 +129,7 @@ void Status::push_failed(const std::string& why, bool reachable) {
 
 void Status::programmed(WallClock::time_point now,
                         const std::vector<WallClock::time_point>& triggers) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     for (const auto t : triggers) {
         // A trigger time ahead of this node's clock (skew) counts as no delay, not a negative one.
         s_.network_programming.observe(
@@ -140,14 +140,14 @@ void Status::programmed(WallClock::time_point now,
 void Status::source_stats(std::map<std::string, uint64_t> unhonoured,
                           uint64_t events_posted,
                           uint64_t events_failed) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     s_.unhonoured = std::move(unhonoured);
     s_.events_posted = events_posted;
     s_.events_failed = events_failed;
 }
 
 Status::Snapshot Status::snapshot() const {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     return s_;
 }
 

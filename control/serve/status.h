@@ -21,10 +21,11 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "common/thread_annotations.h"
 
 namespace kdp::control::serve {
 
@@ -104,8 +105,8 @@ public:
     Snapshot snapshot() const;
 
 private:
-    mutable std::mutex mu_;
-    Snapshot s_;
+    mutable Mutex mu_;
+    Snapshot s_ KDP_GUARDED_BY(mu_);
 };
 
 struct HealthPolicy {

@@ -1,6 +1,5 @@
 #include "standalone/kube_source.h"
 
-#include <mutex>
 #include <set>
 #include <thread>
 #include <utility>
@@ -14,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "common/thread_annotations.h"
 #include "compile/node_tables.h"
 #include "k8s/client.h"
 #include "k8s/events.h"
@@ -64,7 +64,7 @@ public:
     void on_event(const k8s::ResourceSpec& resource,
                   k8s::EventType type,
                   const nlohmann::json& obj) override {
-        std::lock_guard lock(mu_);
+        LockGuard lock(mu_);
         try {
             if (type == k8s::EventType::kDeleted) {
                 const auto& md = obj.at("metadata");
@@ -87,7 +87,7 @@ public:
 
     // An object the API server accepted that kdp cannot read: say so where an operator looks
     // (log, Event on the object, counter) and do what is safe with it.
-    void cannot_honour(const nlohmann::json& obj, const std::string& why) {
+    void cannot_honour(const nlohmann::json& obj, const std::string& why) KDP_REQUIRES(mu_) {
         const k8s::ObjectRef ref = k8s::object_ref(obj);
         std::string what;
         if (ref.kind == "NetworkPolicy") {
@@ -114,8 +114,8 @@ public:
 
     // Part of an object the compiler left out (a frontend two Services claim): the same
     // log line, Event and counter as an object kdp cannot read, once per object and message
-    // (poll() compiles again at every change). Called with mu_ held, on the loop thread.
-    void partly_honoured(const CompileWarning& w) {
+    // (poll() compiles again at every change). On the loop thread.
+    void partly_honoured(const CompileWarning& w) KDP_REQUIRES(mu_) {
         if (!warned_.insert(fmt::format("{}/{}/{}\n{}", w.kind, w.ns, w.name, w.message)).second) {
             return;
         }
@@ -129,12 +129,12 @@ public:
     }
 
     KubeSourceStats stats() {
-        std::lock_guard lock(mu_);
+        LockGuard lock(mu_);
         return KubeSourceStats{unhonoured_, recorder_.posted(), recorder_.failed()};
     }
 
     void on_synced(const k8s::ResourceSpec& resource) override {
-        std::lock_guard lock(mu_);
+        LockGuard lock(mu_);
         if (synced_.insert(resource.name).second) {
             kdp::log::info("{} listed ({}/{})", resource.name, synced_.size(), wanted_.size());
         }
@@ -146,7 +146,7 @@ public:
     }
 
     std::optional<std::optional<table::TableSpec>> poll() {
-        std::lock_guard lock(mu_);
+        LockGuard lock(mu_);
         if (!dirty_ || synced_.size() < wanted_.size()) {
             return std::nullopt;
         }
@@ -176,13 +176,13 @@ public:
     }
 
     std::vector<serve::WallClock::time_point> take_trigger_times() {
-        std::lock_guard lock(mu_);
+        LockGuard lock(mu_);
         return std::exchange(compiled_triggers_, {});
     }
 
 private:
     // Only changes made after this source started count: the initial list replays old ones.
-    void note_trigger_time(const nlohmann::json& slice) {
+    void note_trigger_time(const nlohmann::json& slice) KDP_REQUIRES(mu_) {
         const auto& md = slice.at("metadata");
         const auto ann = md.find("annotations");
         if (ann == md.end() || !ann->is_object()) {
@@ -207,15 +207,16 @@ private:
     std::vector<std::unique_ptr<k8s::Reflector>> reflectors_;
     std::thread thread_;
 
-    std::mutex mu_;  // guards everything below; taken by the io thread and the loop thread
-    Model model_;
-    std::set<std::string> wanted_;
-    std::set<std::string> synced_;
-    bool dirty_ = false;
-    std::map<std::string, uint64_t> unhonoured_;
-    std::set<std::string> warned_;  // compile warnings already reported
-    std::vector<serve::WallClock::time_point> pending_triggers_;   // not compiled yet
-    std::vector<serve::WallClock::time_point> compiled_triggers_;  // compiled, not taken
+    Mutex mu_;  // guards everything below; taken by the io thread and the loop thread
+    Model model_ KDP_GUARDED_BY(mu_);
+    std::set<std::string> wanted_ KDP_GUARDED_BY(mu_);
+    std::set<std::string> synced_ KDP_GUARDED_BY(mu_);
+    bool dirty_ KDP_GUARDED_BY(mu_) = false;
+    std::map<std::string, uint64_t> unhonoured_ KDP_GUARDED_BY(mu_);
+    std::set<std::string> warned_ KDP_GUARDED_BY(mu_);  // compile warnings already reported
+    // Not compiled yet, and compiled but not taken.
+    std::vector<serve::WallClock::time_point> pending_triggers_ KDP_GUARDED_BY(mu_);
+    std::vector<serve::WallClock::time_point> compiled_triggers_ KDP_GUARDED_BY(mu_);
 };
 
 KubeSource::KubeSource(const k8s::ClusterConfig& cfg,

@@ -12,7 +12,6 @@
 #include <deque>
 #include <exception>
 #include <filesystem>
-#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <system_error>
@@ -24,6 +23,7 @@
 
 #include "api/peer_gate.h"
 #include "common/ip_proto.h"
+#include "common/thread_annotations.h"
 #include "common/version.h"
 #include "kdp/v1/dataplane.grpc.pb.h"
 #include "spec/convert.h"
@@ -138,7 +138,7 @@ public:
 
     void push(const v1::Event& e) {
         {
-            std::lock_guard lock(mu_);
+            LockGuard lock(mu_);
             if (finishing_) {
                 return;
             }
@@ -155,7 +155,7 @@ public:
 
     void finish(const grpc::Status& s) {
         {
-            std::lock_guard lock(mu_);
+            LockGuard lock(mu_);
             if (finishing_) {
                 return;
             }
@@ -172,7 +172,7 @@ public:
         grpc::Status finish_with;
         bool write_next = false;
         {
-            std::lock_guard lock(mu_);
+            LockGuard lock(mu_);
             if (!ok && !finishing_) {
                 finishing_ = true;
                 status_ = grpc::Status(grpc::StatusCode::CANCELLED, "write failed");
@@ -201,12 +201,12 @@ public:
 
 private:
     EventHub& hub_;
-    std::mutex mu_;
-    std::deque<v1::Event> queue_;
-    v1::Event current_;
-    bool writing_ = false;
-    bool finishing_ = false;
-    grpc::Status status_;
+    Mutex mu_;
+    std::deque<v1::Event> queue_ KDP_GUARDED_BY(mu_);
+    v1::Event current_;  // not guarded: `writing_` hands it to one thread at a time
+    bool writing_ KDP_GUARDED_BY(mu_) = false;
+    bool finishing_ KDP_GUARDED_BY(mu_) = false;
+    grpc::Status status_ KDP_GUARDED_BY(mu_);
 };
 
 // The set of open WatchEvents streams. Lock order: EventHub::mu_, then WatchReactor::mu_.
@@ -214,7 +214,7 @@ class EventHub {
 public:
     // Returns false once the hub is closed (server shutting down).
     bool add(WatchReactor* r) {
-        std::lock_guard lock(mu_);
+        LockGuard lock(mu_);
         if (closed_) {
             return false;
         }
@@ -222,17 +222,17 @@ public:
         return true;
     }
     void remove(WatchReactor* r) {
-        std::lock_guard lock(mu_);
+        LockGuard lock(mu_);
         watchers_.erase(r);
     }
     void publish(const v1::Event& e) {
-        std::lock_guard lock(mu_);
+        LockGuard lock(mu_);
         for (auto* w : watchers_) {
             w->push(e);
         }
     }
     void close() {
-        std::lock_guard lock(mu_);
+        LockGuard lock(mu_);
         closed_ = true;
         for (auto* w : watchers_) {
             w->finish(grpc::Status::OK);
@@ -240,9 +240,9 @@ public:
     }
 
 private:
-    std::mutex mu_;
-    std::set<WatchReactor*> watchers_;
-    bool closed_ = false;
+    Mutex mu_;
+    std::set<WatchReactor*> watchers_ KDP_GUARDED_BY(mu_);
+    bool closed_ KDP_GUARDED_BY(mu_) = false;
 };
 
 void WatchReactor::OnDone() {
@@ -310,7 +310,7 @@ public:
                              return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, *e);
                          }
                          sort_spec(spec);
-                         std::lock_guard lock(write_mu_);
+                         LockGuard lock(write_mu_);
                          const uint64_t current = backend_.table_counts().generation;
                          if (spec.generation <= current) {
                              return grpc::Status(
@@ -334,7 +334,7 @@ public:
                                            const v1::UpdateTablesRequest* req,
                                            v1::UpdateTablesResponse* resp) override {
         return reply(ctx, guarded("UpdateTables", [&] {
-                         std::lock_guard lock(write_mu_);
+                         LockGuard lock(write_mu_);
                          const uint64_t current = backend_.table_counts().generation;
                          if (req->base_generation() != current) {
                              return grpc::Status(
@@ -469,7 +469,7 @@ public:
             return r;
         }
         // Holding write_mu_ orders the CURRENT event before any later TABLES_APPLIED event.
-        std::lock_guard lock(write_mu_);
+        LockGuard lock(write_mu_);
         if (!hub_.add(r)) {
             r->finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
             return r;
@@ -607,8 +607,8 @@ private:
                             fmt::format("{} is not implemented: {}", rpc, why));
     }
 
-    // Called with write_mu_ held, after a successful apply.
-    void publish_applied(const TableCounts& c, const char* source) {
+    // Called after a successful apply, before another can start.
+    void publish_applied(const TableCounts& c, const char* source) KDP_REQUIRES(write_mu_) {
         v1::Event e;
         e.set_kind(v1::Event::KIND_TABLES_APPLIED);
         e.set_unix_ns(now_unix_ns());
@@ -622,7 +622,7 @@ private:
 
     Backend& backend_;
     const uint32_t api_revision_;  // reported in NodeInfo
-    std::mutex write_mu_;  // serialises SyncTables/UpdateTables (check generation, then apply)
+    Mutex write_mu_;  // serialises SyncTables/UpdateTables (check generation, then apply)
     EventHub hub_;
 };
 

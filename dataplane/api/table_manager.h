@@ -23,7 +23,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,6 +32,7 @@
 struct rte_mempool;
 
 #include "api/backend.h"
+#include "common/thread_annotations.h"
 #include "core/worker.h"
 #include "stage/node_context.h"
 #include "table/tables.h"
@@ -127,60 +127,69 @@ private:
     };
     using ServiceMap = std::map<std::string, ServicePort>;
 
-    std::optional<std::string> validate_locked(const table::TableSpec& spec) const;
-    std::optional<std::string> apply_full(const table::TableSpec& spec);
+    std::optional<std::string> validate_locked(const table::TableSpec& spec) const
+        KDP_REQUIRES(mu_);
+    std::optional<std::string> apply_full(const table::TableSpec& spec) KDP_REQUIRES(mu_);
     /// The delta path; returns false (nothing changed) when `u` is not a block-only change.
-    bool try_delta(const table::TableUpdate& u, std::optional<std::string>& err);
+    bool try_delta(const table::TableUpdate& u, std::optional<std::string>& err) KDP_REQUIRES(mu_);
     std::unique_ptr<table::TableSet> build(const table::TableSpec& spec,
                                            ServiceMap& services,
-                                           std::string& err);
-    std::shared_ptr<const table::ServiceBlock> make_block(const table::ServiceSpec& sv) const;
+                                           std::string& err) KDP_REQUIRES(mu_);
+    std::shared_ptr<const table::ServiceBlock> make_block(const table::ServiceSpec& sv) const
+        KDP_REQUIRES(mu_);
     /// The tables of a new policy version (the next epoch).
-    std::shared_ptr<const table::PolicyTables> make_policy(const table::PolicySpec& spec);
+    std::shared_ptr<const table::PolicyTables> make_policy(const table::PolicySpec& spec)
+        KDP_REQUIRES(mu_);
     /// The policy-only path of an update: swapped in place, one grace period.
-    std::optional<std::string> apply_policy(const table::TableUpdate& u);
-    table::TableSpec tables_locked() const;
+    std::optional<std::string> apply_policy(const table::TableUpdate& u) KDP_REQUIRES(mu_);
+    table::TableSpec tables_locked() const KDP_REQUIRES(mu_);
     void synchronize();
     /// Rebuilds the tables in force (same spec and generation) after the ports changed.
-    std::optional<std::string> republish_locked();
-    std::optional<std::string> add_port_locked(const PortEntry& e);
-    std::optional<uint16_t> remove_port_locked(const std::string& name);
+    std::optional<std::string> republish_locked() KDP_REQUIRES(mu_);
+    std::optional<std::string> add_port_locked(const PortEntry& e) KDP_REQUIRES(mu_);
+    std::optional<uint16_t> remove_port_locked(const std::string& name) KDP_REQUIRES(mu_);
     /// `spec` with the pods of run-time ports that the spec does not name (by name or address).
-    table::TableSpec with_port_pods(const table::TableSpec& spec) const;
-    std::vector<PortInfo> ports_locked() const;
+    table::TableSpec with_port_pods(const table::TableSpec& spec) const KDP_REQUIRES(mu_);
+    std::vector<PortInfo> ports_locked() const KDP_REQUIRES(mu_);
     /// Publishes each worker's receive-queue list and waits until every worker polls its own.
-    void publish_rx_locked(std::vector<std::vector<dataplane::RxQueue>> lists);
+    void publish_rx_locked(std::vector<std::vector<dataplane::RxQueue>> lists) KDP_REQUIRES(mu_);
 
-    mutable std::mutex mu_;
+    mutable Mutex mu_;
     NodeInfo info_;
     dataplane::NodeContext& node_;
     table::TableRef& ref_;
     rte_rcu_qsbr* qsbr_;
     std::vector<dataplane::Worker*> workers_;
-    std::vector<PortEntry> ports_;
-    PortFactory factory_;
-    std::string port_state_file_;
-    std::map<std::string, PodPortRequest> port_requests_;  // run-time ports, by name
-    void save_port_state_locked();
-    std::map<std::string, table::PodSpec> port_pods_;  // pods bound by AddPort, by name
+    std::vector<PortEntry> ports_ KDP_GUARDED_BY(mu_);
+    PortFactory factory_ KDP_GUARDED_BY(mu_);
+    std::string port_state_file_ KDP_GUARDED_BY(mu_);
+    std::map<std::string, PodPortRequest> port_requests_
+        KDP_GUARDED_BY(mu_);  // run-time ports, by name
+    void save_port_state_locked() KDP_REQUIRES(mu_);
+    std::map<std::string, table::PodSpec> port_pods_
+        KDP_GUARDED_BY(mu_);  // pods bound by AddPort, by name
     // Each worker's receive queues as published (live_rxqs); empty until a port is added.
-    std::vector<std::unique_ptr<const std::vector<dataplane::RxQueue>>> rx_lists_;
-    std::unique_ptr<table::TableSet> current_;  // owned copy of what ref_ points to
+    std::vector<std::unique_ptr<const std::vector<dataplane::RxQueue>>> rx_lists_
+        KDP_GUARDED_BY(mu_);
+    std::unique_ptr<table::TableSet> current_
+        KDP_GUARDED_BY(mu_);  // owned copy of what ref_ points to
     // The state in force, by key. Service blocks are reused as they are by a full build when
     // a port's spec is unchanged.
-    uint64_t generation_ = 0;
-    std::vector<table::RouteSpec> routes_;
-    std::vector<table::PodSpec> pods_;
-    std::vector<Prefix4> service_cidrs_;
-    ServiceMap services_;
-    std::shared_ptr<const table::ServiceBlock> empty_block_;  // what free slots point at
-    mutable uint16_t next_block_id_ = 0;  // ServiceBlock::id of the last block made (under mu_)
+    uint64_t generation_ KDP_GUARDED_BY(mu_) = 0;
+    std::vector<table::RouteSpec> routes_ KDP_GUARDED_BY(mu_);
+    std::vector<table::PodSpec> pods_ KDP_GUARDED_BY(mu_);
+    std::vector<Prefix4> service_cidrs_ KDP_GUARDED_BY(mu_);
+    ServiceMap services_ KDP_GUARDED_BY(mu_);
+    std::shared_ptr<const table::ServiceBlock> empty_block_
+        KDP_GUARDED_BY(mu_);  // what free slots point at
+    mutable uint16_t next_block_id_ KDP_GUARDED_BY(mu_) =
+        0;  // ServiceBlock::id of the last block made (under mu_)
     // NetworkPolicy in force: until a control plane sends one, a version that allows nothing.
-    std::shared_ptr<const table::PolicyTables> policy_;
-    uint32_t policy_epoch_ = 0;
-    PathCounts paths_;
-    rte_mempool* trace_pool_ = nullptr;
-    std::function<uint64_t()> clock_;
+    std::shared_ptr<const table::PolicyTables> policy_ KDP_GUARDED_BY(mu_);
+    uint32_t policy_epoch_ KDP_GUARDED_BY(mu_) = 0;
+    PathCounts paths_ KDP_GUARDED_BY(mu_);
+    rte_mempool* trace_pool_ KDP_GUARDED_BY(mu_) = nullptr;
+    std::function<uint64_t()> clock_;  // set_clock_for_test: before any other thread uses this
 };
 
 /// Sums a worker's counters into a CounterSet (all ports) or for one port.

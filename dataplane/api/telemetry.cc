@@ -6,8 +6,6 @@
 #include <charconv>
 #include <cstdint>
 #include <cstring>
-#include <mutex>
-#include <shared_mutex>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -15,6 +13,7 @@
 #include <rte_version.h>
 
 #include "api/backend.h"
+#include "common/thread_annotations.h"
 
 #ifndef KDP_VERSION
 #define KDP_VERSION "unknown"
@@ -23,8 +22,8 @@
 namespace kdp::api {
 namespace {
 
-std::shared_mutex g_mu;
-Backend* g_backend = nullptr;       // guarded by g_mu
+SharedMutex g_mu;
+Backend* g_backend KDP_GUARDED_BY(g_mu) = nullptr;
 std::atomic<int> g_refuse_from{0};  // set_telemetry_refusal_for_test
 
 // Bytes of JSON a u64 value takes at most.
@@ -124,7 +123,7 @@ private:
 // already added.
 template <class Fill>
 int answer(rte_tel_data* d, Fill&& fill) {
-    std::shared_lock lock(g_mu);
+    ReaderLock lock(g_mu);
     if (g_backend == nullptr) {
         return -ENODEV;
     }
@@ -330,7 +329,7 @@ std::optional<std::string> register_telemetry() {
 }
 
 void set_telemetry_backend(Backend* backend) {
-    std::unique_lock lock(g_mu);
+    WriterLock lock(g_mu);
     g_backend = backend;
 }
 

@@ -27,12 +27,12 @@ using tracing::kTraceSport;
 using tracing::policy_detail;
 
 void TableManager::set_trace_pool(rte_mempool* pool) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     trace_pool_ = pool;
 }
 
 std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult& out) {
-    std::lock_guard lock(mu_);
+    LockGuard lock(mu_);
     if (trace_pool_ == nullptr) {
         return std::string("tracing is not set up in this dataplane");
     }
@@ -44,7 +44,7 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
         return std::string("port: 0 is not a port");
     }
     const std::string& node = info_.node_name;
-    const auto pod_of = [&](const std::string& name) -> const table::PodSpec* {
+    const auto pod_of = [&](const std::string& name) KDP_REQUIRES(mu_) -> const table::PodSpec* {
         for (const auto& p : pods_) {
             if (p.name == name) {
                 return &p;
@@ -52,7 +52,8 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
         }
         return nullptr;
     };
-    const auto port_id_of = [&](const std::string& name) -> std::optional<uint16_t> {
+    const auto port_id_of = [&](const std::string& name)
+                                KDP_REQUIRES(mu_) -> std::optional<uint16_t> {
         for (const auto& e : ports_) {
             if (e.name == name) {
                 return e.port_id;
@@ -145,7 +146,7 @@ std::optional<std::string> TableManager::trace(const TraceQuery& q, TraceResult&
     const auto hop = [&](std::string stage, std::string detail) {
         out.hops.push_back(TraceHop{node, std::move(stage), std::move(detail)});
     };
-    const std::string in_name = [&] {
+    const std::string in_name = [&]() KDP_REQUIRES(mu_) {
         for (const auto& e : ports_) {
             if (e.port_id == in_port) {
                 return e.name;

@@ -7,6 +7,7 @@
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
 
+#include "common/tsan.h"
 #include "stage/arp.h"
 #include "stage/nat.h"
 #include "stage/pipeline.h"
@@ -279,6 +280,7 @@ int worker_main(void* arg) {
             if (nb == 0) {
                 continue;
             }
+            KDP_TSAN_ACQUIRE(n.ports);  // what the sender wrote into them (common/tsan.h)
             got += nb;
             w.lap(Phase::kRx);  // an empty poll before this one counts here too
             w.burst.count = nb;
@@ -288,6 +290,9 @@ int worker_main(void* arg) {
             service_held(w, t0);
         }
         flush_tx(w);
+        // The mbufs freed in this iteration may be another thread's next allocation, through
+        // the mempool's ring (common/tsan.h).
+        KDP_TSAN_RELEASE(n.ports);
         if (got != 0) {
             w.lap(Phase::kTx);
         }
@@ -319,6 +324,7 @@ int worker_main(void* arg) {
     flush_tx(w);
     rte_rcu_qsbr_thread_offline(w.qsbr, w.index);
     rte_rcu_qsbr_thread_unregister(w.qsbr, w.index);
+    KDP_TSAN_RELEASE(n.ports);  // all of the above, to whoever joins this lcore
     return 0;
 }
 

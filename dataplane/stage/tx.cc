@@ -4,6 +4,8 @@
 #include <rte_mbuf.h>
 #include <rte_spinlock.h>
 
+#include "common/tsan.h"
+
 namespace kdp::dataplane::stage {
 
 void flush_port(const NodeContext& n,
@@ -20,6 +22,8 @@ void flush_port(const NodeContext& n,
     if (pr.txq_shared) {
         rte_spinlock_lock(&pr.tx_lock);
     }
+    // The packets' bytes go to whoever receives from the port (common/tsan.h).
+    KDP_TSAN_RELEASE(n.ports);
     const uint16_t sent = rte_eth_tx_burst(port, q, b.pkts, b.count);
     if (pr.txq_shared) {
         rte_spinlock_unlock(&pr.tx_lock);

@@ -30,7 +30,7 @@ Conntrack::Conntrack(uint32_t capacity,
         }
     }
     entries_ = HugeArray<CtEntry>(capacity);
-    live_ = std::make_unique<bool[]>(capacity);
+    live_ = std::make_unique<std::atomic<uint8_t>[]>(capacity);  // value-initialised: all 0
     count_ = std::make_unique<PaddedCount[]>(workers);
     share_ = std::make_unique<std::atomic<uint32_t>[]>(size_t{workers} * kShareBuckets);
     for (size_t i = 0; i < size_t{workers} * kShareBuckets; ++i) {
@@ -174,19 +174,16 @@ uint32_t Conntrack::alloc(uint32_t worker) noexcept {
     if (r.free_count == 0) {
         return kCtNone;
     }
-    const uint32_t idx = r.free[--r.free_count];
-    live_[idx] = true;
-    return idx;
+    return r.free[--r.free_count];  // live_ is set by insert once the entry is published
 }
 
 void Conntrack::free_now(uint32_t worker, uint32_t idx) noexcept {
-    live_[idx] = false;
     Range& r = ranges_[worker];
     r.free[r.free_count++] = idx;
 }
 
 void Conntrack::defer_free(uint32_t worker, uint32_t idx, uint64_t token) noexcept {
-    live_[idx] = false;
+    live_[idx].store(0, std::memory_order_relaxed);
     Range& r = ranges_[worker];
     r.deferred[r.deferred_count++] = Deferred{idx, token};
 }

@@ -252,6 +252,8 @@ public:
                 return kCtNone;
             }
         }
+        // Listed from now on (for_each): the entry is whole before its flag says so.
+        live_[idx].store(1, std::memory_order_release);
         count_[worker].v.fetch_add(1, std::memory_order_relaxed);
         count(count_[worker].inserts);
         return idx;
@@ -302,10 +304,11 @@ public:
             const uint32_t idx = r.scan;
             r.scan = r.scan + 1 == r.end ? r.begin : r.scan + 1;
             // The entries ahead: a sweep reads every live one, and most are cold.
-            if (const uint32_t ahead = idx + kScanPrefetch; ahead < r.end && live_[ahead]) {
+            if (const uint32_t ahead = idx + kScanPrefetch;
+                ahead < r.end && live_[ahead].load(std::memory_order_relaxed) != 0) {
                 __builtin_prefetch(&entries_[ahead]);
             }
-            if (!live_[idx]) {
+            if (live_[idx].load(std::memory_order_relaxed) == 0) {
                 continue;
             }
             const CtEntry& e = entries_[idx];
@@ -358,12 +361,16 @@ public:
     }
     size_t memory_bytes() const noexcept;
 
-    /// Calls f(idx, entry) for every live entry. Control thread; a snapshot, racy by nature
-    /// (entries may come and go meanwhile), for `kdpctl get conntrack`.
+    /// Calls f(idx, entry) for every live entry. Control thread; a snapshot for `kdpctl get
+    /// conntrack`, not a consistent cut: entries may come and go meanwhile. An entry is listed
+    /// only once its inserter has filled it (the acquire pairs with insert's release). Not
+    /// covered: an entry removed and, after a grace period of the workers, reused while `f`
+    /// is still reading it (this thread is no RCU reader), which needs a listing slower than a
+    /// grace period.
     template <class F>
     void for_each(F&& f) const {
         for (uint32_t i = 0; i < capacity_; ++i) {
-            if (live_[i]) {
+            if (live_[i].load(std::memory_order_acquire) != 0) {
                 f(i, entries_[i]);
             }
         }
@@ -447,7 +454,10 @@ private:
     CtTimeouts timeouts_;
     HugeArray<Bucket> buckets_;
     HugeArray<CtEntry> entries_;
-    std::unique_ptr<bool[]> live_;  // owner-written; readers use only for_each (racy, benign)
+    /// Per entry, 1 while it holds a connection: written by its owner only (set once the entry
+    /// is filled and published, cleared when it is unlinked), read by the owner's expiry scan
+    /// and by for_each on the control thread, hence atomic (relaxed but for the publication).
+    std::unique_ptr<std::atomic<uint8_t>[]> live_;
     std::vector<Range> ranges_;
     std::unique_ptr<PaddedCount[]> count_;
     std::unique_ptr<std::atomic<uint32_t>[]> share_;  // workers x kShareBuckets unreplied counts

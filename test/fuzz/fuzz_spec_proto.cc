@@ -1,4 +1,4 @@
-// The dataplane API's request decoding (api/convert.cc): bytes parsed as a SyncTablesRequest
+// The dataplane API's request decoding (spec/convert.cc): bytes parsed as a SyncTablesRequest
 // and converted to a TableSpec. A request is refused with a message or converts; what
 // converts survives a round trip (spec -> proto -> spec) unchanged.
 #include <string>

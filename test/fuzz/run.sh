@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds one fuzz target with clang's libFuzzer (ASan + UBSan, the code under test instrumented)
 # and runs it on a copy of its corpus for a while:
-#   bash test/fuzz/run.sh TARGET [SECONDS] [JOBS]     TARGET: frame manifest spec_proto node_config
+#   bash test/fuzz/run.sh TARGET [SECONDS] [JOBS]
+#     TARGET: frame burst manifest spec_proto node_config
 # New inputs go to build-fuzz/corpus/TARGET; a crash leaves build-fuzz/crash-* to add to
 # test/fuzz/corpus/TARGET once fixed (CI replays that corpus, test/fuzz/meson.build). Needs
 # clang-14 and libclang-rt-14-dev (Debian) and a configured build/ (for the generated protos).
@@ -15,11 +16,17 @@ out=build-fuzz
 mkdir -p "$out/corpus/$target"
 CXX="${CXX:-clang++-14}"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-    -Iinclude -Idataplane -Icontrol -I. -Icni-shim -Ibuild/proto -Iproto -Ibuild)
+    -Iinclude -Idataplane -Icontrol -I. -Icni-shim -Ibuild/proto -Iproto -Ibuild -Itest)
 dpdk_cflags=$(pkg-config --cflags libdpdk)
 case $target in
 frame) srcs=(test/fuzz/fuzz_frame.cc dataplane/pkt/parse.cc include/common/net.cc)
     extra=($dpdk_cflags $(pkg-config --libs libdpdk)) ;;
+burst) srcs=(test/fuzz/fuzz_burst.cc dataplane/pkt/parse.cc dataplane/core/worker.cc
+        dataplane/port/ethdev.cc dataplane/port/tap_keeper.cc dataplane/table/conntrack.cc
+        dataplane/api/table_manager.cc dataplane/api/policy_tables.cc dataplane/api/trace.cc
+        dataplane/api/trace_path.cc dataplane/table/maglev.cc include/common/net.cc)
+    # rte_eth_from_rings lives in the net_ring driver, which pkg-config does not link.
+    extra=($dpdk_cflags $(pkg-config --libs libdpdk) -lrte_net_ring -lfmt) ;;
 manifest) srcs=(test/fuzz/fuzz_manifest.cc control/model/*.cc control/manifest/manifest.cc
         control/compile/*.cc include/common/net.cc)
     extra=(-lyaml-cpp -lfmt) ;;
