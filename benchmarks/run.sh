@@ -265,8 +265,10 @@ write_kdp_config() {  # write_kdp_config WORKLOAD TAG FILE
     # by default) holds every connection of the run, and half-open ones keep kdp's default
     # timeout (120 s, the kernel's): nothing fills or expires inside the window, so the rate
     # measures the CPU, not the table's turnover. OVS gets the same capacity and timeout.
+    # The generator is one source (64,000 ports per address): the per-source share of
+    # unreplied connections is lifted, as OVS has none; a share drop would reject the run.
     if [[ $wl == syn ]]; then
-        extra="limits: {conntrack: $SYN_CT, mbufs: 32767}"
+        extra="limits: {conntrack: $SYN_CT, conntrack_source_share: 100, mbufs: 32767}"
     fi
     # The plain paths have no control plane: this file's static tables, no policy, are the
     # whole cluster. The Service workloads get theirs (policy included) from kdpctl apply.
@@ -962,7 +964,7 @@ run_verdict() {  # run_verdict RATE
 import json, sys
 r, rate, max_loss = json.loads(sys.stdin.read()), float(sys.argv[1]), float(sys.argv[2])
 res = r["result"]
-table = sum((r.get("kdp_drops") or {}).get(k, 0) for k in ("conntrack_full",))
+table = sum((r.get("kdp_drops") or {}).get(k, 0) for k in ("conntrack_full", "conntrack_source_share"))
 ovs = r.get("ovs") or {}
 table += (ovs.get("coverage") or {}).get("conntrack_full", 0)
 if ovs.get("ct_maxconns") and ovs.get("ct_conns", 0) >= ovs["ct_maxconns"]:

@@ -29,7 +29,7 @@ import time
 PORT_BOUND = 0.9
 GEN_BUSY = 0.95
 GEN_SHORT = 0.02
-TABLE_DROPS = ("conntrack_full",)
+TABLE_DROPS = ("conntrack_full", "conntrack_source_share")
 
 
 def git(root, *args):

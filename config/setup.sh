@@ -28,6 +28,7 @@ PACKAGES=(
     libyaml-cpp-dev nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
     libboost-dev libssl-dev libnuma-dev libpcap-dev python3-pyelftools
     tshark python3-scapy python3-yaml iproute2 iperf3 netcat-openbsd socat tcpdump clang-format
+    clang-14
     procps psmisc kmod ethtool iputils-ping openssl python3 curl containernetworking-plugins
     golang-go golang-github-appc-cni-dev
 )

@@ -58,6 +58,7 @@ const Mac kNode2Mac = mac("02:00:00:00:02:02");
 NodeParams params(uint32_t conntrack, bool syn) {
     ensure_eal();  // for the TSC frequency
     NodeParams p;
+    p.source_share = 100;  // one generator, many unreplied flows: no per-source share
     p.pod_ports.clear();
     for (int i = 0; i < kBackendPods; ++i) {
         p.pod_ports.push_back(fmt::format("default/b{}", i));

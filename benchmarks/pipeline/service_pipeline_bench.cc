@@ -41,6 +41,7 @@ Ip4 vip(uint32_t s) {
 
 NodeParams params(uint32_t conntrack) {
     NodeParams p;
+    p.source_share = 100;  // one generator, many unreplied flows: no per-source share
     p.pod_ports.clear();
     for (int i = 0; i < kClientPods; ++i) {
         p.pod_ports.push_back(fmt::format("default/a{}", i));
