@@ -79,7 +79,7 @@ struct Node {
 
     static NodeParams params() {
         NodeParams p;
-    p.source_share = 100;  // one generator, many unreplied flows: no per-source share
+        p.source_share = 100;  // one generator, many unreplied flows: no per-source share
         p.real_worker = true;
         p.conntrack = 1 << 20;
         return p;

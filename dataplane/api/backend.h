@@ -151,6 +151,8 @@ struct ConntrackWorkerStats {
     uint64_t inserts = 0;       // connections (and affinity records) tracked
     uint64_t insert_full = 0;   // refused: no room (counted as conntrack_full drops too)
     uint64_t insert_clash = 0;  // refused: another connection has one of its keys
+    uint64_t insert_share = 0;  // refused: the source holds its share of unreplied connections
+    uint64_t early_drops = 0;   // unreplied connections swept early from a nearly full range
     uint64_t expiries = 0;      // removed by the expiry sweep (idle, or backend gone)
     uint64_t removals = 0;      // removed for any reason, expiries included
 };

@@ -498,8 +498,8 @@ ConntrackStats TableManager::conntrack_stats() const {
         const table::CtWorkerStats s = ct->worker_stats(w);
         out.entries += s.entries;
         out.workers.push_back(ConntrackWorkerStats{w, s.entries, s.capacity, s.inserts,
-                                                   s.insert_full, s.insert_clash, s.expiries,
-                                                   s.removals});
+                                                   s.insert_full, s.insert_clash, s.insert_share,
+                                                   s.early_drops, s.expiries, s.removals});
     }
     return out;
 }

@@ -269,6 +269,8 @@ int telemetry_conntrack(const char*, const char*, rte_tel_data* d) {
             sum.inserts += w.inserts;
             sum.insert_full += w.insert_full;
             sum.insert_clash += w.insert_clash;
+            sum.insert_share += w.insert_share;
+            sum.early_drops += w.early_drops;
             sum.expiries += w.expiries;
             sum.removals += w.removals;
         }
@@ -276,6 +278,8 @@ int telemetry_conntrack(const char*, const char*, rte_tel_data* d) {
             c.u64("inserts", w.inserts);
             c.u64("insert_full", w.insert_full);
             c.u64("insert_clash", w.insert_clash);
+            c.u64("insert_share", w.insert_share);
+            c.u64("early_drops", w.early_drops);
             c.u64("expiries", w.expiries);
             c.u64("removals", w.removals);
         };

@@ -191,7 +191,7 @@ TEST_F(TelemetryPkt, InfoWorkersAndConntrackDescribeTheNode) {
     EXPECT_EQ(ct.value("entries", -1), 0);
     ASSERT_TRUE(ct.contains("worker0")) << ct;
     for (const char* k : {"entries", "capacity", "inserts", "insert_full", "insert_clash",
-                          "expiries", "removals"}) {
+                          "insert_share", "early_drops", "expiries", "removals"}) {
         EXPECT_TRUE(ct["worker0"].contains(k)) << k << " missing from " << ct;
     }
 }
