@@ -313,9 +313,10 @@ public:
             }
             const CtEntry& e = entries_[idx];
             const uint32_t idle = now - e.last_seen.load(std::memory_order_relaxed);
-            const bool early = pressure && idle >= 1 && unreplied(e);
-            if (idle > timeout_of(e) || kill(e) || early) {
-                early_drops += early && idle <= timeout_of(e);
+            const bool expired = idle > timeout_of(e);
+            const bool early = !expired && pressure && idle >= 1 && unreplied(e);
+            if (expired || early || kill(e)) {
+                early_drops += early;
                 batch[nb++] = idx;
                 if (nb == kExpireBatch) {
                     flush();
