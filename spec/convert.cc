@@ -369,41 +369,44 @@ void sort_spec(table::TableSpec& spec) {
               [](const auto& a, const auto& b) { return a.name < b.name; });
 }
 
+// Converts each message of `items` with `conv` into `out`, refusing one that does not convert
+// or whose `key` another already has; errors are prefixed with the message's label.
+template <class Msg, class Spec, class Conv, class Label>
+std::optional<std::string> read_unique(const google::protobuf::RepeatedPtrField<Msg>& items,
+                                       const char* field,
+                                       std::vector<Spec>& out,
+                                       Conv conv,
+                                       Label label,
+                                       std::string Spec::*key,
+                                       const char* key_name) {
+    std::set<std::string> seen;
+    for (int i = 0; i < items.size(); ++i) {
+        Spec v;
+        if (auto e = conv(items[i], v)) {
+            return fmt::format("{}: {}", label(field, i, items[i]), *e);
+        }
+        if (!seen.insert(v.*key).second) {
+            return fmt::format("{}: duplicate {}", label(field, i, items[i]), key_name);
+        }
+        out.push_back(std::move(v));
+    }
+    return std::nullopt;
+}
+
 std::optional<std::string> spec_from_proto(const v1::SyncTablesRequest& in, table::TableSpec& out) {
     table::TableSpec spec;
     spec.generation = in.generation();
-    std::set<std::string> seen;
-    for (int i = 0; i < in.routes_size(); ++i) {
-        table::RouteSpec r;
-        if (auto e = route_from_proto(in.routes(i), r)) {
-            return fmt::format("{}: {}", route_label("routes", i, in.routes(i)), *e);
-        }
-        if (!seen.insert(r.node_name).second) {
-            return fmt::format("{}: duplicate node_name", route_label("routes", i, in.routes(i)));
-        }
-        spec.routes.push_back(std::move(r));
+    if (auto e = read_unique(in.routes(), "routes", spec.routes, route_from_proto, route_label,
+                             &table::RouteSpec::node_name, "node_name")) {
+        return e;
     }
-    seen.clear();
-    for (int i = 0; i < in.pods_size(); ++i) {
-        table::PodSpec p;
-        if (auto e = pod_from_proto(in.pods(i), p)) {
-            return fmt::format("{}: {}", pod_label("pods", i, in.pods(i)), *e);
-        }
-        if (!seen.insert(p.name).second) {
-            return fmt::format("{}: duplicate name", pod_label("pods", i, in.pods(i)));
-        }
-        spec.pods.push_back(std::move(p));
+    if (auto e = read_unique(in.pods(), "pods", spec.pods, pod_from_proto, pod_label,
+                             &table::PodSpec::name, "name")) {
+        return e;
     }
-    seen.clear();
-    for (int i = 0; i < in.services_size(); ++i) {
-        table::ServiceSpec sv;
-        if (auto e = service_from_proto(in.services(i), sv)) {
-            return fmt::format("{}: {}", service_label("services", i, in.services(i)), *e);
-        }
-        if (!seen.insert(sv.name).second) {
-            return fmt::format("{}: duplicate name", service_label("services", i, in.services(i)));
-        }
-        spec.services.push_back(std::move(sv));
+    if (auto e = read_unique(in.services(), "services", spec.services, service_from_proto,
+                             service_label, &table::ServiceSpec::name, "name")) {
+        return e;
     }
     if (in.has_policy()) {
         if (auto e = policy_from_proto(in.policy(), spec.policy)) {
